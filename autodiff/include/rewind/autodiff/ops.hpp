@@ -1,0 +1,69 @@
+// Differentiable primitives. Each one is a row of ops.def; formulas and saved values are listed there.
+// Every op throws std::invalid_argument naming itself and the shapes involved when its inputs do not fit.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+
+#include "rewind/autodiff/export.hpp"
+#include "rewind/autodiff/tape.hpp"
+
+namespace rwd::autodiff {
+
+// Elementwise; shapes must match, or one operand may be a single row (or rank-1) broadcast over the rows
+// of the other (a bias).
+REWIND_AUTODIFF_EXPORT Var add(const Var& a, const Var& b);
+REWIND_AUTODIFF_EXPORT Var sub(const Var& a, const Var& b);
+REWIND_AUTODIFF_EXPORT Var mul(const Var& a, const Var& b);
+REWIND_AUTODIFF_EXPORT Var scale(const Var& x, double c);
+REWIND_AUTODIFF_EXPORT Var neg(const Var& x);
+
+enum class Transpose : bool { no = false, yes = true };
+// op(a) @ op(b) with OpenBLAS GEMM; transposition is passed to GEMM, nothing is copied.
+REWIND_AUTODIFF_EXPORT Var matmul(const Var& a, const Var& b, Transpose ta = Transpose::no,
+                                  Transpose tb = Transpose::no);
+
+REWIND_AUTODIFF_EXPORT Var sigmoid(const Var& x);
+REWIND_AUTODIFF_EXPORT Var tanh(const Var& x);
+REWIND_AUTODIFF_EXPORT Var relu(const Var& x);
+REWIND_AUTODIFF_EXPORT Var exp(const Var& x);
+REWIND_AUTODIFF_EXPORT Var log(const Var& x);
+
+// Reductions over every element, to a scalar.
+REWIND_AUTODIFF_EXPORT Var sum(const Var& x);
+REWIND_AUTODIFF_EXPORT Var mean(const Var& x);
+
+// Columns [begin, end) of a matrix, and the concatenation of matrices with equal row counts: the gate
+// split and join of recurrent cells.
+REWIND_AUTODIFF_EXPORT Var slice_cols(const Var& x, std::int64_t begin, std::int64_t end);
+REWIND_AUTODIFF_EXPORT Var concat_cols(std::span<const Var> parts);
+REWIND_AUTODIFF_EXPORT Var concat_cols(std::initializer_list<Var> parts);
+
+// Rows table[indices[i]]: an embedding lookup. Indices are copied.
+REWIND_AUTODIFF_EXPORT Var gather_rows(const Var& table, std::span<const std::int32_t> indices);
+
+struct CrossEntropyOptions {
+  std::int32_t ignore_index = -1;  // rows whose target equals this carry no loss
+  // The loss is sum over counted rows / normalizer; 0 means the number of counted rows (a mean). A trainer
+  // passes the count over a whole window to get the mean over batch and time.
+  double normalizer = 0;
+};
+// Softmax cross-entropy of logits [B, V] against integer targets [B], computed with the log-sum-exp shift.
+// With every row ignored the loss is 0 (and so is its gradient).
+REWIND_AUTODIFF_EXPORT Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
+                                                 CrossEntropyOptions options = {});
+// Mean of (a - b)^2 over every element; both operands receive gradients.
+REWIND_AUTODIFF_EXPORT Var mse(const Var& a, const Var& b);
+
+// Same value, no path back: gradients stop here, exactly.
+REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
+
+inline Var operator+(const Var& a, const Var& b) { return add(a, b); }
+inline Var operator-(const Var& a, const Var& b) { return sub(a, b); }
+inline Var operator*(const Var& a, const Var& b) { return mul(a, b); }
+inline Var operator*(const Var& x, double c) { return scale(x, c); }
+inline Var operator*(double c, const Var& x) { return scale(x, c); }
+inline Var operator-(const Var& x) { return neg(x); }
+
+}  // namespace rwd::autodiff

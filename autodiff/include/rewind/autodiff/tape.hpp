@@ -1,0 +1,167 @@
+// The tape: a Wengert list of the operations recorded since the last clear(). Creation order is backward
+// order, so backward() is one reverse loop over the nodes that need a gradient. See docs/tape.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/autodiff/arena.hpp"
+#include "rewind/autodiff/export.hpp"
+#include "rewind/autodiff/tensor.hpp"
+
+namespace rwd::autodiff {
+
+enum class Op : std::uint8_t {
+  input,      // a leaf copied into the arena: data, initial or carried state
+  parameter,  // a leaf that reads a Parameter's storage and accumulates into its gradient
+#define REWIND_OP(name, inputs, has_grad, saves, formula) name,
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+};
+REWIND_AUTODIFF_EXPORT const char* name_of(Op op);
+
+struct Node;  // plain data in the tape's arena; defined in autodiff/src/node.hpp
+class Tape;
+
+// A handle to a value recorded on a tape. Cheap to copy; invalid once its tape is cleared.
+class REWIND_AUTODIFF_EXPORT Var {
+ public:
+  Var() = default;
+
+  Shape shape() const;
+  DType dtype() const;
+  Op op() const;
+  bool requires_grad() const;
+  Tape& tape() const;
+  std::uint32_t id() const;  // creation index in its window: the vertex number in a graph export
+  bool valid() const;  // false when default-constructed or when its tape has been cleared since
+
+  template <class T>
+  std::span<const T> values() const {
+    check_dtype(dtype_of<T>());
+    return {static_cast<const T*>(raw_values()), static_cast<std::size_t>(shape().numel())};
+  }
+  double item() const;  // the value of a one-element tensor
+  Tensor value() const;
+  // Copies the value into dst, reusing dst's buffer when it already has this shape and dtype. Together
+  // with Tape::input this is the carry-over at a truncation boundary (docs/stop_gradient.md).
+  void copy_to(Tensor& dst) const;
+
+  Node* node() const;  // for the library's own op implementations; checks validity
+
+ private:
+  friend class Tape;
+  friend struct Recorder;
+  Var(Tape* tape, Node* node, std::uint64_t epoch) : tape_(tape), node_(node), epoch_(epoch) {}
+  const void* raw_values() const;
+  void check_dtype(DType requested) const;
+
+  Tape* tape_ = nullptr;
+  Node* node_ = nullptr;
+  std::uint64_t epoch_ = 0;
+};
+
+// A named trainable tensor with a persistent gradient buffer outside any arena. Gradients accumulate over
+// backward calls until zero_grad(). Do not move a Parameter while a tape window reads it.
+class REWIND_AUTODIFF_EXPORT Parameter {
+ public:
+  Parameter(std::string name, Tensor value);
+  Parameter(Parameter&&) noexcept = default;
+  Parameter& operator=(Parameter&&) noexcept = default;
+  Parameter(const Parameter&) = delete;
+  Parameter& operator=(const Parameter&) = delete;
+
+  const std::string& name() const { return name_; }
+  Tensor& value() { return value_; }
+  const Tensor& value() const { return value_; }
+  Tensor& grad() { return grad_; }
+  const Tensor& grad() const { return grad_; }
+  void zero_grad() { grad_.fill(0.0); }
+
+ private:
+  friend class Tape;
+  std::string name_;
+  Tensor value_;
+  Tensor grad_;
+  // The leaf this parameter got on the tape window that read it last, so each window records it once.
+  const Tape* cached_tape_ = nullptr;
+  std::uint64_t cached_epoch_ = 0;
+  Node* cached_node_ = nullptr;
+};
+
+struct MemoryStats {
+  std::size_t nodes = 0;           // nodes recorded in the current window
+  std::size_t node_bytes = 0;      // node records
+  std::size_t tensor_bytes = 0;    // values, gradients and saved buffers
+  std::size_t in_use_bytes = 0;    // everything the arena handed out, alignment padding included
+  std::size_t peak_bytes = 0;      // highest in_use_bytes since construction or reset_peak()
+  std::size_t reserved_bytes = 0;  // blocks the arena holds
+};
+
+// A gradient to start backward from: grad == nullptr means d(output) = 1, allowed for one-element outputs.
+struct Seed {
+  Var output;
+  const Tensor* grad = nullptr;
+};
+
+class REWIND_AUTODIFF_EXPORT Tape {
+ public:
+  explicit Tape(DType dtype = DType::f32, std::size_t first_block_bytes = Arena::default_block_bytes);
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  DType dtype() const { return dtype_; }
+
+  // A leaf holding a copy of value. With requires_grad, its gradient is readable with grad() after backward.
+  Var input(const Tensor& value, bool requires_grad = false);
+  // A leaf reading p's storage directly; the gradient accumulates into p.grad(). Recorded once per window.
+  Var param(Parameter& p);
+
+  // Reverse pass from a scalar loss (seed 1) or from several outputs with explicit seeds. A window can be
+  // backpropagated once: it is consumed until clear().
+  void backward(const Var& loss);
+  void backward(std::span<const Seed> seeds);
+  // The gradient of a leaf or intermediate after backward (zeros where no gradient reached it).
+  Tensor grad(const Var& v) const;
+
+  void clear() noexcept;  // O(1); invalidates every Var of this window, keeps the arena's blocks
+  bool consumed() const { return consumed_; }
+  std::size_t size() const { return nodes_; }
+  std::uint64_t epoch() const { return epoch_; }
+
+  MemoryStats memory() const;
+  void reset_peak() { arena_.reset_peak(); }
+  const Arena& arena() const { return arena_; }
+
+  // Nodes of the current window in creation order (graph export and inspection).
+  std::vector<const Node*> nodes() const;
+
+ private:
+  friend struct Recorder;
+  DType dtype_;
+  Arena arena_;
+  std::uint64_t epoch_ = 1;
+  std::size_t nodes_ = 0;
+  std::size_t node_bytes_ = 0;
+  Node* last_ = nullptr;           // newest node of the window
+  Node* last_backward_ = nullptr;  // newest node that has a backward step
+  bool consumed_ = false;
+};
+
+// Turns recording off on this thread while alive: ops compute values but record no backward steps.
+class REWIND_AUTODIFF_EXPORT NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+REWIND_AUTODIFF_EXPORT bool grad_enabled();
+
+}  // namespace rwd::autodiff

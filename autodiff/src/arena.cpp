@@ -1,0 +1,64 @@
+#include "rewind/autodiff/arena.hpp"
+
+#include <algorithm>
+#include <new>
+#include <stdexcept>
+
+namespace rwd::autodiff {
+namespace {
+constexpr std::size_t max_block_growth_bytes = std::size_t{64} << 20;
+
+std::size_t align_up(std::size_t n, std::size_t align) { return (n + align - 1) & ~(align - 1); }
+}  // namespace
+
+Arena::Arena(std::size_t first_block_bytes) : next_block_bytes_(std::max<std::size_t>(first_block_bytes, 4096)) {}
+
+Arena::~Arena() {
+  for (const Block& b : blocks_) ::operator delete(b.data, std::align_val_t{max_align});
+}
+
+void* Arena::allocate(std::size_t bytes, std::size_t align) {
+  if (!blocks_.empty()) {
+    const Block& b = blocks_[current_];
+    const std::size_t start = align_up(offset_, align);
+    if (start + bytes <= b.size) {
+      in_use_ += start + bytes - offset_;
+      peak_ = std::max(peak_, in_use_);
+      offset_ = start + bytes;
+      return b.data + start;
+    }
+  }
+  return allocate_slow(bytes, align);
+}
+
+// Moves to the next kept block, or inserts a new one there when the next is missing or too small. A window
+// recorded again makes the same requests in the same order, so after one pass every request fits.
+void* Arena::allocate_slow(std::size_t bytes, std::size_t align) {
+  if (align > max_align || (align & (align - 1)) != 0)
+    throw std::invalid_argument("Arena: unsupported alignment " + std::to_string(align));
+  const std::size_t next = blocks_.empty() ? 0 : current_ + 1;
+  // The tail of the block we leave is wasted for this window; count it so in_use stays honest.
+  if (!blocks_.empty()) in_use_ += blocks_[current_].size - offset_;
+  if (next == blocks_.size() || blocks_[next].size < bytes) {
+    blocks_.reserve(blocks_.size() + 1);  // so the insert below cannot throw and leak the block
+    const std::size_t size = std::max(next_block_bytes_, align_up(bytes, max_align));
+    auto* data = static_cast<std::byte*>(::operator new(size, std::align_val_t{max_align}));
+    blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next), Block{data, size});
+    reserved_ += size;
+    ++block_allocations_;
+    next_block_bytes_ = std::min(next_block_bytes_ * 2, std::max(max_block_growth_bytes, next_block_bytes_));
+  }
+  current_ = next;
+  offset_ = bytes;
+  in_use_ += bytes;
+  peak_ = std::max(peak_, in_use_);
+  return blocks_[current_].data;
+}
+
+void Arena::reset() noexcept {
+  current_ = 0;
+  offset_ = 0;
+  in_use_ = 0;
+}
+
+}  // namespace rwd::autodiff

@@ -1,0 +1,595 @@
+// Each primitive's forward and backward side by side. The table of rows is ops.def; run_backward at the end
+// dispatches on it. Kernels are templated on the scalar type: float for training, double for checks.
+#include "rewind/autodiff/ops.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "node.hpp"
+#include "recorder.hpp"
+
+namespace rwd::autodiff {
+namespace {
+
+template <class F>
+void dispatch(DType t, F&& f) {
+  if (t == DType::f32) {
+    f.template operator()<float>();
+  } else {
+    f.template operator()<double>();
+  }
+}
+
+template <class T>
+const T* value_of(const Node* n) {
+  return static_cast<const T*>(n->value);
+}
+template <class T>
+T* out_of(Node* n) {
+  return static_cast<T*>(n->value);
+}
+template <class T>
+const T* dy_of(const Node* n) {
+  return static_cast<const T*>(n->grad);
+}
+// The gradient buffer of input i, or null when that input takes no gradient.
+template <class T>
+T* grad_in(Tape& tape, Node* n, std::uint32_t i) {
+  Node* in = n->inputs[i];
+  return in->requires_grad ? static_cast<T*>(Recorder::grad_of(tape, in)) : nullptr;
+}
+
+[[noreturn]] void fail(Op op, const std::string& why) {
+  throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
+}
+
+Var finish(Tape& tape, Node* n) { return Recorder::handle(tape, n); }
+
+// ---- elementwise binary with row broadcast -------------------------------------------------------------
+
+Shape broadcast_shape(Op op, Shape a, Shape b) {
+  if (a == b) return a;
+  if (a.cols == b.cols && (a.rows == 1 || b.rows == 1)) {
+    Shape wide = a.rows >= b.rows ? a : b;
+    wide.rank = std::max({a.rank, b.rank, 1});
+    return wide;
+  }
+  fail(op, "shapes " + a.str() + " and " + b.str() +
+               " do not broadcast (columns must match and rows must match or one side must have 1 row)");
+}
+
+Var binary(Op op, const Var& a, const Var& b) {
+  const std::array<Var, 2> inputs{a, b};
+  Tape& tape = Recorder::tape_of(op, inputs);
+  Node* na = a.node();
+  Node* nb = b.node();
+  const Shape s = broadcast_shape(op, na->shape, nb->shape);
+  Node* n = Recorder::record(tape, op, s, inputs, true);
+  const std::int64_t rows = s.rows, cols = s.cols;
+  const std::int64_t sa = na->shape.rows == 1 ? 0 : cols, sb = nb->shape.rows == 1 ? 0 : cols;
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* x = value_of<T>(na);
+    const T* y = value_of<T>(nb);
+    T* z = out_of<T>(n);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * sa;
+      const T* yr = y + r * sb;
+      T* zr = z + r * cols;
+      if (op == Op::add) {
+        for (std::int64_t c = 0; c < cols; ++c) zr[c] = xr[c] + yr[c];
+      } else if (op == Op::sub) {
+        for (std::int64_t c = 0; c < cols; ++c) zr[c] = xr[c] - yr[c];
+      } else {
+        for (std::int64_t c = 0; c < cols; ++c) zr[c] = xr[c] * yr[c];
+      }
+    }
+  });
+  return finish(tape, n);
+}
+
+// da/db factors: add (1, 1), sub (1, -1), mul (b, a); a broadcast input accumulates over the rows.
+template <class T>
+void backward_binary(Tape& tape, Node* n) {
+  Node* na = n->inputs[0];
+  Node* nb = n->inputs[1];
+  const std::int64_t rows = n->shape.rows, cols = n->shape.cols;
+  const std::int64_t sa = na->shape.rows == 1 ? 0 : cols, sb = nb->shape.rows == 1 ? 0 : cols;
+  const T* dy = dy_of<T>(n);
+  T* ga = grad_in<T>(tape, n, 0);
+  T* gb = grad_in<T>(tape, n, 1);
+  const T* a = value_of<T>(na);
+  const T* b = value_of<T>(nb);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* dyr = dy + r * cols;
+    if (ga != nullptr) {
+      T* gar = ga + r * sa;
+      if (n->op == Op::mul) {
+        for (std::int64_t c = 0; c < cols; ++c) gar[c] += dyr[c] * b[r * sb + c];
+      } else {
+        for (std::int64_t c = 0; c < cols; ++c) gar[c] += dyr[c];
+      }
+    }
+    if (gb != nullptr) {
+      T* gbr = gb + r * sb;
+      if (n->op == Op::mul) {
+        for (std::int64_t c = 0; c < cols; ++c) gbr[c] += dyr[c] * a[r * sa + c];
+      } else if (n->op == Op::sub) {
+        for (std::int64_t c = 0; c < cols; ++c) gbr[c] -= dyr[c];
+      } else {
+        for (std::int64_t c = 0; c < cols; ++c) gbr[c] += dyr[c];
+      }
+    }
+  }
+}
+template <class T>
+void backward_add(Tape& tape, Node* n) {
+  backward_binary<T>(tape, n);
+}
+template <class T>
+void backward_sub(Tape& tape, Node* n) {
+  backward_binary<T>(tape, n);
+}
+template <class T>
+void backward_mul(Tape& tape, Node* n) {
+  backward_binary<T>(tape, n);
+}
+
+// ---- elementwise unary ---------------------------------------------------------------------------------
+
+// Records op on x and fills the output with f(x) elementwise.
+template <class F>
+Var unary(Op op, const Var& x, double constant, F&& f) {
+  const std::span<const Var> inputs(&x, 1);
+  Tape& tape = Recorder::tape_of(op, inputs);
+  Node* nx = x.node();
+  Node* n = Recorder::record(tape, op, nx->shape, inputs, true);
+  n->scalar = constant;
+  const std::int64_t count = nx->shape.numel();
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* in = value_of<T>(nx);
+    T* y = out_of<T>(n);
+    for (std::int64_t i = 0; i < count; ++i) y[i] = f(in[i]);
+  });
+  return finish(tape, n);
+}
+
+// dx += dy * g(x, y) elementwise.
+template <class T, class G>
+void backward_unary(Tape& tape, Node* n, G&& g) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T* dy = dy_of<T>(n);
+  const T* x = value_of<T>(n->inputs[0]);
+  const T* y = value_of<T>(n);
+  const std::int64_t count = n->shape.numel();
+  for (std::int64_t i = 0; i < count; ++i) gx[i] += dy[i] * g(x[i], y[i]);
+}
+
+template <class T>
+T stable_sigmoid(T x) {
+  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+}  // namespace
+
+Var add(const Var& a, const Var& b) { return binary(Op::add, a, b); }
+Var sub(const Var& a, const Var& b) { return binary(Op::sub, a, b); }
+Var mul(const Var& a, const Var& b) { return binary(Op::mul, a, b); }
+
+Var scale(const Var& x, double c) {
+  return unary(Op::scale, x, c, [c](auto v) { return static_cast<decltype(v)>(v * c); });
+}
+template <class T>
+void backward_scale(Tape& tape, Node* n) {
+  const T c = static_cast<T>(n->scalar);
+  backward_unary<T>(tape, n, [c](T, T) { return c; });
+}
+
+Var neg(const Var& x) {
+  return unary(Op::neg, x, 0, [](auto v) { return -v; });
+}
+template <class T>
+void backward_neg(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T) { return T(-1); });
+}
+
+Var sigmoid(const Var& x) {
+  return unary(Op::sigmoid, x, 0, [](auto v) { return stable_sigmoid(v); });
+}
+template <class T>
+void backward_sigmoid(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) - y); });
+}
+
+Var tanh(const Var& x) {
+  return unary(Op::tanh, x, 0, [](auto v) { return std::tanh(v); });
+}
+template <class T>
+void backward_tanh(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return T(1) - y * y; });
+}
+
+Var relu(const Var& x) {
+  return unary(Op::relu, x, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); });
+}
+template <class T>
+void backward_relu(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y > 0 ? T(1) : T(0); });
+}
+
+Var exp(const Var& x) {
+  return unary(Op::exp, x, 0, [](auto v) { return std::exp(v); });
+}
+template <class T>
+void backward_exp(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y; });
+}
+
+Var log(const Var& x) {
+  return unary(Op::log, x, 0, [](auto v) { return std::log(v); });
+}
+template <class T>
+void backward_log(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return T(1) / x; });
+}
+
+// ---- matmul --------------------------------------------------------------------------------------------
+
+namespace {
+// C[m,n] = alpha op(A) op(B) + beta C, row-major; lda/ldb are the stored column counts.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+          const T* b, std::int64_t ldb, T beta, T* c) {
+  const auto opa = ta ? CblasTrans : CblasNoTrans;
+  const auto opb = tb ? CblasTrans : CblasNoTrans;
+  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, N);
+  } else {
+    cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, N);
+  }
+}
+}  // namespace
+
+Var matmul(const Var& a, const Var& b, Transpose ta, Transpose tb) {
+  const std::array<Var, 2> inputs{a, b};
+  Tape& tape = Recorder::tape_of(Op::matmul, inputs);
+  Node* na = a.node();
+  Node* nb = b.node();
+  const Shape sa = na->shape, sb = nb->shape;
+  const bool ta_ = ta == Transpose::yes, tb_ = tb == Transpose::yes;
+  if (sa.rank != 2 || sb.rank != 2)
+    fail(Op::matmul, "needs matrices, got " + sa.str() + " and " + sb.str());
+  const std::int64_t m = ta_ ? sa.cols : sa.rows, k = ta_ ? sa.rows : sa.cols;
+  const std::int64_t kb = tb_ ? sb.cols : sb.rows, nn = tb_ ? sb.rows : sb.cols;
+  if (k != kb)
+    fail(Op::matmul, "inner dimensions differ: " + sa.str() + (ta_ ? "^T" : "") + " @ " + sb.str() +
+                         (tb_ ? "^T" : ""));
+  Node* n = Recorder::record(tape, Op::matmul, Shape::matrix(m, nn), inputs, true);
+  n->arg0 = ta_;
+  n->arg1 = tb_;
+  dispatch(tape.dtype(), [&]<class T>() {
+    gemm<T>(ta_, tb_, m, nn, k, value_of<T>(na), sa.cols, value_of<T>(nb), sb.cols, T(0), out_of<T>(n));
+  });
+  return finish(tape, n);
+}
+
+// With Y = op(A) op(B): dA = dY op(B)^T, stored transposed back when A was used transposed; same for B.
+template <class T>
+void backward_matmul(Tape& tape, Node* n) {
+  Node* na = n->inputs[0];
+  Node* nb = n->inputs[1];
+  const bool ta = n->arg0 != 0, tb = n->arg1 != 0;
+  const std::int64_t m = n->shape.rows, nn = n->shape.cols;
+  const std::int64_t k = ta ? na->shape.rows : na->shape.cols;
+  const T* a = value_of<T>(na);
+  const T* b = value_of<T>(nb);
+  const T* dy = dy_of<T>(n);
+  const std::int64_t lda = na->shape.cols, ldb = nb->shape.cols;
+  if (T* ga = grad_in<T>(tape, n, 0)) {
+    if (!ta) {
+      gemm<T>(false, !tb, m, k, nn, dy, nn, b, ldb, T(1), ga);  // [m,k] = dY op(B)^T
+    } else {
+      gemm<T>(tb, true, k, m, nn, b, ldb, dy, nn, T(1), ga);  // [k,m] = op(B) dY^T
+    }
+  }
+  if (T* gb = grad_in<T>(tape, n, 1)) {
+    if (!tb) {
+      gemm<T>(!ta, false, k, nn, m, a, lda, dy, nn, T(1), gb);  // [k,n] = op(A)^T dY
+    } else {
+      gemm<T>(true, ta, nn, k, m, dy, nn, a, lda, T(1), gb);  // [n,k] = dY^T op(A)
+    }
+  }
+}
+
+// ---- reductions ----------------------------------------------------------------------------------------
+
+namespace {
+Var reduce(Op op, const Var& x) {
+  const std::span<const Var> inputs(&x, 1);
+  Tape& tape = Recorder::tape_of(op, inputs);
+  Node* nx = x.node();
+  Node* n = Recorder::record(tape, op, Shape::scalar(), inputs, true);
+  const std::int64_t count = nx->shape.numel();
+  n->scalar = op == Op::mean ? 1.0 / static_cast<double>(count) : 1.0;
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* v = value_of<T>(nx);
+    double total = 0;  // accumulate in double so a long float sum stays accurate
+    for (std::int64_t i = 0; i < count; ++i) total += v[i];
+    *out_of<T>(n) = static_cast<T>(total * n->scalar);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_reduce(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T g = static_cast<T>(*dy_of<T>(n) * n->scalar);
+  const std::int64_t count = n->inputs[0]->shape.numel();
+  for (std::int64_t i = 0; i < count; ++i) gx[i] += g;
+}
+}  // namespace
+
+Var sum(const Var& x) { return reduce(Op::sum, x); }
+Var mean(const Var& x) { return reduce(Op::mean, x); }
+template <class T>
+void backward_sum(Tape& tape, Node* n) {
+  backward_reduce<T>(tape, n);
+}
+template <class T>
+void backward_mean(Tape& tape, Node* n) {
+  backward_reduce<T>(tape, n);
+}
+
+// ---- column slice and concat ---------------------------------------------------------------------------
+
+Var slice_cols(const Var& x, std::int64_t begin, std::int64_t end) {
+  const std::span<const Var> inputs(&x, 1);
+  Tape& tape = Recorder::tape_of(Op::slice_cols, inputs);
+  Node* nx = x.node();
+  const Shape s = nx->shape;
+  if (s.rank == 0 || begin < 0 || end > s.cols || begin >= end)
+    fail(Op::slice_cols, "columns [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + s.str());
+  Node* n = Recorder::record(tape, Op::slice_cols, Shape{s.rows, end - begin, s.rank}, inputs, true);
+  n->arg0 = begin;
+  n->arg1 = end;
+  dispatch(tape.dtype(), [&]<class T>() {
+    const std::int64_t width = end - begin;
+    for (std::int64_t r = 0; r < s.rows; ++r)
+      std::memcpy(out_of<T>(n) + r * width, value_of<T>(nx) + r * s.cols + begin, sizeof(T) * width);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_slice_cols(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const std::int64_t cols = n->inputs[0]->shape.cols, width = n->shape.cols;
+  const T* dy = dy_of<T>(n);
+  for (std::int64_t r = 0; r < n->shape.rows; ++r)
+    for (std::int64_t c = 0; c < width; ++c) gx[r * cols + n->arg0 + c] += dy[r * width + c];
+}
+
+Var concat_cols(std::initializer_list<Var> parts) {
+  return concat_cols(std::span<const Var>(parts.begin(), parts.size()));
+}
+
+Var concat_cols(std::span<const Var> parts) {
+  Tape& tape = Recorder::tape_of(Op::concat_cols, parts);
+  const Shape first = parts[0].node()->shape;
+  std::int64_t cols = 0;
+  int rank = 0;
+  for (const Var& p : parts) {
+    const Shape s = p.node()->shape;
+    if (s.rank == 0 || s.rows != first.rows)
+      fail(Op::concat_cols, "part " + s.str() + " does not have the " + std::to_string(first.rows) +
+                                " rows of the first part " + first.str());
+    cols += s.cols;
+    rank = std::max(rank, s.rank);
+  }
+  Node* n = Recorder::record(tape, Op::concat_cols, Shape{first.rows, cols, rank}, parts, true);
+  dispatch(tape.dtype(), [&]<class T>() {
+    std::int64_t offset = 0;
+    for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+      const Node* p = n->inputs[i];
+      for (std::int64_t r = 0; r < first.rows; ++r)
+        std::memcpy(out_of<T>(n) + r * cols + offset, value_of<T>(p) + r * p->shape.cols, sizeof(T) * p->shape.cols);
+      offset += p->shape.cols;
+    }
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_concat_cols(Tape& tape, Node* n) {
+  const T* dy = dy_of<T>(n);
+  const std::int64_t cols = n->shape.cols;
+  std::int64_t offset = 0;
+  for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+    const std::int64_t width = n->inputs[i]->shape.cols;
+    if (T* gx = grad_in<T>(tape, n, i)) {
+      for (std::int64_t r = 0; r < n->shape.rows; ++r)
+        for (std::int64_t c = 0; c < width; ++c) gx[r * width + c] += dy[r * cols + offset + c];
+    }
+    offset += width;
+  }
+}
+
+// ---- gather_rows ---------------------------------------------------------------------------------------
+
+Var gather_rows(const Var& table, std::span<const std::int32_t> indices) {
+  const std::span<const Var> inputs(&table, 1);
+  Tape& tape = Recorder::tape_of(Op::gather_rows, inputs);
+  Node* nt = table.node();
+  const Shape s = nt->shape;
+  if (s.rank != 2) fail(Op::gather_rows, "the table must be a matrix, got " + s.str());
+  if (indices.empty()) fail(Op::gather_rows, "no indices");
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    if (indices[i] < 0 || indices[i] >= s.rows)
+      fail(Op::gather_rows, "index " + std::to_string(indices[i]) + " at position " + std::to_string(i) +
+                                " is outside the " + std::to_string(s.rows) + " rows of table " + s.str());
+  const auto count = static_cast<std::int64_t>(indices.size());
+  Node* n = Recorder::record(tape, Op::gather_rows, Shape::matrix(count, s.cols), inputs, true);
+  if (n->requires_grad) {
+    auto* saved = static_cast<std::int32_t*>(Recorder::allocate_tensor(tape, indices.size_bytes()));
+    std::copy(indices.begin(), indices.end(), saved);
+    n->indices = saved;
+  }
+  dispatch(tape.dtype(), [&]<class T>() {
+    for (std::int64_t i = 0; i < count; ++i)
+      std::memcpy(out_of<T>(n) + i * s.cols, value_of<T>(nt) + indices[i] * s.cols, sizeof(T) * s.cols);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_gather_rows(Tape& tape, Node* n) {
+  T* gt = grad_in<T>(tape, n, 0);
+  const std::int32_t* indices = n->indices;
+  const std::int64_t cols = n->shape.cols;
+  const T* dy = dy_of<T>(n);
+  for (std::int64_t i = 0; i < n->shape.rows; ++i)
+    for (std::int64_t c = 0; c < cols; ++c) gt[indices[i] * cols + c] += dy[i * cols + c];
+}
+
+// ---- losses --------------------------------------------------------------------------------------------
+
+Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets, CrossEntropyOptions options) {
+  const std::span<const Var> inputs(&logits, 1);
+  Tape& tape = Recorder::tape_of(Op::softmax_cross_entropy, inputs);
+  Node* nl = logits.node();
+  const Shape s = nl->shape;
+  if (s.rank == 0) fail(Op::softmax_cross_entropy, "logits must be [batch, classes], got " + s.str());
+  if (static_cast<std::int64_t>(targets.size()) != s.rows)
+    fail(Op::softmax_cross_entropy, std::to_string(targets.size()) + " targets for logits " + s.str());
+  std::int64_t counted = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i] == options.ignore_index) continue;
+    if (targets[i] < 0 || targets[i] >= s.cols)
+      fail(Op::softmax_cross_entropy, "target " + std::to_string(targets[i]) + " at row " + std::to_string(i) +
+                                          " is outside the " + std::to_string(s.cols) + " classes of logits " +
+                                          s.str());
+    ++counted;
+  }
+  if (options.normalizer < 0) fail(Op::softmax_cross_entropy, "negative normalizer");
+  Node* n = Recorder::record(tape, Op::softmax_cross_entropy, Shape::scalar(), inputs, true);
+  const double normalizer = options.normalizer > 0 ? options.normalizer : static_cast<double>(counted);
+  n->scalar = counted == 0 ? 0.0 : 1.0 / normalizer;
+  n->arg0 = options.ignore_index;
+  if (n->requires_grad) {
+    auto* saved_targets = static_cast<std::int32_t*>(Recorder::allocate_tensor(tape, targets.size_bytes()));
+    std::copy(targets.begin(), targets.end(), saved_targets);
+    n->indices = saved_targets;
+  }
+  dispatch(tape.dtype(), [&]<class T>() {
+    T* probs = n->requires_grad ? static_cast<T*>(Recorder::allocate_tensor(tape, tensor_bytes(s, tape.dtype())))
+                                : nullptr;
+    const T* x = value_of<T>(nl);
+    double total = 0;
+    for (std::int64_t r = 0; r < s.rows; ++r) {
+      const T* xr = x + r * s.cols;
+      const T shift = *std::max_element(xr, xr + s.cols);
+      double denom = 0;
+      for (std::int64_t c = 0; c < s.cols; ++c) denom += std::exp(static_cast<double>(xr[c] - shift));
+      if (probs != nullptr)
+        for (std::int64_t c = 0; c < s.cols; ++c)
+          probs[r * s.cols + c] = static_cast<T>(std::exp(static_cast<double>(xr[c] - shift)) / denom);
+      if (targets[r] != options.ignore_index) total += std::log(denom) + shift - xr[targets[r]];
+    }
+    *out_of<T>(n) = static_cast<T>(total * n->scalar);
+    n->saved = probs;
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_softmax_cross_entropy(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T* probs = static_cast<const T*>(n->saved);
+  const std::int32_t* targets = n->indices;
+  const T g = static_cast<T>(*dy_of<T>(n) * n->scalar);
+  const std::int64_t cols = n->inputs[0]->shape.cols;
+  for (std::int64_t r = 0; r < n->inputs[0]->shape.rows; ++r) {
+    if (targets[r] == n->arg0) continue;
+    for (std::int64_t c = 0; c < cols; ++c) gx[r * cols + c] += g * probs[r * cols + c];
+    gx[r * cols + targets[r]] -= g;
+  }
+}
+
+Var mse(const Var& a, const Var& b) {
+  const std::array<Var, 2> inputs{a, b};
+  Tape& tape = Recorder::tape_of(Op::mse, inputs);
+  Node* na = a.node();
+  Node* nb = b.node();
+  if (na->shape != nb->shape) fail(Op::mse, "shapes " + na->shape.str() + " and " + nb->shape.str() + " differ");
+  Node* n = Recorder::record(tape, Op::mse, Shape::scalar(), inputs, true);
+  const std::int64_t count = na->shape.numel();
+  n->scalar = 1.0 / static_cast<double>(count);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* x = value_of<T>(na);
+    const T* y = value_of<T>(nb);
+    double total = 0;
+    for (std::int64_t i = 0; i < count; ++i) total += static_cast<double>(x[i] - y[i]) * (x[i] - y[i]);
+    *out_of<T>(n) = static_cast<T>(total * n->scalar);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_mse(Tape& tape, Node* n) {
+  T* ga = grad_in<T>(tape, n, 0);
+  T* gb = grad_in<T>(tape, n, 1);
+  const T* a = value_of<T>(n->inputs[0]);
+  const T* b = value_of<T>(n->inputs[1]);
+  const T g = static_cast<T>(2 * *dy_of<T>(n) * n->scalar);
+  const std::int64_t count = n->inputs[0]->shape.numel();
+  for (std::int64_t i = 0; i < count; ++i) {
+    const T d = g * (a[i] - b[i]);
+    if (ga != nullptr) ga[i] += d;
+    if (gb != nullptr) gb[i] -= d;
+  }
+}
+
+// ---- stop_gradient -------------------------------------------------------------------------------------
+
+// The node exists so graph exports can draw the cut; it shares its input's value and never requires a
+// gradient, so nothing recorded from it leads back across.
+Var stop_gradient(const Var& x) {
+  const std::span<const Var> inputs(&x, 1);
+  Tape& tape = Recorder::tape_of(Op::stop_gradient, inputs);
+  Node* nx = x.node();
+  Node* n = Recorder::record(tape, Op::stop_gradient, nx->shape, inputs, false, nx->value);
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_stop_gradient(Tape&, Node*) {
+  throw std::logic_error("stop_gradient has no backward step; it cannot be on the backward chain");
+}
+
+// ---- dispatch from the table ---------------------------------------------------------------------------
+
+void run_backward(Tape& tape, Node* n) {
+  switch (n->op) {
+#define REWIND_OP(name, inputs, has_grad, saves, formula)                                  \
+  case Op::name:                                                                           \
+    dispatch(tape.dtype(), [&]<class T>() { backward_##name<T>(tape, n); }); \
+    break;
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+    case Op::input:
+    case Op::parameter:
+      break;  // leaves: their gradient is already in place
+  }
+}
+
+}  // namespace rwd::autodiff

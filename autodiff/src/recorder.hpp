@@ -1,0 +1,31 @@
+// What op implementations need from a tape: allocation in its arena and linking new nodes.
+#pragma once
+
+#include <initializer_list>
+#include <span>
+
+#include "node.hpp"
+
+namespace rwd::autodiff {
+
+struct Recorder {
+  // The tape all inputs belong to; throws naming op if they are invalid or come from different tapes.
+  static Tape& tape_of(Op op, std::span<const Var> inputs);
+  // A new node linked into the window, with an uninitialised value buffer unless it shares existing_value.
+  // It joins the backward chain when has_grad, recording is enabled and an input requires a gradient.
+  static Node* record(Tape& tape, Op op, Shape shape, std::span<const Var> inputs, bool has_grad,
+                      void* existing_value = nullptr);
+  static Var handle(Tape& tape, Node* node) { return Var(&tape, node, tape.epoch_); }
+  static void* allocate_tensor(Tape& tape, std::size_t bytes);
+  // The gradient buffer of n, allocated zero-filled on first use.
+  static void* grad_of(Tape& tape, Node* n);
+};
+
+}  // namespace rwd::autodiff
+
+namespace rwd::autodiff {
+// Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
+void run_backward(Tape& tape, Node* node);
+// Element-size aware helpers shared by the tape and the ops.
+inline std::size_t tensor_bytes(Shape s, DType t) { return static_cast<std::size_t>(s.numel()) * size_of(t); }
+}  // namespace rwd::autodiff

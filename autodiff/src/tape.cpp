@@ -1,0 +1,267 @@
+#include "rewind/autodiff/tape.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "node.hpp"
+#include "recorder.hpp"
+
+namespace rwd::autodiff {
+namespace {
+
+thread_local bool grad_mode = true;
+
+std::string describe(const Node* n) {
+  std::string s = std::string(name_of(n->op)) + " " + n->shape.str();
+  if (n->op == Op::parameter) s += " '" + n->param->name() + "'";
+  return s + " (node #" + std::to_string(n->id) + ")";
+}
+
+}  // namespace
+
+const char* name_of(Op op) {
+  switch (op) {
+    case Op::input: return "input";
+    case Op::parameter: return "parameter";
+#define REWIND_OP(name, inputs, has_grad, saves, formula) \
+  case Op::name: return #name;
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+  }
+  return "unknown";
+}
+
+// ---- Var -----------------------------------------------------------------------------------------------
+
+bool Var::valid() const { return tape_ != nullptr && epoch_ == tape_->epoch(); }
+
+Node* Var::node() const {
+  if (tape_ == nullptr) throw std::logic_error("Var: used before being assigned a value from a tape");
+  if (epoch_ != tape_->epoch())
+    throw std::logic_error("Var: its tape was cleared after it was recorded; carry values across windows with "
+                           "Var::copy_to and Tape::input");
+  return node_;
+}
+Shape Var::shape() const { return node()->shape; }
+DType Var::dtype() const { return tape().dtype(); }
+Op Var::op() const { return node()->op; }
+bool Var::requires_grad() const { return node()->requires_grad; }
+std::uint32_t Var::id() const { return node()->id; }
+Tape& Var::tape() const {
+  node();
+  return *tape_;
+}
+const void* Var::raw_values() const { return node()->value; }
+
+void Var::check_dtype(DType requested) const {
+  if (requested != dtype())
+    throw std::invalid_argument(std::string("Var: requested ") + name_of(requested) + " values of " +
+                                describe(node()) + " on a " + name_of(dtype()) + " tape");
+}
+
+double Var::item() const {
+  const Node* n = node();
+  if (n->shape.numel() != 1)
+    throw std::invalid_argument("Var::item: " + describe(n) + " has " + std::to_string(n->shape.numel()) +
+                                " elements, not 1");
+  return dtype() == DType::f32 ? *static_cast<const float*>(n->value) : *static_cast<const double*>(n->value);
+}
+
+Tensor Var::value() const {
+  Tensor t;
+  copy_to(t);
+  return t;
+}
+
+void Var::copy_to(Tensor& dst) const {
+  const Node* n = node();
+  if (dst.empty() || dst.shape() != n->shape || dst.dtype() != dtype()) dst.resize(n->shape, dtype());
+  std::memcpy(dst.raw(), n->value, dst.bytes());
+}
+
+// ---- Parameter -----------------------------------------------------------------------------------------
+
+Parameter::Parameter(std::string name, Tensor value)
+    : name_(std::move(name)), value_(std::move(value)), grad_(value_.shape(), value_.dtype()) {
+  if (value_.empty()) throw std::invalid_argument("Parameter '" + name_ + "': empty value tensor");
+}
+
+// ---- Tape ----------------------------------------------------------------------------------------------
+
+Tape::Tape(DType dtype, std::size_t first_block_bytes) : dtype_(dtype), arena_(first_block_bytes) {}
+
+Var Tape::input(const Tensor& value, bool requires_grad) {
+  if (value.empty()) throw std::invalid_argument("Tape::input: empty tensor");
+  if (value.dtype() != dtype_)
+    throw std::invalid_argument(std::string("Tape::input: a ") + name_of(value.dtype()) + " tensor of shape " +
+                                value.shape().str() + " given to a " + name_of(dtype_) + " tape");
+  Node* n = Recorder::record(*this, Op::input, value.shape(), {}, false);
+  n->requires_grad = requires_grad && grad_mode;
+  std::memcpy(n->value, value.raw(), value.bytes());
+  return Recorder::handle(*this, n);
+}
+
+Var Tape::param(Parameter& p) {
+  if (p.cached_tape_ == this && p.cached_epoch_ == epoch_ && p.cached_node_->requires_grad == grad_mode)
+    return Recorder::handle(*this, p.cached_node_);
+  if (p.value().dtype() != dtype_)
+    throw std::invalid_argument("Tape::param: parameter '" + p.name() + "' is " + name_of(p.value().dtype()) +
+                                " but the tape records " + name_of(dtype_));
+  Node* n = Recorder::record(*this, Op::parameter, p.value().shape(), {}, false, p.value().raw());
+  n->grad = p.grad().raw();
+  n->requires_grad = grad_mode;
+  n->param = &p;
+  p.cached_tape_ = this;
+  p.cached_epoch_ = epoch_;
+  p.cached_node_ = n;
+  return Recorder::handle(*this, n);
+}
+
+void Tape::backward(const Var& loss) {
+  const Seed seed{loss, nullptr};
+  backward(std::span<const Seed>(&seed, 1));
+}
+
+void Tape::backward(std::span<const Seed> seeds) {
+  if (consumed_)
+    throw std::logic_error("Tape::backward: this window was already backpropagated; clear() the tape and "
+                           "record the computation again");
+  if (seeds.empty()) throw std::invalid_argument("Tape::backward: no outputs to start from");
+  for (const Seed& s : seeds) {
+    Node* n = s.output.node();
+    if (&s.output.tape() != this) throw std::invalid_argument("Tape::backward: " + describe(n) + " is on another tape");
+    if (!n->requires_grad)
+      throw std::invalid_argument("Tape::backward: " + describe(n) +
+                                  " does not require a gradient: no parameter or input with requires_grad "
+                                  "reaches it (or it was recorded under NoGradGuard or after stop_gradient)");
+    if (s.grad == nullptr && n->shape.numel() != 1)
+      throw std::invalid_argument("Tape::backward: " + describe(n) +
+                                  " is not a scalar; pass a seed gradient of the same shape");
+    if (s.grad != nullptr && (s.grad->shape().numel() != n->shape.numel() || s.grad->dtype() != dtype_))
+      throw std::invalid_argument("Tape::backward: seed " + s.grad->shape().str() + " " +
+                                  name_of(s.grad->dtype()) + " does not match " + describe(n) + " on a " +
+                                  name_of(dtype_) + " tape");
+  }
+  for (const Seed& s : seeds) {
+    Node* n = s.output.node();
+    void* g = Recorder::grad_of(*this, n);
+    const std::int64_t count = n->shape.numel();
+    if (dtype_ == DType::f32) {
+      auto* gf = static_cast<float*>(g);
+      for (std::int64_t i = 0; i < count; ++i) gf[i] += s.grad ? s.grad->data<float>()[i] : 1.0f;
+    } else {
+      auto* gd = static_cast<double*>(g);
+      for (std::int64_t i = 0; i < count; ++i) gd[i] += s.grad ? s.grad->data<double>()[i] : 1.0;
+    }
+  }
+  consumed_ = true;
+  for (Node* n = last_backward_; n != nullptr; n = n->prev_backward)
+    if (n->grad != nullptr) run_backward(*this, n);
+}
+
+Tensor Tape::grad(const Var& v) const {
+  const Node* n = v.node();
+  if (&v.tape() != this) throw std::invalid_argument("Tape::grad: " + describe(n) + " is on another tape");
+  if (!n->requires_grad)
+    throw std::invalid_argument("Tape::grad: " + describe(n) +
+                                " does not require a gradient (create inputs with requires_grad = true)");
+  Tensor g(n->shape, dtype_);
+  if (n->grad != nullptr) std::memcpy(g.raw(), n->grad, g.bytes());
+  return g;
+}
+
+void Tape::clear() noexcept {
+  arena_.reset();
+  ++epoch_;
+  nodes_ = 0;
+  node_bytes_ = 0;
+  last_ = nullptr;
+  last_backward_ = nullptr;
+  consumed_ = false;
+}
+
+MemoryStats Tape::memory() const {
+  MemoryStats m;
+  m.nodes = nodes_;
+  m.node_bytes = node_bytes_;
+  m.in_use_bytes = arena_.in_use_bytes();
+  m.tensor_bytes = m.in_use_bytes - node_bytes_;
+  m.peak_bytes = arena_.peak_bytes();
+  m.reserved_bytes = arena_.reserved_bytes();
+  return m;
+}
+
+std::vector<const Node*> Tape::nodes() const {
+  std::vector<const Node*> out(nodes_);
+  std::size_t i = nodes_;
+  for (const Node* n = last_; n != nullptr; n = n->prev) out[--i] = n;
+  return out;
+}
+
+// ---- Recorder ------------------------------------------------------------------------------------------
+
+Tape& Recorder::tape_of(Op op, std::span<const Var> inputs) {
+  Tape* tape = nullptr;
+  for (const Var& v : inputs) {
+    if (!v.valid())
+      throw std::logic_error(std::string(name_of(op)) +
+                             ": an input is empty or belongs to a tape window that was cleared");
+    if (tape != nullptr && &v.tape() != tape)
+      throw std::invalid_argument(std::string(name_of(op)) + ": inputs are recorded on different tapes");
+    tape = &v.tape();
+  }
+  if (tape == nullptr) throw std::invalid_argument(std::string(name_of(op)) + ": no inputs");
+  return *tape;
+}
+
+Node* Recorder::record(Tape& tape, Op op, Shape shape, std::span<const Var> inputs, bool has_grad,
+                       void* existing_value) {
+  auto* n = tape.arena_.allocate_array<Node>(1);
+  tape.node_bytes_ += sizeof(Node);
+  bool any_input_requires_grad = false;
+  for (const Var& in : inputs) any_input_requires_grad |= in.node_->requires_grad;
+  const bool requires_grad = has_grad && any_input_requires_grad && grad_mode;
+  *n = Node{};
+  n->op = op;
+  n->requires_grad = requires_grad;
+  n->has_backward = requires_grad;
+  n->n_inputs = static_cast<std::uint32_t>(inputs.size());
+  n->id = static_cast<std::uint32_t>(tape.nodes_++);
+  n->shape = shape;
+  n->value = existing_value != nullptr ? existing_value : allocate_tensor(tape, tensor_bytes(shape, tape.dtype_));
+  if (inputs.size() <= 2) {
+    n->inputs = n->inline_inputs;
+  } else {
+    n->inputs = tape.arena_.allocate_array<Node*>(inputs.size());
+    tape.node_bytes_ += inputs.size() * sizeof(Node*);
+  }
+  for (std::size_t i = 0; i < inputs.size(); ++i) n->inputs[i] = inputs[i].node_;
+  n->prev = tape.last_;
+  tape.last_ = n;
+  if (requires_grad) {
+    n->prev_backward = tape.last_backward_;
+    tape.last_backward_ = n;
+  }
+  return n;
+}
+
+void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) { return tape.arena_.allocate(bytes, 64); }
+
+void* Recorder::grad_of(Tape& tape, Node* n) {
+  if (n->grad == nullptr) {
+    const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
+    n->grad = allocate_tensor(tape, bytes);
+    std::memset(n->grad, 0, bytes);
+  }
+  return n->grad;
+}
+
+// ---- NoGradGuard ---------------------------------------------------------------------------------------
+
+NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
+NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
+bool grad_enabled() { return grad_mode; }
+
+}  // namespace rwd::autodiff

@@ -1,0 +1,118 @@
+#include "rewind/autodiff/tensor.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace rwd::autodiff {
+namespace {
+
+constexpr std::align_val_t tensor_alignment{64};
+
+std::byte* allocate_zeroed(std::size_t bytes) {
+  if (bytes == 0) bytes = 1;  // keep data_ non-null so empty() means "never shaped"
+  auto* p = static_cast<std::byte*>(::operator new(bytes, tensor_alignment));
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+template <class F>
+decltype(auto) visit(DType t, F&& f) {
+  if (t == DType::f32) return f(float{});
+  return f(double{});
+}
+
+}  // namespace
+
+std::string Shape::str() const {
+  std::string s("[");
+  if (rank == 2) s.append(std::to_string(rows)).append(", ");
+  if (rank >= 1) s.append(std::to_string(cols));
+  return s.append("]");
+}
+
+void Tensor::Free::operator()(std::byte* p) const noexcept { ::operator delete(p, tensor_alignment); }
+
+Tensor::Tensor(Shape shape, DType dtype) : shape_(shape), dtype_(dtype) {
+  if (shape.rows < 0 || shape.cols < 0)
+    throw std::invalid_argument("Tensor: negative dimension in shape " + shape.str());
+  data_.reset(allocate_zeroed(bytes()));
+}
+
+Tensor::Tensor(const Tensor& other) : shape_(other.shape_), dtype_(other.dtype_) {
+  if (other.empty()) return;
+  data_.reset(allocate_zeroed(bytes()));
+  std::memcpy(data_.get(), other.data_.get(), bytes());
+}
+
+Tensor& Tensor::operator=(const Tensor& other) {
+  if (this != &other) {
+    if (other.empty()) {
+      *this = Tensor();
+    } else {
+      resize(other.shape_, other.dtype_);
+      std::memcpy(data_.get(), other.data_.get(), bytes());
+    }
+  }
+  return *this;
+}
+
+Tensor Tensor::from(std::span<const double> values, Shape shape, DType dtype) {
+  Tensor t(shape, dtype);
+  if (static_cast<std::int64_t>(values.size()) != shape.numel())
+    throw std::invalid_argument("Tensor::from: " + std::to_string(values.size()) + " values for shape " +
+                                shape.str() + " (" + std::to_string(shape.numel()) + " elements)");
+  for (std::size_t i = 0; i < values.size(); ++i) t.set(static_cast<std::int64_t>(i), values[i]);
+  return t;
+}
+
+Tensor Tensor::from(std::initializer_list<double> values, Shape shape, DType dtype) {
+  return from(std::span<const double>(values.begin(), values.size()), shape, dtype);
+}
+
+double Tensor::get(std::int64_t i) const {
+  if (i < 0 || i >= numel())
+    throw std::out_of_range("Tensor: index " + std::to_string(i) + " out of range for shape " + shape_.str());
+  return visit(dtype_, [&](auto zero) {
+    return static_cast<double>(reinterpret_cast<const decltype(zero)*>(data_.get())[i]);
+  });
+}
+
+void Tensor::set(std::int64_t i, double value) {
+  if (i < 0 || i >= numel())
+    throw std::out_of_range("Tensor: index " + std::to_string(i) + " out of range for shape " + shape_.str());
+  visit(dtype_, [&](auto zero) {
+    using T = decltype(zero);
+    reinterpret_cast<T*>(data_.get())[i] = static_cast<T>(value);
+  });
+}
+
+void Tensor::fill(double value) {
+  visit(dtype_, [&](auto zero) {
+    using T = decltype(zero);
+    std::fill_n(reinterpret_cast<T*>(data_.get()), numel(), static_cast<T>(value));
+  });
+}
+
+void Tensor::resize(Shape shape, DType dtype) {
+  const std::size_t old_bytes = empty() ? 0 : bytes();
+  shape_ = shape;
+  dtype_ = dtype;
+  if (empty() || bytes() != old_bytes) data_.reset(allocate_zeroed(bytes()));
+}
+
+Tensor Tensor::to(DType dtype) const {
+  Tensor out(shape_, dtype);
+  for (std::int64_t i = 0; i < numel(); ++i) out.set(i, get(i));
+  return out;
+}
+
+void Tensor::check_dtype(DType requested) const {
+  if (requested != dtype_)
+    throw std::invalid_argument(std::string("Tensor: requested ") + name_of(requested) + " data of a " +
+                                name_of(dtype_) + " tensor of shape " + shape_.str());
+}
+
+}  // namespace rwd::autodiff

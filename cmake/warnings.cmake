@@ -1,0 +1,12 @@
+# Project-wide warning and sanitizer flags, applied to every rewind target through one interface library.
+add_library(rewind_build_flags INTERFACE)
+target_compile_options(rewind_build_flags INTERFACE -Wall -Wextra -Wpedantic $<$<BOOL:${REWIND_WERROR}>:-Werror>)
+# GCC 12 reports false -Wrestrict positives inside std::string's operator+ at -O2 (GCC bug 105329).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(rewind_build_flags INTERFACE -Wno-restrict)
+endif()
+if(REWIND_SANITIZE)
+  target_compile_options(rewind_build_flags INTERFACE -fsanitize=${REWIND_SANITIZE} -fno-sanitize-recover=all
+                                                      -fno-omit-frame-pointer)
+  target_link_options(rewind_build_flags INTERFACE -fsanitize=${REWIND_SANITIZE})
+endif()

@@ -1,0 +1,31 @@
+// Shared test fixtures: deterministic random tensors and parameters.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "rewind/autodiff/tape.hpp"
+
+namespace rwd::test {
+
+// Uniform values in [lo, hi), optionally kept at least min_abs away from zero (for kinks like relu's).
+inline autodiff::Tensor random_tensor(autodiff::Shape shape, autodiff::DType dtype, std::uint64_t seed,
+                                      double lo = -1, double hi = 1, double min_abs = 0) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  autodiff::Tensor t(shape, dtype);
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    double v = dist(rng);
+    while (std::abs(v) < min_abs) v = dist(rng);
+    t.set(i, v);
+  }
+  return t;
+}
+
+inline autodiff::Parameter random_parameter(const std::string& name, autodiff::Shape shape, std::uint64_t seed,
+                                            autodiff::DType dtype = autodiff::DType::f64) {
+  return autodiff::Parameter(name, random_tensor(shape, dtype, seed));
+}
+
+}  // namespace rwd::test

@@ -1,0 +1,148 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+
+#include "helpers.hpp"
+#include "rewind/autodiff/ops.hpp"
+
+using namespace rwd::autodiff;
+
+TEST_CASE("backward computes the gradient of a small expression", "[tape]") {
+  Tape tape(DType::f64);
+  Parameter w("w", Tensor::from({2.0, -3.0}, Shape::vector(2), DType::f64));
+  Var x = tape.input(Tensor::from({0.5, 4.0}, Shape::vector(2), DType::f64), true);
+  Var loss = sum(mul(tape.param(w), x) + exp(x));
+  tape.backward(loss);
+  CHECK(w.grad().get(0) == 0.5);
+  CHECK(w.grad().get(1) == 4.0);
+  const Tensor gx = tape.grad(x);
+  CHECK(gx.get(0) == Approx(2.0 + std::exp(0.5)).epsilon(1e-15));
+  CHECK(gx.get(1) == Approx(-3.0 + std::exp(4.0)).epsilon(1e-15));
+}
+
+TEST_CASE("stop_gradient blocks the gradient exactly and passes the value through", "[tape][stop_gradient]") {
+  Tape tape(DType::f64);
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(3, 3), 7);
+  Var h = tanh(tape.param(w));
+  Var cut = stop_gradient(h);
+  CHECK(!cut.requires_grad());
+  const auto hv = h.values<double>();
+  const auto cv = cut.values<double>();
+  CHECK(std::equal(hv.begin(), hv.end(), cv.begin(), cv.end()));
+  // Only the cut path reaches w: the loss does not require a gradient at all.
+  Var only_cut = sum(mul(cut, cut));
+  CHECK(!only_cut.requires_grad());
+  CHECK_THROWS_WITH(tape.backward(only_cut), Catch::Contains("does not require a gradient"));
+
+  // With a second, uncut path, w's gradient is that path's alone, bit for bit.
+  Tape reference(DType::f64);
+  Var direct = reference.param(w);
+  reference.backward(sum(direct));
+  const Tensor expected = w.grad();
+  w.zero_grad();
+  Var both = sum(add(mul(cut, cut), tape.param(w)));
+  tape.backward(both);
+  for (std::int64_t i = 0; i < expected.numel(); ++i) CHECK(w.grad().get(i) == expected.get(i));
+}
+
+TEST_CASE("parameters and their gradients survive a tape clear bit for bit", "[tape][parameter]") {
+  Tape tape;
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(4, 4), 3, DType::f32);
+  tape.backward(sum(tanh(tape.param(w))));
+  const Tensor value = w.value();
+  const Tensor grad = w.grad();
+  tape.clear();
+  // Dirty the arena the parameter's leaf lived in.
+  for (int i = 0; i < 100; ++i) (void)exp(tape.input(Tensor(Shape::matrix(16, 16), DType::f32)));
+  REQUIRE(std::memcmp(w.value().raw(), value.raw(), value.bytes()) == 0);
+  REQUIRE(std::memcmp(w.grad().raw(), grad.raw(), grad.bytes()) == 0);
+
+  SECTION("and keep accumulating until zeroed") {
+    tape.clear();
+    tape.backward(sum(tanh(tape.param(w))));
+    for (std::int64_t i = 0; i < grad.numel(); ++i) CHECK(w.grad().get(i) == Approx(2 * grad.get(i)));
+    w.zero_grad();
+    for (std::int64_t i = 0; i < grad.numel(); ++i) CHECK(w.grad().get(i) == 0.0);
+  }
+}
+
+TEST_CASE("a parameter read several times in one window is one leaf and accumulates", "[tape][parameter]") {
+  Tape tape(DType::f64);
+  Parameter w("w", Tensor::from({3.0}, Shape::scalar(), DType::f64));
+  Var a = tape.param(w);
+  Var b = tape.param(w);
+  CHECK(a.id() == b.id());
+  tape.backward(mul(a, b));  // d(w^2)/dw = 2w
+  CHECK(w.grad().get(0) == 6.0);
+}
+
+TEST_CASE("a 100,000-node chain backpropagates without recursion", "[tape]") {
+  Tape tape(DType::f64);
+  Parameter w("w", Tensor::from({0.5}, Shape::scalar(), DType::f64));
+  Var h = tape.param(w);
+  constexpr int steps = 100000;
+  for (int i = 0; i < steps; ++i) h = scale(h, 1.0);
+  REQUIRE(tape.size() == steps + 1);
+  tape.backward(h);
+  CHECK(w.grad().get(0) == 1.0);
+}
+
+TEST_CASE("carry-over equals an uncut forward pass and has no history", "[tape][carry]") {
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(3, 3), 11);
+  const Tensor x0 = rwd::test::random_tensor(Shape::matrix(2, 3), DType::f64, 12);
+  auto step = [&](Tape& t, Var h) { return tanh(matmul(h, t.param(w))); };
+
+  Tape whole(DType::f64);
+  Var h = whole.input(x0);
+  for (int i = 0; i < 6; ++i) h = step(whole, h);
+  const Tensor expected = h.value();
+
+  Tape windows(DType::f64);
+  Tensor carried = x0;
+  for (int window = 0; window < 3; ++window) {
+    windows.clear();
+    Var hw = windows.input(carried);
+    CHECK(!hw.requires_grad());
+    for (int i = 0; i < 2; ++i) hw = step(windows, hw);
+    windows.backward(sum(hw));  // each window's gradient starts at its own carried-in state
+    hw.copy_to(carried);
+  }
+  for (std::int64_t i = 0; i < expected.numel(); ++i) CHECK(carried.get(i) == expected.get(i));
+}
+
+TEST_CASE("NoGradGuard records no backward steps", "[tape]") {
+  Tape tape;
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(2, 2), 5, DType::f32);
+  {
+    NoGradGuard guard;
+    CHECK(!grad_enabled());
+    Var y = sum(tanh(tape.param(w)));
+    CHECK(!y.requires_grad());
+  }
+  CHECK(grad_enabled());
+  // The leaf recorded under the guard is not reused once recording is back on.
+  CHECK(sum(tanh(tape.param(w))).requires_grad());
+}
+
+TEST_CASE("memory accounting follows the arena", "[tape][memory]") {
+  Tape tape;
+  const MemoryStats empty = tape.memory();
+  CHECK(empty.in_use_bytes == 0);
+  Var x = tape.input(Tensor(Shape::matrix(32, 64), DType::f32), true);
+  Var y = tanh(x);
+  const MemoryStats used = tape.memory();
+  CHECK(used.nodes == 2);
+  CHECK(used.tensor_bytes >= 2 * 32 * 64 * sizeof(float));
+  CHECK(used.node_bytes > 0);
+  CHECK(used.in_use_bytes == used.node_bytes + used.tensor_bytes);
+  CHECK(used.peak_bytes >= used.in_use_bytes);
+  CHECK(used.reserved_bytes >= used.in_use_bytes);
+  tape.backward(sum(y));
+  const std::size_t peak = tape.memory().peak_bytes;
+  CHECK(peak > used.in_use_bytes);  // gradients were allocated
+  tape.clear();
+  CHECK(tape.memory().in_use_bytes == 0);
+  CHECK(tape.memory().peak_bytes == peak);
+  tape.reset_peak();
+  CHECK(tape.memory().peak_bytes == 0);
+}
