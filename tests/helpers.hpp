@@ -23,7 +23,8 @@ inline autodiff::Tensor random_tensor(autodiff::Shape shape, autodiff::DType dty
   return t;
 }
 
-inline autodiff::Parameter random_parameter(const std::string& name, autodiff::Shape shape, std::uint64_t seed,
+inline autodiff::Parameter random_parameter(const std::string& name, autodiff::Shape shape,
+                                            std::uint64_t seed,
                                             autodiff::DType dtype = autodiff::DType::f64) {
   return autodiff::Parameter(name, random_tensor(shape, dtype, seed));
 }

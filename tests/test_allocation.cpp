@@ -1,16 +1,34 @@
-// Counts every operator new in this test binary, to prove that recording a window again after a clear
-// performs no heap allocation (the arena reuses its blocks).
+// Counts every heap allocation in this test binary, to prove that recording a window again after a clear
+// performs none (the arena reuses its blocks). Under AddressSanitizer every allocation already goes through
+// its allocator, which reports them to a hook; elsewhere operator new is replaced with a counting one.
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "helpers.hpp"
 #include "rewind/autodiff/ops.hpp"
 
 namespace {
 std::atomic<std::size_t> allocations{0};
+}  // namespace
 
+#if defined(__SANITIZE_ADDRESS__)
+// Declared by hand: GCC ships the sanitizer runtime's function but not clang's allocator_interface.h.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void*, std::size_t),
+                                                         void (*)(const volatile void*));
+
+namespace {
+void count_malloc(const volatile void*, std::size_t) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void ignore_free(const volatile void*) {}
+const int hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
+}  // namespace
+
+#else
+namespace {
 void* counted(std::size_t bytes, std::size_t align) {
   allocations.fetch_add(1, std::memory_order_relaxed);
   void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (bytes + align - 1) / align * align)
@@ -20,18 +38,43 @@ void* counted(std::size_t bytes, std::size_t align) {
 }
 }  // namespace
 
-void* operator new(std::size_t n) { return counted(n, alignof(std::max_align_t)); }
-void* operator new[](std::size_t n) { return counted(n, alignof(std::max_align_t)); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void* operator new(std::size_t n) {
+  return counted(n, alignof(std::max_align_t));
+}
+void* operator new[](std::size_t n) {
+  return counted(n, alignof(std::max_align_t));
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  return counted(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted(n, static_cast<std::size_t>(a));
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+#endif
 
 using namespace rwd::autodiff;
 
@@ -61,6 +104,14 @@ TEST_CASE("after warm-up, recording the same window performs no heap allocation"
   Tensor carried = rwd::test::random_tensor(Shape::matrix(4, 16), DType::f32, 3);
   const std::int32_t targets[] = {0, 5, 15, 7};
 
+#if defined(__SANITIZE_ADDRESS__)
+  REQUIRE(hooks_installed != 0);
+#endif
+  {  // the counter sees allocations at all
+    const std::size_t seen = allocations.load();
+    delete new std::vector<int>(16);
+    REQUIRE(allocations.load() > seen);
+  }
   record_window(tape, w, b, carried, targets);  // warm-up
   const MemoryStats warm = tape.memory();
   const std::size_t blocks = tape.arena().block_allocations();

@@ -47,7 +47,8 @@ TEST_CASE("tensors are zero-filled, copy deeply and convert dtypes", "[tensor]")
   CHECK(d.data<double>()[4] == 2.5);
   CHECK_THROWS_WITH(t.data<double>(), Catch::Contains("requested f64 data of a f32 tensor of shape [2, 3]"));
   CHECK_THROWS_WITH(t.get(6), Catch::Contains("index 6 out of range for shape [2, 3]"));
-  CHECK_THROWS_WITH(Tensor::from({1.0, 2.0}, Shape::vector(3), DType::f32), Catch::Contains("2 values for shape [3]"));
+  CHECK_THROWS_WITH(Tensor::from({1.0, 2.0}, Shape::vector(3), DType::f32),
+                    Catch::Contains("2 values for shape [3]"));
   CHECK(Shape::scalar().str() == "[]");
   CHECK(Shape::vector(4).str() == "[4]");
 }

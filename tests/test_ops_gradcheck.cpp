@@ -20,7 +20,9 @@ struct OpCase {
   double lo = -1, hi = 1, min_abs = 0;  // input value range
 };
 
-Shape m(std::int64_t r, std::int64_t c) { return Shape::matrix(r, c); }
+Shape m(std::int64_t r, std::int64_t c) {
+  return Shape::matrix(r, c);
+}
 
 std::map<Op, std::vector<OpCase>> op_cases() {
   std::map<Op, std::vector<OpCase>> cases;
@@ -36,11 +38,16 @@ std::map<Op, std::vector<OpCase>> op_cases() {
   binary(Op::mul, mul);
   cases[Op::scale] = {{"by -1.7", {m(3, 4)}, [](auto& v) { return scale(v[0], -1.7); }}};
   cases[Op::neg] = {{"matrix", {m(2, 3)}, [](auto& v) { return neg(v[0]); }}};
-  cases[Op::matmul] = {
-      {"a b", {m(3, 5), m(5, 2)}, [](auto& v) { return matmul(v[0], v[1]); }},
-      {"a^T b", {m(5, 3), m(5, 2)}, [](auto& v) { return matmul(v[0], v[1], Transpose::yes, Transpose::no); }},
-      {"a b^T", {m(3, 5), m(2, 5)}, [](auto& v) { return matmul(v[0], v[1], Transpose::no, Transpose::yes); }},
-      {"a^T b^T", {m(5, 3), m(2, 5)}, [](auto& v) { return matmul(v[0], v[1], Transpose::yes, Transpose::yes); }}};
+  cases[Op::matmul] = {{"a b", {m(3, 5), m(5, 2)}, [](auto& v) { return matmul(v[0], v[1]); }},
+                       {"a^T b",
+                        {m(5, 3), m(5, 2)},
+                        [](auto& v) { return matmul(v[0], v[1], Transpose::yes, Transpose::no); }},
+                       {"a b^T",
+                        {m(3, 5), m(2, 5)},
+                        [](auto& v) { return matmul(v[0], v[1], Transpose::no, Transpose::yes); }},
+                       {"a^T b^T", {m(5, 3), m(2, 5)}, [](auto& v) {
+                          return matmul(v[0], v[1], Transpose::yes, Transpose::yes);
+                        }}};
   cases[Op::sigmoid] = {{"wide range", {m(3, 4)}, [](auto& v) { return sigmoid(v[0]); }, -6, 6}};
   cases[Op::tanh] = {{"wide range", {m(3, 4)}, [](auto& v) { return tanh(v[0]); }, -3, 3}};
   cases[Op::relu] = {{"away from the kink", {m(3, 4)}, [](auto& v) { return relu(v[0]); }, -1, 1, 0.05}};
@@ -50,30 +57,48 @@ std::map<Op, std::vector<OpCase>> op_cases() {
   cases[Op::mean] = {{"matrix", {m(3, 4)}, [](auto& v) { return mean(v[0]); }}};
   cases[Op::slice_cols] = {{"middle columns", {m(3, 6)}, [](auto& v) { return slice_cols(v[0], 1, 4); }},
                            {"rank-1", {Shape::vector(5)}, [](auto& v) { return slice_cols(v[0], 0, 2); }}};
-  cases[Op::concat_cols] = {
-      {"three parts", {m(3, 2), m(3, 1), m(3, 3)}, [](auto& v) { return concat_cols({v[0], v[1], v[2]}); }},
-      {"two parts, one used twice", {m(2, 2), m(2, 3)}, [](auto& v) { return concat_cols({v[0], v[1], v[0]}); }}};
+  cases[Op::concat_cols] = {{"three parts",
+                             {m(3, 2), m(3, 1), m(3, 3)},
+                             [](auto& v) {
+                               return concat_cols({v[0], v[1], v[2]});
+                             }},
+                            {"two parts, one used twice", {m(2, 2), m(2, 3)}, [](auto& v) {
+                               return concat_cols({v[0], v[1], v[0]});
+                             }}};
   cases[Op::gather_rows] = {{"repeated rows", {m(5, 3)}, [](auto& v) {
                                const std::int32_t idx[] = {4, 0, 4, 2};
                                return gather_rows(v[0], idx);
                              }}};
-  cases[Op::softmax_cross_entropy] = {
-      {"mean with an ignored row", {m(4, 5)},
-       [](auto& v) {
-         const std::int32_t targets[] = {1, -1, 4, 0};
-         return softmax_cross_entropy(v[0], targets);
-       },
-       -3, 3},
-      {"explicit normalizer", {m(3, 4)}, [](auto& v) {
-         const std::int32_t targets[] = {3, 0, 2};
-         return softmax_cross_entropy(v[0], targets, {.ignore_index = -1, .normalizer = 7.0});
-       }}};
+  cases[Op::softmax_cross_entropy] = {{"mean with an ignored row",
+                                       {m(4, 5)},
+                                       [](auto& v) {
+                                         const std::int32_t targets[] = {1, -1, 4, 0};
+                                         return softmax_cross_entropy(v[0], targets);
+                                       },
+                                       -3,
+                                       3},
+                                      {"explicit normalizer", {m(3, 4)}, [](auto& v) {
+                                         const std::int32_t targets[] = {3, 0, 2};
+                                         return softmax_cross_entropy(
+                                             v[0], targets, {.ignore_index = -1, .normalizer = 7.0});
+                                       }}};
   cases[Op::mse] = {{"both sides", {m(3, 4), m(3, 4)}, [](auto& v) { return mse(v[0], v[1]); }}};
   // stop_gradient's numeric derivative is not zero, so it is checked as part of a function whose other path
   // must still be exact; its own cut is asserted to be exactly zero in test_tape.cpp.
   cases[Op::stop_gradient] = {{"the other path stays exact", {m(3, 4)}, [](auto& v) {
                                  return mul(tanh(v[0]), stop_gradient(v[0])) + stop_gradient(exp(v[0]));
                                }}};
+  cases[Op::linear] = {
+      {"x w^T + b", {m(3, 4), m(5, 4), Shape::vector(5)}, [](auto& v) { return linear(v[0], v[1], v[2]); }}};
+  cases[Op::rnn_pointwise] = {
+      {"tanh(a + b)", {m(3, 4), m(3, 4)}, [](auto& v) { return rnn_pointwise(v[0], v[1]); }, -2, 2}};
+  cases[Op::lstm_pointwise] = {
+      {"batch 2, hidden 3", {m(2, 12), m(2, 3)}, [](auto& v) { return lstm_pointwise(v[0], v[1]); }, -2, 2}};
+  cases[Op::gru_pointwise] = {{"batch 2, hidden 3",
+                               {m(2, 9), m(2, 9), m(2, 3)},
+                               [](auto& v) { return gru_pointwise(v[0], v[1], v[2]); },
+                               -2,
+                               2}};
   return cases;
 }
 

@@ -8,13 +8,16 @@ namespace rwd::autodiff {
 namespace {
 constexpr std::size_t max_block_growth_bytes = std::size_t{64} << 20;
 
-std::size_t align_up(std::size_t n, std::size_t align) { return (n + align - 1) & ~(align - 1); }
+std::size_t align_up(std::size_t n, std::size_t align) {
+  return (n + align - 1) & ~(align - 1);
+}
 }  // namespace
 
-Arena::Arena(std::size_t first_block_bytes) : next_block_bytes_(std::max<std::size_t>(first_block_bytes, 4096)) {}
+Arena::Arena(std::size_t first_block_bytes)
+    : next_block_bytes_(std::max<std::size_t>(first_block_bytes, 4096)) {}
 
 Arena::~Arena() {
-  for (const Block& b : blocks_) ::operator delete(b.data, std::align_val_t{max_align});
+  for (const Block& b : blocks_) ::operator delete (b.data, std::align_val_t{max_align});
 }
 
 void* Arena::allocate(std::size_t bytes, std::size_t align) {
@@ -42,7 +45,7 @@ void* Arena::allocate_slow(std::size_t bytes, std::size_t align) {
   if (next == blocks_.size() || blocks_[next].size < bytes) {
     blocks_.reserve(blocks_.size() + 1);  // so the insert below cannot throw and leak the block
     const std::size_t size = std::max(next_block_bytes_, align_up(bytes, max_align));
-    auto* data = static_cast<std::byte*>(::operator new(size, std::align_val_t{max_align}));
+    auto* data = static_cast<std::byte*>(::operator new (size, std::align_val_t{max_align}));
     blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next), Block{data, size});
     reserved_ += size;
     ++block_allocations_;

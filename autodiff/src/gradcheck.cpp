@@ -12,9 +12,12 @@ namespace {
 
 const char* name_of(GradcheckMode m) {
   switch (m) {
-    case GradcheckMode::automatic: return "automatic";
-    case GradcheckMode::full_jacobian: return "full Jacobian";
-    case GradcheckMode::vjp: return "vector-Jacobian product";
+    case GradcheckMode::automatic:
+      return "automatic";
+    case GradcheckMode::full_jacobian:
+      return "full Jacobian";
+    case GradcheckMode::vjp:
+      return "vector-Jacobian product";
   }
   return "?";
 }
@@ -76,8 +79,8 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
   if (parameters.empty()) throw std::invalid_argument("gradcheck: no parameters to check");
   for (const Parameter* p : parameters)
     if (p->value().dtype() != DType::f64)
-      throw std::invalid_argument("gradcheck: parameter '" + p->name() + "' is " + name_of(p->value().dtype()) +
-                                  "; gradient checks run in f64");
+      throw std::invalid_argument("gradcheck: parameter '" + p->name() + "' is " +
+                                  name_of(p->value().dtype()) + "; gradient checks run in f64");
   std::vector<Tensor> saved_grads;
   for (Parameter* p : parameters) saved_grads.push_back(p->grad());
 
@@ -87,7 +90,8 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
   GradcheckReport report;
   report.mode = options.mode;
   if (report.mode == GradcheckMode::automatic)
-    report.mode = outputs <= options.full_jacobian_max_outputs ? GradcheckMode::full_jacobian : GradcheckMode::vjp;
+    report.mode =
+        outputs <= options.full_jacobian_max_outputs ? GradcheckMode::full_jacobian : GradcheckMode::vjp;
 
   // Output directions: unit vectors (rows of the Jacobian) or random probes.
   std::mt19937_64 rng(options.seed);
@@ -148,8 +152,8 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
 }
 
 std::string GradcheckReport::summary() const {
-  std::string s = format("gradcheck %s (%s): max abs error %.3g, max rel error %.3g", passed ? "passed" : "FAILED",
-                         name_of(mode), max_abs_error, max_rel_error);
+  std::string s = format("gradcheck %s (%s): max abs error %.3g, max rel error %.3g",
+                         passed ? "passed" : "FAILED", name_of(mode), max_abs_error, max_rel_error);
   if (worst_index >= 0)
     s += format("; worst: %s[%lld] (%s %lld) analytic %.12g numeric %.12g", worst_parameter.c_str(),
                 static_cast<long long>(worst_index), mode == GradcheckMode::vjp ? "probe" : "output",
@@ -158,10 +162,12 @@ std::string GradcheckReport::summary() const {
 }
 
 std::string GradcheckReport::table() const {
-  std::string s = format("%-28s %10s %12s %12s  %s\n", "parameter", "checked", "max abs err", "max rel err", "result");
+  std::string s =
+      format("%-28s %10s %12s %12s  %s\n", "parameter", "checked", "max abs err", "max rel err", "result");
   for (const GradcheckParameterResult& p : parameters)
-    s += format("%-28s %10lld %12.3g %12.3g  %s\n", p.name.c_str(), static_cast<long long>(p.elements_checked),
-                p.max_abs_error, p.max_rel_error, p.passed ? "ok" : "FAILED");
+    s +=
+        format("%-28s %10lld %12.3g %12.3g  %s\n", p.name.c_str(), static_cast<long long>(p.elements_checked),
+               p.max_abs_error, p.max_rel_error, p.passed ? "ok" : "FAILED");
   return s;
 }
 

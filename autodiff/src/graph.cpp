@@ -43,8 +43,8 @@ void write_dot(std::ostream& out, const TapeGraph& graph) {
     const std::string shape = tv.shape.str();
     switch (tv.op) {
       case Op::parameter:
-        os << "[label=\"" << escape(tv.parameter) << "\\n" << shape
-           << "\", shape=box, style=filled, fillcolor=\"#cfe2ff\"]";
+        os << "[label=\"" << escape(tv.parameter) << "\\n"
+           << shape << "\", shape=box, style=filled, fillcolor=\"#cfe2ff\"]";
         break;
       case Op::input:
         os << "[label=\"input\\n" << shape << "\", style=filled, fillcolor=\"#e5e5e5\"]";
@@ -53,14 +53,16 @@ void write_dot(std::ostream& out, const TapeGraph& graph) {
         os << "[label=\"stop_gradient\\n" << shape << "\", shape=octagon, color=red, fontcolor=red]";
         break;
       default:
-        os << "[label=\"" << name_of(tv.op) << "\\n" << shape << "\"" << (tv.requires_grad ? "" : ", color=grey")
-           << "]";
+        os << "[label=\"" << name_of(tv.op) << "\\n"
+           << shape << "\"" << (tv.requires_grad ? "" : ", color=grey") << "]";
     }
   };
   auto edge_writer = [&](std::ostream& os, const TapeGraph::edge_descriptor& e) {
     if (graph[e].cut) os << "[color=red, style=dashed, penwidth=2, label=\"cut\", fontcolor=red]";
   };
-  auto graph_writer = [](std::ostream& os) { os << "rankdir=LR;\nnode [fontname=\"Helvetica\", fontsize=10];\n"; };
+  auto graph_writer = [](std::ostream& os) {
+    os << "rankdir=LR;\nnode [fontname=\"Helvetica\", fontsize=10];\n";
+  };
   boost::write_graphviz(out, graph, vertex_writer, edge_writer, graph_writer);
 }
 
@@ -82,8 +84,9 @@ struct Collect : boost::default_bfs_visitor {
 
 Reach reached_by_backward(const TapeGraph& graph, std::size_t output) {
   if (output >= boost::num_vertices(graph))
-    throw std::out_of_range("reached_by_backward: vertex " + std::to_string(output) + " is not in the graph of " +
-                            std::to_string(boost::num_vertices(graph)) + " vertices");
+    throw std::out_of_range("reached_by_backward: vertex " + std::to_string(output) +
+                            " is not in the graph of " + std::to_string(boost::num_vertices(graph)) +
+                            " vertices");
   Reach reach;
   if (!graph[output].requires_grad) return reach;
   const auto reversed = boost::make_reverse_graph(graph);

@@ -11,22 +11,22 @@ namespace rwd::autodiff {
 
 struct Node {
   Op op;
-  bool requires_grad;   // a gradient flows into this node from the loss side and out to its inputs
-  bool has_backward;    // on the backward chain: requires_grad and not a leaf
+  bool requires_grad;  // a gradient flows into this node from the loss side and out to its inputs
+  bool has_backward;   // on the backward chain: requires_grad and not a leaf
   std::uint32_t n_inputs;
-  std::uint32_t id;     // creation index within the window
+  std::uint32_t id;  // creation index within the window
   Shape shape;
   void* value;
-  void* grad;           // null until a gradient arrives; a parameter leaf's points at Parameter::grad()
+  void* grad;  // null until a gradient arrives; a parameter leaf's points at Parameter::grad()
   Node* inline_inputs[2];
-  Node** inputs;        // inline_inputs, or an arena array for variadic ops
-  Node* prev;           // previous node of the window
-  Node* prev_backward;  // previous node on the backward chain
-  void* saved;          // op-specific buffer backward reads (softmax probabilities)
+  Node** inputs;                // inline_inputs, or an arena array for variadic ops
+  Node* prev;                   // previous node of the window
+  Node* prev_backward;          // previous node on the backward chain
+  void* saved;                  // op-specific buffer backward reads (softmax probabilities)
   const std::int32_t* indices;  // op-specific integers backward reads (gathered rows, class targets)
-  double scalar;        // op-specific constant (scale factor, normalizer)
-  std::int64_t arg0, arg1;  // op-specific integers (slice bounds, transposes, ignore_index)
-  const Parameter* param;   // for parameter leaves: the name shown in graphs and errors
+  double scalar;                // op-specific constant (scale factor, normalizer)
+  std::int64_t arg0, arg1;      // op-specific integers (slice bounds, transposes, ignore_index)
+  const Parameter* param;       // for parameter leaves: the name shown in graphs and errors
 };
 static_assert(std::is_trivially_destructible_v<Node>, "nodes are never destroyed, only forgotten");
 

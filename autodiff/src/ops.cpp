@@ -2,8 +2,6 @@
 // dispatches on it. Kernels are templated on the scalar type: float for training, double for checks.
 #include "rewind/autodiff/ops.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -11,45 +9,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "node.hpp"
-#include "recorder.hpp"
+#include "kernels.hpp"
 
 namespace rwd::autodiff {
+using namespace kernels;
+
 namespace {
-
-template <class F>
-void dispatch(DType t, F&& f) {
-  if (t == DType::f32) {
-    f.template operator()<float>();
-  } else {
-    f.template operator()<double>();
-  }
-}
-
-template <class T>
-const T* value_of(const Node* n) {
-  return static_cast<const T*>(n->value);
-}
-template <class T>
-T* out_of(Node* n) {
-  return static_cast<T*>(n->value);
-}
-template <class T>
-const T* dy_of(const Node* n) {
-  return static_cast<const T*>(n->grad);
-}
-// The gradient buffer of input i, or null when that input takes no gradient.
-template <class T>
-T* grad_in(Tape& tape, Node* n, std::uint32_t i) {
-  Node* in = n->inputs[i];
-  return in->requires_grad ? static_cast<T*>(Recorder::grad_of(tape, in)) : nullptr;
-}
-
-[[noreturn]] void fail(Op op, const std::string& why) {
-  throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
-}
-
-Var finish(Tape& tape, Node* n) { return Recorder::handle(tape, n); }
 
 // ---- elementwise binary with row broadcast -------------------------------------------------------------
 
@@ -170,18 +135,17 @@ void backward_unary(Tape& tape, Node* n, G&& g) {
   for (std::int64_t i = 0; i < count; ++i) gx[i] += dy[i] * g(x[i], y[i]);
 }
 
-template <class T>
-T stable_sigmoid(T x) {
-  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
-}
-
 }  // namespace
 
-Var add(const Var& a, const Var& b) { return binary(Op::add, a, b); }
-Var sub(const Var& a, const Var& b) { return binary(Op::sub, a, b); }
-Var mul(const Var& a, const Var& b) { return binary(Op::mul, a, b); }
+Var add(const Var& a, const Var& b) {
+  return binary(Op::add, a, b);
+}
+Var sub(const Var& a, const Var& b) {
+  return binary(Op::sub, a, b);
+}
+Var mul(const Var& a, const Var& b) {
+  return binary(Op::mul, a, b);
+}
 
 Var scale(const Var& x, double c) {
   return unary(Op::scale, x, c, [c](auto v) { return static_cast<decltype(v)>(v * c); });
@@ -242,24 +206,6 @@ void backward_log(Tape& tape, Node* n) {
 
 // ---- matmul --------------------------------------------------------------------------------------------
 
-namespace {
-// C[m,n] = alpha op(A) op(B) + beta C, row-major; lda/ldb are the stored column counts.
-template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T beta, T* c) {
-  const auto opa = ta ? CblasTrans : CblasNoTrans;
-  const auto opb = tb ? CblasTrans : CblasNoTrans;
-  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, N);
-  } else {
-    cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, N);
-  }
-}
-}  // namespace
-
 Var matmul(const Var& a, const Var& b, Transpose ta, Transpose tb) {
   const std::array<Var, 2> inputs{a, b};
   Tape& tape = Recorder::tape_of(Op::matmul, inputs);
@@ -267,13 +213,12 @@ Var matmul(const Var& a, const Var& b, Transpose ta, Transpose tb) {
   Node* nb = b.node();
   const Shape sa = na->shape, sb = nb->shape;
   const bool ta_ = ta == Transpose::yes, tb_ = tb == Transpose::yes;
-  if (sa.rank != 2 || sb.rank != 2)
-    fail(Op::matmul, "needs matrices, got " + sa.str() + " and " + sb.str());
+  if (sa.rank != 2 || sb.rank != 2) fail(Op::matmul, "needs matrices, got " + sa.str() + " and " + sb.str());
   const std::int64_t m = ta_ ? sa.cols : sa.rows, k = ta_ ? sa.rows : sa.cols;
   const std::int64_t kb = tb_ ? sb.cols : sb.rows, nn = tb_ ? sb.rows : sb.cols;
   if (k != kb)
-    fail(Op::matmul, "inner dimensions differ: " + sa.str() + (ta_ ? "^T" : "") + " @ " + sb.str() +
-                         (tb_ ? "^T" : ""));
+    fail(Op::matmul,
+         "inner dimensions differ: " + sa.str() + (ta_ ? "^T" : "") + " @ " + sb.str() + (tb_ ? "^T" : ""));
   Node* n = Recorder::record(tape, Op::matmul, Shape::matrix(m, nn), inputs, true);
   n->arg0 = ta_;
   n->arg1 = tb_;
@@ -339,8 +284,12 @@ void backward_reduce(Tape& tape, Node* n) {
 }
 }  // namespace
 
-Var sum(const Var& x) { return reduce(Op::sum, x); }
-Var mean(const Var& x) { return reduce(Op::mean, x); }
+Var sum(const Var& x) {
+  return reduce(Op::sum, x);
+}
+Var mean(const Var& x) {
+  return reduce(Op::mean, x);
+}
 template <class T>
 void backward_sum(Tape& tape, Node* n) {
   backward_reduce<T>(tape, n);
@@ -358,7 +307,8 @@ Var slice_cols(const Var& x, std::int64_t begin, std::int64_t end) {
   Node* nx = x.node();
   const Shape s = nx->shape;
   if (s.rank == 0 || begin < 0 || end > s.cols || begin >= end)
-    fail(Op::slice_cols, "columns [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + s.str());
+    fail(Op::slice_cols,
+         "columns [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + s.str());
   Node* n = Recorder::record(tape, Op::slice_cols, Shape{s.rows, end - begin, s.rank}, inputs, true);
   n->arg0 = begin;
   n->arg1 = end;
@@ -402,7 +352,8 @@ Var concat_cols(std::span<const Var> parts) {
     for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
       const Node* p = n->inputs[i];
       for (std::int64_t r = 0; r < first.rows; ++r)
-        std::memcpy(out_of<T>(n) + r * cols + offset, value_of<T>(p) + r * p->shape.cols, sizeof(T) * p->shape.cols);
+        std::memcpy(out_of<T>(n) + r * cols + offset, value_of<T>(p) + r * p->shape.cols,
+                    sizeof(T) * p->shape.cols);
       offset += p->shape.cols;
     }
   });
@@ -463,7 +414,8 @@ void backward_gather_rows(Tape& tape, Node* n) {
 
 // ---- losses --------------------------------------------------------------------------------------------
 
-Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets, CrossEntropyOptions options) {
+Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
+                          CrossEntropyOptions options) {
   const std::span<const Var> inputs(&logits, 1);
   Tape& tape = Recorder::tape_of(Op::softmax_cross_entropy, inputs);
   Node* nl = logits.node();
@@ -475,9 +427,9 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
   for (std::size_t i = 0; i < targets.size(); ++i) {
     if (targets[i] == options.ignore_index) continue;
     if (targets[i] < 0 || targets[i] >= s.cols)
-      fail(Op::softmax_cross_entropy, "target " + std::to_string(targets[i]) + " at row " + std::to_string(i) +
-                                          " is outside the " + std::to_string(s.cols) + " classes of logits " +
-                                          s.str());
+      fail(Op::softmax_cross_entropy, "target " + std::to_string(targets[i]) + " at row " +
+                                          std::to_string(i) + " is outside the " + std::to_string(s.cols) +
+                                          " classes of logits " + s.str());
     ++counted;
   }
   if (options.normalizer < 0) fail(Op::softmax_cross_entropy, "negative normalizer");
@@ -491,8 +443,7 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
     n->indices = saved_targets;
   }
   dispatch(tape.dtype(), [&]<class T>() {
-    T* probs = n->requires_grad ? static_cast<T*>(Recorder::allocate_tensor(tape, tensor_bytes(s, tape.dtype())))
-                                : nullptr;
+    T* probs = n->requires_grad ? allocate_saved<T>(tape, n, s.numel()) : nullptr;
     const T* x = value_of<T>(nl);
     double total = 0;
     for (std::int64_t r = 0; r < s.rows; ++r) {
@@ -506,7 +457,6 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
       if (targets[r] != options.ignore_index) total += std::log(denom) + shift - xr[targets[r]];
     }
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
-    n->saved = probs;
   });
   return finish(tape, n);
 }
@@ -530,7 +480,8 @@ Var mse(const Var& a, const Var& b) {
   Tape& tape = Recorder::tape_of(Op::mse, inputs);
   Node* na = a.node();
   Node* nb = b.node();
-  if (na->shape != nb->shape) fail(Op::mse, "shapes " + na->shape.str() + " and " + nb->shape.str() + " differ");
+  if (na->shape != nb->shape)
+    fail(Op::mse, "shapes " + na->shape.str() + " and " + nb->shape.str() + " differ");
   Node* n = Recorder::record(tape, Op::mse, Shape::scalar(), inputs, true);
   const std::int64_t count = na->shape.numel();
   n->scalar = 1.0 / static_cast<double>(count);
@@ -580,8 +531,8 @@ void backward_stop_gradient(Tape&, Node*) {
 
 void run_backward(Tape& tape, Node* n) {
   switch (n->op) {
-#define REWIND_OP(name, inputs, has_grad, saves, formula)                                  \
-  case Op::name:                                                                           \
+#define REWIND_OP(name, inputs, has_grad, saves, formula)                    \
+  case Op::name:                                                             \
     dispatch(tape.dtype(), [&]<class T>() { backward_##name<T>(tape, n); }); \
     break;
 #include "rewind/autodiff/ops.def"

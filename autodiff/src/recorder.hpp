@@ -24,8 +24,20 @@ struct Recorder {
 }  // namespace rwd::autodiff
 
 namespace rwd::autodiff {
+// Backward steps of the fused ops, defined (and instantiated for float and double) in ops_fused.cpp.
+template <class T>
+void backward_linear(Tape& tape, Node* n);
+template <class T>
+void backward_rnn_pointwise(Tape& tape, Node* n);
+template <class T>
+void backward_lstm_pointwise(Tape& tape, Node* n);
+template <class T>
+void backward_gru_pointwise(Tape& tape, Node* n);
+
 // Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
 void run_backward(Tape& tape, Node* node);
 // Element-size aware helpers shared by the tape and the ops.
-inline std::size_t tensor_bytes(Shape s, DType t) { return static_cast<std::size_t>(s.numel()) * size_of(t); }
+inline std::size_t tensor_bytes(Shape s, DType t) {
+  return static_cast<std::size_t>(s.numel()) * size_of(t);
+}
 }  // namespace rwd::autodiff

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "node.hpp"
 #include "recorder.hpp"
@@ -23,10 +24,13 @@ std::string describe(const Node* n) {
 
 const char* name_of(Op op) {
   switch (op) {
-    case Op::input: return "input";
-    case Op::parameter: return "parameter";
+    case Op::input:
+      return "input";
+    case Op::parameter:
+      return "parameter";
 #define REWIND_OP(name, inputs, has_grad, saves, formula) \
-  case Op::name: return #name;
+  case Op::name:                                          \
+    return #name;
 #include "rewind/autodiff/ops.def"
 #undef REWIND_OP
   }
@@ -35,25 +39,40 @@ const char* name_of(Op op) {
 
 // ---- Var -----------------------------------------------------------------------------------------------
 
-bool Var::valid() const { return tape_ != nullptr && epoch_ == tape_->epoch(); }
+bool Var::valid() const {
+  return tape_ != nullptr && epoch_ == tape_->epoch();
+}
 
 Node* Var::node() const {
   if (tape_ == nullptr) throw std::logic_error("Var: used before being assigned a value from a tape");
   if (epoch_ != tape_->epoch())
-    throw std::logic_error("Var: its tape was cleared after it was recorded; carry values across windows with "
-                           "Var::copy_to and Tape::input");
+    throw std::logic_error(
+        "Var: its tape was cleared after it was recorded; carry values across windows with "
+        "Var::copy_to and Tape::input");
   return node_;
 }
-Shape Var::shape() const { return node()->shape; }
-DType Var::dtype() const { return tape().dtype(); }
-Op Var::op() const { return node()->op; }
-bool Var::requires_grad() const { return node()->requires_grad; }
-std::uint32_t Var::id() const { return node()->id; }
+Shape Var::shape() const {
+  return node()->shape;
+}
+DType Var::dtype() const {
+  return tape().dtype();
+}
+Op Var::op() const {
+  return node()->op;
+}
+bool Var::requires_grad() const {
+  return node()->requires_grad;
+}
+std::uint32_t Var::id() const {
+  return node()->id;
+}
 Tape& Var::tape() const {
   node();
   return *tape_;
 }
-const void* Var::raw_values() const { return node()->value; }
+const void* Var::raw_values() const {
+  return node()->value;
+}
 
 void Var::check_dtype(DType requested) const {
   if (requested != dtype())
@@ -95,8 +114,9 @@ Tape::Tape(DType dtype, std::size_t first_block_bytes) : dtype_(dtype), arena_(f
 Var Tape::input(const Tensor& value, bool requires_grad) {
   if (value.empty()) throw std::invalid_argument("Tape::input: empty tensor");
   if (value.dtype() != dtype_)
-    throw std::invalid_argument(std::string("Tape::input: a ") + name_of(value.dtype()) + " tensor of shape " +
-                                value.shape().str() + " given to a " + name_of(dtype_) + " tape");
+    throw std::invalid_argument(std::string("Tape::input: a ") + name_of(value.dtype()) +
+                                " tensor of shape " + value.shape().str() + " given to a " + name_of(dtype_) +
+                                " tape");
   Node* n = Recorder::record(*this, Op::input, value.shape(), {}, false);
   n->requires_grad = requires_grad && grad_mode;
   std::memcpy(n->value, value.raw(), value.bytes());
@@ -126,12 +146,14 @@ void Tape::backward(const Var& loss) {
 
 void Tape::backward(std::span<const Seed> seeds) {
   if (consumed_)
-    throw std::logic_error("Tape::backward: this window was already backpropagated; clear() the tape and "
-                           "record the computation again");
+    throw std::logic_error(
+        "Tape::backward: this window was already backpropagated; clear() the tape and "
+        "record the computation again");
   if (seeds.empty()) throw std::invalid_argument("Tape::backward: no outputs to start from");
   for (const Seed& s : seeds) {
     Node* n = s.output.node();
-    if (&s.output.tape() != this) throw std::invalid_argument("Tape::backward: " + describe(n) + " is on another tape");
+    if (&s.output.tape() != this)
+      throw std::invalid_argument("Tape::backward: " + describe(n) + " is on another tape");
     if (!n->requires_grad)
       throw std::invalid_argument("Tape::backward: " + describe(n) +
                                   " does not require a gradient: no parameter or input with requires_grad "
@@ -148,12 +170,15 @@ void Tape::backward(std::span<const Seed> seeds) {
     Node* n = s.output.node();
     void* g = Recorder::grad_of(*this, n);
     const std::int64_t count = n->shape.numel();
+    auto accumulate = [&](auto* grad) {
+      using T = std::remove_pointer_t<decltype(grad)>;
+      const T* seed = s.grad != nullptr ? s.grad->data<T>() : nullptr;
+      for (std::int64_t i = 0; i < count; ++i) grad[i] += seed != nullptr ? seed[i] : T(1);
+    };
     if (dtype_ == DType::f32) {
-      auto* gf = static_cast<float*>(g);
-      for (std::int64_t i = 0; i < count; ++i) gf[i] += s.grad ? s.grad->data<float>()[i] : 1.0f;
+      accumulate(static_cast<float*>(g));
     } else {
-      auto* gd = static_cast<double*>(g);
-      for (std::int64_t i = 0; i < count; ++i) gd[i] += s.grad ? s.grad->data<double>()[i] : 1.0;
+      accumulate(static_cast<double*>(g));
     }
   }
   consumed_ = true;
@@ -230,7 +255,8 @@ Node* Recorder::record(Tape& tape, Op op, Shape shape, std::span<const Var> inpu
   n->n_inputs = static_cast<std::uint32_t>(inputs.size());
   n->id = static_cast<std::uint32_t>(tape.nodes_++);
   n->shape = shape;
-  n->value = existing_value != nullptr ? existing_value : allocate_tensor(tape, tensor_bytes(shape, tape.dtype_));
+  n->value =
+      existing_value != nullptr ? existing_value : allocate_tensor(tape, tensor_bytes(shape, tape.dtype_));
   if (inputs.size() <= 2) {
     n->inputs = n->inline_inputs;
   } else {
@@ -247,7 +273,9 @@ Node* Recorder::record(Tape& tape, Op op, Shape shape, std::span<const Var> inpu
   return n;
 }
 
-void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) { return tape.arena_.allocate(bytes, 64); }
+void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) {
+  return tape.arena_.allocate(bytes, 64);
+}
 
 void* Recorder::grad_of(Tape& tape, Node* n) {
   if (n->grad == nullptr) {
@@ -260,8 +288,14 @@ void* Recorder::grad_of(Tape& tape, Node* n) {
 
 // ---- NoGradGuard ---------------------------------------------------------------------------------------
 
-NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
-NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
-bool grad_enabled() { return grad_mode; }
+NoGradGuard::NoGradGuard() : previous_(grad_mode) {
+  grad_mode = false;
+}
+NoGradGuard::~NoGradGuard() {
+  grad_mode = previous_;
+}
+bool grad_enabled() {
+  return grad_mode;
+}
 
 }  // namespace rwd::autodiff

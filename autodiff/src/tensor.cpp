@@ -33,7 +33,9 @@ std::string Shape::str() const {
   return s.append("]");
 }
 
-void Tensor::Free::operator()(std::byte* p) const noexcept { ::operator delete(p, tensor_alignment); }
+void Tensor::Free::operator()(std::byte* p) const noexcept {
+  ::operator delete(p, tensor_alignment);
+}
 
 Tensor::Tensor(Shape shape, DType dtype) : shape_(shape), dtype_(dtype) {
   if (shape.rows < 0 || shape.cols < 0)

@@ -22,7 +22,8 @@ struct TapeEdge {
   bool cut = false;  // the edge into a stop_gradient: values cross it, gradients do not
 };
 // Vertex i is the node with Var::id() == i; edges run from an input to the op that reads it.
-using TapeGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, TapeVertex, TapeEdge>;
+using TapeGraph =
+    boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, TapeVertex, TapeEdge>;
 
 REWIND_AUTODIFF_EXPORT TapeGraph to_graph(const Tape& tape);
 // Graphviz DOT: parameters as boxes, inputs as grey ellipses, ops labelled with their output shape, and

@@ -59,11 +59,35 @@ REWIND_AUTODIFF_EXPORT Var mse(const Var& a, const Var& b);
 // Same value, no path back: gradients stop here, exactly.
 REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
 
-inline Var operator+(const Var& a, const Var& b) { return add(a, b); }
-inline Var operator-(const Var& a, const Var& b) { return sub(a, b); }
-inline Var operator*(const Var& a, const Var& b) { return mul(a, b); }
-inline Var operator*(const Var& x, double c) { return scale(x, c); }
-inline Var operator*(double c, const Var& x) { return scale(x, c); }
-inline Var operator-(const Var& x) { return neg(x); }
+// Fused kernels for recurrent cells: the same values and gradients as their primitive formulas (in ops.def),
+// in one pass over memory with a hand-written backward.
+// x [B, K] @ w[N, K]^T + b [N]: a PyTorch nn.Linear / the input or hidden projection of a cell.
+REWIND_AUTODIFF_EXPORT Var linear(const Var& x, const Var& w, const Var& b);
+// tanh(a + b) for equal shapes: the tanh RNN update from its two projections.
+REWIND_AUTODIFF_EXPORT Var rnn_pointwise(const Var& a, const Var& b);
+// gates [B, 4H] in PyTorch's order i, f, g, o (pre-activation) and c_prev [B, H] -> [h | c] as [B, 2H].
+REWIND_AUTODIFF_EXPORT Var lstm_pointwise(const Var& gates, const Var& c_prev);
+// gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, both [B, 3H] in order r, z, n, and h_prev [B, H] -> h [B,
+// H].
+REWIND_AUTODIFF_EXPORT Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev);
+
+inline Var operator+(const Var& a, const Var& b) {
+  return add(a, b);
+}
+inline Var operator-(const Var& a, const Var& b) {
+  return sub(a, b);
+}
+inline Var operator*(const Var& a, const Var& b) {
+  return mul(a, b);
+}
+inline Var operator*(const Var& x, double c) {
+  return scale(x, c);
+}
+inline Var operator*(double c, const Var& x) {
+  return scale(x, c);
+}
+inline Var operator-(const Var& x) {
+  return neg(x);
+}
 
 }  // namespace rwd::autodiff

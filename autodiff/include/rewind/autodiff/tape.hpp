@@ -37,7 +37,7 @@ class REWIND_AUTODIFF_EXPORT Var {
   bool requires_grad() const;
   Tape& tape() const;
   std::uint32_t id() const;  // creation index in its window: the vertex number in a graph export
-  bool valid() const;  // false when default-constructed or when its tape has been cleared since
+  bool valid() const;        // false when default-constructed or when its tape has been cleared since
 
   template <class T>
   std::span<const T> values() const {

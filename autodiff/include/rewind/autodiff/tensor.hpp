@@ -16,8 +16,12 @@ namespace rwd::autodiff {
 
 enum class DType : std::uint8_t { f32, f64 };
 
-constexpr std::size_t size_of(DType t) { return t == DType::f32 ? sizeof(float) : sizeof(double); }
-constexpr const char* name_of(DType t) { return t == DType::f32 ? "f32" : "f64"; }
+constexpr std::size_t size_of(DType t) {
+  return t == DType::f32 ? sizeof(float) : sizeof(double);
+}
+constexpr const char* name_of(DType t) {
+  return t == DType::f32 ? "f32" : "f64";
+}
 
 template <class T>
 constexpr DType dtype_of() {

@@ -1,0 +1,84 @@
+// Helpers shared by the op implementations (ops.cpp, ops_fused.cpp): typed access to node buffers, dtype
+// dispatch, GEMM.
+#pragma once
+
+#include <cblas.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "node.hpp"
+#include "recorder.hpp"
+
+namespace rwd::autodiff::kernels {
+
+template <class F>
+void dispatch(DType t, F&& f) {
+  if (t == DType::f32) {
+    f.template operator()<float>();
+  } else {
+    f.template operator()<double>();
+  }
+}
+
+template <class T>
+const T* value_of(const Node* n) {
+  return static_cast<const T*>(n->value);
+}
+template <class T>
+T* out_of(Node* n) {
+  return static_cast<T*>(n->value);
+}
+template <class T>
+const T* dy_of(const Node* n) {
+  return static_cast<const T*>(n->grad);
+}
+// The gradient buffer of input i, or null when that input takes no gradient.
+template <class T>
+T* grad_in(Tape& tape, Node* n, std::uint32_t i) {
+  Node* in = n->inputs[i];
+  return in->requires_grad ? static_cast<T*>(Recorder::grad_of(tape, in)) : nullptr;
+}
+
+[[noreturn]] inline void fail(Op op, const std::string& why) {
+  throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
+}
+
+// A buffer for what n's backward step reads, kept in n->saved. Allocate it only when n requires a gradient.
+template <class T>
+T* allocate_saved(Tape& tape, Node* n, std::int64_t count) {
+  n->saved = Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(count));
+  return static_cast<T*>(n->saved);
+}
+
+inline Var finish(Tape& tape, Node* n) {
+  return Recorder::handle(tape, n);
+}
+
+template <class T>
+T stable_sigmoid(T x) {
+  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// C[m,n] = alpha op(A) op(B) + beta C, row-major; lda/ldb are the stored column counts.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+          const T* b, std::int64_t ldb, T beta, T* c) {
+  const auto opa = ta ? CblasTrans : CblasNoTrans;
+  const auto opb = tb ? CblasTrans : CblasNoTrans;
+  const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, N);
+  } else {
+    cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, static_cast<blasint>(lda), b,
+                static_cast<blasint>(ldb), beta, c, N);
+  }
+}
+
+}  // namespace rwd::autodiff::kernels

@@ -1,0 +1,229 @@
+// Fused kernels for the built-in recurrent cells. Each computes what its formula in ops.def computes with
+// primitives, in one pass and with a hand-written backward; tests check both against the primitive versions.
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "kernels.hpp"
+#include "rewind/autodiff/ops.hpp"
+
+namespace rwd::autodiff {
+using namespace kernels;
+
+namespace {
+// Checks that every shape is a matrix with `rows` rows and the given column count.
+void expect_matrix(Op op, const char* what, Shape s, std::int64_t rows, std::int64_t cols) {
+  if (s.rank != 2 || s.rows != rows || s.cols != cols)
+    fail(op, std::string(what) + " is " + s.str() + ", expected [" + std::to_string(rows) + ", " +
+                 std::to_string(cols) + "]");
+}
+
+}  // namespace
+
+// ---- linear --------------------------------------------------------------------------------------------
+
+Var linear(const Var& x, const Var& w, const Var& b) {
+  const std::array<Var, 3> inputs{x, w, b};
+  Tape& tape = Recorder::tape_of(Op::linear, inputs);
+  const Shape sx = x.node()->shape, sw = w.node()->shape, sb = b.node()->shape;
+  if (sx.rank != 2 || sw.rank != 2 || sx.cols != sw.cols || sb.numel() != sw.rows || sb.rows != 1)
+    fail(Op::linear, "x " + sx.str() + ", weight " + sw.str() + ", bias " + sb.str() +
+                         " do not fit x @ weight^T + bias (weight is [out, in], bias [out])");
+  Node* n = Recorder::record(tape, Op::linear, Shape::matrix(sx.rows, sw.rows), inputs, true);
+  dispatch(tape.dtype(), [&]<class T>() {
+    T* y = out_of<T>(n);
+    const T* bias = value_of<T>(n->inputs[2]);
+    for (std::int64_t r = 0; r < sx.rows; ++r) std::memcpy(y + r * sw.rows, bias, sizeof(T) * sw.rows);
+    gemm<T>(false, true, sx.rows, sw.rows, sx.cols, value_of<T>(n->inputs[0]), sx.cols,
+            value_of<T>(n->inputs[1]), sw.cols, T(1), y);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_linear(Tape& tape, Node* n) {
+  const std::int64_t rows = n->shape.rows, out = n->shape.cols, in = n->inputs[0]->shape.cols;
+  const T* dy = dy_of<T>(n);
+  if (T* gx = grad_in<T>(tape, n, 0))
+    gemm<T>(false, false, rows, in, out, dy, out, value_of<T>(n->inputs[1]), in, T(1), gx);
+  if (T* gw = grad_in<T>(tape, n, 1))
+    gemm<T>(true, false, out, in, rows, dy, out, value_of<T>(n->inputs[0]), in, T(1), gw);
+  if (T* gb = grad_in<T>(tape, n, 2))
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < out; ++c) gb[c] += dy[r * out + c];
+}
+
+// ---- rnn_pointwise -------------------------------------------------------------------------------------
+
+Var rnn_pointwise(const Var& a, const Var& b) {
+  const std::array<Var, 2> inputs{a, b};
+  Tape& tape = Recorder::tape_of(Op::rnn_pointwise, inputs);
+  const Shape s = a.node()->shape;
+  if (b.node()->shape != s)
+    fail(Op::rnn_pointwise, "shapes " + s.str() + " and " + b.node()->shape.str() + " differ");
+  Node* n = Recorder::record(tape, Op::rnn_pointwise, s, inputs, true);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* x = value_of<T>(n->inputs[0]);
+    const T* y = value_of<T>(n->inputs[1]);
+    T* h = out_of<T>(n);
+    for (std::int64_t i = 0; i < s.numel(); ++i) h[i] = std::tanh(x[i] + y[i]);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_rnn_pointwise(Tape& tape, Node* n) {
+  const T* h = value_of<T>(n);
+  const T* dh = dy_of<T>(n);
+  T* ga = grad_in<T>(tape, n, 0);
+  T* gb = grad_in<T>(tape, n, 1);
+  for (std::int64_t i = 0; i < n->shape.numel(); ++i) {
+    const T d = dh[i] * (T(1) - h[i] * h[i]);
+    if (ga != nullptr) ga[i] += d;
+    if (gb != nullptr) gb[i] += d;
+  }
+}
+
+// ---- lstm_pointwise ------------------------------------------------------------------------------------
+// Saved per row: the activated gates i, f, g, o and tanh(c): 5H values. c_prev is the input's own value.
+
+Var lstm_pointwise(const Var& gates, const Var& c_prev) {
+  const std::array<Var, 2> inputs{gates, c_prev};
+  Tape& tape = Recorder::tape_of(Op::lstm_pointwise, inputs);
+  const Shape sc = c_prev.node()->shape;
+  if (sc.rank != 2) fail(Op::lstm_pointwise, "c_prev must be [batch, hidden], got " + sc.str());
+  const std::int64_t batch = sc.rows, hidden = sc.cols;
+  expect_matrix(Op::lstm_pointwise, "gates", gates.node()->shape, batch, 4 * hidden);
+  Node* n = Recorder::record(tape, Op::lstm_pointwise, Shape::matrix(batch, 2 * hidden), inputs, true);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* g = value_of<T>(n->inputs[0]);
+    const T* c0 = value_of<T>(n->inputs[1]);
+    T* out = out_of<T>(n);
+    T* act = n->requires_grad ? allocate_saved<T>(tape, n, batch * 5 * hidden) : nullptr;
+    for (std::int64_t r = 0; r < batch; ++r) {
+      const T* gr = g + r * 4 * hidden;
+      T* hr = out + r * 2 * hidden;
+      T* cr = hr + hidden;
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T i = stable_sigmoid(gr[j]), f = stable_sigmoid(gr[hidden + j]);
+        const T gg = std::tanh(gr[2 * hidden + j]), o = stable_sigmoid(gr[3 * hidden + j]);
+        const T c = f * c0[r * hidden + j] + i * gg;
+        const T tc = std::tanh(c);
+        cr[j] = c;
+        hr[j] = o * tc;
+        if (act != nullptr) {
+          T* ar = act + r * 5 * hidden;
+          ar[j] = i, ar[hidden + j] = f, ar[2 * hidden + j] = gg, ar[3 * hidden + j] = o,
+          ar[4 * hidden + j] = tc;
+        }
+      }
+    }
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_lstm_pointwise(Tape& tape, Node* n) {
+  const std::int64_t batch = n->shape.rows, hidden = n->shape.cols / 2;
+  const T* act = static_cast<const T*>(n->saved);
+  const T* c0 = value_of<T>(n->inputs[1]);
+  const T* dy = dy_of<T>(n);
+  T* dgates = grad_in<T>(tape, n, 0);
+  T* dc0 = grad_in<T>(tape, n, 1);
+  for (std::int64_t r = 0; r < batch; ++r) {
+    const T* ar = act + r * 5 * hidden;
+    const T* dh = dy + r * 2 * hidden;
+    const T* dc_out = dh + hidden;
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const T i = ar[j], f = ar[hidden + j], gg = ar[2 * hidden + j], o = ar[3 * hidden + j],
+              tc = ar[4 * hidden + j];
+      const T dc = dc_out[j] + dh[j] * o * (T(1) - tc * tc);
+      if (dgates != nullptr) {
+        T* dg = dgates + r * 4 * hidden;
+        dg[j] += dc * gg * i * (T(1) - i);
+        dg[hidden + j] += dc * c0[r * hidden + j] * f * (T(1) - f);
+        dg[2 * hidden + j] += dc * i * (T(1) - gg * gg);
+        dg[3 * hidden + j] += dh[j] * tc * o * (T(1) - o);
+      }
+      if (dc0 != nullptr) dc0[r * hidden + j] += dc * f;
+    }
+  }
+}
+
+// ---- gru_pointwise -------------------------------------------------------------------------------------
+// Saved per row: r, z, n (3H). gh and h_prev are the inputs' own values.
+
+Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
+  const std::array<Var, 3> inputs{gi, gh, h_prev};
+  Tape& tape = Recorder::tape_of(Op::gru_pointwise, inputs);
+  const Shape sh = h_prev.node()->shape;
+  if (sh.rank != 2) fail(Op::gru_pointwise, "h_prev must be [batch, hidden], got " + sh.str());
+  const std::int64_t batch = sh.rows, hidden = sh.cols;
+  expect_matrix(Op::gru_pointwise, "gi", gi.node()->shape, batch, 3 * hidden);
+  expect_matrix(Op::gru_pointwise, "gh", gh.node()->shape, batch, 3 * hidden);
+  Node* n = Recorder::record(tape, Op::gru_pointwise, sh, inputs, true);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* a = value_of<T>(n->inputs[0]);
+    const T* b = value_of<T>(n->inputs[1]);
+    const T* h0 = value_of<T>(n->inputs[2]);
+    T* h = out_of<T>(n);
+    T* act = n->requires_grad ? allocate_saved<T>(tape, n, batch * 3 * hidden) : nullptr;
+    for (std::int64_t r = 0; r < batch; ++r) {
+      const T* ar = a + r * 3 * hidden;
+      const T* br = b + r * 3 * hidden;
+      for (std::int64_t j = 0; j < hidden; ++j) {
+        const T rg = stable_sigmoid(ar[j] + br[j]);
+        const T z = stable_sigmoid(ar[hidden + j] + br[hidden + j]);
+        const T nn = std::tanh(ar[2 * hidden + j] + rg * br[2 * hidden + j]);
+        h[r * hidden + j] = (T(1) - z) * nn + z * h0[r * hidden + j];
+        if (act != nullptr) {
+          T* sr = act + r * 3 * hidden;
+          sr[j] = rg, sr[hidden + j] = z, sr[2 * hidden + j] = nn;
+        }
+      }
+    }
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_gru_pointwise(Tape& tape, Node* n) {
+  const std::int64_t batch = n->shape.rows, hidden = n->shape.cols;
+  const T* act = static_cast<const T*>(n->saved);
+  const T* gh = value_of<T>(n->inputs[1]);
+  const T* h0 = value_of<T>(n->inputs[2]);
+  const T* dh = dy_of<T>(n);
+  T* dgi = grad_in<T>(tape, n, 0);
+  T* dgh = grad_in<T>(tape, n, 1);
+  T* dh0 = grad_in<T>(tape, n, 2);
+  for (std::int64_t r = 0; r < batch; ++r) {
+    const T* sr = act + r * 3 * hidden;
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      const std::int64_t k = r * hidden + j;
+      const T rg = sr[j], z = sr[hidden + j], nn = sr[2 * hidden + j];
+      const T d_pre_n = dh[k] * (T(1) - z) * (T(1) - nn * nn);
+      const T d_pre_z = dh[k] * (h0[k] - nn) * z * (T(1) - z);
+      const T d_pre_r = d_pre_n * gh[r * 3 * hidden + 2 * hidden + j] * rg * (T(1) - rg);
+      if (dgi != nullptr) {
+        T* d = dgi + r * 3 * hidden;
+        d[j] += d_pre_r, d[hidden + j] += d_pre_z, d[2 * hidden + j] += d_pre_n;
+      }
+      if (dgh != nullptr) {
+        T* d = dgh + r * 3 * hidden;
+        d[j] += d_pre_r, d[hidden + j] += d_pre_z, d[2 * hidden + j] += d_pre_n * rg;
+      }
+      if (dh0 != nullptr) dh0[k] += dh[k] * z;
+    }
+  }
+}
+
+#define REWIND_INSTANTIATE(name)                      \
+  template void backward_##name<float>(Tape&, Node*); \
+  template void backward_##name<double>(Tape&, Node*);
+REWIND_INSTANTIATE(linear)
+REWIND_INSTANTIATE(rnn_pointwise)
+REWIND_INSTANTIATE(lstm_pointwise)
+REWIND_INSTANTIATE(gru_pointwise)
+#undef REWIND_INSTANTIATE
+
+}  // namespace rwd::autodiff

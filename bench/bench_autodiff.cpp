@@ -1,0 +1,161 @@
+// Tape overhead per op, matmul op vs bare sgemm, and tape clear. Figures and commands: bench/README.md.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <vector>
+
+#include "rewind/autodiff/ops.hpp"
+
+using namespace rwd::autodiff;
+
+namespace {
+
+Tensor filled(Shape shape, double v) {
+  Tensor t(shape, DType::f32);
+  t.fill(v);
+  return t;
+}
+
+// A chain of tiny ops, h = tanh(h * w + b), recorded and backpropagated: 3 ops per link. The figure is
+// the cost of one op's forward record plus its backward step, tape clear included.
+void BM_TinyOps(benchmark::State& state) {
+  const std::int64_t width = state.range(0);
+  constexpr int links = 1000;
+  Tape tape;
+  Parameter w("w", filled(Shape::vector(width), 0.9));
+  Parameter b("b", filled(Shape::vector(width), 0.01));
+  const Tensor h0 = filled(Shape::vector(width), 0.5);
+  for (auto _ : state) {
+    tape.clear();
+    Var h = tape.input(h0);
+    Var wv = tape.param(w), bv = tape.param(b);
+    for (int i = 0; i < links; ++i) h = tanh(mul(h, wv) + bv);
+    const Seed seed{h, &h0};
+    tape.backward(std::span<const Seed>(&seed, 1));
+    benchmark::DoNotOptimize(w.grad().raw());
+  }
+  const double ops = 3.0 * links;
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * ops));
+  state.counters["s_per_op"] =
+      benchmark::Counter(ops, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_TinyOps)->Arg(1)->Arg(16);
+
+// The same chain with additions only, h = h + b: no transcendental math, so this is the tape's own cost.
+void BM_TinyAdds(benchmark::State& state) {
+  const std::int64_t width = state.range(0);
+  constexpr int links = 1000;
+  Tape tape;
+  Parameter b("b", filled(Shape::vector(width), 0.01));
+  const Tensor h0 = filled(Shape::vector(width), 0.5);
+  for (auto _ : state) {
+    tape.clear();
+    Var h = tape.input(h0);
+    Var bv = tape.param(b);
+    for (int i = 0; i < links; ++i) h = h + bv;
+    const Seed seed{h, &h0};
+    tape.backward(std::span<const Seed>(&seed, 1));
+    benchmark::DoNotOptimize(b.grad().raw());
+  }
+  state.SetItemsProcessed(state.iterations() * links);
+  state.counters["s_per_op"] =
+      benchmark::Counter(links, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_TinyAdds)->Arg(1)->Arg(16);
+
+// Forward only: the matmul op (record + GEMM into the arena) against cblas_sgemm on the same shapes.
+void BM_MatmulOp(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tape tape;
+  const Tensor a = filled(Shape::matrix(m, k), 0.01);
+  Parameter w("w", filled(Shape::matrix(n, k), 0.02));
+  for (auto _ : state) {
+    tape.clear();
+    Var y = matmul(tape.input(a), tape.param(w), Transpose::no, Transpose::yes);
+    benchmark::DoNotOptimize(y.values<float>().data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Bare sgemm with the same shapes and layout; its input copy mirrors tape.input's, so the ratio isolates the
+// tape's own cost.
+void BM_Sgemm(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const std::vector<float> source(m * k, 0.01f), w(n * k, 0.02f);
+  std::vector<float> a(m * k), y(m * n);
+  for (auto _ : state) {
+    std::copy(source.begin(), source.end(), a.begin());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a.data(), k, w.data(), k, 0.0f,
+                y.data(), n);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Forward + backward of the matmul op against the three sgemm calls that compute the same.
+void BM_MatmulOpBackward(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tape tape;
+  Parameter w("w", filled(Shape::matrix(n, k), 0.02));
+  const Tensor a = filled(Shape::matrix(m, k), 0.01);
+  const Tensor seed_grad = filled(Shape::matrix(m, n), 1.0);
+  for (auto _ : state) {
+    tape.clear();
+    Var y = matmul(tape.input(a, true), tape.param(w), Transpose::no, Transpose::yes);
+    const Seed seed{y, &seed_grad};
+    tape.backward(std::span<const Seed>(&seed, 1));
+    benchmark::DoNotOptimize(w.grad().raw());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(6.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SgemmBackward(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const std::vector<float> source(m * k, 0.01f), w(n * k, 0.02f), dy(m * n, 1.0f);
+  std::vector<float> a(m * k), y(m * n), da(m * k), dw(n * k, 0.0f);
+  for (auto _ : state) {
+    std::copy(source.begin(), source.end(), a.begin());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a.data(), k, w.data(), k, 0.0f,
+                y.data(), n);
+    std::fill(da.begin(), da.end(), 0.0f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy.data(), n, w.data(), k, 1.0f,
+                da.data(), k);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy.data(), n, a.data(), k, 1.0f,
+                dw.data(), k);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(6.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Batch 32 against the gate matrices of an LSTM at hidden 64, 256 and 1024 (4 * hidden outputs).
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t h : {64, 256, 1024}) b->Args({32, h, 4 * h});
+}
+BENCHMARK(BM_MatmulOp)->Apply(gemm_shapes);
+BENCHMARK(BM_Sgemm)->Apply(gemm_shapes);
+BENCHMARK(BM_MatmulOpBackward)->Apply(gemm_shapes);
+BENCHMARK(BM_SgemmBackward)->Apply(gemm_shapes);
+
+// clear() after recording n nodes: O(1), so flat in n. Recording is excluded from the timing (the pause and
+// resume add a fixed ~100 ns or so of timer overhead to every figure).
+void BM_TapeClear(benchmark::State& state) {
+  Tape tape;
+  const Tensor x = filled(Shape::vector(4), 1.0);
+  for (auto _ : state) {
+    state.PauseTiming();
+    Var h = tape.input(x, true);
+    for (std::int64_t i = 0; i < state.range(0); ++i) h = neg(h);
+    state.ResumeTiming();
+    tape.clear();
+  }
+}
+// A fixed iteration count: the untimed recording would otherwise run millions of times to fill the timer.
+BENCHMARK(BM_TapeClear)->Arg(1)->Arg(1000)->Arg(100000)->Iterations(300);
+
+}  // namespace
+
+BENCHMARK_MAIN();

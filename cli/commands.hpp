@@ -1,0 +1,8 @@
+// The rewind executable's subcommands. Each takes the arguments after its name and returns an exit code.
+#pragma once
+
+namespace rwd::cli {
+
+int run_demo(int argc, const char* const* argv);
+
+}  // namespace rwd::cli

@@ -1,0 +1,56 @@
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string_view>
+
+#include "commands.hpp"
+
+namespace {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(int, const char* const*);
+};
+
+constexpr Command commands[] = {
+    {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
+     rwd::cli::run_demo},
+};
+
+void usage(std::ostream& out) {
+  out << "usage: rewind <command> [options]   (rewind <command> --help for its options)\n\ncommands:\n";
+  for (const Command& c : commands)
+    out << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << '\n';
+  out << "\n  --help, --version\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  const std::string_view first = argv[1];
+  if (first == "--help" || first == "-h") {
+    usage(std::cout);
+    return 0;
+  }
+  if (first == "--version") {
+    std::cout << "rewind " << REWIND_VERSION << '\n';
+    return 0;
+  }
+  for (const Command& c : commands) {
+    if (c.name != first) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const std::exception& e) {
+      std::cerr << "rewind " << c.name << ": " << e.what() << '\n';
+      return 1;
+    }
+  }
+  std::cerr << "rewind: unknown command '" << first << "'\n";
+  usage(std::cerr);
+  return 2;
+}
