@@ -1,0 +1,64 @@
+// A model: an embedding for token ids (or real-valued inputs fed straight to the first cell), stacked cells
+// and a linear head. Parameter names follow the equivalent PyTorch module with attributes `embedding`, `rnn`
+// and `head`, so state_dicts move between the two unchanged.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/models/cell.hpp"
+#include "rewind/models/export.hpp"
+
+namespace rwd::models {
+
+struct ModelConfig {
+  std::int64_t vocab_size = 0;  // > 0: inputs are token ids through embedding.weight [vocab, input_size]
+  std::int64_t input_size = 0;  // features per step; for token models the embedding width (0: hidden_size)
+  std::int64_t hidden_size = 64;
+  int layers = 1;
+  std::int64_t output_size = 0;  // head outputs (0: vocab_size)
+  double init_range = 0;         // 0: PyTorch's default initialisation
+  std::uint64_t seed = 1;
+  DType dtype = DType::f32;
+};
+
+using CellFactory = std::function<std::unique_ptr<Cell>(const CellSpec&)>;
+
+// Per-layer states of one window, read from carried tensors with begin() and written back with end().
+using ModelState = std::vector<State>;
+
+class REWIND_MODELS_EXPORT Model {
+ public:
+  // make_cell is called once per layer, in order; options go to every layer's cell.
+  Model(const ModelConfig& config, const CellFactory& make_cell, const Options& cell_options = {});
+
+  const ModelConfig& config() const { return config_; }
+  bool uses_tokens() const { return config_.vocab_size > 0; }
+  std::vector<Parameter*> parameters();
+  Parameter& parameter(const std::string& name);  // throws naming the missing parameter
+  Cell& cell(int layer) { return *cells_.at(static_cast<std::size_t>(layer)); }
+
+  // Zero state for `batch` rows: every layer's state tensors in order.
+  std::vector<Tensor> initial_state(std::int64_t batch) const;
+  // Leaves for the carried state (no history: the truncation point), and the copy back out.
+  void begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state) const;
+  void end(const ModelState& state, std::vector<Tensor>& carried) const;
+
+  // One step through every layer and the head; returns the head's output [batch, output_size].
+  Var step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state);
+  Var step(Tape& tape, const Var& x, ModelState& state);
+
+ private:
+  ModelConfig config_;
+  std::vector<std::unique_ptr<Cell>> cells_;
+  std::unique_ptr<Parameter> embedding_;  // null for real-valued inputs
+  std::unique_ptr<Parameter> head_weight_;
+  std::unique_ptr<Parameter> head_bias_;
+  std::vector<Parameter*> parameters_;  // embedding, rnn.* by layer, head: PyTorch's state_dict order
+};
+
+}  // namespace rwd::models

@@ -1,0 +1,140 @@
+#include "rewind/models/model.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "rewind/autodiff/ops.hpp"
+
+namespace rwd::models {
+
+using autodiff::Shape;
+using autodiff::Transpose;
+
+Tensor Initializer::uniform(Shape shape, DType dtype, double bound) {
+  const double r = init_range_ > 0 ? init_range_ : bound;
+  std::uniform_real_distribution<double> dist(-r, r);
+  Tensor t(shape, dtype);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, dist(rng_));
+  return t;
+}
+
+Tensor Initializer::normal(Shape shape, DType dtype) {
+  std::normal_distribution<double> dist;
+  Tensor t(shape, dtype);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, dist(rng_));
+  return t;
+}
+
+Cell::~Cell() = default;
+
+std::vector<Tensor> Cell::initial_state(std::int64_t batch, DType dtype) const {
+  return std::vector<Tensor>(static_cast<std::size_t>(state_size()),
+                             Tensor(Shape::matrix(batch, hidden_size()), dtype));
+}
+
+Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Options& cell_options)
+    : config_(config) {
+  if (config_.hidden_size < 1 || config_.layers < 1)
+    throw std::invalid_argument("model: hidden_size and layers must be at least 1");
+  if (config_.vocab_size < 0 || config_.input_size < 0 || config_.output_size < 0)
+    throw std::invalid_argument("model: sizes must not be negative");
+  if (config_.vocab_size == 0 && config_.input_size == 0)
+    throw std::invalid_argument("model: give vocab_size (token inputs) or input_size (real-valued inputs)");
+  if (config_.input_size == 0) config_.input_size = config_.hidden_size;
+  if (config_.output_size == 0) config_.output_size = config_.vocab_size;
+  if (config_.output_size == 0)
+    throw std::invalid_argument("model: output_size is required for real-valued inputs");
+
+  Initializer init(config_.seed, config_.init_range);
+  if (uses_tokens()) {
+    embedding_ = std::make_unique<Parameter>(
+        "embedding.weight",
+        init.normal(Shape::matrix(config_.vocab_size, config_.input_size), config_.dtype));
+    parameters_.push_back(embedding_.get());
+  }
+  for (int layer = 0; layer < config_.layers; ++layer) {
+    const CellSpec spec{layer == 0 ? config_.input_size : config_.hidden_size,
+                        config_.hidden_size,
+                        layer,
+                        config_.dtype,
+                        cell_options,
+                        &init};
+    cells_.push_back(make_cell(spec));
+    if (!cells_.back())
+      throw std::runtime_error("model: the cell factory returned nothing for layer " + std::to_string(layer));
+    for (Parameter* p : cells_.back()->parameters()) parameters_.push_back(p);
+  }
+  const double bound = 1.0 / std::sqrt(static_cast<double>(config_.hidden_size));
+  head_weight_ = std::make_unique<Parameter>(
+      "head.weight",
+      init.uniform(Shape::matrix(config_.output_size, config_.hidden_size), config_.dtype, bound));
+  head_bias_ = std::make_unique<Parameter>(
+      "head.bias", init.uniform(Shape::vector(config_.output_size), config_.dtype, bound));
+  parameters_.push_back(head_weight_.get());
+  parameters_.push_back(head_bias_.get());
+}
+
+std::vector<Parameter*> Model::parameters() {
+  return parameters_;
+}
+
+Parameter& Model::parameter(const std::string& name) {
+  for (Parameter* p : parameters_)
+    if (p->name() == name) return *p;
+  throw std::invalid_argument("model: no parameter named '" + name + "'");
+}
+
+std::vector<Tensor> Model::initial_state(std::int64_t batch) const {
+  std::vector<Tensor> out;
+  for (const auto& cell : cells_)
+    for (Tensor& t : cell->initial_state(batch, config_.dtype)) out.push_back(std::move(t));
+  return out;
+}
+
+void Model::begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state) const {
+  state.resize(cells_.size());
+  std::size_t next = 0;
+  for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
+    state[layer].clear();
+    for (int i = 0; i < cells_[layer]->state_size(); ++i) {
+      if (next >= carried.size())
+        throw std::invalid_argument("model: the carried state has " + std::to_string(carried.size()) +
+                                    " tensors, fewer than the layers need");
+      state[layer].push_back(tape.input(carried[next++]));
+    }
+  }
+  if (next != carried.size())
+    throw std::invalid_argument("model: the carried state has " + std::to_string(carried.size()) +
+                                " tensors, the layers need " + std::to_string(next));
+}
+
+void Model::end(const ModelState& state, std::vector<Tensor>& carried) const {
+  std::size_t total = 0;
+  for (const State& s : state) total += s.size();
+  carried.resize(total);
+  std::size_t next = 0;
+  for (const State& s : state)
+    for (const Var& v : s) v.copy_to(carried[next++]);
+}
+
+Var Model::step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state) {
+  if (!uses_tokens())
+    throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
+  return step(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state);
+}
+
+Var Model::step(Tape& tape, const Var& x, ModelState& state) {
+  if (state.size() != cells_.size())
+    throw std::invalid_argument("model: state for " + std::to_string(state.size()) +
+                                " layers, the model has " + std::to_string(cells_.size()) +
+                                "; call begin() first");
+  Var input = x;
+  for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
+    state[layer] = cells_[layer]->step(tape, input, state[layer]);
+    input = cells_[layer]->output(state[layer]);
+  }
+  return autodiff::matmul(input, tape.param(*head_weight_), Transpose::no, Transpose::yes) +
+         tape.param(*head_bias_);
+}
+
+}  // namespace rwd::models

@@ -1,0 +1,185 @@
+#include "rewind/models/safetensors.hpp"
+
+#include <unistd.h>
+
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace rwd::models {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
+
+namespace {
+
+constexpr std::uint64_t max_header_bytes = 100u << 20;  // the reference implementation's limit
+
+const char* dtype_name(DType t) {
+  return t == DType::f32 ? "F32" : "F64";
+}
+
+json shape_json(autodiff::Shape s) {
+  if (s.rank == 0) return json::array();
+  if (s.rank == 1) return json::array({s.cols});
+  return json::array({s.rows, s.cols});
+}
+
+void write_all(std::FILE* f, const void* data, std::size_t bytes, const fs::path& file) {
+  if (bytes != 0 && std::fwrite(data, 1, bytes, f) != bytes)
+    throw SafetensorsError("safetensors '" + file.string() + "': write failed");
+}
+
+}  // namespace
+
+void save_safetensors(const fs::path& file, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    if (name == "__metadata__" || header.contains(name))
+      throw SafetensorsError("safetensors '" + file.string() + "': duplicate or reserved tensor name '" +
+                             name + "'");
+    header[name] = {{"dtype", dtype_name(tensor->dtype())},
+                    {"shape", shape_json(tensor->shape())},
+                    {"data_offsets", {offset, offset + tensor->bytes()}}};
+    offset += tensor->bytes();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as the reference writer does
+  const std::uint64_t length = text.size();
+
+  fs::path temp = file;
+  temp += ".tmp." + std::to_string(::getpid());
+  std::FILE* f = std::fopen(temp.c_str(), "wb");
+  if (f == nullptr)
+    throw SafetensorsError("safetensors '" + file.string() + "': cannot create '" + temp.string() + "'");
+  try {
+    write_all(f, &length, sizeof length, file);
+    write_all(f, text.data(), text.size(), file);
+    for (const auto& entry : tensors) write_all(f, entry.second->raw(), entry.second->bytes(), file);
+    if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)
+      throw SafetensorsError("safetensors '" + file.string() + "': flush failed");
+  } catch (...) {
+    std::fclose(f);
+    std::remove(temp.c_str());
+    throw;
+  }
+  std::fclose(f);
+  std::error_code ec;
+  fs::rename(temp, file, ec);
+  if (ec) {
+    std::remove(temp.c_str());
+    throw SafetensorsError("safetensors '" + file.string() + "': cannot rename into place: " + ec.message());
+  }
+}
+
+TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::string>* metadata) {
+  const std::string where = "safetensors '" + file.string() + "'";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw SafetensorsError(where + ": cannot open file");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<std::uint64_t>(in.tellg());
+  in.seekg(0);
+  std::uint64_t length = 0;
+  if (size < 8 || !in.read(reinterpret_cast<char*>(&length), 8))
+    throw SafetensorsError(where + ": truncated: " + std::to_string(size) +
+                           " bytes, shorter than the 8-byte header length");
+  if (length > max_header_bytes || length > size - 8)
+    throw SafetensorsError(where + ": header length " + std::to_string(length) + " exceeds the file (" +
+                           std::to_string(size) + " bytes)");
+  std::string text(length, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(length));
+  json header;
+  try {
+    header = json::parse(text);
+  } catch (const json::exception& e) {
+    throw SafetensorsError(where + ": corrupt header: " + e.what());
+  }
+  if (!header.is_object()) throw SafetensorsError(where + ": corrupt header: not a JSON object");
+  const std::uint64_t data_bytes = size - 8 - length;
+
+  TensorMap out;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (metadata != nullptr && entry.is_object())
+        for (const auto& [k, v] : entry.items())
+          if (v.is_string()) (*metadata)[k] = v.get<std::string>();
+      continue;
+    }
+    const std::string what = where + ": tensor '" + name + "'";
+    try {
+      const std::string dtype = entry.at("dtype").get<std::string>();
+      if (dtype != "F32" && dtype != "F64")
+        throw SafetensorsError(what + ": dtype " + dtype + " is not supported (F32 or F64)");
+      const auto shape = entry.at("shape").get<std::vector<std::int64_t>>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+      if (shape.size() > 2)
+        throw SafetensorsError(what + ": rank " + std::to_string(shape.size()) +
+                               " is not supported (at most 2)");
+      for (std::int64_t d : shape)
+        if (d < 0) throw SafetensorsError(what + ": negative dimension");
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_bytes)
+        throw SafetensorsError(what + ": data_offsets outside the " + std::to_string(data_bytes) +
+                               " bytes of data (truncated file?)");
+      const autodiff::Shape s = shape.empty()       ? autodiff::Shape::scalar()
+                                : shape.size() == 1 ? autodiff::Shape::vector(shape[0])
+                                                    : autodiff::Shape::matrix(shape[0], shape[1]);
+      Tensor t(s, dtype == "F32" ? DType::f32 : DType::f64);
+      if (offsets[1] - offsets[0] != t.bytes())
+        throw SafetensorsError(what + ": " + std::to_string(offsets[1] - offsets[0]) +
+                               " bytes of data for shape " + s.str() + " " + dtype + " (" +
+                               std::to_string(t.bytes()) + " bytes)");
+      in.seekg(static_cast<std::streamoff>(8 + length + offsets[0]));
+      if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes())))
+        throw SafetensorsError(what + ": data could not be read");
+      out.emplace(name, std::move(t));
+    } catch (const json::exception& e) {
+      throw SafetensorsError(what + ": corrupt header entry: " + e.what());
+    }
+  }
+  return out;
+}
+
+void save_parameters(const fs::path& file, Model& model) {
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (Parameter* p : model.parameters()) tensors.emplace_back(p->name(), &p->value());
+  save_safetensors(file, tensors, {{"format", "pt"}, {"producer", "rewind"}});
+}
+
+void load_parameters(const fs::path& file, Model& model) {
+  TensorMap loaded = load_safetensors(file);
+  std::string problems;
+  auto problem = [&](const std::string& p) { problems += "\n  " + p; };
+  for (Parameter* p : model.parameters()) {
+    const auto it = loaded.find(p->name());
+    if (it == loaded.end()) {
+      problem("missing '" + p->name() + "' " + p->value().shape().str());
+      continue;
+    }
+    const Tensor& t = it->second;
+    if (t.shape() != p->value().shape())
+      problem("'" + p->name() + "': file has " + t.shape().str() + ", model has " + p->value().shape().str());
+    else if (t.dtype() != p->value().dtype())
+      problem("'" + p->name() + "': file has " + dtype_name(t.dtype()) + ", model has " +
+              dtype_name(p->value().dtype()));
+  }
+  for (const auto& [name, t] : loaded) {
+    bool known = false;
+    for (Parameter* p : model.parameters()) known = known || p->name() == name;
+    if (!known)
+      problem("unexpected '" + name + "' " + t.shape().str() + " (the model has no such parameter)");
+  }
+  if (!problems.empty())
+    throw SafetensorsError("safetensors '" + file.string() + "' does not match the model:" + problems);
+  for (Parameter* p : model.parameters()) {
+    const Tensor& t = loaded.at(p->name());
+    std::memcpy(p->value().raw(), t.raw(), t.bytes());
+  }
+}
+
+}  // namespace rwd::models

@@ -1,0 +1,134 @@
+#include "rewind/plugins/registry.hpp"
+
+#include <algorithm>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+namespace rwd::plugins {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Never destroyed: unloading a library while a Cell it made is alive would leave a dangling vtable.
+std::vector<boost::dll::shared_library>& loaded_libraries() {
+  static auto* libraries = new std::vector<boost::dll::shared_library>();
+  return *libraries;
+}
+
+bool looks_like_elf(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic,
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0;
+}
+
+}  // namespace
+
+void Registry::load_file(const fs::path& file) {
+  const std::string where = "plugin '" + file.string() + "'";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) throw PluginError(where + ": no such file");
+  if (!fs::is_regular_file(file, ec)) throw PluginError(where + ": not a regular file");
+  const fs::path canonical = fs::canonical(file, ec);
+  for (const auto& [key, plugin] : plugins_)
+    if (plugin.file == canonical) return;  // the same file reached twice through the search path
+  if (!looks_like_elf(file)) throw PluginError(where + ": not a shared library (no ELF header)");
+
+  boost::dll::shared_library library;
+  boost::dll::fs::error_code load_error;
+  library.load(canonical, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
+  if (load_error) throw PluginError(where + ": cannot be loaded: " + load_error.message());
+  if (!library.has(descriptor_symbol))
+    throw PluginError(where + ": not a rewind plugin (it exports no '" + std::string(descriptor_symbol) +
+                      "'; end the plugin's source with REWIND_PLUGIN(descriptor))");
+  const Descriptor& d = library.get_alias<const Descriptor>(descriptor_symbol);
+  if (d.abi_version != abi_version)
+    throw PluginError(where + ": built for plugin ABI version " + std::to_string(d.abi_version) +
+                      ", expected " + std::to_string(abi_version) + "; rebuild it against this rewind");
+  if (d.fingerprint == nullptr || std::strcmp(d.fingerprint, build_fingerprint) != 0)
+    throw PluginError(where + ": built with '" + (d.fingerprint ? d.fingerprint : "(none)") +
+                      "', expected '" + build_fingerprint +
+                      "'; rebuild it with the same compiler and standard library");
+  if (d.name == nullptr || *d.name == '\0') throw PluginError(where + ": descriptor has no name");
+  if ((d.kind == Kind::model && d.create_cell == nullptr) ||
+      (d.kind == Kind::trainer && d.create_trainer == nullptr) ||
+      (d.kind != Kind::model && d.kind != Kind::trainer))
+    throw PluginError(where + ": descriptor '" + d.name + "' has no factory for its kind");
+  const auto key = std::make_pair(d.kind, std::string(d.name));
+  if (const auto it = plugins_.find(key); it != plugins_.end())
+    throw PluginError(where + ": " + name_of(d.kind) + " plugin '" + d.name + "' is already provided by '" +
+                      it->second.file.string() + "'");
+  plugins_.emplace(key, LoadedPlugin{&d, canonical});
+  loaded_libraries().push_back(std::move(library));
+}
+
+void Registry::load_directory(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    problems_.push_back("plugin directory '" + dir.string() + "': not a directory");
+    return;
+  }
+  std::vector<fs::path> files;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".so") files.push_back(e.path());
+  std::sort(files.begin(), files.end());  // a deterministic order decides which duplicate is reported
+  for (const fs::path& f : files) {
+    try {
+      load_file(f);
+    } catch (const PluginError& e) {
+      problems_.push_back(e.what());
+    }
+  }
+}
+
+void Registry::load_search_path(const std::vector<fs::path>& plugin_dirs) {
+  for (const fs::path& d : plugin_dirs) load_directory(d);
+  if (const char* env = std::getenv("REWIND_PLUGIN_PATH")) {
+    std::string list = env;
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      const std::size_t end = std::min(list.find(':', start), list.size());
+      if (end > start) load_directory(list.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  const fs::path builtin = builtin_directory();
+  std::error_code ec;
+  if (fs::is_directory(builtin, ec)) load_directory(builtin);
+}
+
+const LoadedPlugin& Registry::find(Kind kind, const std::string& name) const {
+  if (const auto it = plugins_.find({kind, name}); it != plugins_.end()) return it->second;
+  std::string found;
+  for (const auto& [key, plugin] : plugins_)
+    if (key.first == kind) found += (found.empty() ? "" : ", ") + key.second;
+  throw PluginError(std::string("no ") + name_of(kind) + " plugin named '" + name +
+                    "' (found: " + (found.empty() ? "none" : found) + ")");
+}
+
+std::vector<const LoadedPlugin*> Registry::plugins() const {
+  std::vector<const LoadedPlugin*> out;
+  for (const auto& [key, plugin] : plugins_) out.push_back(&plugin);
+  return out;
+}
+
+std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
+                                                    const models::ModelConfig& config,
+                                                    const std::map<std::string, std::string>& options) const {
+  const Descriptor& d = *find(Kind::model, cell).descriptor;
+  const models::Options resolved =
+      models::Options::resolve(d.option_specs(), options, "model '" + cell + "'");
+  return std::make_unique<models::Model>(config, d.create_cell, resolved);
+}
+
+fs::path Registry::builtin_directory() {
+  return boost::dll::program_location().parent_path() / REWIND_PLUGIN_RELATIVE_DIR;
+}
+
+}  // namespace rwd::plugins

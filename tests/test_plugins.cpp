@@ -1,0 +1,112 @@
+// The plugin registry: built-ins are found at run time, and every kind of bad plugin is refused with a
+// message that names the file and the problem.
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "plugin_fixtures.hpp"
+
+using namespace rwd;
+using Catch::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path scratch_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("rewind_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+const fs::path builtin_dir = REWIND_TEST_PLUGIN_DIR;
+const fs::path fixture_dir = REWIND_TEST_FIXTURE_DIR;
+}  // namespace
+
+TEST_CASE("the built-in cells are plugins found at run time", "[plugins]") {
+  const plugins::Registry& r = test::builtin_plugins();
+  CHECK(r.problems().empty());
+  for (const char* name : {"rnn", "gru", "lstm"}) {
+    const plugins::LoadedPlugin& p = r.find(plugins::Kind::model, name);
+    CHECK(p.file.filename() == "librewind_model_" + std::string(name) + ".so");
+    CHECK(p.descriptor->abi_version == plugins::abi_version);
+    CHECK(std::string(p.descriptor->option_specs()[0].name) == "fused");
+  }
+}
+
+TEST_CASE("unknown names list what was found", "[plugins]") {
+  CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::model, "transformer"),
+                    Contains("no model plugin named 'transformer' (found: gru, lstm, rnn)"));
+  CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::trainer, "full"),
+                    Contains("no trainer plugin named 'full' (found: none)"));
+}
+
+TEST_CASE("bad plugin files are refused with the file and the reason", "[plugins]") {
+  plugins::Registry r;
+  const fs::path dir = scratch_dir("plugins");
+  CHECK_THROWS_WITH(r.load_file(dir / "missing.so"), Contains("missing.so': no such file"));
+
+  const fs::path text = dir / "notes.so";
+  std::ofstream(text) << "not a library\n";
+  CHECK_THROWS_WITH(r.load_file(text), Contains("notes.so': not a shared library (no ELF header)"));
+
+  CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_no_descriptor.so"),
+                    Contains("librewind_fixture_no_descriptor.so': not a rewind plugin (it exports no "
+                             "'rewind_plugin_descriptor'"));
+  CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_wrong_abi.so"),
+                    Contains("wrong_abi.so': built for plugin ABI version 99, expected 1"));
+  CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_wrong_fingerprint.so"),
+                    Contains("built with 'msvc 19, msvc stl, float training', expected '" +
+                             std::string(plugins::build_fingerprint) + "'"));
+
+  // A truncated ELF file: the header is right, the rest is missing.
+  const fs::path truncated = dir / "truncated.so";
+  {
+    std::ifstream in(builtin_dir / "librewind_model_rnn.so", std::ios::binary);
+    std::string head(64, '\0');
+    in.read(head.data(), 64);
+    std::ofstream(truncated, std::ios::binary) << head;
+  }
+  CHECK_THROWS_WITH(r.load_file(truncated), Contains("truncated.so': cannot be loaded"));
+  CHECK(r.plugins().empty());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("two plugins with the same kind and name are an error naming both files", "[plugins]") {
+  plugins::Registry r;
+  r.load_file(builtin_dir / "librewind_model_lstm.so");
+  r.load_file(builtin_dir / "librewind_model_lstm.so");  // the same file again is not a duplicate
+  const fs::path dir = scratch_dir("duplicate");
+  fs::copy_file(builtin_dir / "librewind_model_lstm.so", dir / "my_lstm.so");
+  CHECK_THROWS_WITH(r.load_file(dir / "my_lstm.so"),
+                    Contains("my_lstm.so': model plugin 'lstm' is already provided by '") &&
+                        Contains("librewind_model_lstm.so'"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a directory scan collects problems and keeps the good plugins", "[plugins]") {
+  plugins::Registry r;
+  r.load_directory(fixture_dir);
+  CHECK(r.problems().size() == 3);
+  r.load_directory("/nonexistent/plugins");
+  CHECK_THAT(r.problems().back(), Contains("'/nonexistent/plugins': not a directory"));
+}
+
+TEST_CASE("REWIND_PLUGIN_PATH is searched", "[plugins]") {
+  ::setenv("REWIND_PLUGIN_PATH", (std::string("/nonexistent:") + builtin_dir.string()).c_str(), 1);
+  plugins::Registry r;
+  r.load_search_path({});
+  ::unsetenv("REWIND_PLUGIN_PATH");
+  CHECK_NOTHROW(r.find(plugins::Kind::model, "gru"));
+}
+
+TEST_CASE("plugin options are checked against the declaration", "[plugins]") {
+  models::ModelConfig c;
+  c.vocab_size = 4;
+  CHECK_THROWS_WITH(test::builtin_plugins().make_model("lstm", c, {{"forget_bais", "1"}}),
+                    Contains("model 'lstm': unknown option 'forget_bais' (declared: fused, forget_bias)"));
+  CHECK_THROWS_WITH(test::builtin_plugins().make_model("lstm", c, {{"forget_bias", "high"}}),
+                    Contains("model 'lstm': option 'forget_bias' expects a real number, got 'high'"));
+  CHECK_THROWS_WITH(test::builtin_plugins().make_model("gru", c, {{"fused", "maybe"}}),
+                    Contains("model 'gru': option 'fused' expects a boolean (true/false), got 'maybe'"));
+  CHECK_NOTHROW(test::builtin_plugins().make_model("rnn", c, {{"fused", "false"}}));
+}
