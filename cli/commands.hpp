@@ -4,5 +4,8 @@
 namespace rwd::cli {
 
 int run_demo(int argc, const char* const* argv);
+int run_plugins(int argc, const char* const* argv);
+int run_gradcheck(int argc, const char* const* argv);
+int run_graph(int argc, const char* const* argv);
 
 }  // namespace rwd::cli

@@ -16,6 +16,12 @@ struct Command {
 constexpr Command commands[] = {
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
      rwd::cli::run_demo},
+    {"plugins", "list the model and trainer plugins found, with their options and files",
+     rwd::cli::run_plugins},
+    {"gradcheck", "check a model plugin's gradients against finite differences in double precision",
+     rwd::cli::run_gradcheck},
+    {"graph", "write a model's unrolled tape as a Graphviz graph, with stop_gradient cuts drawn",
+     rwd::cli::run_graph},
 };
 
 void usage(std::ostream& out) {

@@ -7,6 +7,7 @@
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/gradcheck.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/models/check.hpp"
 
 using namespace rwd;
 using autodiff::DType;
@@ -27,28 +28,6 @@ models::ModelConfig small_config(int layers) {
   c.seed = 7;
   c.init_range = 0.8;  // wider than PyTorch's default so the gates leave their linear region
   return c;
-}
-
-// Runs the model over `steps` random inputs from a random initial state; returns the summed MSE against
-// random targets and fills `outputs` with every step's head output.
-Var unroll(models::Model& model, Tape& tape, int steps, std::vector<Tensor>* outputs = nullptr) {
-  const std::int64_t batch = 2;
-  std::vector<Tensor> carried = model.initial_state(batch);
-  for (std::size_t i = 0; i < carried.size(); ++i)
-    carried[i] = test::random_tensor(carried[i].shape(), DType::f64, 100 + i, -0.9, 0.9);
-  models::ModelState state;
-  model.begin(tape, carried, state);
-  Var loss;
-  for (int t = 0; t < steps; ++t) {
-    const Var x = tape.input(
-        test::random_tensor(Shape::matrix(batch, model.config().input_size), DType::f64, 200 + t, -2, 2));
-    const Var y = model.step(tape, x, state);
-    if (outputs) outputs->push_back(y.value());
-    const Var target = tape.input(test::random_tensor(y.shape(), DType::f64, 300 + t));
-    const Var l = autodiff::mse(y, target);
-    loss = t == 0 ? l : loss + l;
-  }
-  return loss;
 }
 
 double relative_difference(const Tensor& a, const Tensor& b) {
@@ -75,8 +54,9 @@ TEST_CASE("fused cells equal their primitive-only reference in values and gradie
       auto fused = test::make_model(cell, small_config(layers), true, {});
       Tape t1(DType::f64), t2(DType::f64);
       std::vector<Tensor> out1, out2;
-      t1.backward(unroll(*reference, t1, 4, &out1));
-      t2.backward(unroll(*fused, t2, 4, &out2));
+      const models::UnrollOptions unroll{.batch = 2, .steps = 4};
+      t1.backward(models::random_unroll(*reference, t1, unroll, &out1));
+      t2.backward(models::random_unroll(*fused, t2, unroll, &out2));
       for (std::size_t s = 0; s < out1.size(); ++s) CHECK(relative_difference(out1[s], out2[s]) <= 1e-12);
       const auto p1 = reference->parameters(), p2 = fused->parameters();
       REQUIRE(p1.size() == p2.size());
@@ -96,8 +76,7 @@ TEST_CASE("every built-in cell passes a gradient check, reference and fused, 1 a
     for (bool fused : {false, true}) {
       for (int layers : {1, 2}) {
         auto model = test::make_model(cell, small_config(layers), fused, {});
-        const autodiff::GradcheckReport report =
-            autodiff::gradcheck([&](Tape& t) { return unroll(*model, t, 3); }, model->parameters());
+        const autodiff::GradcheckReport report = models::check_gradients(*model, {.batch = 2, .steps = 3});
         INFO(cell << (fused ? " fused" : " reference") << ", " << layers
                   << " layer(s): " << report.summary());
         CHECK(report.passed);

@@ -8,7 +8,6 @@
 namespace rwd::models {
 
 using autodiff::Shape;
-using autodiff::Transpose;
 
 Tensor Initializer::uniform(Shape shape, DType dtype, double bound) {
   const double r = init_range_ > 0 ? init_range_ : bound;
@@ -133,8 +132,7 @@ Var Model::step(Tape& tape, const Var& x, ModelState& state) {
     state[layer] = cells_[layer]->step(tape, input, state[layer]);
     input = cells_[layer]->output(state[layer]);
   }
-  return autodiff::matmul(input, tape.param(*head_weight_), Transpose::no, Transpose::yes) +
-         tape.param(*head_bias_);
+  return autodiff::linear(input, tape.param(*head_weight_), tape.param(*head_bias_));
 }
 
 }  // namespace rwd::models

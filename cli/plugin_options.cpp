@@ -1,0 +1,39 @@
+#include "plugin_options.hpp"
+
+#include <iostream>
+#include <stdexcept>
+
+namespace po = boost::program_options;
+
+namespace rwd::cli {
+
+void PluginOptions::add_to(po::options_description& description) {
+  description.add_options()("plugin", po::value(&files)->composing(), "load this plugin file (repeatable)")(
+      "plugin-dir", po::value(&directories)->composing(),
+      "search this directory for plugins, before REWIND_PLUGIN_PATH and the built-in ones (repeatable)")(
+      "option", po::value(&settings)->composing(),
+      "KEY=VALUE for the model plugin, e.g. forget_bias=1 (repeatable)");
+}
+
+plugins::Registry PluginOptions::load(bool quiet_problems) const {
+  plugins::Registry registry;
+  for (const std::string& f : files) registry.load_file(f);
+  std::vector<std::filesystem::path> dirs(directories.begin(), directories.end());
+  registry.load_search_path(dirs);
+  if (!quiet_problems)
+    for (const std::string& p : registry.problems()) std::cerr << "warning: " << p << '\n';
+  return registry;
+}
+
+std::map<std::string, std::string> PluginOptions::option_map() const {
+  std::map<std::string, std::string> out;
+  for (const std::string& s : settings) {
+    const auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("--option '" + s + "' is not KEY=VALUE");
+    out[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  return out;
+}
+
+}  // namespace rwd::cli
