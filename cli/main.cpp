@@ -49,6 +49,12 @@ int main(int argc, char** argv) {
   }
   for (const Command& c : commands) {
     if (c.name != first) continue;
+    // Every command answers --version the same way.
+    for (int i = 2; i < argc; ++i)
+      if (std::string_view(argv[i]) == "--version") {
+        std::cout << "rewind " << REWIND_VERSION << '\n';
+        return 0;
+      }
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const std::exception& e) {
