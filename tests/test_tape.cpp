@@ -146,3 +146,12 @@ TEST_CASE("memory accounting follows the arena", "[tape][memory]") {
   tape.reset_peak();
   CHECK(tape.memory().peak_bytes == 0);
 }
+
+TEST_CASE("a tape built where a destroyed one lived does not reuse its cached leaves", "[tape][parameter]") {
+  Parameter w("w", Tensor::from({2.0}, Shape::scalar(), DType::f64));
+  for (int i = 0; i < 3; ++i) {
+    Tape tape(DType::f64);  // likely the same address every iteration
+    tape.backward(mul(tape.param(w), tape.param(w)));
+  }
+  CHECK(w.grad().get(0) == 12.0);  // 3 x d(w^2)/dw
+}

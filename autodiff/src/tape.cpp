@@ -1,6 +1,8 @@
 #include "rewind/autodiff/tape.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -13,6 +15,10 @@ namespace rwd::autodiff {
 namespace {
 
 thread_local bool grad_mode = true;
+
+// Window identities are unique in the process, not only per tape: a tape built where a destroyed one
+// lived must not recognise that one's handles or a parameter's cached leaf as its own.
+std::atomic<std::uint64_t> next_epoch{1};
 
 std::string describe(const Node* n) {
   std::string s = std::string(name_of(n->op)) + " " + n->shape.str();
@@ -109,7 +115,8 @@ Parameter::Parameter(std::string name, Tensor value)
 
 // ---- Tape ----------------------------------------------------------------------------------------------
 
-Tape::Tape(DType dtype, std::size_t first_block_bytes) : dtype_(dtype), arena_(first_block_bytes) {}
+Tape::Tape(DType dtype, std::size_t first_block_bytes)
+    : dtype_(dtype), arena_(first_block_bytes), epoch_(next_epoch.fetch_add(1, std::memory_order_relaxed)) {}
 
 Var Tape::input(const Tensor& value, bool requires_grad) {
   if (value.empty()) throw std::invalid_argument("Tape::input: empty tensor");
@@ -199,7 +206,7 @@ Tensor Tape::grad(const Var& v) const {
 
 void Tape::clear() noexcept {
   arena_.reset();
-  ++epoch_;
+  epoch_ = next_epoch.fetch_add(1, std::memory_order_relaxed);
   nodes_ = 0;
   node_bytes_ = 0;
   last_ = nullptr;
@@ -223,6 +230,22 @@ std::vector<const Node*> Tape::nodes() const {
   std::size_t i = nodes_;
   for (const Node* n = last_; n != nullptr; n = n->prev) out[--i] = n;
   return out;
+}
+
+std::string Tape::first_nonfinite() const {
+  for (const Node* n : nodes()) {
+    const std::int64_t count = n->shape.numel();
+    bool finite = true;
+    if (dtype_ == DType::f32) {
+      const auto* v = static_cast<const float*>(n->value);
+      for (std::int64_t i = 0; i < count && finite; ++i) finite = std::isfinite(v[i]);
+    } else {
+      const auto* v = static_cast<const double*>(n->value);
+      for (std::int64_t i = 0; i < count && finite; ++i) finite = std::isfinite(v[i]);
+    }
+    if (!finite) return describe(n);
+  }
+  return {};
 }
 
 // ---- Recorder ------------------------------------------------------------------------------------------

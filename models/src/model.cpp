@@ -90,7 +90,8 @@ std::vector<Tensor> Model::initial_state(std::int64_t batch) const {
   return out;
 }
 
-void Model::begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state) const {
+void Model::begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state,
+                  bool requires_grad) const {
   state.resize(cells_.size());
   std::size_t next = 0;
   for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
@@ -99,7 +100,7 @@ void Model::begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& st
       if (next >= carried.size())
         throw std::invalid_argument("model: the carried state has " + std::to_string(carried.size()) +
                                     " tensors, fewer than the layers need");
-      state[layer].push_back(tape.input(carried[next++]));
+      state[layer].push_back(tape.input(carried[next++], requires_grad));
     }
   }
   if (next != carried.size())

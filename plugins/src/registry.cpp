@@ -127,6 +127,17 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
   return std::make_unique<models::Model>(config, d.create_cell, resolved);
 }
 
+std::unique_ptr<trainers::Trainer> Registry::make_trainer(
+    const std::string& name, const std::map<std::string, std::string>& options) const {
+  const Descriptor& d = *find(Kind::trainer, name).descriptor;
+  trainers::TrainerSpec spec{models::Options::resolve(d.option_specs(), options, "trainer '" + name + "'")};
+  auto trainer = d.create_trainer(spec);
+  if (!trainer)
+    throw PluginError("trainer plugin '" + name + "' (" + find(Kind::trainer, name).file.string() +
+                      ") made no trainer");
+  return trainer;
+}
+
 fs::path Registry::builtin_directory() {
   return boost::dll::program_location().parent_path() / REWIND_PLUGIN_RELATIVE_DIR;
 }

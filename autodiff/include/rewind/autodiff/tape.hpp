@@ -138,12 +138,15 @@ class REWIND_AUTODIFF_EXPORT Tape {
 
   // Nodes of the current window in creation order (graph export and inspection).
   std::vector<const Node*> nodes() const;
+  // The first node, in creation order, whose value holds a NaN or an infinity, described by op, shape and
+  // parameter name ("tanh [2, 4] (node #7)"); empty when every value is finite.
+  std::string first_nonfinite() const;
 
  private:
   friend struct Recorder;
   DType dtype_;
   Arena arena_;
-  std::uint64_t epoch_ = 1;
+  std::uint64_t epoch_;
   std::size_t nodes_ = 0;
   std::size_t node_bytes_ = 0;
   Node* last_ = nullptr;           // newest node of the window

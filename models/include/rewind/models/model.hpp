@@ -44,8 +44,9 @@ class REWIND_MODELS_EXPORT Model {
 
   // Zero state for `batch` rows: every layer's state tensors in order.
   std::vector<Tensor> initial_state(std::int64_t batch) const;
-  // Leaves for the carried state (no history: the truncation point), and the copy back out.
-  void begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state) const;
+  // Leaves for the carried state (no history: the truncation point), and the copy back out. With
+  // requires_grad the leaves take a gradient (Tape::grad), as a recomputed segment's start does.
+  void begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state, bool requires_grad = false) const;
   void end(const ModelState& state, std::vector<Tensor>& carried) const;
 
   // One step through every layer and the head; returns the head's output [batch, output_size].

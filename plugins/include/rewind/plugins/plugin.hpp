@@ -10,11 +10,7 @@
 
 #include "rewind/models/cell.hpp"
 #include "rewind/models/options.hpp"
-
-namespace rwd::trainers {
-class Trainer;
-struct TrainerSpec;
-}  // namespace rwd::trainers
+#include "rewind/trainers/trainer.hpp"
 
 namespace rwd::plugins {
 
@@ -73,6 +69,16 @@ constexpr Descriptor model_descriptor(const char* name, const char* description,
 
 constexpr Descriptor model_descriptor(const char* name, const char* description, CellFactory create) {
   return {abi_version, build_fingerprint, Kind::model, name, description, nullptr, 0, create, nullptr};
+}
+
+template <std::size_t N>
+constexpr Descriptor trainer_descriptor(const char* name, const char* description,
+                                        const models::OptionSpec (&options)[N], TrainerFactory create) {
+  return {abi_version, build_fingerprint, Kind::trainer, name, description, options, N, nullptr, create};
+}
+
+constexpr Descriptor trainer_descriptor(const char* name, const char* description, TrainerFactory create) {
+  return {abi_version, build_fingerprint, Kind::trainer, name, description, nullptr, 0, nullptr, create};
 }
 
 // The exported symbol's name.

@@ -46,6 +46,10 @@ class REWIND_PLUGINS_EXPORT Registry {
   std::unique_ptr<models::Model> make_model(const std::string& cell, const models::ModelConfig& config,
                                             const std::map<std::string, std::string>& options = {}) const;
 
+  // A trainer from the named trainer plugin; options are checked against its declaration.
+  std::unique_ptr<trainers::Trainer> make_trainer(
+      const std::string& name, const std::map<std::string, std::string>& options = {}) const;
+
   // Where `cmake --install` puts the built-in plugins, relative to the executable (and so in the build tree).
   static std::filesystem::path builtin_directory();
 

@@ -1,0 +1,324 @@
+// Trainer semantics against independent references: full BPTT written out by hand, a brute-force
+// TBPTT(k1, k2) that builds each update's unroll explicitly with stop_gradient at its start, and an
+// untruncated forward pass for the carried state.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "helpers.hpp"
+#include "plugin_fixtures.hpp"
+#include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/loop.hpp"
+
+using namespace rwd;
+using autodiff::DType;
+using autodiff::Tape;
+using autodiff::Tensor;
+using autodiff::Var;
+
+namespace {
+
+models::ModelConfig token_config(const std::string&) {
+  models::ModelConfig c;
+  c.vocab_size = 5;
+  c.input_size = 3;
+  c.hidden_size = 4;
+  c.dtype = DType::f64;
+  c.init_range = 0.5;
+  return c;
+}
+
+std::unique_ptr<trainers::TokenData> random_tokens(std::int64_t batch, std::int64_t steps,
+                                                   std::uint64_t seed) {
+  auto data = std::make_unique<trainers::TokenData>(batch, steps, 5);
+  std::mt19937_64 rng(seed);
+  for (std::int64_t t = 0; t < steps; ++t)
+    for (std::int64_t b = 0; b < batch; ++b) {
+      data->input(t, b) = static_cast<std::int32_t>(rng() % 5);
+      // Some targets carry no loss, so the counts differ between windows.
+      data->target(t, b) = (t * 3 + b) % 7 == 0 ? trainers::no_target : static_cast<std::int32_t>(rng() % 5);
+    }
+  return data;
+}
+
+std::vector<Tensor> gradients(models::Model& m) {
+  std::vector<Tensor> g;
+  for (auto* p : m.parameters()) g.push_back(p->grad());
+  return g;
+}
+
+double max_relative(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    for (std::int64_t k = 0; k < a[i].numel(); ++k) {
+      const double x = a[i].get(k), y = b[i].get(k);
+      worst = std::max(worst, std::abs(x - y) / std::max({std::abs(x), std::abs(y), 1e-12}));
+    }
+  return worst;
+}
+
+// States S_t (before step t) of one untruncated forward pass, t = 0..T, for data without resets.
+std::vector<std::vector<Tensor>> forward_states(models::Model& model, const trainers::Dataset& data) {
+  Tape tape(DType::f64);
+  autodiff::NoGradGuard no_grad;
+  models::ModelState state;
+  model.begin(tape, model.initial_state(data.batch()), state);
+  std::vector<std::vector<Tensor>> out(1);
+  model.end(state, out[0]);
+  for (std::int64_t t = 0; t < data.steps(); ++t) {
+    model.step(tape, data.step(t).tokens, state);
+    out.emplace_back();
+    model.end(state, out.back());
+  }
+  return out;
+}
+
+// The brute-force reference of one TBPTT(k1, k2) update with loss over [first, end): an explicit unroll
+// from the forward state at max(0, end - k2), cut with stop_gradient, loss = mean over counted targets.
+std::vector<Tensor> reference_update(models::Model& model, const trainers::Dataset& data,
+                                     const std::vector<std::vector<Tensor>>& states, std::int64_t first,
+                                     std::int64_t end, std::int64_t k2) {
+  for (auto* p : model.parameters()) p->zero_grad();
+  Tape tape(DType::f64);
+  const std::int64_t start = std::max<std::int64_t>(0, end - k2);
+  models::ModelState state;
+  model.begin(tape, states[static_cast<std::size_t>(start)], state);
+  for (auto& layer : state)
+    for (Var& v : layer) v = autodiff::stop_gradient(v);
+  std::int64_t count = 0;
+  for (std::int64_t t = first; t < end; ++t)
+    for (std::int32_t target : data.step(t).target_tokens) count += target != trainers::no_target;
+  Var loss;
+  for (std::int64_t t = start; t < end; ++t) {
+    const Var y = model.step(tape, data.step(t).tokens, state);
+    if (t < first) continue;
+    const Var l = autodiff::softmax_cross_entropy(
+        y, data.step(t).target_tokens, {.ignore_index = trainers::no_target, .normalizer = double(count)});
+    loss = loss.valid() ? loss + l : l;
+  }
+  tape.backward(loss);
+  return gradients(model);
+}
+
+}  // namespace
+
+TEST_CASE("truncated with k >= T and checkpointed both equal full BPTT", "[trainers]") {
+  for (const char* cell : {"rnn", "lstm"}) {
+    auto model = test::make_model(cell, token_config(cell), true);
+    const auto data = random_tokens(3, 11, 5);
+    Tape tape(DType::f64);
+    auto full = test::builtin_plugins().make_trainer("full");
+    full->begin(*model, *data, tape);
+    const trainers::UpdateStats reference = full->next(*model, *data, tape);
+    CHECK(full->done());
+    const auto expected = gradients(*model);
+
+    auto truncated = test::builtin_plugins().make_trainer("truncated", {{"k", "11"}});
+    truncated->begin(*model, *data, tape);
+    const trainers::UpdateStats t_stats = truncated->next(*model, *data, tape);
+    CHECK(truncated->done());
+    CHECK(t_stats.loss == Approx(reference.loss).epsilon(1e-12));
+    CHECK(max_relative(gradients(*model), expected) <= 1e-10);
+
+    for (const char* segment : {"1", "3", "0", "11"}) {
+      INFO(cell << ", segment " << segment);
+      auto checkpointed = test::builtin_plugins().make_trainer("checkpointed", {{"segment", segment}});
+      checkpointed->begin(*model, *data, tape);
+      const trainers::UpdateStats c_stats = checkpointed->next(*model, *data, tape);
+      CHECK(c_stats.loss == Approx(reference.loss).epsilon(1e-12));
+      CHECK(c_stats.loss_count == reference.loss_count);
+      CHECK(max_relative(gradients(*model), expected) <= 1e-10);
+    }
+  }
+}
+
+TEST_CASE("truncated(k1, k2) equals a brute-force unroll per update", "[trainers]") {
+  auto model = test::make_model("gru", token_config("gru"), true);
+  const auto data = random_tokens(2, 10, 9);
+  const auto states = forward_states(*model, *data);
+  const std::pair<int, int> windows[] = {{1, 1}, {3, 3}, {4, 4}, {2, 5}, {3, 7}, {4, 12}};
+  for (auto [k1, k2] : windows) {
+    INFO("k1 = " << k1 << ", k2 = " << k2);
+    Tape tape(DType::f64);
+    auto trainer = test::builtin_plugins().make_trainer(
+        "truncated", {{"k1", std::to_string(k1)}, {"k2", std::to_string(k2)}});
+    trainer->begin(*model, *data, tape);
+    int updates = 0;
+    while (!trainer->done()) {
+      const trainers::UpdateStats s = trainer->next(*model, *data, tape);
+      const auto got = gradients(*model);
+      CHECK(s.first_step == updates * k1);
+      CHECK(s.end_step == std::min<std::int64_t>((updates + 1) * k1, 10));
+      CHECK(max_relative(got, reference_update(*model, *data, states, s.first_step, s.end_step, k2)) <=
+            1e-10);
+      ++updates;
+    }
+    CHECK(updates == (10 + k1 - 1) / k1);
+  }
+}
+
+TEST_CASE("with fixed parameters the carried state equals one untruncated forward pass", "[trainers]") {
+  auto model = test::make_model("lstm", token_config("lstm"), true);
+  const auto data = random_tokens(2, 13, 4);
+  const auto states = forward_states(*model, *data);
+  Tape tape(DType::f64);
+  auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "4"}});
+  trainer->begin(*model, *data, tape);
+  while (!trainer->done()) {
+    trainer->next(*model, *data, tape);
+    const auto& expected = states[static_cast<std::size_t>(trainer->stored_step())];
+    // k1 = k2: the state is carried from where the update ended, unless the next update is the shorter last
+    // one, whose unroll reaches k2 steps back from the end of the data.
+    if (trainer->position() + 4 <= 13 || trainer->done())
+      REQUIRE(trainer->stored_step() == trainer->position());
+    for (std::size_t i = 0; i < expected.size(); ++i)
+      for (std::int64_t k = 0; k < expected[i].numel(); ++k)
+        CHECK(trainer->stored_state()[i].get(k) == expected[i].get(k));
+  }
+}
+
+TEST_CASE("a reset restarts exactly the rows it marks and blocks their gradient", "[trainers]") {
+  auto model = test::make_model("gru", token_config("gru"), true);
+  auto data = random_tokens(2, 8, 3);
+  data->set_reset(5, 1);  // row 1 starts a new sequence at step 5
+  const auto plain = random_tokens(2, 8, 3);
+  // Row 1 from step 5 on, run alone from a zero state.
+  auto tail = std::make_unique<trainers::TokenData>(2, 3, 5);
+  for (std::int64_t t = 0; t < 3; ++t)
+    for (std::int64_t b = 0; b < 2; ++b) tail->input(t, b) = data->input(t + 5, 1);
+  Tape tape(DType::f64);
+  auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "8"}});
+  trainer->begin(*model, *data, tape);
+  trainer->next(*model, *data, tape);
+  const auto unreset = forward_states(*model, *plain);
+  const auto fresh = forward_states(*model, *tail);
+  const std::vector<Tensor>& final_state = trainer->stored_state();
+  const std::int64_t h = model->config().hidden_size;
+  for (std::int64_t j = 0; j < h; ++j) {
+    CHECK(final_state[0].at(0, j) == unreset[8][0].at(0, j));                       // row 0 untouched
+    CHECK(final_state[0].at(1, j) == Approx(fresh[3][0].at(0, j)).epsilon(1e-14));  // row 1 restarted
+  }
+
+  // The gradient of a loss after the reset does not depend on row 1's inputs before it.
+  auto only_after = [&](std::int32_t early_input) {
+    auto d = random_tokens(2, 8, 3);
+    d->set_reset(5, 1);
+    for (std::int64_t t = 0; t < 8; ++t) d->target(t, 0) = d->target(t, 1) = trainers::no_target;
+    d->target(7, 1) = 2;
+    for (std::int64_t t = 0; t < 5; ++t) d->input(t, 1) = early_input;
+    auto full = test::builtin_plugins().make_trainer("full");
+    full->begin(*model, *d, tape);
+    full->next(*model, *d, tape);
+    return gradients(*model);
+  };
+  const auto a = only_after(0), b = only_after(4);
+  CHECK(max_relative(a, b) == 0);
+}
+
+TEST_CASE("tape memory: truncated is flat in T, full grows linearly, checkpointed is a fraction",
+          "[trainers][memory]") {
+  models::ModelConfig c;
+  c.vocab_size = 5;
+  c.hidden_size = 8;
+  c.input_size = 4;
+  auto model = test::make_model("lstm", c, true);
+  auto peak = [&](const std::string& name, std::map<std::string, std::string> options, std::int64_t steps) {
+    const auto data = random_tokens(2, steps, 1);
+    Tape tape;
+    auto trainer = test::builtin_plugins().make_trainer(name, options);
+    trainer->begin(*model, *data, tape);
+    std::size_t highest = 0;
+    while (!trainer->done()) highest = std::max(highest, trainer->next(*model, *data, tape).tape.peak_bytes);
+    return static_cast<double>(highest);
+  };
+  const double short_run = peak("truncated", {{"k", "20"}}, 1000);
+  const double long_run = peak("truncated", {{"k", "20"}}, 100000);
+  CHECK(long_run / short_run == Approx(1.0).margin(0.01));
+  const double full_1k = peak("full", {}, 1000), full_2k = peak("full", {}, 2000);
+  CHECK(full_2k / full_1k == Approx(2.0).margin(0.05));
+  const double full_10k = peak("full", {}, 10000);
+  const double checkpointed_10k = peak("checkpointed", {}, 10000);
+  INFO("full " << full_10k << " B, checkpointed " << checkpointed_10k << " B");
+  CHECK(checkpointed_10k < 0.1 * full_10k);
+}
+
+TEST_CASE("trainer options and data are checked", "[trainers]") {
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("truncated", {{"k1", "5"}, {"k2", "3"}}),
+                    Catch::Contains("need 1 <= k1 <= k2, got k1 = 5, k2 = 3"));
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("truncated", {{"k", "x"}}),
+                    Catch::Contains("trainer 'truncated': option 'k' expects a integer, got 'x'"));
+  auto model = test::make_model("rnn", token_config("rnn"), true);
+  trainers::TokenData wrong(2, 4, 7);
+  Tape tape(DType::f64);
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("full")->begin(*model, wrong, tape),
+                    Catch::Contains("the data has a vocabulary of 7, the model 5"));
+}
+
+// The trade-off, shown: on recall:20 only a k2 that spans the sequence lets the loss at its end reach the
+// first symbol. L = 20, 4 symbols, batch 32, LSTM hidden 32 with forget bias 3, Adam lr 1e-2, fixed seeds;
+// a fresh sample of 10 sequences per row every pass. Accuracy is on the recalled symbol over the last 200
+// of 2,000 updates.
+TEST_CASE("on recall:20, TBPTT(5, 25) learns the first symbol and TBPTT(5, 5) cannot", "[trainers][recall]") {
+  auto accuracy = [](int k1, int k2) {
+    models::ModelConfig c;
+    c.vocab_size = 4;
+    c.input_size = 4;
+    c.hidden_size = 32;
+    auto model = test::make_model("lstm", c, true, {{"forget_bias", "3"}});
+    auto trainer = test::builtin_plugins().make_trainer(
+        "truncated", {{"k1", std::to_string(k1)}, {"k2", std::to_string(k2)}});
+    trainers::Optimizer adam({.kind = "adam", .lr = 1e-2});
+    std::unique_ptr<trainers::TokenData> data;
+    std::int64_t data_pass = -1;
+    trainers::Loop loop(*model, *trainer, adam,
+                        [&](std::int64_t pass) -> const trainers::Dataset& {
+                          if (pass != data_pass) data = trainers::recall_task(20, 4, 32, 10, 1000 + pass);
+                          data_pass = pass;
+                          return *data;
+                        },
+                        {.max_updates = 2000});
+    std::int64_t correct = 0, count = 0;
+    loop.run([&](const trainers::UpdateReport& r) {
+      if (r.update > 1800) correct += r.stats.correct, count += r.stats.loss_count;
+      return true;
+    });
+    REQUIRE(count > 0);
+    return static_cast<double>(correct) / static_cast<double>(count);
+  };
+  const double short_history = accuracy(5, 5);
+  const double long_history = accuracy(5, 25);
+  INFO("TBPTT(5, 5): " << short_history << ", TBPTT(5, 25): " << long_history << " (chance 0.25)");
+  CHECK(short_history < 0.4);
+  CHECK(long_history > 0.95);
+}
+
+TEST_CASE("the loop stops on a non-finite loss and names the update and the parameter", "[trainers]") {
+  auto model = test::make_model("rnn", token_config("rnn"), true);
+  model->parameter("rnn.weight_hh_l0").value().set(3, std::nan(""));
+  const auto data = random_tokens(2, 6, 1);
+  auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "3"}});
+  trainers::Optimizer sgd({.kind = "sgd", .lr = 0.1});
+  trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                      {});
+  CHECK_THROWS_WITH(
+      loop.run([](const trainers::UpdateReport&) { return true; }),
+      Catch::Contains(
+          "update 1 (steps 0 to 3 of pass 0): the loss is nan; parameter 'rnn.weight_hh_l0' holds a "
+          "non-finite value; first non-finite value on the tape: parameter [4, 4] "
+          "'rnn.weight_hh_l0'"));
+}
+
+TEST_CASE("plain SGD with lr 1 moves each parameter by minus its gradient", "[trainers]") {
+  auto model = test::make_model("gru", token_config("gru"), true);
+  const auto data = random_tokens(2, 6, 2);
+  auto trainer = test::builtin_plugins().make_trainer("full");
+  Tape tape(DType::f64);
+  trainer->begin(*model, *data, tape);
+  trainer->next(*model, *data, tape);
+  std::vector<Tensor> before;
+  for (auto* p : model->parameters()) before.push_back(p->value());
+  trainers::Optimizer({.kind = "sgd", .lr = 1.0}).step(model->parameters());
+  for (std::size_t i = 0; i < before.size(); ++i)
+    for (std::int64_t k = 0; k < before[i].numel(); ++k)
+      CHECK(model->parameters()[i]->value().get(k) ==
+            before[i].get(k) - model->parameters()[i]->grad().get(k));
+}

@@ -1,0 +1,35 @@
+// Full BPTT: one forward over the whole sequence, one backward, one update. The exact gradient.
+#include "rewind/autodiff/ops.hpp"
+#include "rewind/plugins/plugin.hpp"
+
+namespace rwd::trainers::builtin {
+namespace {
+
+class Full final : public Trainer {
+ public:
+  UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
+    for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
+    tape.clear();
+    ModelState state;
+    model.begin(tape, stored_, state);
+    const WindowResult w = record_window(model, tape, data, state, 0, steps_, 0);
+    if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
+    UpdateStats stats{
+        w.loss.valid() ? w.loss.item() : 0.0, w.count, w.correct, 0, steps_, steps_, tape.memory()};
+    position_ = steps_;
+    return stats;
+  }
+};
+
+std::unique_ptr<Trainer> create(const TrainerSpec&) {
+  return std::make_unique<Full>();
+}
+
+}  // namespace
+
+extern const plugins::Descriptor full_descriptor = plugins::trainer_descriptor(
+    "full", "full BPTT: one forward and one backward over the whole sequence per update", create);
+
+}  // namespace rwd::trainers::builtin
+
+REWIND_PLUGIN(rwd::trainers::builtin::full_descriptor)

@@ -1,0 +1,60 @@
+// The training loop every front end shares: trainer updates, clipping, the non-finite check, optimizer steps.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+
+#include "rewind/trainers/export.hpp"
+#include "rewind/trainers/optim.hpp"
+#include "rewind/trainers/trainer.hpp"
+
+namespace rwd::trainers {
+
+// Training stopped on a NaN or an infinity; the message names the update and what went non-finite first.
+class REWIND_TRAINERS_EXPORT NonFiniteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct LoopOptions {
+  double clip = 0;                // max global gradient norm; 0: no clipping
+  std::int64_t max_updates = 0;   // total updates, counted from the start of training (0: no limit)
+  std::int64_t max_passes = 0;    // passes over the data (0: no limit)
+  double time_limit_seconds = 0;  // 0: no limit
+};
+
+struct UpdateReport {
+  std::int64_t update = 0;  // 1-based, counted from the start of training
+  std::int64_t pass = 0;    // 0-based
+  UpdateStats stats;
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+  double seconds = 0;  // since the loop started
+};
+
+class REWIND_TRAINERS_EXPORT Loop {
+ public:
+  // data_for_pass(p) supplies the data of pass p (the same text again, or a new synthetic sample).
+  Loop(Model& model, Trainer& trainer, Optimizer& optimizer,
+       std::function<const Dataset&(std::int64_t)> data_for_pass, LoopOptions options);
+  // Runs until a limit is reached or on_update returns false. Throws NonFiniteError.
+  void run(const std::function<bool(const UpdateReport&)>& on_update);
+
+  std::int64_t updates() const { return optimizer_.updates(); }
+  std::int64_t pass() const { return pass_; }
+  Tape& tape() { return tape_; }
+
+ private:
+  Model& model_;
+  Trainer& trainer_;
+  Optimizer& optimizer_;
+  std::function<const Dataset&(std::int64_t)> data_for_pass_;
+  LoopOptions options_;
+  Tape tape_;
+  std::int64_t pass_ = 0;
+  bool in_pass_ = false;
+};
+
+}  // namespace rwd::trainers

@@ -1,0 +1,50 @@
+// Optimizers and the pieces of an update step: gradient-norm clipping, learning-rate schedules, and the
+// check that nothing went non-finite.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rewind/autodiff/tape.hpp"
+#include "rewind/trainers/export.hpp"
+
+namespace rwd::trainers {
+
+using autodiff::Parameter;
+using autodiff::Tensor;
+
+struct OptimizerConfig {
+  std::string kind = "adam";  // "sgd" or "adam"
+  double lr = 1e-3;
+  double momentum = 0;                            // sgd: 0 is plain SGD, p -= lr * g
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, as torch.optim.Adam
+  // Step decay: lr * gamma^(floor(update / step_every)); step_every 0 keeps lr constant.
+  std::int64_t step_every = 0;
+  double gamma = 0.5;
+};
+
+class REWIND_TRAINERS_EXPORT Optimizer {
+ public:
+  explicit Optimizer(OptimizerConfig config);
+  // Applies one update to every parameter from its gradient, at the schedule's rate for update `updates()`.
+  void step(const std::vector<Parameter*>& params);
+  double current_lr() const;
+  std::int64_t updates() const { return updates_; }
+
+  // Optimizer state for checkpoints: names and tensors in a fixed order.
+  std::vector<std::pair<std::string, Tensor*>> state(const std::vector<Parameter*>& params);
+  void set_updates(std::int64_t n) { updates_ = n; }
+
+ private:
+  OptimizerConfig config_;
+  std::int64_t updates_ = 0;
+  std::vector<Tensor> first_, second_;  // momentum buffer (sgd) or moments (adam), per parameter
+};
+
+// Scales all gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
+REWIND_TRAINERS_EXPORT double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm);
+// Names the first parameter whose value or gradient holds a NaN or an infinity; empty if none.
+REWIND_TRAINERS_EXPORT std::string first_nonfinite(const std::vector<Parameter*>& params);
+
+}  // namespace rwd::trainers

@@ -1,0 +1,78 @@
+// Trainers turn a model and a dataset into a sequence of updates: each call to next() leaves one update's
+// gradient in the model's parameter gradients. Full, truncated(k1, k2) and checkpointed BPTT are plugins
+// implementing this. Exact semantics: docs/trainers.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rewind/autodiff/tape.hpp"
+#include "rewind/models/model.hpp"
+#include "rewind/models/options.hpp"
+#include "rewind/trainers/data.hpp"
+#include "rewind/trainers/export.hpp"
+
+namespace rwd::trainers {
+
+using autodiff::Tape;
+using autodiff::Var;
+using models::Model;
+using models::ModelState;
+
+struct TrainerSpec {
+  models::Options options;  // validated against the plugin's declared options
+};
+
+struct UpdateStats {
+  double loss = 0;              // mean over the update's counted targets
+  std::int64_t loss_count = 0;  // targets (token data) or loss steps x rows x outputs (real data) counted
+  std::int64_t correct = 0;     // token data: counted targets whose argmax was right
+  std::int64_t first_step = 0;  // the update's loss covers steps [first_step, end_step)
+  std::int64_t end_step = 0;
+  std::int64_t steps_recorded = 0;  // forward steps run for this update (recomputation included)
+  autodiff::MemoryStats tape;       // the tape's figures at the end of the update (peak since begin())
+};
+
+class REWIND_TRAINERS_EXPORT Trainer {
+ public:
+  virtual ~Trainer();
+  // Starts a pass over data from a zero state and zeroes the tape's peak.
+  virtual void begin(Model& model, const Dataset& data, Tape& tape);
+  bool done() const { return position_ >= steps_; }
+  // One update: zeroes the parameter gradients, then leaves this update's gradient in them.
+  virtual UpdateStats next(Model& model, const Dataset& data, Tape& tape) = 0;
+
+  // Where the pass is: the first step whose loss the next update covers.
+  std::int64_t position() const { return position_; }
+  // The state the next update starts from, and the step it belongs to (for checkpoints).
+  const std::vector<Tensor>& stored_state() const { return stored_; }
+  std::int64_t stored_step() const { return stored_step_; }
+  // Restores a position and stored state saved from an identical trainer on the same data.
+  void restore(std::int64_t position, std::int64_t stored_step, std::vector<Tensor> stored);
+
+ protected:
+  std::int64_t position_ = 0;
+  std::int64_t steps_ = 0;
+  std::vector<Tensor> stored_;
+  std::int64_t stored_step_ = 0;
+};
+
+// What every trainer records: steps [begin, end) of data from `state` (updated in place), with the loss
+// over the steps in [loss_begin, end), as a sum over counted targets divided by `normalizer` (0: their
+// count in this range, so the loss is their mean). If save_step lies in [begin, end], the state at the
+// start of that step is copied to *saved. Returns an invalid Var when no step in range carries a loss.
+struct WindowResult {
+  Var loss;
+  std::int64_t count = 0;
+  std::int64_t correct = 0;
+};
+REWIND_TRAINERS_EXPORT WindowResult record_window(Model& model, Tape& tape, const Dataset& data,
+                                                  ModelState& state, std::int64_t begin, std::int64_t end,
+                                                  std::int64_t loss_begin, double normalizer = 0,
+                                                  std::int64_t save_step = -1,
+                                                  std::vector<Tensor>* saved = nullptr);
+// Targets counted in steps [begin, end): the denominator of "mean over batch and time".
+REWIND_TRAINERS_EXPORT std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t end);
+
+}  // namespace rwd::trainers

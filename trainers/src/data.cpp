@@ -1,0 +1,189 @@
+#include "rewind/trainers/data.hpp"
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+namespace rwd::trainers {
+
+using autodiff::DType;
+using autodiff::Shape;
+
+Dataset::~Dataset() = default;
+
+namespace {
+void check_sizes(const char* what, std::int64_t batch, std::int64_t steps) {
+  if (batch < 1 || steps < 1)
+    throw std::invalid_argument(std::string(what) + ": batch (" + std::to_string(batch) + ") and steps (" +
+                                std::to_string(steps) + ") must be positive");
+}
+}  // namespace
+
+TokenData::TokenData(std::int64_t batch, std::int64_t steps, std::int64_t vocab)
+    : batch_(batch),
+      steps_(steps),
+      vocab_(vocab),
+      inputs_(static_cast<std::size_t>(batch * steps), 0),
+      targets_(static_cast<std::size_t>(batch * steps), no_target),
+      resets_(static_cast<std::size_t>(batch * steps), 0),
+      any_reset_(static_cast<std::size_t>(steps), 0) {
+  check_sizes("token data", batch, steps);
+  if (vocab < 1) throw std::invalid_argument("token data: vocabulary must not be empty");
+}
+
+Step TokenData::step(std::int64_t t) const {
+  const auto b = static_cast<std::size_t>(batch_);
+  const std::size_t at = static_cast<std::size_t>(t) * b;
+  Step s;
+  s.tokens = {inputs_.data() + at, b};
+  s.target_tokens = {targets_.data() + at, b};
+  if (any_reset_[static_cast<std::size_t>(t)]) s.reset = {resets_.data() + at, b};
+  return s;
+}
+
+SeriesData::SeriesData(std::int64_t batch, std::int64_t steps, std::int64_t input_size,
+                       std::int64_t output_size)
+    : batch_(batch),
+      steps_(steps),
+      input_(input_size),
+      output_(output_size),
+      has_loss_(static_cast<std::size_t>(steps), 1),
+      resets_(static_cast<std::size_t>(batch * steps), 0),
+      any_reset_(static_cast<std::size_t>(steps), 0) {
+  check_sizes("series data", batch, steps);
+  for (std::int64_t t = 0; t < steps; ++t) {
+    features_.emplace_back(Shape::matrix(batch, input_size), DType::f32);
+    targets_.emplace_back(Shape::matrix(batch, output_size), DType::f32);
+  }
+}
+
+Step SeriesData::step(std::int64_t t) const {
+  const auto i = static_cast<std::size_t>(t);
+  Step s;
+  s.features = &features_[i];
+  s.target_values = &targets_[i];
+  s.has_loss = has_loss_[i] != 0;
+  if (any_reset_[i])
+    s.reset = {resets_.data() + i * static_cast<std::size_t>(batch_), static_cast<std::size_t>(batch_)};
+  return s;
+}
+
+CharVocabulary CharVocabulary::of(const std::string& text) {
+  CharVocabulary v;
+  v.symbols = text;
+  std::sort(v.symbols.begin(), v.symbols.end());
+  v.symbols.erase(std::unique(v.symbols.begin(), v.symbols.end()), v.symbols.end());
+  return v;
+}
+
+std::vector<std::int32_t> CharVocabulary::encode(const std::string& text) const {
+  std::int32_t index[256];
+  std::fill(std::begin(index), std::end(index), -1);
+  for (std::size_t i = 0; i < symbols.size(); ++i)
+    index[static_cast<unsigned char>(symbols[i])] = static_cast<std::int32_t>(i);
+  std::vector<std::int32_t> ids;
+  ids.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const std::int32_t id = index[static_cast<unsigned char>(text[i])];
+    if (id < 0)
+      throw std::invalid_argument("character " + std::to_string(static_cast<unsigned char>(text[i])) +
+                                  " at offset " + std::to_string(i) + " is not in the model's vocabulary");
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+std::unique_ptr<TokenData> text_streams(const std::vector<std::int32_t>& ids, std::int64_t vocab,
+                                        std::int64_t batch) {
+  const std::int64_t steps = batch > 0 ? (static_cast<std::int64_t>(ids.size()) - 1) / batch : 0;
+  if (steps < 1)
+    throw std::invalid_argument("text of " + std::to_string(ids.size()) + " characters is too short for " +
+                                std::to_string(batch) + " streams");
+  auto data = std::make_unique<TokenData>(batch, steps, vocab);
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t t = 0; t < steps; ++t) {
+      const auto at = static_cast<std::size_t>(b * steps + t);
+      data->input(t, b) = ids[at];
+      data->target(t, b) = ids[at + 1];
+    }
+  return data;
+}
+
+std::unique_ptr<TokenData> recall_task(std::int64_t length, std::int64_t vocab, std::int64_t batch,
+                                       std::int64_t sequences, std::uint64_t seed) {
+  if (length < 2 || vocab < 2)
+    throw std::invalid_argument("recall task: length and vocabulary must be at least 2");
+  auto data = std::make_unique<TokenData>(batch, length * sequences, vocab);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::int32_t> symbol(0, static_cast<std::int32_t>(vocab - 1));
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t s = 0; s < sequences; ++s) {
+      const std::int64_t start = s * length;
+      data->set_reset(start, b);
+      for (std::int64_t i = 0; i < length; ++i) data->input(start + i, b) = symbol(rng);
+      data->target(start + length - 1, b) = data->input(start, b);
+    }
+  return data;
+}
+
+std::unique_ptr<TokenData> delay_task(std::int64_t delay, std::int64_t vocab, std::int64_t batch,
+                                      std::int64_t steps, std::uint64_t seed) {
+  if (delay < 0 || vocab < 2)
+    throw std::invalid_argument("delay task: delay must be >= 0 and vocabulary >= 2");
+  auto data = std::make_unique<TokenData>(batch, steps, vocab);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::int32_t> symbol(0, static_cast<std::int32_t>(vocab - 1));
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t t = 0; t < steps; ++t) {
+      data->input(t, b) = symbol(rng);
+      if (t >= delay) data->target(t, b) = data->input(t - delay, b);
+    }
+  return data;
+}
+
+std::unique_ptr<SeriesData> adding_task(std::int64_t length, std::int64_t batch, std::int64_t sequences,
+                                        std::uint64_t seed) {
+  if (length < 2) throw std::invalid_argument("adding task: length must be at least 2");
+  auto data = std::make_unique<SeriesData>(batch, length * sequences, 2, 1);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> value(0, 1);
+  for (std::int64_t t = 0; t < data->steps(); ++t) data->set_has_loss(t, (t + 1) % length == 0);
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t s = 0; s < sequences; ++s) {
+      const std::int64_t start = s * length;
+      data->set_reset(start, b);
+      // One marker in each half of the sequence, as in the original task.
+      std::uniform_int_distribution<std::int64_t> first(0, length / 2 - 1), second(length / 2, length - 1);
+      const std::int64_t m1 = first(rng), m2 = second(rng);
+      double sum = 0;
+      for (std::int64_t i = 0; i < length; ++i) {
+        const double v = value(rng);
+        const bool marked = i == m1 || i == m2;
+        data->features(start + i).set(b * 2, v);
+        data->features(start + i).set(b * 2 + 1, marked ? 1.0 : 0.0);
+        if (marked) sum += v;
+      }
+      data->targets(start + length - 1).set(b, sum);
+    }
+  return data;
+}
+
+std::unique_ptr<Dataset> synthetic_task(const std::string& spec, std::int64_t batch, std::int64_t steps,
+                                        std::uint64_t seed) {
+  const auto colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  std::int64_t n = 0;
+  try {
+    n = colon == std::string::npos ? 0 : std::stoll(spec.substr(colon + 1));
+  } catch (const std::exception&) {
+    throw std::invalid_argument("task '" + spec + "': expected NAME:NUMBER, e.g. recall:20");
+  }
+  if (kind == "recall")
+    return recall_task(n, 4, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
+  if (kind == "adding")
+    return adding_task(n, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
+  if (kind == "delay") return delay_task(n, 4, batch, steps, seed);
+  throw std::invalid_argument("task '" + spec + "': unknown (recall:L, adding:L or delay:D)");
+}
+
+}  // namespace rwd::trainers
