@@ -7,5 +7,8 @@ int run_demo(int argc, const char* const* argv);
 int run_plugins(int argc, const char* const* argv);
 int run_gradcheck(int argc, const char* const* argv);
 int run_graph(int argc, const char* const* argv);
+int run_train(int argc, const char* const* argv);
+int run_sample(int argc, const char* const* argv);
+int run_eval(int argc, const char* const* argv);
 
 }  // namespace rwd::cli

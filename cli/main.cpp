@@ -14,6 +14,10 @@ struct Command {
 };
 
 constexpr Command commands[] = {
+    {"train", "train a model plugin with a trainer plugin (no options: LSTM on the bundled text, 90 s)",
+     rwd::cli::run_train},
+    {"sample", "generate text from a saved character model", rwd::cli::run_sample},
+    {"eval", "loss of a saved model on a text file", rwd::cli::run_eval},
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
      rwd::cli::run_demo},
     {"plugins", "list the model and trainer plugins found, with their options and files",

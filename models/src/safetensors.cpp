@@ -151,8 +151,9 @@ void save_parameters(const fs::path& file, Model& model) {
   save_safetensors(file, tensors, {{"format", "pt"}, {"producer", "rewind"}});
 }
 
-void load_parameters(const fs::path& file, Model& model) {
-  TensorMap loaded = load_safetensors(file);
+void load_parameters(const fs::path& file, Model& model) { assign_parameters(load_safetensors(file), model, file); }
+
+void assign_parameters(const TensorMap& loaded, Model& model, const fs::path& file, bool strict) {
   std::string problems;
   auto problem = [&](const std::string& p) { problems += "\n  " + p; };
   for (Parameter* p : model.parameters()) {
@@ -169,6 +170,7 @@ void load_parameters(const fs::path& file, Model& model) {
               dtype_name(p->value().dtype()));
   }
   for (const auto& [name, t] : loaded) {
+    if (!strict) break;
     bool known = false;
     for (Parameter* p : model.parameters()) known = known || p->name() == name;
     if (!known)

@@ -1,6 +1,7 @@
 #include "rewind/trainers/data.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 #include <stdexcept>
 
@@ -86,8 +87,12 @@ std::vector<std::int32_t> CharVocabulary::encode(const std::string& text) const 
   for (std::size_t i = 0; i < text.size(); ++i) {
     const std::int32_t id = index[static_cast<unsigned char>(text[i])];
     if (id < 0)
-      throw std::invalid_argument("character " + std::to_string(static_cast<unsigned char>(text[i])) +
-                                  " at offset " + std::to_string(i) + " is not in the model's vocabulary");
+      throw std::invalid_argument("character " +
+                                  (std::isprint(static_cast<unsigned char>(text[i]))
+                                       ? "'" + std::string(1, text[i]) + "' "
+                                       : std::string()) +
+                                  "(byte " + std::to_string(static_cast<unsigned char>(text[i])) +
+                                  ") at offset " + std::to_string(i) + " is not in the model's vocabulary");
     ids.push_back(id);
   }
   return ids;

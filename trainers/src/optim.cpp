@@ -31,16 +31,20 @@ double Optimizer::current_lr() const {
   return config_.lr * std::pow(config_.gamma, static_cast<double>(updates_ / config_.step_every));
 }
 
-void Optimizer::step(const std::vector<Parameter*>& params) {
+void Optimizer::allocate_state(const std::vector<Parameter*>& params) {
   const bool adam = config_.kind == "adam";
-  const bool buffers = adam || config_.momentum > 0;
-  if (buffers && first_.size() != params.size()) {
+  if ((adam || config_.momentum > 0) && first_.size() != params.size()) {
     first_.clear(), second_.clear();
     for (Parameter* p : params) {
       first_.emplace_back(p->value().shape(), p->value().dtype());
       if (adam) second_.emplace_back(p->value().shape(), p->value().dtype());
     }
   }
+}
+
+void Optimizer::step(const std::vector<Parameter*>& params) {
+  const bool adam = config_.kind == "adam";
+  allocate_state(params);
   const double lr = current_lr();
   ++updates_;
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -83,6 +87,7 @@ void Optimizer::step(const std::vector<Parameter*>& params) {
 }
 
 std::vector<std::pair<std::string, Tensor*>> Optimizer::state(const std::vector<Parameter*>& params) {
+  allocate_state(params);
   std::vector<std::pair<std::string, Tensor*>> out;
   for (std::size_t i = 0; i < first_.size() && i < params.size(); ++i) {
     out.emplace_back(

@@ -37,5 +37,9 @@ REWIND_MODELS_EXPORT void save_parameters(const std::filesystem::path& file, Mod
 // All or nothing: every missing, unexpected, misshapen or mistyped tensor is listed in one error, and no
 // parameter changes unless all match.
 REWIND_MODELS_EXPORT void load_parameters(const std::filesystem::path& file, Model& model);
+// The same check and copy from tensors already read from `file`; with strict = false, tensors that are not
+// parameters (optimizer or trainer state in a checkpoint) are left alone instead of being an error.
+REWIND_MODELS_EXPORT void assign_parameters(const TensorMap& tensors, Model& model, const std::filesystem::path& file,
+                                            bool strict = true);
 
 }  // namespace rwd::models

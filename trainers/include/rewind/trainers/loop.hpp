@@ -6,6 +6,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "rewind/trainers/checkpoint.hpp"
 #include "rewind/trainers/export.hpp"
 #include "rewind/trainers/optim.hpp"
 #include "rewind/trainers/trainer.hpp"
@@ -43,7 +44,9 @@ class REWIND_TRAINERS_EXPORT Loop {
   void run(const std::function<bool(const UpdateReport&)>& on_update);
 
   std::int64_t updates() const { return optimizer_.updates(); }
-  std::int64_t pass() const { return pass_; }
+  RunPosition position() const { return {pass_, in_pass_}; }
+  // Continue a restored run: the trainer has begun pass position.pass and been restored to where it was.
+  void resume(const RunPosition& position) { pass_ = position.pass, in_pass_ = position.in_pass; }
   Tape& tape() { return tape_; }
 
  private:

@@ -32,11 +32,14 @@ class REWIND_TRAINERS_EXPORT Optimizer {
   double current_lr() const;
   std::int64_t updates() const { return updates_; }
 
-  // Optimizer state for checkpoints: names and tensors in a fixed order.
+  // Optimizer state for checkpoints: names and tensors in a fixed order (allocated, zero, before the first
+  // step).
   std::vector<std::pair<std::string, Tensor*>> state(const std::vector<Parameter*>& params);
   void set_updates(std::int64_t n) { updates_ = n; }
 
  private:
+  void allocate_state(const std::vector<Parameter*>& params);
+
   OptimizerConfig config_;
   std::int64_t updates_ = 0;
   std::vector<Tensor> first_, second_;  // momentum buffer (sgd) or moments (adam), per parameter

@@ -1,0 +1,33 @@
+// A run's complete state in one .safetensors file, written atomically: parameters under their PyTorch names,
+// optimizer state ("optimizer.*"), the trainer's stored state ("trainer.state.*"), and as string metadata the
+// position in the data and whatever the front end needs to rebuild the run (its configuration).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "rewind/trainers/export.hpp"
+#include "rewind/trainers/optim.hpp"
+#include "rewind/trainers/trainer.hpp"
+
+namespace rwd::trainers {
+
+struct RunPosition {
+  std::int64_t pass = 0;
+  bool in_pass = false;  // false: the next update begins pass `pass`
+};
+
+REWIND_TRAINERS_EXPORT void save_checkpoint(const std::filesystem::path& file, Model& model,
+                                            Optimizer& optimizer, const Trainer& trainer,
+                                            const RunPosition& position,
+                                            const std::map<std::string, std::string>& metadata);
+// The metadata alone, to rebuild the model, data and trainer before restore_checkpoint.
+REWIND_TRAINERS_EXPORT std::map<std::string, std::string> read_checkpoint_metadata(
+    const std::filesystem::path& file);
+// Restores parameters, optimizer and trainer (after trainer.begin on the pass's data). Everything is checked
+// before anything changes; a mismatch throws naming the file and every problem.
+REWIND_TRAINERS_EXPORT RunPosition restore_checkpoint(const std::filesystem::path& file, Model& model,
+                                                      Optimizer& optimizer, Trainer& trainer);
+
+}  // namespace rwd::trainers

@@ -1,0 +1,93 @@
+#include "rewind/trainers/checkpoint.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "rewind/models/safetensors.hpp"
+
+namespace rwd::trainers {
+
+namespace fs = std::filesystem;
+using models::SafetensorsError;
+
+namespace {
+constexpr const char* format_key = "rewind.checkpoint";
+constexpr const char* format_version = "1";
+
+std::int64_t integer(const std::map<std::string, std::string>& m, const std::string& key,
+                     const fs::path& file) {
+  const auto it = m.find(key);
+  try {
+    if (it != m.end()) return std::stoll(it->second);
+  } catch (const std::exception&) {
+  }
+  throw SafetensorsError("checkpoint '" + file.string() + "': metadata '" + key +
+                         "' is missing or not a number");
+}
+}  // namespace
+
+void save_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, const Trainer& trainer,
+                     const RunPosition& position, const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (autodiff::Parameter* p : model.parameters()) tensors.emplace_back(p->name(), &p->value());
+  for (const auto& [name, t] : optimizer.state(model.parameters())) tensors.emplace_back(name, t);
+  for (std::size_t i = 0; i < trainer.stored_state().size(); ++i)
+    tensors.emplace_back("trainer.state." + std::to_string(i), &trainer.stored_state()[i]);
+  std::map<std::string, std::string> meta = metadata;
+  meta[format_key] = format_version;
+  meta["rewind.updates"] = std::to_string(optimizer.updates());
+  meta["rewind.pass"] = std::to_string(position.pass);
+  meta["rewind.in_pass"] = position.in_pass ? "1" : "0";
+  meta["rewind.position"] = std::to_string(trainer.position());
+  meta["rewind.stored_step"] = std::to_string(trainer.stored_step());
+  models::save_safetensors(file, tensors, meta);
+}
+
+std::map<std::string, std::string> read_checkpoint_metadata(const fs::path& file) {
+  std::map<std::string, std::string> meta;
+  models::load_safetensors(file, &meta);
+  if (meta[format_key] != format_version)
+    throw SafetensorsError("checkpoint '" + file.string() + "': not a rewind checkpoint (no '" + format_key +
+                           "' = " + format_version + " in its metadata)");
+  return meta;
+}
+
+RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, Trainer& trainer) {
+  std::map<std::string, std::string> meta;
+  const models::TensorMap tensors = models::load_safetensors(file, &meta);
+  if (meta[format_key] != format_version)
+    throw SafetensorsError("checkpoint '" + file.string() + "': not a rewind checkpoint");
+  const std::string where = "checkpoint '" + file.string() + "'";
+  // Check everything first: parameters (assign_parameters checks before it copies), optimizer, trainer.
+  const std::vector<autodiff::Parameter*> params = model.parameters();
+  Optimizer probe = optimizer;
+  auto optimizer_state = probe.state(params);
+  for (const auto& [name, t] : optimizer_state) {
+    const auto it = tensors.find(name);
+    if (it == tensors.end() || it->second.shape() != t->shape() || it->second.dtype() != t->dtype())
+      throw SafetensorsError(where + ": optimizer state '" + name +
+                             "' is missing or has the wrong shape (was the run "
+                             "saved with another optimizer?)");
+  }
+  std::vector<Tensor> stored;
+  for (std::size_t i = 0; i < trainer.stored_state().size(); ++i) {
+    const auto it = tensors.find("trainer.state." + std::to_string(i));
+    const Tensor& expected = trainer.stored_state()[i];
+    if (it == tensors.end() || it->second.shape() != expected.shape() ||
+        it->second.dtype() != expected.dtype())
+      throw SafetensorsError(where + ": trainer state " + std::to_string(i) +
+                             " is missing or does not fit the model and batch");
+    stored.push_back(it->second);
+  }
+  const RunPosition position{integer(meta, "rewind.pass", file), integer(meta, "rewind.in_pass", file) != 0};
+  const std::int64_t updates = integer(meta, "rewind.updates", file);
+  const std::int64_t at = integer(meta, "rewind.position", file),
+                     stored_step = integer(meta, "rewind.stored_step", file);
+  models::assign_parameters(tensors, model, file, false);
+  trainer.restore(at, stored_step, std::move(stored));
+  for (auto& [name, t] : optimizer.state(params)) std::memcpy(t->raw(), tensors.at(name).raw(), t->bytes());
+  optimizer.set_updates(updates);
+  return position;
+}
+
+}  // namespace rwd::trainers
