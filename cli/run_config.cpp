@@ -34,6 +34,10 @@ std::string RunConfig::to_json() const {
                     {"step_every", optimizer.step_every},
                     {"gamma", optimizer.gamma}};
   j["clip"] = clip;
+  j["csv"] = {{"inputs", csv.inputs},
+              {"targets", csv.targets},
+              {"target_columns", csv.target_columns},
+              {"reset_column", csv.reset_column}};
   std::vector<int> bytes(vocabulary.begin(), vocabulary.end());  // bytes, not text: any file can be a corpus
   j["vocabulary"] = bytes;
   return j.dump();
@@ -61,6 +65,8 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.optimizer = {o.at("kind"),  o.at("lr"),  o.at("momentum"),   o.at("beta1"),
                    o.at("beta2"), o.at("eps"), o.at("step_every"), o.at("gamma")};
     c.clip = j.at("clip");
+    const json& csv = j.at("csv");
+    c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};
     for (int b : j.at("vocabulary").get<std::vector<int>>()) c.vocabulary.push_back(static_cast<char>(b));
   } catch (const json::exception& e) {
     throw std::runtime_error(std::string("the run configuration stored with the model is unreadable: ") +
@@ -99,6 +105,23 @@ TextData load_text(RunConfig& config) {
   const std::vector<std::int32_t> held_out(ids.begin() + static_cast<std::ptrdiff_t>(split), ids.end());
   if (held_out.size() > static_cast<std::size_t>(config.batch) * 2)
     out.validation = trainers::text_streams(held_out, vocab, config.batch);
+  return out;
+}
+
+bool is_csv(const std::string& path) {
+  return path.size() > 4 && path.substr(path.size() - 4) == ".csv";
+}
+
+SeriesSplit load_csv(const RunConfig& config) {
+  const trainers::CsvTable table = trainers::CsvTable::read(config.data);
+  if (!(config.val_fraction >= 0 && config.val_fraction < 1))
+    throw std::invalid_argument("--val-fraction must be in [0, 1)");
+  const auto split =
+      static_cast<std::size_t>(static_cast<double>(table.rows.size()) * (1 - config.val_fraction));
+  SeriesSplit out;
+  out.train = trainers::csv_streams(table, config.csv, 0, split, config.batch);
+  if (table.rows.size() - split > static_cast<std::size_t>(config.batch) * 2)
+    out.validation = trainers::csv_streams(table, config.csv, split, table.rows.size(), config.batch);
   return out;
 }
 

@@ -19,7 +19,8 @@ struct RunConfig {
   std::map<std::string, std::string> model_options;
   std::string trainer = "truncated";
   std::map<std::string, std::string> trainer_options;
-  std::string data;  // text file, character level
+  std::string data;  // text file, character level; or a .csv time series
+  trainers::CsvOptions csv;
   std::string task;  // or a synthetic task: recall:L, adding:L, delay:D
   std::int64_t task_steps = 1000;
   double val_fraction = 0.1;
@@ -41,6 +42,12 @@ struct TextData {
   std::unique_ptr<trainers::TokenData> train, validation;
 };
 TextData load_text(RunConfig& config);
+bool is_csv(const std::string& path);
+// A CSV time series split by rows into training and validation streams.
+struct SeriesSplit {
+  std::unique_ptr<trainers::SeriesData> train, validation;
+};
+SeriesSplit load_csv(const RunConfig& config);
 
 // Builds the model a config describes and checks a sample of its data fits.
 std::unique_ptr<models::Model> build_model(const plugins::Registry& registry, const RunConfig& config,

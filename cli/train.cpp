@@ -40,6 +40,17 @@ std::string duration(double seconds) {
   return buf;
 }
 
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < list.size()) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 std::string text_of(const std::string& vocabulary, const std::vector<std::int32_t>& ids) {
   std::string s;
   for (std::int32_t id : ids) s += vocabulary[static_cast<std::size_t>(id)];
@@ -50,9 +61,15 @@ std::string text_of(const std::string& vocabulary, const std::vector<std::int32_
 class PassData {
  public:
   explicit PassData(RunConfig& config) : config_(config) {
-    if (config_.task.empty()) text_ = load_text(config_);
+    if (!config_.task.empty()) return;
+    if (is_csv(config_.data)) {
+      series_ = load_csv(config_);
+    } else {
+      text_ = load_text(config_);
+    }
   }
   const trainers::Dataset& train(std::int64_t pass) {
+    if (series_.train) return *series_.train;
     if (config_.task.empty()) return *text_.train;
     if (pass != task_pass_) {
       task_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
@@ -65,12 +82,14 @@ class PassData {
     if (!config_.task.empty() && !held_out_)  // a sample no training pass sees
       held_out_ =
           trainers::synthetic_task(config_.task, config_.batch, config_.task_steps, config_.seed * 7919 + 1);
+    if (series_.train) return series_.validation.get();
     return config_.task.empty() ? text_.validation.get() : held_out_.get();
   }
 
  private:
   RunConfig& config_;
   TextData text_;
+  SeriesSplit series_;
   std::unique_ptr<trainers::Dataset> task_, held_out_;
   std::int64_t task_pass_ = -1;
 };
@@ -104,6 +123,7 @@ int run_train(int argc, const char* const* argv) {
   double time_limit = 0, temperature = 0.8;
   std::string save, resume, metrics_path, init, prime = "ROMEO:";
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
+  std::string csv_inputs, csv_targets, csv_target_columns;
 
   po::options_description options("rewind train options");
   options.add_options()("help,h", "show this help")("model",
@@ -154,6 +174,13 @@ int run_train(int argc, const char* const* argv) {
       "characters sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
                                                        "text the sample starts from")(
       "temperature", po::value(&temperature)->default_value(temperature), "sampling temperature");
+  options.add_options()("inputs", po::value(&csv_inputs),
+                        "CSV: input columns, comma-separated (default: all others)")(
+      "targets", po::value(&csv_targets), "CSV: columns predicted at the next step (default: the inputs)")(
+      "target-columns", po::value(&csv_target_columns),
+      "CSV: explicit target columns of the same row instead")(
+      "reset-column", po::value(&config.csv.reset_column),
+      "CSV: a column whose non-zero value starts a new sequence");
   plugin_options.add_to(options);
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
@@ -173,6 +200,9 @@ int run_train(int argc, const char* const* argv) {
     if (!config.task.empty() && vm.count("data"))
       throw std::invalid_argument("give --data or --task, not both");
     if (config.task.empty() && config.data.empty()) config.data = REWIND_DEFAULT_DATA;
+    config.csv.inputs = split_list(csv_inputs);
+    config.csv.targets = split_list(csv_targets);
+    config.csv.target_columns = split_list(csv_target_columns);
     config.model_options = plugin_options.option_map();
     PluginOptions trainer_map;
     trainer_map.settings = trainer_settings;
@@ -187,7 +217,8 @@ int run_train(int argc, const char* const* argv) {
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
-  const bool text = config.task.empty();
+  const bool text = config.task.empty() && !is_csv(config.data);
+  const bool tokens = data.train(0).vocab_size() > 0;
   auto model = build_model(registry, config, data.train(0));
   auto trainer = registry.make_trainer(config.trainer, config.trainer_options);
   trainers::Optimizer optimizer(config.optimizer);
@@ -218,7 +249,8 @@ int run_train(int argc, const char* const* argv) {
       "rewind train: model %s (hidden %lld, %d layer(s), %zu parameter tensors), trainer %s, %s, batch "
       "%lld\n",
       config.model.c_str(), static_cast<long long>(config.hidden), config.layers, model->parameters().size(),
-      config.trainer.c_str(), text ? ("text " + config.data).c_str() : ("task " + config.task).c_str(),
+      config.trainer.c_str(),
+      config.task.empty() ? ("data " + config.data).c_str() : ("task " + config.task).c_str(),
       static_cast<long long>(config.batch));
   std::printf("limits:%s%s%s\n", max_updates ? (" " + std::to_string(max_updates) + " updates").c_str() : "",
               epochs ? (" " + std::to_string(epochs) + " passes").c_str() : "",
@@ -262,9 +294,10 @@ int run_train(int argc, const char* const* argv) {
           "%6.1f MiB  ETA %s%s",
           tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
           smoothed,
-          window_count ? static_cast<double>(window_correct) / static_cast<double>(window_count) : 0.0, rate,
-          static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20), eta >= 0 ? duration(eta).c_str() : "?",
-          tty ? "   " : "\n");
+          window_count && tokens ? static_cast<double>(window_correct) / static_cast<double>(window_count)
+                                 : NAN,
+          rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
+          eta >= 0 ? duration(eta).c_str() : "?", tty ? "   " : "\n");
       window_correct = window_count = 0;
       std::fflush(stdout);
     }

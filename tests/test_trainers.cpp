@@ -3,6 +3,8 @@
 // untruncated forward pass for the carried state.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "helpers.hpp"
 #include "plugin_fixtures.hpp"
@@ -321,4 +323,41 @@ TEST_CASE("plain SGD with lr 1 moves each parameter by minus its gradient", "[tr
     for (std::int64_t k = 0; k < before[i].numel(); ++k)
       CHECK(model->parameters()[i]->value().get(k) ==
             before[i].get(k) - model->parameters()[i]->grad().get(k));
+}
+
+TEST_CASE("CSV time series: next-step targets, explicit targets, resets and sequence boundaries",
+          "[trainers][csv]") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("rewind_series_" + std::to_string(::getpid()) + ".csv"))
+          .string();
+  std::ofstream(path) << "a, b,start\n1,10,1\n2,20,0\n3,30,0\n4,40,1\n5,50,0\n6,60,0\n7,70,0\n";
+  const trainers::CsvTable table = trainers::CsvTable::read(path);
+  CHECK(table.columns == std::vector<std::string>{"a", "b", "start"});
+  CHECK(table.rows.size() == 7);
+
+  // Next-step prediction of b from a and b, one stream: 6 steps; row 3 starts a sequence.
+  auto next = trainers::csv_streams(table, {.targets = {"b"}, .reset_column = "start"}, 0, 7, 1);
+  REQUIRE(next->steps() == 6);
+  CHECK(next->input_size() == 2);
+  CHECK(next->output_size() == 1);
+  CHECK(next->step(1).features->get(0) == 2.0);
+  CHECK(next->step(1).target_values->get(0) == 30.0);
+  CHECK(next->step(3).reset.size() == 1);      // the state restarts at row 3
+  CHECK(next->step(2).loss_rows.size() == 1);  // row 2's "next value" belongs to the next sequence
+  CHECK(next->step(2).loss_rows[0] == 0);
+  CHECK(trainers::count_targets(*next, 0, 6) == 5);
+
+  // Explicit targets: b of the same row, not an input; two streams of 3 steps.
+  auto same = trainers::csv_streams(table, {.target_columns = {"b"}, .reset_column = "start"}, 0, 7, 2);
+  CHECK(same->steps() == 3);
+  CHECK(same->input_size() == 1);
+  CHECK(same->step(0).target_values->get(1) == 40.0);  // stream 1 starts at row 3
+
+  CHECK_THROWS_WITH(table.column("c"), Catch::Contains("no column 'c' (columns: a, b, start)"));
+  std::ofstream(path) << "a,b\n1,2\n3,x\n";
+  CHECK_THROWS_WITH(trainers::CsvTable::read(path),
+                    Catch::Contains("line 3, column 'b': 'x' is not a finite number"));
+  std::ofstream(path) << "a,b\n1,2,3\n";
+  CHECK_THROWS_WITH(trainers::CsvTable::read(path), Catch::Contains("line 2: 3 values for 2 columns"));
+  std::filesystem::remove(path);
 }

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 
 namespace rwd::trainers {
@@ -50,7 +54,9 @@ SeriesData::SeriesData(std::int64_t batch, std::int64_t steps, std::int64_t inpu
       output_(output_size),
       has_loss_(static_cast<std::size_t>(steps), 1),
       resets_(static_cast<std::size_t>(batch * steps), 0),
-      any_reset_(static_cast<std::size_t>(steps), 0) {
+      any_reset_(static_cast<std::size_t>(steps), 0),
+      loss_rows_(static_cast<std::size_t>(batch * steps), 1),
+      any_row_masked_(static_cast<std::size_t>(steps), 0) {
   check_sizes("series data", batch, steps);
   for (std::int64_t t = 0; t < steps; ++t) {
     features_.emplace_back(Shape::matrix(batch, input_size), DType::f32);
@@ -64,9 +70,113 @@ Step SeriesData::step(std::int64_t t) const {
   s.features = &features_[i];
   s.target_values = &targets_[i];
   s.has_loss = has_loss_[i] != 0;
-  if (any_reset_[i])
-    s.reset = {resets_.data() + i * static_cast<std::size_t>(batch_), static_cast<std::size_t>(batch_)};
+  const std::size_t b = static_cast<std::size_t>(batch_);
+  if (any_reset_[i]) s.reset = {resets_.data() + i * b, b};
+  if (any_row_masked_[i]) s.loss_rows = {loss_rows_.data() + i * b, b};
   return s;
+}
+
+void SeriesData::set_no_loss(std::int64_t t, std::int64_t b) {
+  loss_rows_[static_cast<std::size_t>(t * batch_ + b)] = 0;
+  any_row_masked_[static_cast<std::size_t>(t)] = 1;
+  for (std::int64_t j = 0; j < output_; ++j) targets(t).set(b * output_ + j, 0.0);
+}
+
+CsvTable CsvTable::read(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open data file '" + path + "'");
+  CsvTable table;
+  std::string line;
+  std::size_t line_number = 0;
+  auto split = [](const std::string& l) {
+    std::vector<std::string> cells;
+    std::stringstream ss(l);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) {
+      const auto first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
+      cells.push_back(first == std::string::npos ? "" : cell.substr(first, last - first + 1));
+    }
+    return cells;
+  };
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::vector<std::string> cells = split(line);
+    if (table.columns.empty()) {
+      table.columns = cells;
+      continue;
+    }
+    if (cells.size() != table.columns.size())
+      throw std::runtime_error("'" + path + "' line " + std::to_string(line_number) + ": " +
+                               std::to_string(cells.size()) + " values for " +
+                               std::to_string(table.columns.size()) + " columns");
+    std::vector<double> row;
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      char* end = nullptr;
+      const double v = std::strtod(cells[c].c_str(), &end);
+      if (cells[c].empty() || *end != '\0' || !std::isfinite(v))
+        throw std::runtime_error("'" + path + "' line " + std::to_string(line_number) + ", column '" +
+                                 table.columns[c] + "': '" + cells[c] + "' is not a finite number");
+      row.push_back(v);
+    }
+    table.rows.push_back(std::move(row));
+  }
+  if (table.columns.empty())
+    throw std::runtime_error("'" + path + "' is empty: expected a header row of column names");
+  return table;
+}
+
+std::size_t CsvTable::column(const std::string& name) const {
+  for (std::size_t c = 0; c < columns.size(); ++c)
+    if (columns[c] == name) return c;
+  std::string all;
+  for (const std::string& c : columns) all += (all.empty() ? "" : ", ") + c;
+  throw std::invalid_argument("no column '" + name + "' (columns: " + all + ")");
+}
+
+std::unique_ptr<SeriesData> csv_streams(const CsvTable& table, const CsvOptions& options, std::size_t begin,
+                                        std::size_t end, std::int64_t batch) {
+  auto indices = [&](const std::vector<std::string>& names) {
+    std::vector<std::size_t> out;
+    for (const std::string& n : names) out.push_back(table.column(n));
+    return out;
+  };
+  const bool explicit_targets = !options.target_columns.empty();
+  const std::vector<std::size_t> target_cols =
+      indices(explicit_targets ? options.target_columns : options.targets);
+  const std::size_t none = table.columns.size();
+  const std::size_t reset_col = options.reset_column.empty() ? none : table.column(options.reset_column);
+  std::vector<std::size_t> input_cols = indices(options.inputs);
+  if (input_cols.empty())
+    for (std::size_t c = 0; c < table.columns.size(); ++c)
+      if (c != reset_col && !(explicit_targets && std::count(target_cols.begin(), target_cols.end(), c)))
+        input_cols.push_back(c);
+  const std::vector<std::size_t> predicted = target_cols.empty() ? input_cols : target_cols;
+  if (input_cols.empty()) throw std::invalid_argument("CSV: no input columns left");
+  // Next-step prediction reads one row past each step.
+  const std::size_t lookahead = explicit_targets ? 0 : 1;
+  const std::int64_t steps =
+      batch > 0 && end > begin + lookahead ? static_cast<std::int64_t>(end - begin - lookahead) / batch : 0;
+  if (end > table.rows.size() || steps < 1)
+    throw std::invalid_argument("CSV: " + std::to_string(end - begin) + " rows are too few for " +
+                                std::to_string(batch) + " streams");
+  const auto n_in = static_cast<std::int64_t>(input_cols.size()),
+             n_out = static_cast<std::int64_t>(predicted.size());
+  auto data = std::make_unique<SeriesData>(batch, steps, n_in, n_out);
+  const auto starts = [&](std::size_t row) { return reset_col != none && table.rows[row][reset_col] != 0; };
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t t = 0; t < steps; ++t) {
+      const std::size_t row = begin + static_cast<std::size_t>(b * steps + t);
+      for (std::int64_t i = 0; i < n_in; ++i)
+        data->features(t).set(b * n_in + i, table.rows[row][input_cols[static_cast<std::size_t>(i)]]);
+      const std::size_t target_row = row + lookahead;
+      for (std::int64_t j = 0; j < n_out; ++j)
+        data->targets(t).set(b * n_out + j, table.rows[target_row][predicted[static_cast<std::size_t>(j)]]);
+      if (starts(row)) data->set_reset(t, b);
+      if (!explicit_targets && starts(target_row))
+        data->set_no_loss(t, b);  // the next row is another sequence
+    }
+  return data;
 }
 
 CharVocabulary CharVocabulary::of(const std::string& text) {

@@ -43,7 +43,13 @@ std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t
   for (std::int64_t t = begin; t < end; ++t) {
     const Step s = data.step(t);
     if (s.target_values != nullptr) {
-      if (s.has_loss) count += s.target_values->numel();
+      if (!s.has_loss) continue;
+      const std::int64_t per_row = s.target_values->shape().cols;
+      if (s.loss_rows.empty()) {
+        count += s.target_values->numel();
+      } else {
+        for (std::uint8_t keep : s.loss_rows) count += keep ? per_row : 0;
+      }
     } else {
       for (std::int32_t target : s.target_tokens) count += target != no_target;
     }
@@ -53,17 +59,24 @@ std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t
 
 namespace {
 
+// mask [rows, cols] of ones, with zero rows where keep[b] is 0.
+void set_row_mask(std::span<const std::uint8_t> keep, Shape shape, DType dtype, Tensor& mask) {
+  if (mask.shape() != shape || mask.dtype() != dtype) mask = Tensor(shape, dtype);
+  for (std::int64_t b = 0; b < shape.rows; ++b)
+    for (std::int64_t j = 0; j < shape.cols; ++j)
+      mask.set(b * shape.cols + j, keep[static_cast<std::size_t>(b)] ? 1.0 : 0.0);
+}
+
 // Rows that restart here get a zero state, and nothing before the restart receives their gradient.
 void apply_reset(Tape& tape, const Model& model, std::span<const std::uint8_t> reset, ModelState& state,
                  Tensor& mask) {
-  const Shape shape = Shape::matrix(static_cast<std::int64_t>(reset.size()), model.config().hidden_size);
-  if (mask.shape() != shape || mask.dtype() != tape.dtype()) mask = Tensor(shape, tape.dtype());
-  for (std::int64_t b = 0; b < shape.rows; ++b)
-    for (std::int64_t j = 0; j < shape.cols; ++j)
-      mask.set(b * shape.cols + j, reset[static_cast<std::size_t>(b)] ? 0.0 : 1.0);
-  const Var keep = tape.input(mask);
+  std::vector<std::uint8_t> keep(reset.size());
+  for (std::size_t b = 0; b < reset.size(); ++b) keep[b] = reset[b] ? 0 : 1;
+  set_row_mask(keep, Shape::matrix(static_cast<std::int64_t>(reset.size()), model.config().hidden_size),
+               tape.dtype(), mask);
+  const Var keep_rows = tape.input(mask);
   for (models::State& layer : state)
-    for (Var& v : layer) v = v * keep;
+    for (Var& v : layer) v = v * keep_rows;
 }
 
 template <class T>
@@ -87,7 +100,7 @@ WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelS
   WindowResult result;
   const std::int64_t counted = count_targets(data, std::max(begin, loss_begin), end);
   const double norm = normalizer > 0 ? normalizer : static_cast<double>(counted);
-  Tensor mask, converted;
+  Tensor mask, loss_mask, converted;
   for (std::int64_t t = begin; t < end; ++t) {
     if (t == save_step && saved != nullptr) model.end(state, *saved);
     const Step s = data.step(t);
@@ -109,9 +122,16 @@ WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelS
       const Tensor& target = s.target_values->dtype() == tape.dtype()
                                  ? *s.target_values
                                  : (converted = s.target_values->to(tape.dtype()));
+      const std::int64_t here = count_targets(data, t, t + 1);
+      if (here == 0) continue;
+      if (!s.loss_rows
+               .empty()) {  // masked rows: prediction times 0 against a target of 0, so no loss, no gradient
+        set_row_mask(s.loss_rows, target.shape(), tape.dtype(), loss_mask);
+        y = y * tape.input(loss_mask);
+      }
       step_loss =
           autodiff::scale(autodiff::mse(y, tape.input(target)), static_cast<double>(target.numel()) / norm);
-      result.count += target.numel();
+      result.count += here;
     } else {
       std::int64_t here = 0;
       for (std::int32_t target : s.target_tokens) here += target != no_target;

@@ -24,7 +24,8 @@ struct Step {
   std::span<const std::int32_t> target_tokens;  // [B]; no_target where a row carries no loss
   const Tensor* target_values = nullptr;        // real-valued targets [B, output_size]
   bool has_loss = true;                         // real-valued data: whether this step carries a loss
-  std::span<const std::uint8_t> reset;          // [B] or empty: 1 restarts that row's state before this step
+  std::span<const std::uint8_t> loss_rows;  // real-valued data, [B] or empty (all): rows that carry a loss
+  std::span<const std::uint8_t> reset;      // [B] or empty: 1 restarts that row's state before this step
 };
 
 class REWIND_TRAINERS_EXPORT Dataset {
@@ -77,6 +78,8 @@ class REWIND_TRAINERS_EXPORT SeriesData : public Dataset {
   Tensor& features(std::int64_t t) { return features_[static_cast<std::size_t>(t)]; }
   Tensor& targets(std::int64_t t) { return targets_[static_cast<std::size_t>(t)]; }
   void set_has_loss(std::int64_t t, bool v) { has_loss_[static_cast<std::size_t>(t)] = v; }
+  // Row b carries no loss at step t (its target there is meaningless, e.g. across a sequence boundary).
+  void set_no_loss(std::int64_t t, std::int64_t b);
   void set_reset(std::int64_t t, std::int64_t b) {
     resets_[static_cast<std::size_t>(t * batch_ + b)] = 1;
     any_reset_[static_cast<std::size_t>(t)] = 1;
@@ -85,8 +88,29 @@ class REWIND_TRAINERS_EXPORT SeriesData : public Dataset {
  private:
   std::int64_t batch_, steps_, input_, output_;
   std::vector<Tensor> features_, targets_;
-  std::vector<std::uint8_t> has_loss_, resets_, any_reset_;
+  std::vector<std::uint8_t> has_loss_, resets_, any_reset_, loss_rows_, any_row_masked_;
 };
+
+// A numeric CSV file with a header row of column names.
+struct REWIND_TRAINERS_EXPORT CsvTable {
+  std::vector<std::string> columns;
+  std::vector<std::vector<double>> rows;
+  static CsvTable read(const std::string& path);      // errors name the file, line and column
+  std::size_t column(const std::string& name) const;  // throws listing the columns
+};
+
+struct CsvOptions {
+  std::vector<std::string> inputs = {};   // input columns (empty: every column not used otherwise)
+  std::vector<std::string> targets = {};  // predicted at the next step (empty: the inputs)
+  std::vector<std::string> target_columns =
+      {};                         // or explicit targets: these columns of the same row, not inputs
+  std::string reset_column = {};  // a non-zero value starts a new sequence at that row
+};
+
+// Rows [begin, end) of the table as `batch` contiguous streams.
+REWIND_TRAINERS_EXPORT std::unique_ptr<SeriesData> csv_streams(const CsvTable& table,
+                                                               const CsvOptions& options, std::size_t begin,
+                                                               std::size_t end, std::int64_t batch);
 
 // Character-level text: the vocabulary is the sorted set of bytes in the text.
 struct REWIND_TRAINERS_EXPORT CharVocabulary {
