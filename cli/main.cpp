@@ -18,6 +18,8 @@ constexpr Command commands[] = {
      rwd::cli::run_train},
     {"sample", "generate text from a saved character model", rwd::cli::run_sample},
     {"eval", "loss of a saved model on a text file", rwd::cli::run_eval},
+    {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
+     rwd::cli::run_bench_memory},
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
      rwd::cli::run_demo},
     {"plugins", "list the model and trainer plugins found, with their options and files",

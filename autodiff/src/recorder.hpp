@@ -17,8 +17,10 @@ struct Recorder {
                       void* existing_value = nullptr);
   static Var handle(Tape& tape, Node* node) { return Var(&tape, node, tape.epoch_); }
   static void* allocate_tensor(Tape& tape, std::size_t bytes);
-  // The gradient buffer of n, allocated zero-filled on first use.
+  // The gradient buffer of n, zero-filled on first use: a recycled one of the same size, or a new one.
   static void* grad_of(Tape& tape, Node* n);
+  // n's backward step has run: nothing reads its gradient again, so the buffer can serve another node.
+  static void release_grad(Tape& tape, Node* n);
 };
 
 }  // namespace rwd::autodiff

@@ -116,7 +116,9 @@ Parameter::Parameter(std::string name, Tensor value)
 // ---- Tape ----------------------------------------------------------------------------------------------
 
 Tape::Tape(DType dtype, std::size_t first_block_bytes)
-    : dtype_(dtype), arena_(first_block_bytes), epoch_(next_epoch.fetch_add(1, std::memory_order_relaxed)) {}
+    : dtype_(dtype), arena_(first_block_bytes), epoch_(next_epoch.fetch_add(1, std::memory_order_relaxed)) {
+  free_grads_.reserve(32);  // distinct gradient sizes in a window; more only costs one reallocation
+}
 
 Var Tape::input(const Tensor& value, bool requires_grad) {
   if (value.empty()) throw std::invalid_argument("Tape::input: empty tensor");
@@ -189,8 +191,11 @@ void Tape::backward(std::span<const Seed> seeds) {
     }
   }
   consumed_ = true;
-  for (Node* n = last_backward_; n != nullptr; n = n->prev_backward)
-    if (n->grad != nullptr) run_backward(*this, n);
+  for (Node* n = last_backward_; n != nullptr; n = n->prev_backward) {
+    if (n->grad == nullptr) continue;
+    run_backward(*this, n);
+    Recorder::release_grad(*this, n);
+  }
 }
 
 Tensor Tape::grad(const Var& v) const {
@@ -199,6 +204,10 @@ Tensor Tape::grad(const Var& v) const {
   if (!n->requires_grad)
     throw std::invalid_argument("Tape::grad: " + describe(n) +
                                 " does not require a gradient (create inputs with requires_grad = true)");
+  if (n->has_backward)
+    throw std::invalid_argument("Tape::grad: " + describe(n) +
+                                " is an intermediate value; only leaves keep their gradients (create an input with "
+                                "requires_grad = true where you need one)");
   Tensor g(n->shape, dtype_);
   if (n->grad != nullptr) std::memcpy(g.raw(), n->grad, g.bytes());
   return g;
@@ -211,6 +220,7 @@ void Tape::clear() noexcept {
   node_bytes_ = 0;
   last_ = nullptr;
   last_backward_ = nullptr;
+  free_grads_.clear();
   consumed_ = false;
 }
 
@@ -303,10 +313,32 @@ void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) {
 void* Recorder::grad_of(Tape& tape, Node* n) {
   if (n->grad == nullptr) {
     const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
-    n->grad = allocate_tensor(tape, bytes);
+    void* reused = nullptr;
+    for (auto& [size, head] : tape.free_grads_)
+      if (size == bytes && head != nullptr) {
+        reused = head;
+        head = *static_cast<void**>(head);
+        break;
+      }
+    // A released buffer holds the free list's next pointer, so every gradient buffer fits one.
+    n->grad = reused != nullptr ? reused : allocate_tensor(tape, std::max(bytes, sizeof(void*)));
     std::memset(n->grad, 0, bytes);
   }
   return n->grad;
+}
+
+void Recorder::release_grad(Tape& tape, Node* n) {
+  const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
+  void* buffer = n->grad;
+  n->grad = nullptr;
+  for (auto& [size, head] : tape.free_grads_)
+    if (size == bytes) {
+      *static_cast<void**>(buffer) = head;
+      head = buffer;
+      return;
+    }
+  *static_cast<void**>(buffer) = nullptr;
+  tape.free_grads_.emplace_back(bytes, buffer);
 }
 
 // ---- NoGradGuard ---------------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ class REWIND_AUTODIFF_EXPORT Tape {
   // backpropagated once: it is consumed until clear().
   void backward(const Var& loss);
   void backward(std::span<const Seed> seeds);
-  // The gradient of a leaf or intermediate after backward (zeros where no gradient reached it).
+  // The gradient of a leaf (an input with requires_grad) after backward; zeros where none reached it.
+  // Intermediate gradients are not kept: each is recycled once its node's backward step has run.
   Tensor grad(const Var& v) const;
 
   void clear() noexcept;  // O(1); invalidates every Var of this window, keeps the arena's blocks
@@ -149,6 +150,9 @@ class REWIND_AUTODIFF_EXPORT Tape {
   std::uint64_t epoch_;
   std::size_t nodes_ = 0;
   std::size_t node_bytes_ = 0;
+  // Gradient buffers whose node's backward step has run, by byte size, for reuse later in the same pass:
+  // gradient memory stays that of a few steps instead of growing with the unroll.
+  std::vector<std::pair<std::size_t, void*>> free_grads_;
   Node* last_ = nullptr;           // newest node of the window
   Node* last_backward_ = nullptr;  // newest node that has a backward step
   bool consumed_ = false;
