@@ -4,6 +4,7 @@
 
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/plugins/registry.hpp"
+#include "rewind/trainers/trainer.hpp"
 
 using namespace rwd;
 
@@ -43,7 +44,38 @@ void cell_window(benchmark::State& state, const std::string& cell, bool fused, s
   state.counters["tape_peak_MiB"] = static_cast<double>(tape.memory().peak_bytes) / (1 << 20);
 }
 
+// One truncated(20) update of a token model through the trainer plugin: window record, backward, tape
+// clear, i.e. what rewind train repeats. Random tokens, batch 32, embedding 64.
+void trainer_update(benchmark::State& state, const std::string& cell, std::int64_t hidden) {
+  constexpr std::int64_t batch = 32, vocab = 64, steps = 2000;
+  trainers::TokenData data(batch, steps, vocab);
+  for (std::int64_t t = 0; t < steps; ++t)
+    for (std::int64_t b = 0; b < batch; ++b) {
+      data.input(t, b) = static_cast<std::int32_t>((t * 31 + b * 7) % vocab);
+      data.target(t, b) = static_cast<std::int32_t>((t * 17 + b * 3) % vocab);
+    }
+  models::ModelConfig config;
+  config.vocab_size = vocab;
+  config.input_size = vocab;
+  config.hidden_size = hidden;
+  auto model = registry().make_model(cell, config);
+  auto trainer = registry().make_trainer("truncated", {{"k", "20"}});
+  autodiff::Tape tape;
+  trainer->begin(*model, data, tape);
+  for (auto _ : state) {
+    if (trainer->done()) trainer->begin(*model, data, tape);
+    benchmark::DoNotOptimize(trainer->next(*model, data, tape).loss);
+  }
+  state.SetItemsProcessed(state.iterations() * 20 * batch);  // time steps x batch
+}
+
 const bool registered = [] {
+  for (const char* cell : {"rnn", "gru", "lstm"})
+    for (std::int64_t hidden : {64, 256})
+      benchmark::RegisterBenchmark(
+          ("BM_TruncatedUpdate/" + std::string(cell) + "/" + std::to_string(hidden)).c_str(),
+          [=](benchmark::State& s) { trainer_update(s, cell, hidden); })
+          ->Unit(benchmark::kMillisecond);
   for (const char* cell : {"rnn", "gru", "lstm"})
     for (bool fused : {true, false})
       for (std::int64_t hidden : {64, 256, 1024})

@@ -36,11 +36,15 @@ std::pair<std::string, std::map<std::string, std::string>> parse_trainer(const s
   for (std::string p; std::getline(ss, p, ':');) parts.push_back(p);
   if (parts.empty()) throw std::invalid_argument("empty trainer spec");
   std::map<std::string, std::string> options;
-  if (parts[0] == "truncated" && parts.size() == 2) options["k"] = parts[1];
-  else if (parts[0] == "truncated" && parts.size() == 3) options["k1"] = parts[1], options["k2"] = parts[2];
-  else if (parts[0] == "checkpointed" && parts.size() == 2) options["segment"] = parts[1];
+  if (parts[0] == "truncated" && parts.size() == 2)
+    options["k"] = parts[1];
+  else if (parts[0] == "truncated" && parts.size() == 3)
+    options["k1"] = parts[1], options["k2"] = parts[2];
+  else if (parts[0] == "checkpointed" && parts.size() == 2)
+    options["segment"] = parts[1];
   else if (parts.size() != 1)
-    throw std::invalid_argument("trainer spec '" + spec + "': expected full, truncated:K, truncated:K1:K2 or checkpointed[:C]");
+    throw std::invalid_argument("trainer spec '" + spec +
+                                "': expected full, truncated:K, truncated:K1:K2 or checkpointed[:C]");
   return {parts[0], options};
 }
 
@@ -118,7 +122,8 @@ std::string mib(double bytes) {
   return buf;
 }
 
-void write_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs, const BenchSetup& s) {
+void write_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs,
+                const BenchSetup& s) {
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     std::printf("--plot: gnuplot is not installed (apt-get install gnuplot-nox); skipped\n");
     return;
@@ -127,18 +132,24 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
   std::ofstream gp(script_path);
   gp << "set terminal pngcairo size 1400,560 font ',10'\nset output '" << png << "'\n"
      << "set datafile separator ','\nset key top left\nset grid\nset logscale x\n"
-     << "set multiplot layout 1,2 title '" << s.model << ", hidden " << s.hidden << ", batch " << s.batch << ", input "
-     << s.input << "'\n"
-     << "set logscale y\nset title 'tape peak memory'\nset xlabel 'sequence length T'\nset ylabel 'MiB'\nplot ";
+     << "set multiplot layout 1,2 title '" << s.model << ", hidden " << s.hidden << ", batch " << s.batch
+     << ", input " << s.input << "'\n"
+     << "set logscale y\nset title 'tape peak memory'\nset xlabel 'sequence length T'\nset ylabel "
+        "'MiB'\nplot ";
   for (std::size_t i = 0; i < specs.size(); ++i)
-    gp << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):($4/1048576) with linespoints title '" << specs[i] << "', ";
-  gp << "'" << csv << "' using 3:($6/1048576) with lines dashtype 2 lc rgb 'black' title 'minimum saved activations (full)'\n"
+    gp << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):($4/1048576) with linespoints title '"
+       << specs[i] << "', ";
+  gp << "'" << csv
+     << "' using 3:($6/1048576) with lines dashtype 2 lc rgb 'black' title 'minimum saved activations "
+        "(full)'\n"
      << "unset logscale y\nset title 'throughput'\nset ylabel 'time steps x batch / s'\nplot ";
   for (std::size_t i = 0; i < specs.size(); ++i)
-    gp << (i ? ", " : "") << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):8 with linespoints title '" << specs[i] << "'";
+    gp << (i ? ", " : "") << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):8 with linespoints title '"
+       << specs[i] << "'";
   gp << "\nunset multiplot\n";
   gp.close();
-  if (std::system(("gnuplot " + shell_quote(script_path)).c_str()) != 0) throw std::runtime_error("gnuplot failed on " + script_path);
+  if (std::system(("gnuplot " + shell_quote(script_path)).c_str()) != 0)
+    throw std::runtime_error("gnuplot failed on " + script_path);
   std::printf("wrote %s (gnuplot script %s)\n", png.c_str(), script_path.c_str());
 }
 
@@ -147,27 +158,33 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
 int run_bench_memory(int argc, const char* const* argv) {
   BenchSetup s;
   PluginOptions plugin_options;
-  std::string seq = "100,1000,10000", trainer_list = "full,truncated:20,checkpointed", csv_path, json_path, plot;
+  std::string seq = "100,1000,10000", trainer_list = "full,truncated:20,checkpointed", csv_path, json_path,
+              plot;
   std::string child_trainer;
   std::int64_t child_steps = 0;
   po::options_description options("rewind bench-memory options");
-  options.add_options()("help,h", "show this help")("model", po::value(&s.model)->default_value(s.model), "model plugin")(
+  options.add_options()("help,h", "show this help")("model", po::value(&s.model)->default_value(s.model),
+                                                    "model plugin")(
       "seq", po::value(&seq)->default_value(seq), "sequence lengths T, comma-separated")(
       "trainers", po::value(&trainer_list)->default_value(trainer_list),
       "full, truncated:K, truncated:K1:K2, checkpointed[:C], comma-separated")(
       "hidden", po::value(&s.hidden)->default_value(s.hidden), "hidden size")(
       "batch", po::value(&s.batch)->default_value(s.batch), "batch rows")(
-      "input", po::value(&s.input)->default_value(s.input), "embedding size = vocabulary of the random tokens")(
+      "input", po::value(&s.input)->default_value(s.input),
+      "embedding size = vocabulary of the random tokens")(
       "passes", po::value(&s.passes)->default_value(s.passes), "passes over the T steps per configuration")(
-      "seed", po::value(&s.seed)->default_value(s.seed), "seed")("csv", po::value(&csv_path), "write the table as CSV")(
-      "json", po::value(&json_path), "write the results as JSON")("plot", po::value(&plot), "write a PNG with gnuplot")(
+      "seed", po::value(&s.seed)->default_value(s.seed), "seed")("csv", po::value(&csv_path),
+                                                                 "write the table as CSV")(
+      "json", po::value(&json_path), "write the results as JSON")("plot", po::value(&plot),
+                                                                  "write a PNG with gnuplot")(
       "child-trainer", po::value(&child_trainer), "(internal) run one configuration and print it as JSON")(
       "child-steps", po::value(&child_steps), "(internal)");
   plugin_options.add_to(options);
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
   if (vm.count("help")) {
-    std::cout << "usage: rewind bench-memory --model lstm --seq 100,1000,10000 --trainers full,truncated:20,checkpointed "
+    std::cout << "usage: rewind bench-memory --model lstm --seq 100,1000,10000 --trainers "
+                 "full,truncated:20,checkpointed "
                  "[--plot m.png]\n"
               << options;
     return 0;
@@ -184,20 +201,20 @@ int run_bench_memory(int argc, const char* const* argv) {
   for (const std::string& t : split(seq)) lengths.push_back(std::stoll(t));
   for (const std::string& spec : specs) parse_trainer(spec);  // reject a bad spec before running anything
   const double min_floats = minimum_saved_floats(s.model, s.hidden, s.input);
-  std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) + " --batch " +
-                       std::to_string(s.batch) + " --input " + std::to_string(s.input) + " --passes " +
-                       std::to_string(s.passes) + " --seed " + std::to_string(s.seed);
+  std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) +
+                       " --batch " + std::to_string(s.batch) + " --input " + std::to_string(s.input) +
+                       " --passes " + std::to_string(s.passes) + " --seed " + std::to_string(s.seed);
   for (const std::string& f : plugin_options.files) common += " --plugin " + shell_quote(f);
   for (const std::string& d : plugin_options.directories) common += " --plugin-dir " + shell_quote(d);
   const std::string self = boost::dll::program_location().string();
 
-  std::printf("%-18s %8s %8s %14s %14s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB", "peak RSS MiB",
-              "us / step", "steps x batch/s", "min saved MiB");
+  std::printf("%-18s %8s %8s %14s %14s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB",
+              "peak RSS MiB", "us / step", "steps x batch/s", "min saved MiB");
   json results = json::array();
   for (std::size_t i = 0; i < specs.size(); ++i)
     for (std::int64_t steps : lengths) {
-      const std::string command = shell_quote(self) + " bench-memory --child-trainer " + shell_quote(specs[i]) +
-                                  " --child-steps " + std::to_string(steps) + common;
+      const std::string command = shell_quote(self) + " bench-memory --child-trainer " +
+                                  shell_quote(specs[i]) + " --child-steps " + std::to_string(steps) + common;
       std::FILE* pipe = ::popen(command.c_str(), "r");
       if (pipe == nullptr) throw std::runtime_error("cannot start " + command);
       std::string out;
@@ -205,30 +222,34 @@ int run_bench_memory(int argc, const char* const* argv) {
       while (std::fgets(buf, sizeof buf, pipe)) out += buf;
       const int status = ::pclose(pipe);
       if (status != 0 || out.empty()) {
-        std::printf("%-18s %8lld  failed (exit status %d)\n", specs[i].c_str(), static_cast<long long>(steps), status);
+        std::printf("%-18s %8lld  failed (exit status %d)\n", specs[i].c_str(), static_cast<long long>(steps),
+                    status);
         continue;
       }
       json r = json::parse(out.substr(out.find('{')));
       r["trainer_index"] = i;
       r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
-      std::printf("%-18s %8lld %8lld %14s %14s %12.1f %16.0f %14s\n", specs[i].c_str(), static_cast<long long>(steps),
-                  static_cast<long long>(r["updates"].get<std::int64_t>()), mib(r["tape_peak_bytes"].get<double>()).c_str(),
+      std::printf("%-18s %8lld %8lld %14s %14s %12.1f %16.0f %14s\n", specs[i].c_str(),
+                  static_cast<long long>(steps), static_cast<long long>(r["updates"].get<std::int64_t>()),
+                  mib(r["tape_peak_bytes"].get<double>()).c_str(),
                   mib(r["peak_rss_bytes"].get<double>()).c_str(), r["us_per_step"].get<double>(),
-                  r["steps_x_batch_per_second"].get<double>(), mib(r["minimum_saved_bytes_full"].get<double>()).c_str());
+                  r["steps_x_batch_per_second"].get<double>(),
+                  mib(r["minimum_saved_bytes_full"].get<double>()).c_str());
       std::fflush(stdout);
       results.push_back(r);
     }
-  std::printf("min saved: the activations full BPTT must keep at the least, %.0f floats per row and step for %s\n",
-              min_floats, s.model.c_str());
+  std::printf(
+      "min saved: the activations full BPTT must keep at the least, %.0f floats per row and step for %s\n",
+      min_floats, s.model.c_str());
   std::string csv_for_plot = csv_path.empty() && !plot.empty() ? plot + ".csv" : csv_path;
   if (!csv_for_plot.empty()) {
     std::ofstream csv(csv_for_plot);
     csv << "trainer_index,trainer,steps,tape_peak_bytes,peak_rss_bytes,minimum_saved_bytes_full,us_per_step,"
            "steps_x_batch_per_second\n";
     for (const json& r : results)
-      csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ',' << r["tape_peak_bytes"]
-          << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ',' << r["us_per_step"] << ','
-          << r["steps_x_batch_per_second"] << '\n';
+      csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ','
+          << r["tape_peak_bytes"] << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ','
+          << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << '\n';
   }
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << '\n';
   if (!plot.empty()) write_plot(plot, csv_for_plot, specs, s);

@@ -29,8 +29,10 @@ namespace rwd::cli {
 namespace {
 
 std::atomic<bool> interrupted{false};
-extern "C" void on_signal(int) {
+// The first Ctrl-C or SIGTERM asks for a clean stop after the current update; a second one kills as usual.
+extern "C" void on_signal(int signal) {
   interrupted = true;
+  std::signal(signal, SIG_DFL);
 }
 
 std::string duration(double seconds) {
@@ -57,6 +59,16 @@ std::string text_of(const std::string& vocabulary, const std::vector<std::int32_
   return s;
 }
 
+// Seeds of the synthetic samples: one stream per training pass and one for validation, never equal.
+constexpr std::uint64_t validation_stream = ~std::uint64_t{0};
+std::uint64_t task_seed(std::uint64_t seed, std::uint64_t stream) {
+  std::uint64_t z =
+      seed * 0x9e3779b97f4a7c15ULL + stream;  // splitmix64's finaliser: distinct in, distinct out
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 // The data of one pass: the same text streams every pass, or a new sample of the synthetic task.
 class PassData {
  public:
@@ -73,15 +85,15 @@ class PassData {
     if (config_.task.empty()) return *text_.train;
     if (pass != task_pass_) {
       task_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
-                                       config_.seed * 1000003 + static_cast<std::uint64_t>(pass));
+                                       task_seed(config_.seed, static_cast<std::uint64_t>(pass)));
       task_pass_ = pass;
     }
     return *task_;
   }
   const trainers::Dataset* validation() {
     if (!config_.task.empty() && !held_out_)  // a sample no training pass sees
-      held_out_ =
-          trainers::synthetic_task(config_.task, config_.batch, config_.task_steps, config_.seed * 7919 + 1);
+      held_out_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
+                                           task_seed(config_.seed, validation_stream));
     if (series_.train) return series_.validation.get();
     return config_.task.empty() ? text_.validation.get() : held_out_.get();
   }
@@ -221,6 +233,9 @@ int run_train(int argc, const char* const* argv) {
   const bool tokens = data.train(0).vocab_size() > 0;
   auto model = build_model(registry, config, data.train(0));
   auto trainer = registry.make_trainer(config.trainer, config.trainer_options);
+  // Serialised now, with the vocabulary known and before training: a config that cannot be stored fails at
+  // once.
+  const std::string run_json = config.to_json();
   trainers::Optimizer optimizer(config.optimizer);
   trainers::Loop loop(*model, *trainer, optimizer,
                       [&](std::int64_t pass) -> const trainers::Dataset& { return data.train(pass); },
@@ -230,8 +245,7 @@ int run_train(int argc, const char* const* argv) {
                        .time_limit_seconds = time_limit});
   if (!resume.empty()) {
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
-    const auto meta = trainers::read_checkpoint_metadata(file);
-    const std::int64_t pass = std::stoll(meta.at("rewind.pass"));
+    const std::int64_t pass = std::stoll(trainers::read_checkpoint_metadata(file).at("rewind.pass"));
     trainer->begin(*model, data.train(pass), loop.tape());
     loop.resume(trainers::restore_checkpoint(file, *model, optimizer, *trainer));
     std::printf("resumed %s at update %lld (pass %lld)\n", resume.c_str(),
@@ -315,12 +329,12 @@ int run_train(int argc, const char* const* argv) {
               static_cast<long long>(optimizer.updates() - start_updates),
               static_cast<long long>(optimizer.updates()), seconds, step_items / std::max(seconds, 1e-9));
 
-  if (data.validation())
+  if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
     report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), text,
                       metrics.get(), optimizer.updates());
   if (!save.empty()) {
     fs::create_directories(save);
-    const std::string run = config.to_json();
+    const std::string& run = run_json;
     trainers::save_checkpoint(fs::path(save) / "checkpoint.safetensors", *model, optimizer, *trainer,
                               loop.position(), {{"rewind.run", run}});
     std::vector<std::pair<std::string, const autodiff::Tensor*>> params;

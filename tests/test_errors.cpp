@@ -85,7 +85,8 @@ TEST_CASE("asking for a gradient that does not exist is an error", "[errors]") {
   Var loss = sum(mul(constant, x));
   tape.backward(loss);
   CHECK_THROWS_WITH(tape.grad(constant), Contains("input [2, 2] (node #0) does not require a gradient"));
-  CHECK_THROWS_WITH(tape.grad(loss), Contains("sum [] (node #3) is an intermediate value; only leaves keep their gradients"));
+  CHECK_THROWS_WITH(tape.grad(loss),
+                    Contains("sum [] (node #3) is an intermediate value; only leaves keep their gradients"));
   CHECK_THROWS_WITH(tape.backward(sum(exp(constant))), Contains("already backpropagated"));
   tape.clear();
   CHECK_THROWS_WITH(tape.backward(sum(exp(tape.input(zeros(1, 1))))),

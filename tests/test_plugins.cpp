@@ -39,7 +39,8 @@ TEST_CASE("unknown names list what was found", "[plugins]") {
   CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::trainer, "bptt"),
                     Contains("no trainer plugin named 'bptt' (found: checkpointed, full, truncated)"));
   plugins::Registry empty;
-  CHECK_THROWS_WITH(empty.find(plugins::Kind::trainer, "full"), Contains("no trainer plugin named 'full' (found: none)"));
+  CHECK_THROWS_WITH(empty.find(plugins::Kind::trainer, "full"),
+                    Contains("no trainer plugin named 'full' (found: none)"));
 }
 
 TEST_CASE("bad plugin files are refused with the file and the reason", "[plugins]") {

@@ -161,3 +161,26 @@ TEST_CASE("a failed save leaves the existing file untouched and no temporary beh
   CHECK(files == 1);
   fs::remove_all(dir);
 }
+
+TEST_CASE("hostile safetensors headers are refused before anything is allocated", "[safetensors]") {
+  const fs::path dir = scratch_dir();
+  const fs::path f = dir / "hostile.safetensors";
+  // 80 GB claimed for 8 bytes of data.
+  write_bytes(f, header_file(R"({"w":{"dtype":"F64","shape":[100000,100000],"data_offsets":[0,8]}})",
+                             std::string(8, '\0')));
+  CHECK_THROWS_WITH(models::load_safetensors(f),
+                    Contains("8 bytes of data for shape [100000, 100000] F64 (80000000000 bytes)"));
+  // A size that wraps around 2^64 to 0.
+  write_bytes(f,
+              header_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", ""));
+  CHECK_THROWS_WITH(models::load_safetensors(f), Contains("(more than 2^64 bytes)"));
+  write_bytes(
+      f, header_file(R"({"w":{"dtype":"F32","shape":[1e300],"data_offsets":[0,4]}})", std::string(4, '\0')));
+  CHECK_THROWS_WITH(models::load_safetensors(f),
+                    Contains("shape entries must be non-negative integers, got 1e+300"));
+  write_bytes(
+      f, header_file(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,4]}})", std::string(4, '\0')));
+  CHECK_THROWS_WITH(models::load_safetensors(f),
+                    Contains("shape entries must be non-negative integers, got -2"));
+  fs::remove_all(dir);
+}

@@ -81,8 +81,18 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
     if (p->value().dtype() != DType::f64)
       throw std::invalid_argument("gradcheck: parameter '" + p->name() + "' is " +
                                   name_of(p->value().dtype()) + "; gradient checks run in f64");
-  std::vector<Tensor> saved_grads;
-  for (Parameter* p : parameters) saved_grads.push_back(p->grad());
+  // Values and gradients go back as they were on every way out, exceptions included.
+  struct Restore {
+    std::span<Parameter* const> parameters;
+    std::vector<Tensor> values, grads;
+    ~Restore() {
+      for (std::size_t i = 0; i < parameters.size(); ++i) {
+        parameters[i]->value() = values[i];
+        parameters[i]->grad() = grads[i];
+      }
+    }
+  } restore{parameters, {}, {}};
+  for (Parameter* p : parameters) restore.values.push_back(p->value()), restore.grads.push_back(p->grad());
 
   Tape tape(DType::f64);
   const std::vector<double> y0 = evaluate(f, tape);
@@ -147,7 +157,6 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
     report.parameters.push_back(result);
   }
   tape.clear();
-  for (std::size_t pi = 0; pi < parameters.size(); ++pi) parameters[pi]->grad() = saved_grads[pi];
   return report;
 }
 

@@ -205,9 +205,10 @@ Tensor Tape::grad(const Var& v) const {
     throw std::invalid_argument("Tape::grad: " + describe(n) +
                                 " does not require a gradient (create inputs with requires_grad = true)");
   if (n->has_backward)
-    throw std::invalid_argument("Tape::grad: " + describe(n) +
-                                " is an intermediate value; only leaves keep their gradients (create an input with "
-                                "requires_grad = true where you need one)");
+    throw std::invalid_argument(
+        "Tape::grad: " + describe(n) +
+        " is an intermediate value; only leaves keep their gradients (create an input with "
+        "requires_grad = true where you need one)");
   Tensor g(n->shape, dtype_);
   if (n->grad != nullptr) std::memcpy(g.raw(), n->grad, g.bytes());
   return g;

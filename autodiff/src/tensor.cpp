@@ -99,10 +99,11 @@ void Tensor::fill(double value) {
 }
 
 void Tensor::resize(Shape shape, DType dtype) {
-  const std::size_t old_bytes = empty() ? 0 : bytes();
+  const std::size_t new_bytes = static_cast<std::size_t>(shape.numel()) * size_of(dtype);
+  if (empty() || new_bytes != bytes())
+    data_.reset(allocate_zeroed(new_bytes));  // may throw: nothing changed yet
   shape_ = shape;
   dtype_ = dtype;
-  if (empty() || bytes() != old_bytes) data_.reset(allocate_zeroed(bytes()));
 }
 
 Tensor Tensor::to(DType dtype) const {

@@ -116,24 +116,35 @@ TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::stri
       const std::string dtype = entry.at("dtype").get<std::string>();
       if (dtype != "F32" && dtype != "F64")
         throw SafetensorsError(what + ": dtype " + dtype + " is not supported (F32 or F64)");
+      for (const json& d : entry.at("shape"))
+        if (!d.is_number_integer() || d.get<std::int64_t>() < 0)
+          throw SafetensorsError(what + ": shape entries must be non-negative integers, got " + d.dump());
+      for (const json& o : entry.at("data_offsets"))
+        if (!o.is_number_integer() || o.get<std::int64_t>() < 0)
+          throw SafetensorsError(what + ": data_offsets must be non-negative integers, got " + o.dump());
       const auto shape = entry.at("shape").get<std::vector<std::int64_t>>();
       const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
       if (shape.size() > 2)
         throw SafetensorsError(what + ": rank " + std::to_string(shape.size()) +
                                " is not supported (at most 2)");
-      for (std::int64_t d : shape)
-        if (d < 0) throw SafetensorsError(what + ": negative dimension");
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_bytes)
         throw SafetensorsError(what + ": data_offsets outside the " + std::to_string(data_bytes) +
                                " bytes of data (truncated file?)");
       const autodiff::Shape s = shape.empty()       ? autodiff::Shape::scalar()
                                 : shape.size() == 1 ? autodiff::Shape::vector(shape[0])
                                                     : autodiff::Shape::matrix(shape[0], shape[1]);
-      Tensor t(s, dtype == "F32" ? DType::f32 : DType::f64);
-      if (offsets[1] - offsets[0] != t.bytes())
+      const DType type = dtype == "F32" ? DType::f32 : DType::f64;
+      // The size the shape claims, checked for overflow and against the data before anything is allocated.
+      std::uint64_t elements = 0, bytes = 0;
+      const bool overflow = __builtin_mul_overflow(static_cast<std::uint64_t>(s.rows),
+                                                   static_cast<std::uint64_t>(s.cols), &elements) ||
+                            __builtin_mul_overflow(elements, autodiff::size_of(type), &bytes);
+      if (overflow || offsets[1] - offsets[0] != bytes)
         throw SafetensorsError(what + ": " + std::to_string(offsets[1] - offsets[0]) +
                                " bytes of data for shape " + s.str() + " " + dtype + " (" +
-                               std::to_string(t.bytes()) + " bytes)");
+                               (overflow ? std::string("more than 2^64") : std::to_string(bytes)) +
+                               " bytes)");
+      Tensor t(s, type);
       in.seekg(static_cast<std::streamoff>(8 + length + offsets[0]));
       if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes())))
         throw SafetensorsError(what + ": data could not be read");
@@ -151,7 +162,9 @@ void save_parameters(const fs::path& file, Model& model) {
   save_safetensors(file, tensors, {{"format", "pt"}, {"producer", "rewind"}});
 }
 
-void load_parameters(const fs::path& file, Model& model) { assign_parameters(load_safetensors(file), model, file); }
+void load_parameters(const fs::path& file, Model& model) {
+  assign_parameters(load_safetensors(file), model, file);
+}
 
 void assign_parameters(const TensorMap& loaded, Model& model, const fs::path& file, bool strict) {
   std::string problems;

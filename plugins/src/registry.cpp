@@ -64,8 +64,8 @@ void Registry::load_file(const fs::path& file) {
   if (const auto it = plugins_.find(key); it != plugins_.end())
     throw PluginError(where + ": " + name_of(d.kind) + " plugin '" + d.name + "' is already provided by '" +
                       it->second.file.string() + "'");
+  loaded_libraries().push_back(std::move(library));  // first: the descriptor lives in the library
   plugins_.emplace(key, LoadedPlugin{&d, canonical});
-  loaded_libraries().push_back(std::move(library));
 }
 
 void Registry::load_directory(const fs::path& dir) {

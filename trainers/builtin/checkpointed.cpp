@@ -58,7 +58,8 @@ class Checkpointed final : public Trainer {
       stats.loss += w.loss.valid() ? w.loss.item() : 0.0;
       stats.loss_count += w.count;
       stats.correct += w.correct;
-      stats.steps_recorded += 2 * (end - begin);  // forward once without a tape, once more with it
+      // Every segment but the last runs twice: once without a tape for its end state, once recorded.
+      stats.steps_recorded += (j + 1 == static_cast<std::int64_t>(starts.size()) ? 1 : 2) * (end - begin);
     }
     stats.tape = tape.memory();
     position_ = steps_;

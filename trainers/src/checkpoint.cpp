@@ -49,6 +49,10 @@ std::map<std::string, std::string> read_checkpoint_metadata(const fs::path& file
   if (meta[format_key] != format_version)
     throw SafetensorsError("checkpoint '" + file.string() + "': not a rewind checkpoint (no '" + format_key +
                            "' = " + format_version + " in its metadata)");
+  for (const char* key :
+       {"rewind.updates", "rewind.pass", "rewind.in_pass", "rewind.position", "rewind.stored_step"})
+    if (integer(meta, key, file) < 0)
+      throw SafetensorsError("checkpoint '" + file.string() + "': metadata '" + key + "' is negative");
   return meta;
 }
 
@@ -83,8 +87,12 @@ RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& op
   const std::int64_t updates = integer(meta, "rewind.updates", file);
   const std::int64_t at = integer(meta, "rewind.position", file),
                      stored_step = integer(meta, "rewind.stored_step", file);
-  models::assign_parameters(tensors, model, file, false);
-  trainer.restore(at, stored_step, std::move(stored));
+  try {
+    trainer.restore(at, stored_step, std::move(stored));
+  } catch (const std::invalid_argument& e) {
+    throw SafetensorsError(where + ": " + e.what());
+  }
+  models::assign_parameters(tensors, model, file, false);  // checks everything before it copies
   for (auto& [name, t] : optimizer.state(params)) std::memcpy(t->raw(), tensors.at(name).raw(), t->bytes());
   optimizer.set_updates(updates);
   return position;

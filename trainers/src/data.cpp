@@ -17,22 +17,24 @@ using autodiff::Shape;
 Dataset::~Dataset() = default;
 
 namespace {
-void check_sizes(const char* what, std::int64_t batch, std::int64_t steps) {
+// Returns batch once batch and steps are known to be positive: called first in the constructors' member
+// initialisers, before any buffer is sized from them.
+std::int64_t checked_batch(const char* what, std::int64_t batch, std::int64_t steps) {
   if (batch < 1 || steps < 1)
     throw std::invalid_argument(std::string(what) + ": batch (" + std::to_string(batch) + ") and steps (" +
                                 std::to_string(steps) + ") must be positive");
+  return batch;
 }
 }  // namespace
 
 TokenData::TokenData(std::int64_t batch, std::int64_t steps, std::int64_t vocab)
-    : batch_(batch),
+    : batch_(checked_batch("token data", batch, steps)),
       steps_(steps),
       vocab_(vocab),
       inputs_(static_cast<std::size_t>(batch * steps), 0),
       targets_(static_cast<std::size_t>(batch * steps), no_target),
       resets_(static_cast<std::size_t>(batch * steps), 0),
       any_reset_(static_cast<std::size_t>(steps), 0) {
-  check_sizes("token data", batch, steps);
   if (vocab < 1) throw std::invalid_argument("token data: vocabulary must not be empty");
 }
 
@@ -48,7 +50,7 @@ Step TokenData::step(std::int64_t t) const {
 
 SeriesData::SeriesData(std::int64_t batch, std::int64_t steps, std::int64_t input_size,
                        std::int64_t output_size)
-    : batch_(batch),
+    : batch_(checked_batch("series data", batch, steps)),
       steps_(steps),
       input_(input_size),
       output_(output_size),
@@ -57,7 +59,6 @@ SeriesData::SeriesData(std::int64_t batch, std::int64_t steps, std::int64_t inpu
       any_reset_(static_cast<std::size_t>(steps), 0),
       loss_rows_(static_cast<std::size_t>(batch * steps), 1),
       any_row_masked_(static_cast<std::size_t>(steps), 0) {
-  check_sizes("series data", batch, steps);
   for (std::int64_t t = 0; t < steps; ++t) {
     features_.emplace_back(Shape::matrix(batch, input_size), DType::f32);
     targets_.emplace_back(Shape::matrix(batch, output_size), DType::f32);
