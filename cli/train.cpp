@@ -254,6 +254,7 @@ int run_train(int argc, const char* const* argv) {
     models::load_parameters(init, *model);
   }
 
+  if (!save.empty()) fs::create_directories(save);  // now: the metrics file may live there
   std::unique_ptr<std::ofstream> metrics;
   if (!metrics_path.empty()) {
     metrics = std::make_unique<std::ofstream>(metrics_path, std::ios::app);
