@@ -225,6 +225,9 @@ int run_train(int argc, const char* const* argv) {
     if (vm.count("segment")) config.trainer_options["segment"] = std::to_string(segment);
     if (vm.count("memory-budget")) config.trainer_options["memory_budget"] = std::to_string(memory_budget);
   }
+  if ((vm.count("epochs") && epochs < 1) || (vm.count("max-updates") && max_updates < 1) ||
+      (vm.count("time-limit") && !(time_limit > 0)))
+    throw std::invalid_argument("--epochs, --max-updates and --time-limit must be positive");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
 
   const plugins::Registry registry = plugin_options.load();
