@@ -30,8 +30,8 @@ TEST_CASE("shape mismatches name the op and both shapes", "[errors]") {
   CHECK_THROWS_WITH(linear(a, tape.input(zeros(5, 3)), tape.input(Tensor(Shape::vector(5), DType::f32))),
                     Contains("linear: x [3, 4], weight [5, 3], bias [5] do not fit"));
   CHECK_THROWS_WITH(rnn_pointwise(a, b), Contains("rnn_pointwise: shapes [3, 4] and [2, 4] differ"));
-  CHECK_THROWS_WITH(lstm_pointwise(a, tape.input(zeros(3, 2))),
-                    Contains("lstm_pointwise: gates is [3, 4], expected [3, 8]"));
+  CHECK_THROWS_WITH(lstm_pointwise(a, a, tape.input(zeros(3, 2))),
+                    Contains("lstm_pointwise: gi is [3, 4], expected [3, 8]"));
   CHECK_THROWS_WITH(gru_pointwise(a, a, tape.input(zeros(3, 2))),
                     Contains("gru_pointwise: gi is [3, 4], expected [3, 6]"));
   const std::int32_t bad_index[] = {0, 3};

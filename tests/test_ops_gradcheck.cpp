@@ -92,8 +92,11 @@ std::map<Op, std::vector<OpCase>> op_cases() {
       {"x w^T + b", {m(3, 4), m(5, 4), Shape::vector(5)}, [](auto& v) { return linear(v[0], v[1], v[2]); }}};
   cases[Op::rnn_pointwise] = {
       {"tanh(a + b)", {m(3, 4), m(3, 4)}, [](auto& v) { return rnn_pointwise(v[0], v[1]); }, -2, 2}};
-  cases[Op::lstm_pointwise] = {
-      {"batch 2, hidden 3", {m(2, 12), m(2, 3)}, [](auto& v) { return lstm_pointwise(v[0], v[1]); }, -2, 2}};
+  cases[Op::lstm_pointwise] = {{"batch 2, hidden 3",
+                                {m(2, 12), m(2, 12), m(2, 3)},
+                                [](auto& v) { return lstm_pointwise(v[0], v[1], v[2]); },
+                                -2,
+                                2}};
   cases[Op::gru_pointwise] = {{"batch 2, hidden 3",
                                {m(2, 9), m(2, 9), m(2, 3)},
                                [](auto& v) { return gru_pointwise(v[0], v[1], v[2]); },

@@ -85,28 +85,33 @@ void backward_rnn_pointwise(Tape& tape, Node* n) {
 }
 
 // ---- lstm_pointwise ------------------------------------------------------------------------------------
-// Saved per row: the activated gates i, f, g, o and tanh(c): 5H values. c_prev is the input's own value.
+// Saved per row: the activated gates i, f, g, o and tanh(c): 5H values. c_prev is the input's own value, and
+// the sum of the two projections is never stored.
 
-Var lstm_pointwise(const Var& gates, const Var& c_prev) {
-  const std::array<Var, 2> inputs{gates, c_prev};
+Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
+  const std::array<Var, 3> inputs{gi, gh, c_prev};
   Tape& tape = Recorder::tape_of(Op::lstm_pointwise, inputs);
   const Shape sc = c_prev.node()->shape;
   if (sc.rank != 2) fail(Op::lstm_pointwise, "c_prev must be [batch, hidden], got " + sc.str());
   const std::int64_t batch = sc.rows, hidden = sc.cols;
-  expect_matrix(Op::lstm_pointwise, "gates", gates.node()->shape, batch, 4 * hidden);
+  expect_matrix(Op::lstm_pointwise, "gi", gi.node()->shape, batch, 4 * hidden);
+  expect_matrix(Op::lstm_pointwise, "gh", gh.node()->shape, batch, 4 * hidden);
   Node* n = Recorder::record(tape, Op::lstm_pointwise, Shape::matrix(batch, 2 * hidden), inputs, true);
   dispatch(tape.dtype(), [&]<class T>() {
-    const T* g = value_of<T>(n->inputs[0]);
-    const T* c0 = value_of<T>(n->inputs[1]);
+    const T* a = value_of<T>(n->inputs[0]);
+    const T* b = value_of<T>(n->inputs[1]);
+    const T* c0 = value_of<T>(n->inputs[2]);
     T* out = out_of<T>(n);
     T* act = n->requires_grad ? allocate_saved<T>(tape, n, batch * 5 * hidden) : nullptr;
     for (std::int64_t r = 0; r < batch; ++r) {
-      const T* gr = g + r * 4 * hidden;
+      const T* ar_ = a + r * 4 * hidden;
+      const T* br = b + r * 4 * hidden;
       T* hr = out + r * 2 * hidden;
       T* cr = hr + hidden;
       for (std::int64_t j = 0; j < hidden; ++j) {
-        const T i = stable_sigmoid(gr[j]), f = stable_sigmoid(gr[hidden + j]);
-        const T gg = std::tanh(gr[2 * hidden + j]), o = stable_sigmoid(gr[3 * hidden + j]);
+        auto pre = [&](int gate) { return ar_[gate * hidden + j] + br[gate * hidden + j]; };
+        const T i = stable_sigmoid(pre(0)), f = stable_sigmoid(pre(1));
+        const T gg = std::tanh(pre(2)), o = stable_sigmoid(pre(3));
         const T c = f * c0[r * hidden + j] + i * gg;
         const T tc = std::tanh(c);
         cr[j] = c;
@@ -126,10 +131,11 @@ template <class T>
 void backward_lstm_pointwise(Tape& tape, Node* n) {
   const std::int64_t batch = n->shape.rows, hidden = n->shape.cols / 2;
   const T* act = static_cast<const T*>(n->saved);
-  const T* c0 = value_of<T>(n->inputs[1]);
+  const T* c0 = value_of<T>(n->inputs[2]);
   const T* dy = dy_of<T>(n);
-  T* dgates = grad_in<T>(tape, n, 0);
-  T* dc0 = grad_in<T>(tape, n, 1);
+  T* dgi = grad_in<T>(tape, n, 0);
+  T* dgh = grad_in<T>(tape, n, 1);
+  T* dc0 = grad_in<T>(tape, n, 2);
   for (std::int64_t r = 0; r < batch; ++r) {
     const T* ar = act + r * 5 * hidden;
     const T* dh = dy + r * 2 * hidden;
@@ -138,13 +144,12 @@ void backward_lstm_pointwise(Tape& tape, Node* n) {
       const T i = ar[j], f = ar[hidden + j], gg = ar[2 * hidden + j], o = ar[3 * hidden + j],
               tc = ar[4 * hidden + j];
       const T dc = dc_out[j] + dh[j] * o * (T(1) - tc * tc);
-      if (dgates != nullptr) {
-        T* dg = dgates + r * 4 * hidden;
-        dg[j] += dc * gg * i * (T(1) - i);
-        dg[hidden + j] += dc * c0[r * hidden + j] * f * (T(1) - f);
-        dg[2 * hidden + j] += dc * i * (T(1) - gg * gg);
-        dg[3 * hidden + j] += dh[j] * tc * o * (T(1) - o);
-      }
+      // Both projections feed the same pre-activation, so both receive its gradient.
+      const T d[4] = {dc * gg * i * (T(1) - i), dc * c0[r * hidden + j] * f * (T(1) - f),
+                      dc * i * (T(1) - gg * gg), dh[j] * tc * o * (T(1) - o)};
+      for (T* grad : {dgi, dgh})
+        if (grad != nullptr)
+          for (int gate = 0; gate < 4; ++gate) grad[r * 4 * hidden + gate * hidden + j] += d[gate];
       if (dc0 != nullptr) dc0[r * hidden + j] += dc * f;
     }
   }

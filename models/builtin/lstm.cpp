@@ -22,11 +22,11 @@ class Lstm final : public GatedCell {
   int state_size() const override { return 2; }
 
   State step(Tape& t, const Var& x, const State& s) override {
-    const Var gates = input_gates(t, x) + hidden_gates(t, s[0]);
     if (fused_) {
-      const Var hc = autodiff::lstm_pointwise(gates, s[1]);
+      const Var hc = autodiff::lstm_pointwise(input_gates(t, x), hidden_gates(t, s[0]), s[1]);
       return {autodiff::slice_cols(hc, 0, hidden_), autodiff::slice_cols(hc, hidden_, 2 * hidden_)};
     }
+    const Var gates = input_gates(t, x) + hidden_gates(t, s[0]);
     const Var i = autodiff::sigmoid(gate(gates, 0)), f = autodiff::sigmoid(gate(gates, 1));
     const Var g = autodiff::tanh(gate(gates, 2)), o = autodiff::sigmoid(gate(gates, 3));
     const Var c = f * s[1] + i * g;

@@ -65,8 +65,10 @@ REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
 REWIND_AUTODIFF_EXPORT Var linear(const Var& x, const Var& w, const Var& b);
 // tanh(a + b) for equal shapes: the tanh RNN update from its two projections.
 REWIND_AUTODIFF_EXPORT Var rnn_pointwise(const Var& a, const Var& b);
-// gates [B, 4H] in PyTorch's order i, f, g, o (pre-activation) and c_prev [B, H] -> [h | c] as [B, 2H].
-REWIND_AUTODIFF_EXPORT Var lstm_pointwise(const Var& gates, const Var& c_prev);
+// gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, both [B, 4H] in PyTorch's gate order i, f, g, o, and c_prev
+// [B, H]
+// -> [h | c] as [B, 2H].
+REWIND_AUTODIFF_EXPORT Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev);
 // gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, both [B, 3H] in order r, z, n, and h_prev [B, H] -> h [B,
 // H].
 REWIND_AUTODIFF_EXPORT Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev);
