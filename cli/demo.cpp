@@ -16,6 +16,8 @@
 
 #include "commands.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/data.hpp"
+#include "rewind/trainers/optim.hpp"
 
 namespace po = boost::program_options;
 using namespace rwd::autodiff;
@@ -35,16 +37,8 @@ Corpus read_corpus(const std::string& path) {
   text << in.rdbuf();
   const std::string s = text.str();
   if (s.size() < 2) throw std::runtime_error("data file '" + path + "' has fewer than 2 characters");
-  Corpus c;
-  c.vocabulary = s;
-  std::sort(c.vocabulary.begin(), c.vocabulary.end());
-  c.vocabulary.erase(std::unique(c.vocabulary.begin(), c.vocabulary.end()), c.vocabulary.end());
-  std::int32_t index[256];
-  for (std::size_t i = 0; i < c.vocabulary.size(); ++i)
-    index[static_cast<unsigned char>(c.vocabulary[i])] = static_cast<std::int32_t>(i);
-  c.ids.reserve(s.size());
-  for (char ch : s) c.ids.push_back(index[static_cast<unsigned char>(ch)]);
-  return c;
+  const trainers::CharVocabulary vocabulary = trainers::CharVocabulary::of(s);
+  return {vocabulary.symbols, vocabulary.encode(s)};
 }
 
 // h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), logits = head(h_t): PyTorch's nn.RNN layout and names.
@@ -204,6 +198,9 @@ int run_demo(int argc, const char* const* argv) {
   carried = h0;
   std::int64_t position = 0;
   double running = 0;
+  std::vector<Parameter*> parameters;
+  for (Parameter& p : model.params) parameters.push_back(&p);
+  trainers::Optimizer sgd({.kind = "sgd", .lr = lr});
   const auto began = std::chrono::steady_clock::now();
   for (std::int64_t u = 1; u <= updates; ++u) {
     if (position + k + 1 > stream_length) position = 0, carried = h0;
@@ -214,14 +211,8 @@ int run_demo(int argc, const char* const* argv) {
     tape.backward(loss);
     hw.copy_to(carried);
     position += k;
-    double total = 0;
-    for (const Parameter& p : model.params) total += std::pow(norm(p.grad()), 2);
-    const double factor = lr * std::min(1.0, clip / (std::sqrt(total) + 1e-12));
-    for (Parameter& p : model.params) {
-      float* w = p.value().data<float>();
-      const float* g = p.grad().data<float>();
-      for (std::int64_t i = 0; i < p.value().numel(); ++i) w[i] -= static_cast<float>(factor) * g[i];
-    }
+    trainers::clip_grad_norm(parameters, clip);
+    sgd.step(parameters);
     running = u == 1 ? loss.item() : 0.9 * running + 0.1 * loss.item();
     if (u == 1 || u % 50 == 0 || u == updates)
       std::printf("  update %5lld  loss %.4f (smoothed %.4f)\n", static_cast<long long>(u), loss.item(),
