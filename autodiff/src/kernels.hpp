@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "fast_math.hpp"
 #include "node.hpp"
 #include "recorder.hpp"
 
@@ -58,11 +59,31 @@ inline Var finish(Tape& tape, Node* n) {
   return Recorder::handle(tape, n);
 }
 
+// The activations every kernel uses: vectorisable approximations in float, libm in double.
 template <class T>
-T stable_sigmoid(T x) {
-  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
+T sigmoid(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return fast::sigmoid(x);
+  } else {
+    const T e = std::exp(-std::fabs(x));
+    return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+  }
+}
+template <class T>
+T tanh(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return fast::tanh(x);
+  } else {
+    return std::tanh(x);
+  }
+}
+template <class T>
+T exp(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return fast::exp(x);
+  } else {
+    return std::exp(x);
+  }
 }
 
 // C[m,n] = alpha op(A) op(B) + beta C, row-major; lda/ldb are the stored column counts.

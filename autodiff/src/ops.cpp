@@ -165,7 +165,7 @@ void backward_neg(Tape& tape, Node* n) {
 }
 
 Var sigmoid(const Var& x) {
-  return unary(Op::sigmoid, x, 0, [](auto v) { return stable_sigmoid(v); });
+  return unary(Op::sigmoid, x, 0, [](auto v) { return kernels::sigmoid(v); });
 }
 template <class T>
 void backward_sigmoid(Tape& tape, Node* n) {
@@ -173,7 +173,7 @@ void backward_sigmoid(Tape& tape, Node* n) {
 }
 
 Var tanh(const Var& x) {
-  return unary(Op::tanh, x, 0, [](auto v) { return std::tanh(v); });
+  return unary(Op::tanh, x, 0, [](auto v) { return kernels::tanh(v); });
 }
 template <class T>
 void backward_tanh(Tape& tape, Node* n) {
@@ -189,7 +189,7 @@ void backward_relu(Tape& tape, Node* n) {
 }
 
 Var exp(const Var& x) {
-  return unary(Op::exp, x, 0, [](auto v) { return std::exp(v); });
+  return unary(Op::exp, x, 0, [](auto v) { return kernels::exp(v); });
 }
 template <class T>
 void backward_exp(Tape& tape, Node* n) {
@@ -450,10 +450,10 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
       const T* xr = x + r * s.cols;
       const T shift = *std::max_element(xr, xr + s.cols);
       double denom = 0;
-      for (std::int64_t c = 0; c < s.cols; ++c) denom += std::exp(static_cast<double>(xr[c] - shift));
+      for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
       if (probs != nullptr)
         for (std::int64_t c = 0; c < s.cols; ++c)
-          probs[r * s.cols + c] = static_cast<T>(std::exp(static_cast<double>(xr[c] - shift)) / denom);
+          probs[r * s.cols + c] = static_cast<T>(kernels::exp<T>(xr[c] - shift) / denom);
       if (targets[r] != options.ignore_index) total += std::log(denom) + shift - xr[targets[r]];
     }
     *out_of<T>(n) = static_cast<T>(total * n->scalar);

@@ -66,7 +66,7 @@ Var rnn_pointwise(const Var& a, const Var& b) {
     const T* x = value_of<T>(n->inputs[0]);
     const T* y = value_of<T>(n->inputs[1]);
     T* h = out_of<T>(n);
-    for (std::int64_t i = 0; i < s.numel(); ++i) h[i] = std::tanh(x[i] + y[i]);
+    for (std::int64_t i = 0; i < s.numel(); ++i) h[i] = kernels::tanh(x[i] + y[i]);
   });
   return finish(tape, n);
 }
@@ -110,10 +110,10 @@ Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
       T* cr = hr + hidden;
       for (std::int64_t j = 0; j < hidden; ++j) {
         auto pre = [&](int gate) { return ar_[gate * hidden + j] + br[gate * hidden + j]; };
-        const T i = stable_sigmoid(pre(0)), f = stable_sigmoid(pre(1));
-        const T gg = std::tanh(pre(2)), o = stable_sigmoid(pre(3));
+        const T i = kernels::sigmoid(pre(0)), f = kernels::sigmoid(pre(1));
+        const T gg = kernels::tanh(pre(2)), o = kernels::sigmoid(pre(3));
         const T c = f * c0[r * hidden + j] + i * gg;
-        const T tc = std::tanh(c);
+        const T tc = kernels::tanh(c);
         cr[j] = c;
         hr[j] = o * tc;
         if (act != nullptr) {
@@ -177,9 +177,9 @@ Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
       const T* ar = a + r * 3 * hidden;
       const T* br = b + r * 3 * hidden;
       for (std::int64_t j = 0; j < hidden; ++j) {
-        const T rg = stable_sigmoid(ar[j] + br[j]);
-        const T z = stable_sigmoid(ar[hidden + j] + br[hidden + j]);
-        const T nn = std::tanh(ar[2 * hidden + j] + rg * br[2 * hidden + j]);
+        const T rg = kernels::sigmoid(ar[j] + br[j]);
+        const T z = kernels::sigmoid(ar[hidden + j] + br[hidden + j]);
+        const T nn = kernels::tanh(ar[2 * hidden + j] + rg * br[2 * hidden + j]);
         h[r * hidden + j] = (T(1) - z) * nn + z * h0[r * hidden + j];
         if (act != nullptr) {
           T* sr = act + r * 3 * hidden;
