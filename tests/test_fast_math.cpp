@@ -29,4 +29,9 @@ TEST_CASE("float exp, tanh and sigmoid stay within a few ulp of libm", "[fast_ma
   CHECK(fast::sigmoid(200.0f) == 1.0f);
   CHECK(std::isfinite(fast::exp(1000.0f)));
   CHECK(fast::exp(-1000.0f) >= 0.0f);
+  // A diverging run must stay visibly non-finite: NaN in, NaN out.
+  const float nan = std::nanf("");
+  CHECK(std::isnan(fast::exp(nan)));
+  CHECK(std::isnan(fast::tanh(nan)));
+  CHECK(std::isnan(fast::sigmoid(nan)));
 }

@@ -16,7 +16,8 @@ inline float exp(float x) {
   // x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2; rounded by truncating conversion, because floor
   // is a library call without SSE4.1 and would stop the loop from vectorising.
   const float t = x * 1.44269504088896341f;
-  const auto ni = static_cast<std::int32_t>(t + (t >= 0 ? 0.5f : -0.5f));
+  const float whole = t == t ? t : 0.0f;  // a NaN must not reach the integer conversion; r stays NaN below
+  const auto ni = static_cast<std::int32_t>(whole + (whole >= 0 ? 0.5f : -0.5f));
   const auto n = static_cast<float>(ni);
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
