@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/trainers/loop.hpp"
 
@@ -181,15 +182,11 @@ int run_bench_memory(int argc, const char* const* argv) {
       "child-steps", po::value(&child_steps), "(internal)");
   plugin_options.add_to(options);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: rewind bench-memory --model lstm --seq 100,1000,10000 --trainers "
-                 "full,truncated:20,checkpointed "
-                 "[--plot m.png]\n"
-              << options;
+  if (!parse_command_line(argc, argv, options, vm,
+                          "usage: rewind bench-memory --model lstm --seq 100,1000,10000 --trainers "
+                          "full,truncated:20,checkpointed "
+                          "[--plot m.png]"))
     return 0;
-  }
-  po::notify(vm);
   const plugins::Registry registry = plugin_options.load(true);
   if (!child_trainer.empty()) {
     std::cout << run_child(registry, s, child_trainer, child_steps).dump() << std::endl;

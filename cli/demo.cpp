@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/trainers/data.hpp"
 #include "rewind/trainers/optim.hpp"
@@ -133,12 +134,7 @@ int run_demo(int argc, const char* const* argv) {
       "clip", po::value(&clip)->default_value(clip), "gradient-norm clip")(
       "seed", po::value(&seed)->default_value(seed), "initialisation seed");
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: rewind demo [options]\n" << options;
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_command_line(argc, argv, options, vm, "usage: rewind demo [options]")) return 0;
   if (hidden < 1 || batch < 1 || steps < 1 || k < 1 || updates < 0)
     throw std::invalid_argument("--hidden, --batch, --steps and --k must be positive");
 

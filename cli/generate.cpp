@@ -7,6 +7,7 @@
 #include <random>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
 #include "rewind/trainers/evaluate.hpp"
@@ -54,13 +55,10 @@ int run_sample(int argc, const char* const* argv) {
       "seed", po::value(&seed)->default_value(seed), "sampling seed");
   plugin_options.add_to(options);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: rewind sample --checkpoint DIR [--prime TEXT] [--length N] [--temperature T]\n"
-              << options;
+  if (!parse_command_line(
+          argc, argv, options, vm,
+          "usage: rewind sample --checkpoint DIR [--prime TEXT] [--length N] [--temperature T]"))
     return 0;
-  }
-  po::notify(vm);
   RunConfig config;
   auto model = load_saved(plugin_options.load(), checkpoint, config);
   std::mt19937_64 rng(seed);
@@ -82,12 +80,8 @@ int run_eval(int argc, const char* const* argv) {
                                                                    "text file to evaluate on (all of it)");
   plugin_options.add_to(options);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << "usage: rewind eval --checkpoint DIR --data FILE\n" << options;
+  if (!parse_command_line(argc, argv, options, vm, "usage: rewind eval --checkpoint DIR --data FILE"))
     return 0;
-  }
-  po::notify(vm);
   RunConfig config;
   auto model = load_saved(plugin_options.load(), checkpoint, config);
   config.data = data;

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/autodiff/graph.hpp"
 #include "rewind/models/check.hpp"
@@ -14,18 +15,6 @@ namespace po = boost::program_options;
 
 namespace rwd::cli {
 namespace {
-
-// Parses argv into vm; returns false (after printing usage) for --help.
-bool parse(int argc, const char* const* argv, const po::options_description& options, po::variables_map& vm,
-           const char* usage) {
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout << usage << '\n' << options;
-    return false;
-  }
-  po::notify(vm);
-  return true;
-}
 
 struct ModelShape {
   std::string name;
@@ -70,7 +59,9 @@ int run_plugins(int argc, const char* const* argv) {
   po::options_description options = with_help("rewind plugins options");
   plugin_options.add_to(options);
   po::variables_map vm;
-  if (!parse(argc, argv, options, vm, "usage: rewind plugins [--plugin FILE] [--plugin-dir DIR]")) return 0;
+  if (!parse_command_line(argc, argv, options, vm,
+                          "usage: rewind plugins [--plugin FILE] [--plugin-dir DIR]"))
+    return 0;
   const plugins::Registry registry = plugin_options.load(true);
   for (const plugins::LoadedPlugin* p : registry.plugins()) {
     const plugins::Descriptor& d = *p->descriptor;
@@ -98,7 +89,8 @@ int run_gradcheck(int argc, const char* const* argv) {
       "max-elements", po::value(&max_elements)->default_value(max_elements),
       "elements checked per parameter, at random (0: all)");
   po::variables_map vm;
-  if (!parse(argc, argv, options, vm, "usage: rewind gradcheck --model NAME [--plugin FILE] [options]"))
+  if (!parse_command_line(argc, argv, options, vm,
+                          "usage: rewind gradcheck --model NAME [--plugin FILE] [options]"))
     return 0;
   const plugins::Registry registry = plugin_options.load();
   auto model =
@@ -128,8 +120,8 @@ int run_graph(int argc, const char* const* argv) {
       "out", po::value(&out)->required(), "Graphviz DOT file to write")(
       "png", po::bool_switch(&png), "also render OUT.png with Graphviz dot");
   po::variables_map vm;
-  if (!parse(argc, argv, options, vm,
-             "usage: rewind graph --model NAME --steps N [--cut K] --out FILE.dot [--png]"))
+  if (!parse_command_line(argc, argv, options, vm,
+                          "usage: rewind graph --model NAME --steps N [--cut K] --out FILE.dot [--png]"))
     return 0;
   const plugins::Registry registry = plugin_options.load();
   auto model =

@@ -15,6 +15,7 @@
 #include <random>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
 #include "rewind/trainers/checkpoint.hpp"
@@ -195,14 +196,10 @@ int run_train(int argc, const char* const* argv) {
       "CSV: a column whose non-zero value starts a new sequence");
   plugin_options.add_to(options);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-  if (vm.count("help")) {
-    std::cout
-        << "usage: rewind train [options]   (no options: an LSTM on the bundled text, truncated BPTT, 90 s)\n"
-        << options;
+  if (!parse_command_line(
+          argc, argv, options, vm,
+          "usage: rewind train [options]   (no options: an LSTM on the bundled text, truncated BPTT, 90 s)"))
     return 0;
-  }
-  po::notify(vm);
 
   if (!resume.empty()) {
     // The stored run defines model, data and hyperparameters; the command line adds limits and outputs.
