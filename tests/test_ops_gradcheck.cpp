@@ -65,6 +65,17 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                             {"two parts, one used twice", {m(2, 2), m(2, 3)}, [](auto& v) {
                                return concat_cols({v[0], v[1], v[0]});
                              }}};
+  // Views share their input's gradient buffer: overlapping views and the viewed tensor itself all add into
+  // it.
+  cases[Op::slice_rows] = {{"overlapping views and the whole", {m(5, 3)}, [](auto& v) {
+                              return concat_cols({slice_rows(v[0], 1, 4), tanh(slice_rows(v[0], 0, 3)),
+                                                  slice_rows(exp(v[0]), 2, 5),
+                                                  slice_rows(v[0] * v[0], 0, 3)});
+                            }}};
+  cases[Op::concat_rows] = {{"three parts, one used twice", {m(2, 3), m(1, 3)}, [](auto& v) {
+                               const Var parts[] = {v[0], v[1], v[0]};
+                               return concat_rows(parts);
+                             }}};
   cases[Op::gather_rows] = {{"repeated rows", {m(5, 3)}, [](auto& v) {
                                const std::int32_t idx[] = {4, 0, 4, 2};
                                return gather_rows(v[0], idx);
@@ -102,6 +113,29 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                                [](auto& v) { return gru_pointwise(v[0], v[1], v[2]); },
                                -2,
                                2}};
+  // Sequences: 3 steps, batch 2, input 3, hidden 2; with and without rows that restart mid-window (step 1 row
+  // 0, step 2 row 1) and at step 0.
+  static const std::uint8_t resets[] = {1, 0, 1, 0, 0, 1};
+  const std::int64_t hid = 2;
+  auto sequence_cases = [&](Op op, std::int64_t gates, auto run) {
+    std::vector<Shape> shapes{m(6, 3), m(2, hid)};
+    if (op == Op::lstm_sequence) shapes.push_back(m(2, hid));
+    for (Shape s :
+         {m(gates * hid, 3), m(gates * hid, hid), Shape::vector(gates * hid), Shape::vector(gates * hid)})
+      shapes.push_back(s);
+    cases[op] = {
+        {"3 steps", shapes, [run](auto& v) { return run(v, std::span<const std::uint8_t>{}); }, -1.5, 1.5},
+        {"3 steps with resets", shapes, [run](auto& v) { return run(v, std::span(resets)); }, -1.5, 1.5}};
+  };
+  sequence_cases(Op::rnn_sequence, 1, [](std::vector<Var>& v, std::span<const std::uint8_t> r) {
+    return rnn_sequence(v[0], v[1], v[2], v[3], v[4], v[5], r);
+  });
+  sequence_cases(Op::lstm_sequence, 4, [](std::vector<Var>& v, std::span<const std::uint8_t> r) {
+    return lstm_sequence(v[0], v[1], v[2], v[3], v[4], v[5], v[6], r);
+  });
+  sequence_cases(Op::gru_sequence, 3, [](std::vector<Var>& v, std::span<const std::uint8_t> r) {
+    return gru_sequence(v[0], v[1], v[2], v[3], v[4], v[5], r);
+  });
   return cases;
 }
 

@@ -86,19 +86,20 @@ T exp(T x) {
   }
 }
 
-// C[m,n] = alpha op(A) op(B) + beta C, row-major; lda/ldb are the stored column counts.
+// C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n).
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T beta, T* c) {
+          const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   const auto opa = ta ? CblasTrans : CblasNoTrans;
   const auto opb = tb ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
+  const auto LDC = static_cast<blasint>(ldc > 0 ? ldc : n);
   if constexpr (std::is_same_v<T, float>) {
     cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, N);
+                static_cast<blasint>(ldb), beta, c, LDC);
   } else {
     cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, N);
+                static_cast<blasint>(ldb), beta, c, LDC);
   }
 }
 

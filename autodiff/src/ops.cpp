@@ -375,6 +375,57 @@ void backward_concat_cols(Tape& tape, Node* n) {
   }
 }
 
+// ---- row slice (a view) and concat ---------------------------------------------------------------------
+
+Var slice_rows(const Var& x, std::int64_t begin, std::int64_t end) {
+  const std::span<const Var> inputs(&x, 1);
+  Tape& tape = Recorder::tape_of(Op::slice_rows, inputs);
+  Node* nx = x.node();
+  const Shape s = nx->shape;
+  if (s.rank != 2 || begin < 0 || end > s.rows || begin >= end)
+    fail(Op::slice_rows, "rows [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + s.str());
+  auto* first = static_cast<std::byte*>(nx->value) + tensor_bytes(Shape::matrix(begin, s.cols), tape.dtype());
+  Node* n = Recorder::record(tape, Op::slice_rows, Shape::matrix(end - begin, s.cols), inputs, true, first);
+  n->arg0 = begin;
+  return finish(tape, n);
+}
+
+// Nothing to do: Recorder::grad_of gave the view its rows of x's gradient buffer, so dy is already there.
+template <class T>
+void backward_slice_rows(Tape&, Node*) {}
+
+Var concat_rows(std::span<const Var> parts) {
+  Tape& tape = Recorder::tape_of(Op::concat_rows, parts);
+  const Shape first = parts[0].node()->shape;
+  std::int64_t rows = 0;
+  for (const Var& p : parts) {
+    const Shape s = p.node()->shape;
+    if (s.rank != 2 || s.cols != first.cols)
+      fail(Op::concat_rows, "part " + s.str() + " does not have the " + std::to_string(first.cols) +
+                                " columns of the first part " + first.str());
+    rows += s.rows;
+  }
+  Node* n = Recorder::record(tape, Op::concat_rows, Shape::matrix(rows, first.cols), parts, true);
+  auto* out = static_cast<std::byte*>(n->value);
+  for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+    const std::size_t bytes = tensor_bytes(n->inputs[i]->shape, tape.dtype());
+    std::memcpy(out, n->inputs[i]->value, bytes);
+    out += bytes;
+  }
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_concat_rows(Tape& tape, Node* n) {
+  const T* dy = dy_of<T>(n);
+  for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+    const std::int64_t count = n->inputs[i]->shape.numel();
+    if (T* gx = grad_in<T>(tape, n, i))
+      for (std::int64_t k = 0; k < count; ++k) gx[k] += dy[k];
+    dy += count;
+  }
+}
+
 // ---- gather_rows ---------------------------------------------------------------------------------------
 
 Var gather_rows(const Var& table, std::span<const std::int32_t> indices) {

@@ -35,6 +35,13 @@ template <class T>
 void backward_lstm_pointwise(Tape& tape, Node* n);
 template <class T>
 void backward_gru_pointwise(Tape& tape, Node* n);
+// Backward steps of the whole-window recurrences, in ops_sequence.cpp.
+template <class T>
+void backward_rnn_sequence(Tape& tape, Node* n);
+template <class T>
+void backward_lstm_sequence(Tape& tape, Node* n);
+template <class T>
+void backward_gru_sequence(Tape& tape, Node* n);
 
 // Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
 void run_backward(Tape& tape, Node* node);

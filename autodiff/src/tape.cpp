@@ -312,7 +312,11 @@ void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) {
 }
 
 void* Recorder::grad_of(Tape& tape, Node* n) {
-  if (n->grad == nullptr) {
+  if (n->grad == nullptr && n->op == Op::slice_rows) {
+    // A row view's gradient is its rows of the viewed tensor's gradient: no buffer, no copy on the way back.
+    n->grad = static_cast<std::byte*>(grad_of(tape, n->inputs[0])) +
+              tensor_bytes(Shape::matrix(n->arg0, n->shape.cols), tape.dtype_);
+  } else if (n->grad == nullptr) {
     const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
     void* reused = nullptr;
     for (auto& [size, head] : tape.free_grads_)
@@ -329,6 +333,10 @@ void* Recorder::grad_of(Tape& tape, Node* n) {
 }
 
 void Recorder::release_grad(Tape& tape, Node* n) {
+  if (n->op == Op::slice_rows) {  // borrowed from the viewed tensor, which releases it
+    n->grad = nullptr;
+    return;
+  }
   const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
   void* buffer = n->grad;
   n->grad = nullptr;

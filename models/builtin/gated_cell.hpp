@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cmath>
+#include <span>
+#include <type_traits>
 
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/models/cell.hpp"
@@ -38,6 +40,25 @@ class GatedCell : public Cell {
     return fused_
                ? autodiff::linear(h, t.param(weight_hh_), t.param(bias_hh_))
                : autodiff::matmul(h, t.param(weight_hh_), Transpose::no, Transpose::yes) + t.param(bias_hh_);
+  }
+  // The reference cells (fused = false) run step by step through Cell::run; the fused ones hand the whole
+  // window to sequence_op(x, state..., w_ih, w_hh, b_ih, b_hh, resets) and read the state out of its rows.
+  template <class SequenceOp>
+  Sequence run_window(Tape& t, const Var& x, const State& s, std::span<const std::uint8_t> resets,
+                      SequenceOp sequence_op) {
+    if (!fused_) return Cell::run(t, x, s, resets);
+    const Var w_ih = t.param(weight_ih_), w_hh = t.param(weight_hh_);
+    const Var b_ih = t.param(bias_ih_), b_hh = t.param(bias_hh_);
+    const std::int64_t rows = x.shape().rows, batch = s.at(0).shape().rows;
+    if constexpr (std::is_invocable_v<SequenceOp, Var, Var, Var, Var, Var, Var,
+                                      std::span<const std::uint8_t>>) {
+      const Var y = sequence_op(x, s[0], w_ih, w_hh, b_ih, b_hh, resets);
+      return {y, {autodiff::slice_rows(y, rows - batch, rows)}};
+    } else {  // two states (LSTM): h of every step, then the last c
+      const Var y = sequence_op(x, s[0], s[1], w_ih, w_hh, b_ih, b_hh, resets);
+      return {autodiff::slice_rows(y, 0, rows),
+              {autodiff::slice_rows(y, rows - batch, rows), autodiff::slice_rows(y, rows, rows + batch)}};
+    }
   }
   Var gate(const Var& all, int index) const {
     return autodiff::slice_cols(all, index * hidden_, (index + 1) * hidden_);

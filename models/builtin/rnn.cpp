@@ -9,6 +9,14 @@ class Rnn final : public GatedCell {
  public:
   explicit Rnn(const CellSpec& spec) : GatedCell(spec, 1) {}
 
+  Sequence run(Tape& t, const Var& x, const State& s, std::span<const std::uint8_t> resets) override {
+    return run_window(t, x, s, resets,
+                      [](const Var& xs, const Var& h0, const Var& w_ih, const Var& w_hh, const Var& b_ih,
+                         const Var& b_hh, std::span<const std::uint8_t> r) {
+                        return autodiff::rnn_sequence(xs, h0, w_ih, w_hh, b_ih, b_hh, r);
+                      });
+  }
+
   State step(Tape& t, const Var& x, const State& s) override {
     if (fused_) return {autodiff::rnn_pointwise(input_gates(t, x), hidden_gates(t, s[0]))};
     return {autodiff::tanh(input_gates(t, x) + hidden_gates(t, s[0]))};

@@ -1,5 +1,6 @@
 #include "rewind/models/model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -29,6 +30,40 @@ Cell::~Cell() = default;
 std::vector<Tensor> Cell::initial_state(std::int64_t batch, DType dtype) const {
   return std::vector<Tensor>(static_cast<std::size_t>(state_size()),
                              Tensor(Shape::matrix(batch, hidden_size()), dtype));
+}
+
+Sequence Cell::run(Tape& tape, const Var& inputs, const State& state, std::span<const std::uint8_t> resets) {
+  if (state.empty()) throw std::invalid_argument("cell: run() needs a state");
+  const std::int64_t batch = state[0].shape().rows, rows = inputs.shape().rows;
+  if (batch < 1 || rows % batch != 0 || rows == 0)
+    throw std::invalid_argument("cell: inputs " + inputs.shape().str() + " are not whole steps of " +
+                                std::to_string(batch) + " rows");
+  if (!resets.empty() && static_cast<std::int64_t>(resets.size()) != rows)
+    throw std::invalid_argument("cell: " + std::to_string(resets.size()) + " reset flags for " +
+                                std::to_string(rows) + " input rows");
+  Sequence out{{}, state};
+  std::vector<Var> outputs;
+  Tensor keep;
+  for (std::int64_t t = 0; t < rows / batch; ++t) {
+    const auto restarts =
+        resets.empty() ? resets
+                       : resets.subspan(static_cast<std::size_t>(t * batch), static_cast<std::size_t>(batch));
+    if (std::any_of(restarts.begin(), restarts.end(), [](std::uint8_t r) { return r != 0; })) {
+      // Restarting rows are multiplied by zero: a zero state, and a zero gradient into what came before.
+      for (Var& v : out.final) {
+        const Shape shape = v.shape();
+        if (keep.shape() != shape || keep.dtype() != v.dtype()) keep = Tensor(shape, v.dtype());
+        for (std::int64_t b = 0; b < shape.rows; ++b)
+          for (std::int64_t j = 0; j < shape.cols; ++j)
+            keep.set(b * shape.cols + j, restarts[static_cast<std::size_t>(b)] != 0 ? 0.0 : 1.0);
+        v = v * tape.input(keep);
+      }
+    }
+    out.final = step(tape, autodiff::slice_rows(inputs, t * batch, (t + 1) * batch), out.final);
+    outputs.push_back(output(out.final));
+  }
+  out.outputs = outputs.size() == 1 ? outputs[0] : autodiff::concat_rows(outputs);
+  return out;
 }
 
 Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Options& cell_options)
@@ -117,6 +152,31 @@ void Model::end(const ModelState& state, std::vector<Tensor>& carried) const {
     for (const Var& v : s) v.copy_to(carried[next++]);
 }
 
+void Model::check_state(const ModelState& state) const {
+  if (state.size() != cells_.size())
+    throw std::invalid_argument("model: state for " + std::to_string(state.size()) +
+                                " layers, the model has " + std::to_string(cells_.size()) +
+                                "; call begin() first");
+}
+
+Var Model::run(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
+               std::span<const std::uint8_t> resets) {
+  if (!uses_tokens())
+    throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
+  return run(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state, resets);
+}
+
+Var Model::run(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets) {
+  check_state(state);
+  Var input = x;
+  for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
+    Sequence seq = cells_[layer]->run(tape, input, state[layer], resets);
+    state[layer] = std::move(seq.final);
+    input = seq.outputs;
+  }
+  return autodiff::linear(input, tape.param(*head_weight_), tape.param(*head_bias_));
+}
+
 Var Model::step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state) {
   if (!uses_tokens())
     throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
@@ -124,10 +184,7 @@ Var Model::step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& st
 }
 
 Var Model::step(Tape& tape, const Var& x, ModelState& state) {
-  if (state.size() != cells_.size())
-    throw std::invalid_argument("model: state for " + std::to_string(state.size()) +
-                                " layers, the model has " + std::to_string(cells_.size()) +
-                                "; call begin() first");
+  check_state(state);
   Var input = x;
   for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
     state[layer] = cells_[layer]->step(tape, input, state[layer]);

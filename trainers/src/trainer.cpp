@@ -1,5 +1,7 @@
 #include "rewind/trainers/trainer.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "rewind/autodiff/ops.hpp"
@@ -59,26 +61,6 @@ std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t
 
 namespace {
 
-// mask [rows, cols] of ones, with zero rows where keep[b] is 0.
-void set_row_mask(std::span<const std::uint8_t> keep, Shape shape, DType dtype, Tensor& mask) {
-  if (mask.shape() != shape || mask.dtype() != dtype) mask = Tensor(shape, dtype);
-  for (std::int64_t b = 0; b < shape.rows; ++b)
-    for (std::int64_t j = 0; j < shape.cols; ++j)
-      mask.set(b * shape.cols + j, keep[static_cast<std::size_t>(b)] ? 1.0 : 0.0);
-}
-
-// Rows that restart here get a zero state, and nothing before the restart receives their gradient.
-void apply_reset(Tape& tape, const Model& model, std::span<const std::uint8_t> reset, ModelState& state,
-                 Tensor& mask) {
-  std::vector<std::uint8_t> keep(reset.size());
-  for (std::size_t b = 0; b < reset.size(); ++b) keep[b] = reset[b] ? 0 : 1;
-  set_row_mask(keep, Shape::matrix(static_cast<std::int64_t>(reset.size()), model.config().hidden_size),
-               tape.dtype(), mask);
-  const Var keep_rows = tape.input(mask);
-  for (models::State& layer : state)
-    for (Var& v : layer) v = v * keep_rows;
-}
-
 template <class T>
 std::int64_t count_correct(const Var& logits, std::span<const std::int32_t> targets) {
   const auto values = logits.values<T>();
@@ -92,59 +74,94 @@ std::int64_t count_correct(const Var& logits, std::span<const std::int32_t> targ
   return correct;
 }
 
+// Rows [t * batch, (t + 1) * batch) of a window-wide tensor from one step's [batch, cols] tensor.
+void copy_step_rows(const Tensor& step, Tensor& window, std::int64_t t) {
+  const Tensor converted = step.dtype() == window.dtype() ? Tensor() : step.to(window.dtype());
+  const Tensor& src = converted.empty() ? step : converted;
+  std::memcpy(static_cast<std::byte*>(window.raw()) + t * src.bytes(), src.raw(), src.bytes());
+}
+
+// Steps [begin, end) as one Model::run, with the loss over those at or after loss_begin added to `result`.
+void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& state, std::int64_t begin,
+                    std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result) {
+  const std::int64_t batch = data.batch(), steps = end - begin, rows = steps * batch;
+  const auto row_span = [&](std::int64_t t) {
+    return std::pair{static_cast<std::size_t>((t - begin) * batch), static_cast<std::size_t>(batch)};
+  };
+  std::vector<std::uint8_t> resets;
+  for (std::int64_t t = begin; t < end; ++t) {
+    const Step s = data.step(t);
+    if (s.reset.empty()) continue;
+    resets.resize(static_cast<std::size_t>(rows));
+    std::copy(s.reset.begin(), s.reset.end(),
+              resets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+  }
+  Var y;
+  const bool tokens = data.step(begin).features == nullptr;
+  if (tokens) {
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
+    for (std::int64_t t = begin; t < end; ++t)
+      std::ranges::copy(data.step(t).tokens, ids.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+    y = model.run(tape, ids, state, resets);
+  } else {
+    Tensor x(Shape::matrix(rows, data.input_size()), tape.dtype());
+    for (std::int64_t t = begin; t < end; ++t) copy_step_rows(*data.step(t).features, x, t - begin);
+    y = model.run(tape, tape.input(x), state, resets);
+  }
+  const std::int64_t here = count_targets(data, std::max(begin, loss_begin), end);
+  if (here == 0) return;
+  Var loss;
+  if (tokens) {
+    std::vector<std::int32_t> targets(static_cast<std::size_t>(rows), no_target);
+    for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t)
+      std::ranges::copy(data.step(t).target_tokens,
+                        targets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+    loss = autodiff::softmax_cross_entropy(y, targets, {.ignore_index = no_target, .normalizer = norm});
+    result.correct +=
+        tape.dtype() == DType::f32 ? count_correct<float>(y, targets) : count_correct<double>(y, targets);
+  } else {
+    // Rows without a loss are multiplied by zero against a target of zero: no loss, no gradient.
+    Tensor target(Shape::matrix(rows, data.output_size()), tape.dtype());
+    Tensor keep(target.shape(), tape.dtype());
+    for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t) {
+      const Step s = data.step(t);
+      if (!s.has_loss) continue;
+      copy_step_rows(*s.target_values, target, t - begin);
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const bool counted = s.loss_rows.empty() || s.loss_rows[static_cast<std::size_t>(b)] != 0;
+        for (std::int64_t j = 0; j < target.shape().cols; ++j) {
+          const std::int64_t i = ((t - begin) * batch + b) * target.shape().cols + j;
+          keep.set(i, counted ? 1.0 : 0.0);
+          if (!counted) target.set(i, 0.0);
+        }
+      }
+    }
+    loss = autodiff::scale(autodiff::mse(y * tape.input(keep), tape.input(target)),
+                           static_cast<double>(target.numel()) / norm);
+  }
+  result.count += here;
+  result.loss = result.loss.valid() ? result.loss + loss : loss;
+}
+
 }  // namespace
 
 WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelState& state,
                            std::int64_t begin, std::int64_t end, std::int64_t loss_begin, double normalizer,
                            std::int64_t save_step, std::vector<Tensor>* saved) {
   WindowResult result;
-  const std::int64_t counted = count_targets(data, std::max(begin, loss_begin), end);
-  const double norm = normalizer > 0 ? normalizer : static_cast<double>(counted);
-  Tensor mask, loss_mask, converted;
-  for (std::int64_t t = begin; t < end; ++t) {
-    if (t == save_step && saved != nullptr) model.end(state, *saved);
-    const Step s = data.step(t);
-    if (!s.reset.empty()) apply_reset(tape, model, s.reset, state, mask);
-    Var y;
-    if (s.features == nullptr) {
-      y = model.step(tape, s.tokens, state);
-    } else {
-      y = model.step(
-          tape,
-          tape.input(s.features->dtype() == tape.dtype() ? *s.features
-                                                         : (converted = s.features->to(tape.dtype()))),
-          state);
-    }
-    if (t < loss_begin) continue;
-    Var step_loss;
-    if (s.target_values != nullptr) {
-      if (!s.has_loss) continue;
-      const Tensor& target = s.target_values->dtype() == tape.dtype()
-                                 ? *s.target_values
-                                 : (converted = s.target_values->to(tape.dtype()));
-      const std::int64_t here = count_targets(data, t, t + 1);
-      if (here == 0) continue;
-      if (!s.loss_rows
-               .empty()) {  // masked rows: prediction times 0 against a target of 0, so no loss, no gradient
-        set_row_mask(s.loss_rows, target.shape(), tape.dtype(), loss_mask);
-        y = y * tape.input(loss_mask);
-      }
-      step_loss =
-          autodiff::scale(autodiff::mse(y, tape.input(target)), static_cast<double>(target.numel()) / norm);
-      result.count += here;
-    } else {
-      std::int64_t here = 0;
-      for (std::int32_t target : s.target_tokens) here += target != no_target;
-      if (here == 0) continue;
-      step_loss = autodiff::softmax_cross_entropy(y, s.target_tokens,
-                                                  {.ignore_index = no_target, .normalizer = norm});
-      result.count += here;
-      result.correct += tape.dtype() == DType::f32 ? count_correct<float>(y, s.target_tokens)
-                                                   : count_correct<double>(y, s.target_tokens);
-    }
-    result.loss = result.loss.valid() ? result.loss + step_loss : step_loss;
+  const double counted = static_cast<double>(count_targets(data, std::max(begin, loss_begin), end));
+  const double norm = normalizer > 0 ? normalizer : counted;
+  // The state wanted at save_step splits the window there: the end of one run is the start of the next.
+  const bool split = saved != nullptr && save_step > begin && save_step < end;
+  if (saved != nullptr && save_step == begin) model.end(state, *saved);
+  if (split) {
+    record_segment(model, tape, data, state, begin, save_step, loss_begin, norm, result);
+    model.end(state, *saved);
+    record_segment(model, tape, data, state, save_step, end, loss_begin, norm, result);
+  } else if (end > begin) {
+    record_segment(model, tape, data, state, begin, end, loss_begin, norm, result);
   }
-  if (save_step == end && saved != nullptr) model.end(state, *saved);
+  if (saved != nullptr && save_step == end && end > begin) model.end(state, *saved);
   return result;
 }
 

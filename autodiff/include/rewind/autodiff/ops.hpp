@@ -40,6 +40,12 @@ REWIND_AUTODIFF_EXPORT Var slice_cols(const Var& x, std::int64_t begin, std::int
 REWIND_AUTODIFF_EXPORT Var concat_cols(std::span<const Var> parts);
 REWIND_AUTODIFF_EXPORT Var concat_cols(std::initializer_list<Var> parts);
 
+// Rows [begin, end) of a matrix without a copy: the value and the gradient are those rows of x's buffers.
+// How a window's per-step rows are read out of one window-wide tensor.
+REWIND_AUTODIFF_EXPORT Var slice_rows(const Var& x, std::int64_t begin, std::int64_t end);
+// Matrices with equal column counts stacked top to bottom.
+REWIND_AUTODIFF_EXPORT Var concat_rows(std::span<const Var> parts);
+
 // Rows table[indices[i]]: an embedding lookup. Indices are copied.
 REWIND_AUTODIFF_EXPORT Var gather_rows(const Var& table, std::span<const std::int32_t> indices);
 
@@ -72,6 +78,23 @@ REWIND_AUTODIFF_EXPORT Var lstm_pointwise(const Var& gi, const Var& gh, const Va
 // gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, both [B, 3H] in order r, z, n, and h_prev [B, H] -> h [B,
 // H].
 REWIND_AUTODIFF_EXPORT Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev);
+
+// Whole windows of the built-in cells in one op each (PyTorch's equations and gate orders, as the pointwise
+// kernels above): x is [T*B, I], step-major (rows t*B ... t*B + B - 1 are step t), h0 and c0 [B, H], the
+// weights and biases as in torch.nn.RNN/LSTM/GRU. resets is empty or holds T*B flags in the same order: 1
+// restarts that row from a zero state before that step, and no gradient flows back across it.
+// tanh RNN -> h_t of every step, [T*B, H].
+REWIND_AUTODIFF_EXPORT Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh,
+                                        const Var& b_ih, const Var& b_hh,
+                                        std::span<const std::uint8_t> resets = {});
+// LSTM -> h_t of every step, then c_T: [(T+1)*B, H]. Read them with slice_rows.
+REWIND_AUTODIFF_EXPORT Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih,
+                                         const Var& w_hh, const Var& b_ih, const Var& b_hh,
+                                         std::span<const std::uint8_t> resets = {});
+// GRU -> h_t of every step, [T*B, H].
+REWIND_AUTODIFF_EXPORT Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh,
+                                        const Var& b_ih, const Var& b_hh,
+                                        std::span<const std::uint8_t> resets = {});
 
 inline Var operator+(const Var& a, const Var& b) {
   return add(a, b);

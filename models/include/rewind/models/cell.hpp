@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,12 @@ struct CellSpec {
   std::string name(const std::string& base) const { return "rnn." + base + "_l" + std::to_string(layer); }
 };
 
+// Every step of a window at once (Cell::run).
+struct Sequence {
+  Var outputs;  // what the next layer or the head reads, every step: [steps * batch, ...], step-major
+  State final;  // the state after the last step
+};
+
 class REWIND_MODELS_EXPORT Cell {
  public:
   virtual ~Cell();  // defined in the models library: Cell's type information lives in one place
@@ -63,6 +70,12 @@ class REWIND_MODELS_EXPORT Cell {
   virtual State step(Tape& tape, const Var& x, const State& state) = 0;
   // What the next layer or the head reads; h by default.
   virtual Var output(const State& state) const { return state[0]; }
+  // Every step of a window: inputs [steps * batch, input_size], step-major (rows t * batch ... t * batch +
+  // batch - 1 are step t). resets is empty or holds a flag per input row: 1 restarts that row from a zero
+  // state before that step, and no gradient flows back across the restart. The default runs step() on row
+  // views of inputs and stacks output() of every step; the built-in cells run the window as one op.
+  virtual Sequence run(Tape& tape, const Var& inputs, const State& state,
+                       std::span<const std::uint8_t> resets);
   // Named without the module prefix, as in PyTorch (weight_ih_l0, ...).
   virtual std::vector<Parameter*> parameters() = 0;
 

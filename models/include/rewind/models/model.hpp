@@ -46,14 +46,24 @@ class REWIND_MODELS_EXPORT Model {
   std::vector<Tensor> initial_state(std::int64_t batch) const;
   // Leaves for the carried state (no history: the truncation point), and the copy back out. With
   // requires_grad the leaves take a gradient (Tape::grad), as a recomputed segment's start does.
-  void begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state, bool requires_grad = false) const;
+  void begin(Tape& tape, const std::vector<Tensor>& carried, ModelState& state,
+             bool requires_grad = false) const;
   void end(const ModelState& state, std::vector<Tensor>& carried) const;
+
+  // Every step of a window through every layer, layer by layer, and the head: token ids [steps * batch] or
+  // inputs [steps * batch, input_size], step-major, resets as in Cell::run. Returns the head's outputs
+  // [steps * batch, output_size] in the same row order. What trainers record.
+  Var run(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
+          std::span<const std::uint8_t> resets = {});
+  Var run(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets = {});
 
   // One step through every layer and the head; returns the head's output [batch, output_size].
   Var step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state);
   Var step(Tape& tape, const Var& x, ModelState& state);
 
  private:
+  void check_state(const ModelState& state) const;
+
   ModelConfig config_;
   std::vector<std::unique_ptr<Cell>> cells_;
   std::unique_ptr<Parameter> embedding_;  // null for real-valued inputs

@@ -39,7 +39,7 @@ REWIND_MODELS_EXPORT void save_parameters(const std::filesystem::path& file, Mod
 REWIND_MODELS_EXPORT void load_parameters(const std::filesystem::path& file, Model& model);
 // The same check and copy from tensors already read from `file`; with strict = false, tensors that are not
 // parameters (optimizer or trainer state in a checkpoint) are left alone instead of being an error.
-REWIND_MODELS_EXPORT void assign_parameters(const TensorMap& tensors, Model& model, const std::filesystem::path& file,
-                                            bool strict = true);
+REWIND_MODELS_EXPORT void assign_parameters(const TensorMap& tensors, Model& model,
+                                            const std::filesystem::path& file, bool strict = true);
 
 }  // namespace rwd::models

@@ -1,0 +1,409 @@
+// Whole-window recurrences: rnn_sequence, lstm_sequence, gru_sequence. One node per layer and window, laid
+// out as cuDNN lays out its RNNs: the input projections of all T steps are one GEMM before the recurrence,
+// and after the reverse recurrence the gate gradients of all steps sit in one buffer, so dx, dW_ih and dW_hh
+// are one GEMM each. Only the h_{t-1} W_hh^T product (and its transpose in backward) runs per step. What
+// stays on the tape is the minimum backward needs: the activated gates, the cell states (LSTM), every h_t
+// (the output), and x (the input's own value). See docs/tape.md, "Whole-window ops".
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "kernels.hpp"
+#include "rewind/autodiff/ops.hpp"
+
+namespace rwd::autodiff {
+using namespace kernels;
+
+namespace {
+
+struct Dims {
+  std::int64_t steps, batch, input, hidden;
+};
+
+// Validates x [T*B, I], the states [B, H] and the weights of a cell with `gates` blocks; returns the sizes.
+Dims check_sequence(Op op, std::span<const Var> inputs, int states, std::int64_t gates,
+                    std::span<const std::uint8_t> resets) {
+  const Shape sx = inputs[0].node()->shape, sh = inputs[1].node()->shape;
+  if (sx.rank != 2 || sh.rank != 2 || sh.rows < 1 || sx.rows % sh.rows != 0 || sx.rows == 0)
+    fail(op, "x " + sx.str() + " must be [T * batch, input] for h0 " + sh.str() + " [batch, hidden]");
+  const Dims d{sx.rows / sh.rows, sh.rows, sx.cols, sh.cols};
+  for (int i = 1; i < states; ++i)
+    if (inputs[1 + i].node()->shape != sh)
+      fail(op,
+           "state " + std::to_string(i) + " is " + inputs[1 + i].node()->shape.str() + ", h0 is " + sh.str());
+  const Shape w_ih = inputs[1 + states].node()->shape, w_hh = inputs[2 + states].node()->shape;
+  const Shape b_ih = inputs[3 + states].node()->shape, b_hh = inputs[4 + states].node()->shape;
+  const std::int64_t g = gates * d.hidden;
+  if (w_ih != Shape::matrix(g, d.input) || w_hh != Shape::matrix(g, d.hidden) || b_ih.numel() != g ||
+      b_hh.numel() != g || b_ih.rows != 1 || b_hh.rows != 1)
+    fail(op, "weights w_ih " + w_ih.str() + ", w_hh " + w_hh.str() + ", biases " + b_ih.str() + ", " +
+                 b_hh.str() + " do not fit input " + std::to_string(d.input) + ", hidden " +
+                 std::to_string(d.hidden) + " (expected [" + std::to_string(g) + ", input], [" +
+                 std::to_string(g) + ", hidden], [" + std::to_string(g) + "])");
+  if (!resets.empty() && static_cast<std::int64_t>(resets.size()) != sx.rows)
+    fail(op, std::to_string(resets.size()) + " reset flags for " + std::to_string(sx.rows) +
+                 " rows (give none or one per row of x)");
+  return d;
+}
+
+// Resets are kept as flags per (step, row), or not at all when no row restarts in this window.
+const std::int32_t* save_resets(Tape& tape, std::span<const std::uint8_t> resets) {
+  if (std::none_of(resets.begin(), resets.end(), [](std::uint8_t r) { return r != 0; })) return nullptr;
+  auto* saved =
+      static_cast<std::int32_t*>(Recorder::allocate_tensor(tape, resets.size() * sizeof(std::int32_t)));
+  for (std::size_t i = 0; i < resets.size(); ++i) saved[i] = resets[i] != 0;
+  return saved;
+}
+
+bool any_reset(const std::int32_t* resets, std::int64_t step, std::int64_t batch) {
+  if (resets == nullptr) return false;
+  for (std::int64_t b = 0; b < batch; ++b)
+    if (resets[step * batch + b] != 0) return true;
+  return false;
+}
+
+// The state a step reads: `prev` itself, or a copy in scratch with the restarting rows zeroed.
+template <class T>
+const T* step_state(const T* prev, const std::int32_t* resets, std::int64_t step, std::int64_t batch,
+                    std::int64_t hidden, T* scratch) {
+  if (!any_reset(resets, step, batch)) return prev;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    if (resets[step * batch + b] != 0) {
+      std::fill_n(scratch + b * hidden, hidden, T(0));
+    } else {
+      std::copy_n(prev + b * hidden, hidden, scratch + b * hidden);
+    }
+  }
+  return scratch;
+}
+
+template <class T>
+T* scratch(Tape& tape, std::int64_t count) {
+  return static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(count)));
+}
+
+// rows x cols of `bias` (a sum of two biases when `second` is given) into dst with row stride ld.
+template <class T>
+void fill_bias_rows(T* dst, std::int64_t rows, std::int64_t cols, std::int64_t ld, const T* bias,
+                    const T* second = nullptr) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* row = dst + r * ld;
+    for (std::int64_t c = 0; c < cols; ++c) row[c] = bias[c] + (second != nullptr ? second[c] : T(0));
+  }
+}
+
+// Gradient of the input x, W_ih, and the biases from the gate gradients of every step, dg [T*B, G] with
+// row stride ldg: one GEMM each.
+template <class T>
+void input_side_grads(Tape& tape, Node* n, const Dims& d, std::int64_t g, const T* dg, std::int64_t ldg,
+                      int x_index, int w_ih_index, int b_ih_index) {
+  const std::int64_t rows = d.steps * d.batch;
+  if (T* dx = grad_in<T>(tape, n, x_index))
+    gemm<T>(false, false, rows, d.input, g, dg, ldg, value_of<T>(n->inputs[w_ih_index]), d.input, T(1), dx);
+  if (T* dw = grad_in<T>(tape, n, w_ih_index))
+    gemm<T>(true, false, g, d.input, rows, dg, ldg, value_of<T>(n->inputs[x_index]), d.input, T(1), dw);
+  if (T* db = grad_in<T>(tape, n, b_ih_index))
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < g; ++c) db[c] += dg[r * ldg + c];
+}
+
+// dW += sum over t of dg_t^T h_{t-1} for `cols` gate columns of dg (row stride ldg) into rows of dW (row
+// stride hidden): h_{-1} = h0, h_t are rows of hs. Runs of steps without a restart are one GEMM; a step
+// where rows restart reads their state as zero from a masked copy, so nothing before it leaks in.
+template <class T>
+void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T* dg, std::int64_t ldg,
+                           const T* h0, const T* hs, const std::int32_t* resets, T* dw) {
+  const std::int64_t b = d.batch, h = d.hidden;
+  T* masked = resets != nullptr ? scratch<T>(tape, b * h) : nullptr;
+  std::int64_t run = 1;  // the first step of the pending run of restart-free steps (step 0 reads h0 alone)
+  auto flush = [&](std::int64_t end) {
+    if (end > run)
+      gemm<T>(true, false, cols, h, (end - run) * b, dg + run * b * ldg, ldg, hs + (run - 1) * b * h, h, T(1),
+              dw);
+  };
+  for (std::int64_t t = 0; t < d.steps; ++t) {
+    if (t > 0 && !any_reset(resets, t, b)) continue;
+    flush(t);
+    const T* prev = step_state(t == 0 ? h0 : hs + (t - 1) * b * h, resets, t, b, h, masked);
+    gemm<T>(true, false, cols, h, b, dg + t * b * ldg, ldg, prev, h, T(1), dw);
+    run = t + 1;
+  }
+  flush(d.steps);
+}
+
+// Rows of a [B, H] recurrent gradient that restarted at this step pass nothing further back.
+template <class T>
+void cut_at_resets(T* grad, const std::int32_t* resets, std::int64_t step, std::int64_t batch,
+                   std::int64_t hidden) {
+  if (resets == nullptr) return;
+  for (std::int64_t b = 0; b < batch; ++b)
+    if (resets[step * batch + b] != 0) std::fill_n(grad + b * hidden, hidden, T(0));
+}
+
+template <class T>
+void add_into(T* dst, const T* src, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+}  // namespace
+
+// ---- rnn_sequence --------------------------------------------------------------------------------------
+// The output doubles as the pre-activation buffer in forward; backward turns the incoming gradient into the
+// pre-activation gradient in place (nothing reads dy after this node), so the op saves nothing beyond h_t.
+
+Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, const Var& b_ih,
+                 const Var& b_hh, std::span<const std::uint8_t> resets) {
+  const std::array<Var, 6> inputs{x, h0, w_ih, w_hh, b_ih, b_hh};
+  Tape& tape = Recorder::tape_of(Op::rnn_sequence, inputs);
+  const Dims d = check_sequence(Op::rnn_sequence, inputs, 1, 1, resets);
+  Node* n =
+      Recorder::record(tape, Op::rnn_sequence, Shape::matrix(d.steps * d.batch, d.hidden), inputs, true);
+  n->indices = save_resets(tape, resets);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const std::int64_t b = d.batch, h = d.hidden;
+    T* y = out_of<T>(n);
+    T* masked = n->indices != nullptr ? scratch<T>(tape, b * h) : nullptr;
+    fill_bias_rows(y, d.steps * b, h, h, value_of<T>(n->inputs[4]), value_of<T>(n->inputs[5]));
+    gemm<T>(false, true, d.steps * b, h, d.input, value_of<T>(n->inputs[0]), d.input,
+            value_of<T>(n->inputs[2]), d.input, T(1), y);
+    for (std::int64_t t = 0; t < d.steps; ++t) {
+      const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
+      T* yt = y + t * b * h;
+      gemm<T>(false, true, b, h, h, step_state(prev, n->indices, t, b, h, masked), h,
+              value_of<T>(n->inputs[3]), h, T(1), yt);
+      for (std::int64_t i = 0; i < b * h; ++i) yt[i] = kernels::tanh(yt[i]);
+    }
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_rnn_sequence(Tape& tape, Node* n) {
+  const Dims d{n->shape.rows / n->inputs[1]->shape.rows, n->inputs[1]->shape.rows, n->inputs[0]->shape.cols,
+               n->shape.cols};
+  const std::int64_t b = d.batch, h = d.hidden;
+  const T* y = value_of<T>(n);
+  T* dpre = static_cast<T*>(n->grad);  // dy, turned into the pre-activation gradient step by step
+  T* dh = scratch<T>(tape, b * h);
+  std::fill_n(dh, b * h, T(0));
+  const T* w_hh = value_of<T>(n->inputs[3]);
+  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+    T* dt = dpre + t * b * h;
+    const T* yt = y + t * b * h;
+    for (std::int64_t i = 0; i < b * h; ++i) dt[i] = (dt[i] + dh[i]) * (T(1) - yt[i] * yt[i]);
+    gemm<T>(false, false, b, h, h, dt, h, w_hh, h, T(0), dh);
+    cut_at_resets(dh, n->indices, t, b, h);
+  }
+  if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
+  input_side_grads<T>(tape, n, d, h, dpre, h, 0, 2, 4);
+  if (T* dw = grad_in<T>(tape, n, 3))
+    recurrent_weight_grad<T>(tape, d, h, dpre, h, value_of<T>(n->inputs[1]), y, n->indices, dw);
+  if (T* db = grad_in<T>(tape, n, 5))
+    for (std::int64_t r = 0; r < d.steps * b; ++r) add_into(db, dpre + r * h, h);
+}
+
+// ---- lstm_sequence -------------------------------------------------------------------------------------
+// Saved: the activated gates [T*B, 4H] (i, f, g, o), and c_t [T*B, H]; tanh(c_t) is recomputed in backward.
+// Backward overwrites the gates of step t with their gradients once step t is done.
+
+Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, const Var& w_hh,
+                  const Var& b_ih, const Var& b_hh, std::span<const std::uint8_t> resets) {
+  const std::array<Var, 7> inputs{x, h0, c0, w_ih, w_hh, b_ih, b_hh};
+  Tape& tape = Recorder::tape_of(Op::lstm_sequence, inputs);
+  const Dims d = check_sequence(Op::lstm_sequence, inputs, 2, 4, resets);
+  Node* n = Recorder::record(tape, Op::lstm_sequence, Shape::matrix((d.steps + 1) * d.batch, d.hidden),
+                             inputs, true);
+  n->indices = save_resets(tape, resets);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const std::int64_t b = d.batch, h = d.hidden, rows = d.steps * b;
+    // gates, then c_t of every step: one buffer, so backward finds both from n->saved.
+    T* gates = scratch<T>(tape, rows * 5 * h);
+    n->saved = gates;
+    T* cs = gates + rows * 4 * h;
+    T* y = out_of<T>(n);
+    T* masked = n->indices != nullptr ? scratch<T>(tape, 2 * b * h) : nullptr;
+    fill_bias_rows(gates, rows, 4 * h, 4 * h, value_of<T>(n->inputs[5]), value_of<T>(n->inputs[6]));
+    gemm<T>(false, true, rows, 4 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[3]),
+            d.input, T(1), gates);
+    for (std::int64_t t = 0; t < d.steps; ++t) {
+      const T* h_prev =
+          step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t, b, h, masked);
+      const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->indices, t,
+                                   b, h, masked + (masked != nullptr ? b * h : 0));
+      T* gt = gates + t * b * 4 * h;
+      gemm<T>(false, true, b, 4 * h, h, h_prev, h, value_of<T>(n->inputs[4]), h, T(1), gt);
+      for (std::int64_t r = 0; r < b; ++r) {
+        T* g = gt + r * 4 * h;
+        // Gate by gate over contiguous columns, so each loop vectorises.
+        for (std::int64_t j = 0; j < 2 * h; ++j) g[j] = kernels::sigmoid(g[j]);
+        for (std::int64_t j = 2 * h; j < 3 * h; ++j) g[j] = kernels::tanh(g[j]);
+        for (std::int64_t j = 3 * h; j < 4 * h; ++j) g[j] = kernels::sigmoid(g[j]);
+        const T* cp = c_prev + r * h;
+        T* c = cs + (t * b + r) * h;
+        T* hr = y + (t * b + r) * h;
+        for (std::int64_t j = 0; j < h; ++j) {
+          c[j] = g[h + j] * cp[j] + g[j] * g[2 * h + j];
+          hr[j] = g[3 * h + j] * kernels::tanh(c[j]);
+        }
+      }
+    }
+    std::memcpy(y + rows * h, cs + (rows - b) * h, sizeof(T) * b * h);  // c_T
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_lstm_sequence(Tape& tape, Node* n) {
+  const std::int64_t b = n->inputs[1]->shape.rows, h = n->shape.cols;
+  const Dims d{n->shape.rows / b - 1, b, n->inputs[0]->shape.cols, h};
+  const std::int64_t rows = d.steps * b;
+  T* gates = static_cast<T*>(n->saved);  // becomes the gate gradients, step by step
+  const T* cs = gates + rows * 4 * h;
+  const T* c0 = value_of<T>(n->inputs[2]);
+  const T* dy = dy_of<T>(n);
+  T* dh = scratch<T>(tape, 2 * b * h);
+  T* dc = dh + b * h;
+  std::fill_n(dh, b * h, T(0));
+  std::memcpy(dc, dy + rows * h, sizeof(T) * b * h);
+  const T* w_hh = value_of<T>(n->inputs[4]);
+  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+    for (std::int64_t r = 0; r < b; ++r) {
+      const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+      T* g = gates + (t * b + r) * 4 * h;
+      const T* c = cs + (t * b + r) * h;
+      const T* cp = t == 0 ? c0 + r * h : cs + ((t - 1) * b + r) * h;
+      const T* dyr = dy + (t * b + r) * h;
+      T* dhr = dh + r * h;
+      T* dcr = dc + r * h;
+      for (std::int64_t j = 0; j < h; ++j) {
+        const T i = g[j], f = g[h + j], gg = g[2 * h + j], o = g[3 * h + j];
+        const T tc = kernels::tanh(c[j]);
+        const T dhj = dyr[j] + dhr[j];
+        const T dcj = dcr[j] + dhj * o * (T(1) - tc * tc);
+        const T c_prev = restarts ? T(0) : cp[j];
+        g[j] = dcj * gg * i * (T(1) - i);
+        g[h + j] = dcj * c_prev * f * (T(1) - f);
+        g[2 * h + j] = dcj * i * (T(1) - gg * gg);
+        g[3 * h + j] = dhj * tc * o * (T(1) - o);
+        dcr[j] = restarts ? T(0) : dcj * f;
+      }
+    }
+    gemm<T>(false, false, b, h, 4 * h, gates + t * b * 4 * h, 4 * h, w_hh, h, T(0), dh);
+    cut_at_resets(dh, n->indices, t, b, h);
+  }
+  if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
+  if (T* dc0 = grad_in<T>(tape, n, 2)) add_into(dc0, dc, b * h);
+  input_side_grads<T>(tape, n, d, 4 * h, gates, 4 * h, 0, 3, 5);
+  if (T* dw = grad_in<T>(tape, n, 4))
+    recurrent_weight_grad<T>(tape, d, 4 * h, gates, 4 * h, value_of<T>(n->inputs[1]), value_of<T>(n),
+                             n->indices, dw);
+  if (T* db = grad_in<T>(tape, n, 6))
+    for (std::int64_t r = 0; r < rows; ++r) add_into(db, gates + r * 4 * h, 4 * h);
+}
+
+// ---- gru_sequence --------------------------------------------------------------------------------------
+// Saved per row: r, z, n and gh_n = h W_hn^T + b_hn (4H); the first 3H hold the input projection until the
+// step runs. Backward writes dgi = [d_r, d_z, d_n] over r, z, n and d_n * r (dgh's third block) over gh_n.
+
+Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, const Var& b_ih,
+                 const Var& b_hh, std::span<const std::uint8_t> resets) {
+  const std::array<Var, 6> inputs{x, h0, w_ih, w_hh, b_ih, b_hh};
+  Tape& tape = Recorder::tape_of(Op::gru_sequence, inputs);
+  const Dims d = check_sequence(Op::gru_sequence, inputs, 1, 3, resets);
+  Node* n =
+      Recorder::record(tape, Op::gru_sequence, Shape::matrix(d.steps * d.batch, d.hidden), inputs, true);
+  n->indices = save_resets(tape, resets);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const std::int64_t b = d.batch, h = d.hidden, rows = d.steps * b;
+    T* saved = scratch<T>(tape, rows * 4 * h);
+    n->saved = saved;
+    T* gh = scratch<T>(tape, b * 3 * h);
+    T* masked = n->indices != nullptr ? scratch<T>(tape, b * h) : nullptr;
+    T* y = out_of<T>(n);
+    fill_bias_rows(saved, rows, 3 * h, 4 * h, value_of<T>(n->inputs[4]));
+    gemm<T>(false, true, rows, 3 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[2]),
+            d.input, T(1), saved, 4 * h);
+    for (std::int64_t t = 0; t < d.steps; ++t) {
+      const T* h_prev =
+          step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t, b, h, masked);
+      fill_bias_rows(gh, b, 3 * h, 3 * h, value_of<T>(n->inputs[5]));
+      gemm<T>(false, true, b, 3 * h, h, h_prev, h, value_of<T>(n->inputs[3]), h, T(1), gh);
+      for (std::int64_t r = 0; r < b; ++r) {
+        T* s = saved + (t * b + r) * 4 * h;
+        const T* ghr = gh + r * 3 * h;
+        const T* hp = h_prev + r * h;
+        T* hr = y + (t * b + r) * h;
+        for (std::int64_t j = 0; j < 2 * h; ++j) s[j] = kernels::sigmoid(s[j] + ghr[j]);
+        for (std::int64_t j = 0; j < h; ++j) {
+          const T nn = kernels::tanh(s[2 * h + j] + s[j] * ghr[2 * h + j]);
+          s[2 * h + j] = nn;
+          s[3 * h + j] = ghr[2 * h + j];
+          hr[j] = (T(1) - s[h + j]) * nn + s[h + j] * hp[j];
+        }
+      }
+    }
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_gru_sequence(Tape& tape, Node* n) {
+  const std::int64_t b = n->inputs[1]->shape.rows, h = n->shape.cols;
+  const Dims d{n->shape.rows / b, b, n->inputs[0]->shape.cols, h};
+  const std::int64_t rows = d.steps * b;
+  T* saved = static_cast<T*>(n->saved);
+  const T* y = value_of<T>(n);
+  const T* h0 = value_of<T>(n->inputs[1]);
+  const T* dy = dy_of<T>(n);
+  const T* w_hh = value_of<T>(n->inputs[3]);
+  T* dh = scratch<T>(tape, b * h);
+  T* dgh = scratch<T>(tape, b * 3 * h);
+  std::fill_n(dh, b * h, T(0));
+  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+    for (std::int64_t r = 0; r < b; ++r) {
+      const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+      T* s = saved + (t * b + r) * 4 * h;
+      T* dg = dgh + r * 3 * h;
+      const T* hp = t == 0 ? h0 + r * h : y + ((t - 1) * b + r) * h;
+      const T* dyr = dy + (t * b + r) * h;
+      T* dhr = dh + r * h;
+      for (std::int64_t j = 0; j < h; ++j) {
+        const T rg = s[j], z = s[h + j], nn = s[2 * h + j], ghn = s[3 * h + j];
+        const T dhj = dyr[j] + dhr[j];
+        const T h_prev = restarts ? T(0) : hp[j];
+        const T d_n = dhj * (T(1) - z) * (T(1) - nn * nn);
+        const T d_z = dhj * (h_prev - nn) * z * (T(1) - z);
+        const T d_r = d_n * ghn * rg * (T(1) - rg);
+        s[j] = dg[j] = d_r;
+        s[h + j] = dg[h + j] = d_z;
+        s[2 * h + j] = d_n;
+        s[3 * h + j] = dg[2 * h + j] = d_n * rg;
+        dhr[j] = dhj * z;
+      }
+    }
+    gemm<T>(false, false, b, h, 3 * h, dgh, 3 * h, w_hh, h, T(1), dh);
+    cut_at_resets(dh, n->indices, t, b, h);
+  }
+  if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
+  input_side_grads<T>(tape, n, d, 3 * h, saved, 4 * h, 0, 2, 4);
+  if (T* dw = grad_in<T>(tape, n, 3)) {
+    // dgh = [d_r, d_z | d_n * r]: its first two blocks share columns with dgi, its third is the fourth block.
+    recurrent_weight_grad<T>(tape, d, 2 * h, saved, 4 * h, h0, y, n->indices, dw);
+    recurrent_weight_grad<T>(tape, d, h, saved + 3 * h, 4 * h, h0, y, n->indices, dw + 2 * h * h);
+  }
+  if (T* db = grad_in<T>(tape, n, 5))
+    for (std::int64_t r = 0; r < rows; ++r) {
+      add_into(db, saved + r * 4 * h, 2 * h);
+      add_into(db + 2 * h, saved + r * 4 * h + 3 * h, h);
+    }
+}
+
+#define REWIND_INSTANTIATE(name)                      \
+  template void backward_##name<float>(Tape&, Node*); \
+  template void backward_##name<double>(Tape&, Node*);
+REWIND_INSTANTIATE(rnn_sequence)
+REWIND_INSTANTIATE(lstm_sequence)
+REWIND_INSTANTIATE(gru_sequence)
+#undef REWIND_INSTANTIATE
+
+}  // namespace rwd::autodiff
