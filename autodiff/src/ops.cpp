@@ -500,12 +500,19 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
     for (std::int64_t r = 0; r < s.rows; ++r) {
       const T* xr = x + r * s.cols;
       const T shift = *std::max_element(xr, xr + s.cols);
-      double denom = 0;
-      for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
-      if (probs != nullptr)
-        for (std::int64_t c = 0; c < s.cols; ++c)
-          probs[r * s.cols + c] = static_cast<T>(kernels::exp<T>(xr[c] - shift) / denom);
-      if (targets[r] != options.ignore_index) total += std::log(denom) + shift - xr[targets[r]];
+      // exp(x - shift) is in (0, 1] with at least one 1, so summing in T loses nothing that matters, and the
+      // loop vectorises. Without a gradient the row is not kept.
+      T denom = 0;
+      if (probs != nullptr) {
+        T* pr = probs + r * s.cols;
+        for (std::int64_t c = 0; c < s.cols; ++c) denom += pr[c] = kernels::exp<T>(xr[c] - shift);
+        const T inverse = T(1) / denom;
+        for (std::int64_t c = 0; c < s.cols; ++c) pr[c] *= inverse;
+      } else {
+        for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
+      }
+      if (targets[r] != options.ignore_index)
+        total += std::log(static_cast<double>(denom)) + shift - xr[targets[r]];
     }
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
   });
