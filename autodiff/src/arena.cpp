@@ -17,10 +17,32 @@ Arena::Arena(std::size_t first_block_bytes)
     : next_block_bytes_(std::max<std::size_t>(first_block_bytes, 4096)) {}
 
 Arena::~Arena() {
-  for (const Block& b : blocks_) ::operator delete (b.data, std::align_val_t{max_align});
+  for (const std::vector<Block>* list : {&blocks_, &large_})
+    for (const Block& b : *list) ::operator delete (b.data, std::align_val_t{max_align});
+}
+
+Arena::Block Arena::new_block(std::size_t size) {
+  auto* data = static_cast<std::byte*>(::operator new (size, std::align_val_t{max_align}));
+  reserved_ += size;
+  ++block_allocations_;
+  return Block{data, size};
+}
+
+// Like the small blocks, large ones are kept and handed out again in request order after reset().
+void* Arena::allocate_large(std::size_t bytes) {
+  if (next_large_ == large_.size() || large_[next_large_].size < bytes) {
+    large_.reserve(large_.size() + 1);  // so the insert below cannot throw and leak the block
+    large_.insert(large_.begin() + static_cast<std::ptrdiff_t>(next_large_),
+                  new_block(align_up(bytes, max_align)));
+  }
+  in_use_ += bytes;
+  peak_ = std::max(peak_, in_use_);
+  return large_[next_large_++].data;
 }
 
 void* Arena::allocate(std::size_t bytes, std::size_t align) {
+  if (bytes >= large_request_bytes && align <= max_align && (align & (align - 1)) == 0)
+    return allocate_large(bytes);
   if (!blocks_.empty()) {
     const Block& b = blocks_[current_];
     const std::size_t start = align_up(offset_, align);
@@ -44,11 +66,8 @@ void* Arena::allocate_slow(std::size_t bytes, std::size_t align) {
   if (!blocks_.empty()) in_use_ += blocks_[current_].size - offset_;
   if (next == blocks_.size() || blocks_[next].size < bytes) {
     blocks_.reserve(blocks_.size() + 1);  // so the insert below cannot throw and leak the block
-    const std::size_t size = std::max(next_block_bytes_, align_up(bytes, max_align));
-    auto* data = static_cast<std::byte*>(::operator new (size, std::align_val_t{max_align}));
-    blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next), Block{data, size});
-    reserved_ += size;
-    ++block_allocations_;
+    blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(next),
+                   new_block(std::max(next_block_bytes_, align_up(bytes, max_align))));
     next_block_bytes_ = std::min(next_block_bytes_ * 2, std::max(max_block_growth_bytes, next_block_bytes_));
   }
   current_ = next;
@@ -61,6 +80,7 @@ void* Arena::allocate_slow(std::size_t bytes, std::size_t align) {
 void Arena::reset() noexcept {
   current_ = 0;
   offset_ = 0;
+  next_large_ = 0;
   in_use_ = 0;
 }
 

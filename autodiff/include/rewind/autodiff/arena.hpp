@@ -34,6 +34,9 @@ class REWIND_AUTODIFF_EXPORT Arena {
   std::size_t block_allocations() const { return block_allocations_; }
 
   static constexpr std::size_t max_align = 64;
+  // Requests at least this big get a block of their own (kept too), so a window-sized tensor does not strand
+  // the unused tail of the current block.
+  static constexpr std::size_t large_request_bytes = std::size_t{256} << 10;
 
  private:
   struct Block {
@@ -41,10 +44,14 @@ class REWIND_AUTODIFF_EXPORT Arena {
     std::size_t size;
   };
   void* allocate_slow(std::size_t bytes, std::size_t align);
+  void* allocate_large(std::size_t bytes);
+  Block new_block(std::size_t size);
 
   std::vector<Block> blocks_;
   std::size_t current_ = 0;  // index into blocks_; blocks_ is empty until the first allocation
   std::size_t offset_ = 0;   // bump offset in blocks_[current_]
+  std::vector<Block> large_;  // blocks of large requests, handed out in order
+  std::size_t next_large_ = 0;
   std::size_t next_block_bytes_;
   std::size_t in_use_ = 0;
   std::size_t peak_ = 0;
