@@ -93,6 +93,14 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                                          return softmax_cross_entropy(
                                              v[0], targets, {.ignore_index = -1, .normalizer = 7.0});
                                        }}};
+  cases[Op::linear_cross_entropy] = {{"mean with an ignored row",
+                                      {m(4, 3), m(5, 3), Shape::vector(5)},
+                                      [](auto& v) {
+                                        const std::int32_t targets[] = {1, -1, 4, 0};
+                                        return linear_cross_entropy(v[0], v[1], v[2], targets);
+                                      },
+                                      -2,
+                                      2}};
   cases[Op::mse] = {{"both sides", {m(3, 4), m(3, 4)}, [](auto& v) { return mse(v[0], v[1]); }}};
   // stop_gradient's numeric derivative is not zero, so it is checked as part of a function whose other path
   // must still be exact; its own cut is asserted to be exactly zero in test_tape.cpp.

@@ -45,8 +45,8 @@ inline float tanh(float x) {
   const float large = 1.0f - 2.0f / (exp(2.0f * a) + 1.0f);
   // Selected arithmetically and signed by bits: with AVX enabled GCC leaves a ?: or copysign here as a branch
   // and the loop unvectorised. Both terms are finite for finite x (exp is clamped), and NaN stays NaN.
-  const float signed_large =
-      std::bit_cast<float>(std::bit_cast<std::uint32_t>(large) | (std::bit_cast<std::uint32_t>(x) & 0x80000000u));
+  const float signed_large = std::bit_cast<float>(std::bit_cast<std::uint32_t>(large) |
+                                                  (std::bit_cast<std::uint32_t>(x) & 0x80000000u));
   const float use_small = static_cast<float>(a < 0.625f);
   return use_small * small + (1.0f - use_small) * signed_large;
 }

@@ -465,26 +465,24 @@ void backward_gather_rows(Tape& tape, Node* n) {
 
 // ---- losses --------------------------------------------------------------------------------------------
 
-Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
-                          CrossEntropyOptions options) {
-  const std::span<const Var> inputs(&logits, 1);
-  Tape& tape = Recorder::tape_of(Op::softmax_cross_entropy, inputs);
-  Node* nl = logits.node();
-  const Shape s = nl->shape;
-  if (s.rank == 0) fail(Op::softmax_cross_entropy, "logits must be [batch, classes], got " + s.str());
-  if (static_cast<std::int64_t>(targets.size()) != s.rows)
-    fail(Op::softmax_cross_entropy, std::to_string(targets.size()) + " targets for logits " + s.str());
+namespace {
+
+// The scalar node both cross-entropy ops record: targets checked against `classes` and kept for backward,
+// n->scalar = 1 / normalizer (0 when no row counts), n->arg0 = the ignored target.
+Node* record_cross_entropy(Op op, Tape& tape, std::span<const Var> inputs, Shape logits,
+                           std::span<const std::int32_t> targets, const CrossEntropyOptions& options) {
+  if (static_cast<std::int64_t>(targets.size()) != logits.rows)
+    fail(op, std::to_string(targets.size()) + " targets for logits " + logits.str());
   std::int64_t counted = 0;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     if (targets[i] == options.ignore_index) continue;
-    if (targets[i] < 0 || targets[i] >= s.cols)
-      fail(Op::softmax_cross_entropy, "target " + std::to_string(targets[i]) + " at row " +
-                                          std::to_string(i) + " is outside the " + std::to_string(s.cols) +
-                                          " classes of logits " + s.str());
+    if (targets[i] < 0 || targets[i] >= logits.cols)
+      fail(op, "target " + std::to_string(targets[i]) + " at row " + std::to_string(i) + " is outside the " +
+                   std::to_string(logits.cols) + " classes of logits " + logits.str());
     ++counted;
   }
-  if (options.normalizer < 0) fail(Op::softmax_cross_entropy, "negative normalizer");
-  Node* n = Recorder::record(tape, Op::softmax_cross_entropy, Shape::scalar(), inputs, true);
+  if (options.normalizer < 0) fail(op, "negative normalizer");
+  Node* n = Recorder::record(tape, op, Shape::scalar(), inputs, true);
   const double normalizer = options.normalizer > 0 ? options.normalizer : static_cast<double>(counted);
   n->scalar = counted == 0 ? 0.0 : 1.0 / normalizer;
   n->arg0 = options.ignore_index;
@@ -493,44 +491,119 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
     std::copy(targets.begin(), targets.end(), saved_targets);
     n->indices = saved_targets;
   }
+  return n;
+}
+
+// Sum over counted rows of -log softmax(logits)[target], with the log-sum-exp shift. probs (which may be
+// logits itself) receives the softmax when not null; options.correct, when set, the rows argmax-right.
+template <class T>
+double softmax_rows(const T* logits, T* probs, Shape s, std::span<const std::int32_t> targets,
+                    const CrossEntropyOptions& options) {
+  double total = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    const T* xr = logits + r * s.cols;
+    const T* top = std::max_element(xr, xr + s.cols);
+    const T shift = *top;
+    const bool counted = targets[r] != options.ignore_index;
+    correct += counted && top - xr == targets[r];
+    const T target_logit = counted ? xr[targets[r]] : T(0);
+    // exp(x - shift) is in (0, 1] with at least one 1, so summing in T loses nothing that matters, and the
+    // loop vectorises.
+    T denom = 0;
+    if (probs != nullptr) {
+      T* pr = probs + r * s.cols;
+      for (std::int64_t c = 0; c < s.cols; ++c) denom += pr[c] = kernels::exp<T>(xr[c] - shift);
+      const T inverse = T(1) / denom;
+      for (std::int64_t c = 0; c < s.cols; ++c) pr[c] *= inverse;
+    } else {
+      for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
+    }
+    if (counted) total += std::log(static_cast<double>(denom)) + shift - target_logit;
+  }
+  if (options.correct != nullptr) *options.correct = correct;
+  return total;
+}
+
+// d loss / d logits = (probs - onehot(target)) * dy / normalizer on counted rows, 0 on ignored ones: added
+// to dlogits, or (dlogits == probs) written over the probabilities.
+template <class T>
+void softmax_rows_backward(const Node* n, const T* probs, T* dlogits, Shape s) {
+  const T g = static_cast<T>(*dy_of<T>(n) * n->scalar);
+  const bool in_place = probs == dlogits;
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    T* dr = dlogits + r * s.cols;
+    const T* pr = probs + r * s.cols;
+    const bool counted = n->indices[r] != n->arg0;
+    if (in_place) {
+      for (std::int64_t c = 0; c < s.cols; ++c) dr[c] = counted ? g * pr[c] : T(0);
+    } else if (counted) {
+      for (std::int64_t c = 0; c < s.cols; ++c) dr[c] += g * pr[c];
+    }
+    if (counted) dr[n->indices[r]] -= g;
+  }
+}
+
+}  // namespace
+
+Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
+                          CrossEntropyOptions options) {
+  const std::span<const Var> inputs(&logits, 1);
+  Tape& tape = Recorder::tape_of(Op::softmax_cross_entropy, inputs);
+  Node* nl = logits.node();
+  const Shape s = nl->shape;
+  if (s.rank == 0) fail(Op::softmax_cross_entropy, "logits must be [batch, classes], got " + s.str());
+  Node* n = record_cross_entropy(Op::softmax_cross_entropy, tape, inputs, s, targets, options);
   dispatch(tape.dtype(), [&]<class T>() {
     T* probs = n->requires_grad ? allocate_saved<T>(tape, n, s.numel()) : nullptr;
-    const T* x = value_of<T>(nl);
-    double total = 0;
-    for (std::int64_t r = 0; r < s.rows; ++r) {
-      const T* xr = x + r * s.cols;
-      const T shift = *std::max_element(xr, xr + s.cols);
-      // exp(x - shift) is in (0, 1] with at least one 1, so summing in T loses nothing that matters, and the
-      // loop vectorises. Without a gradient the row is not kept.
-      T denom = 0;
-      if (probs != nullptr) {
-        T* pr = probs + r * s.cols;
-        for (std::int64_t c = 0; c < s.cols; ++c) denom += pr[c] = kernels::exp<T>(xr[c] - shift);
-        const T inverse = T(1) / denom;
-        for (std::int64_t c = 0; c < s.cols; ++c) pr[c] *= inverse;
-      } else {
-        for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
-      }
-      if (targets[r] != options.ignore_index)
-        total += std::log(static_cast<double>(denom)) + shift - xr[targets[r]];
-    }
-    *out_of<T>(n) = static_cast<T>(total * n->scalar);
+    *out_of<T>(n) = static_cast<T>(softmax_rows<T>(value_of<T>(nl), probs, s, targets, options) * n->scalar);
   });
   return finish(tape, n);
 }
 
 template <class T>
 void backward_softmax_cross_entropy(Tape& tape, Node* n) {
-  T* gx = grad_in<T>(tape, n, 0);
-  const T* probs = static_cast<const T*>(n->saved);
-  const std::int32_t* targets = n->indices;
-  const T g = static_cast<T>(*dy_of<T>(n) * n->scalar);
-  const std::int64_t cols = n->inputs[0]->shape.cols;
-  for (std::int64_t r = 0; r < n->inputs[0]->shape.rows; ++r) {
-    if (targets[r] == n->arg0) continue;
-    for (std::int64_t c = 0; c < cols; ++c) gx[r * cols + c] += g * probs[r * cols + c];
-    gx[r * cols + targets[r]] -= g;
-  }
+  softmax_rows_backward<T>(n, static_cast<const T*>(n->saved), grad_in<T>(tape, n, 0), n->inputs[0]->shape);
+}
+
+Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<const std::int32_t> targets,
+                         CrossEntropyOptions options) {
+  const std::array<Var, 3> inputs{x, w, b};
+  Tape& tape = Recorder::tape_of(Op::linear_cross_entropy, inputs);
+  const Shape sx = x.node()->shape, sw = w.node()->shape, sb = b.node()->shape;
+  if (sx.rank != 2 || sw.rank != 2 || sx.cols != sw.cols || sb.numel() != sw.rows || sb.rows != 1)
+    fail(Op::linear_cross_entropy,
+         "x " + sx.str() + ", weight " + sw.str() + ", bias " + sb.str() +
+             " do not fit x @ weight^T + bias (weight is [classes, in], bias [classes])");
+  const Shape logits = Shape::matrix(sx.rows, sw.rows);
+  Node* n = record_cross_entropy(Op::linear_cross_entropy, tape, inputs, logits, targets, options);
+  dispatch(tape.dtype(), [&]<class T>() {
+    // The logits are computed into the probabilities' buffer and turned into them in place.
+    T* probs = allocate_saved<T>(tape, n, logits.numel());
+    const T* bias = value_of<T>(n->inputs[2]);
+    for (std::int64_t r = 0; r < logits.rows; ++r) std::copy_n(bias, logits.cols, probs + r * logits.cols);
+    gemm<T>(false, true, logits.rows, logits.cols, sx.cols, value_of<T>(n->inputs[0]), sx.cols,
+            value_of<T>(n->inputs[1]), sw.cols, T(1), probs);
+    *out_of<T>(n) = static_cast<T>(softmax_rows<T>(probs, probs, logits, targets, options) * n->scalar);
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_linear_cross_entropy(Tape& tape, Node* n) {
+  const Shape sx = n->inputs[0]->shape;
+  const Shape logits = Shape::matrix(sx.rows, n->inputs[1]->shape.rows);
+  T* dlogits = static_cast<T*>(n->saved);  // the probabilities become the logits' gradient
+  softmax_rows_backward<T>(n, dlogits, dlogits, logits);
+  if (T* gx = grad_in<T>(tape, n, 0))
+    gemm<T>(false, false, sx.rows, sx.cols, logits.cols, dlogits, logits.cols, value_of<T>(n->inputs[1]),
+            sx.cols, T(1), gx);
+  if (T* gw = grad_in<T>(tape, n, 1))
+    gemm<T>(true, false, logits.cols, sx.cols, sx.rows, dlogits, logits.cols, value_of<T>(n->inputs[0]),
+            sx.cols, T(1), gw);
+  if (T* gb = grad_in<T>(tape, n, 2))
+    for (std::int64_t r = 0; r < logits.rows; ++r)
+      for (std::int64_t c = 0; c < logits.cols; ++c) gb[c] += dlogits[r * logits.cols + c];
 }
 
 Var mse(const Var& a, const Var& b) {

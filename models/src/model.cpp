@@ -161,12 +161,21 @@ void Model::check_state(const ModelState& state) const {
 
 Var Model::run(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
                std::span<const std::uint8_t> resets) {
-  if (!uses_tokens())
-    throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
-  return run(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state, resets);
+  return head(tape, features(tape, tokens, state, resets));
 }
 
 Var Model::run(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets) {
+  return head(tape, features(tape, x, state, resets));
+}
+
+Var Model::features(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
+                    std::span<const std::uint8_t> resets) {
+  if (!uses_tokens())
+    throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
+  return features(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state, resets);
+}
+
+Var Model::features(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets) {
   check_state(state);
   Var input = x;
   for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
@@ -174,7 +183,17 @@ Var Model::run(Tape& tape, const Var& x, ModelState& state, std::span<const std:
     state[layer] = std::move(seq.final);
     input = seq.outputs;
   }
-  return autodiff::linear(input, tape.param(*head_weight_), tape.param(*head_bias_));
+  return input;
+}
+
+Var Model::head(Tape& tape, const Var& features) {
+  return autodiff::linear(features, tape.param(*head_weight_), tape.param(*head_bias_));
+}
+
+Var Model::cross_entropy(Tape& tape, const Var& features, std::span<const std::int32_t> targets,
+                         const autodiff::CrossEntropyOptions& options) {
+  return autodiff::linear_cross_entropy(features, tape.param(*head_weight_), tape.param(*head_bias_), targets,
+                                        options);
 }
 
 Var Model::step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state) {
@@ -190,7 +209,7 @@ Var Model::step(Tape& tape, const Var& x, ModelState& state) {
     state[layer] = cells_[layer]->step(tape, input, state[layer]);
     input = cells_[layer]->output(state[layer]);
   }
-  return autodiff::linear(input, tape.param(*head_weight_), tape.param(*head_bias_));
+  return head(tape, input);
 }
 
 }  // namespace rwd::models

@@ -61,19 +61,6 @@ std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t
 
 namespace {
 
-template <class T>
-std::int64_t count_correct(const Var& logits, std::span<const std::int32_t> targets) {
-  const auto values = logits.values<T>();
-  const std::int64_t classes = logits.shape().cols;
-  std::int64_t correct = 0;
-  for (std::size_t b = 0; b < targets.size(); ++b) {
-    if (targets[b] == no_target) continue;
-    const T* row = values.data() + static_cast<std::int64_t>(b) * classes;
-    correct += std::max_element(row, row + classes) - row == targets[b];
-  }
-  return correct;
-}
-
 // Rows [t * batch, (t + 1) * batch) of a window-wide tensor from one step's [batch, cols] tensor.
 void copy_step_rows(const Tensor& step, Tensor& window, std::int64_t t) {
   const Tensor converted = step.dtype() == window.dtype() ? Tensor() : step.to(window.dtype());
@@ -96,30 +83,32 @@ void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& s
     std::copy(s.reset.begin(), s.reset.end(),
               resets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
   }
-  Var y;
+  Var features;
   const bool tokens = data.step(begin).features == nullptr;
   if (tokens) {
     std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
     for (std::int64_t t = begin; t < end; ++t)
       std::ranges::copy(data.step(t).tokens, ids.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
-    y = model.run(tape, ids, state, resets);
+    features = model.features(tape, ids, state, resets);
   } else {
     Tensor x(Shape::matrix(rows, data.input_size()), tape.dtype());
     for (std::int64_t t = begin; t < end; ++t) copy_step_rows(*data.step(t).features, x, t - begin);
-    y = model.run(tape, tape.input(x), state, resets);
+    features = model.features(tape, tape.input(x), state, resets);
   }
   const std::int64_t here = count_targets(data, std::max(begin, loss_begin), end);
-  if (here == 0) return;
+  if (here == 0) return;  // no head needed
   Var loss;
   if (tokens) {
     std::vector<std::int32_t> targets(static_cast<std::size_t>(rows), no_target);
     for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t)
       std::ranges::copy(data.step(t).target_tokens,
                         targets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
-    loss = autodiff::softmax_cross_entropy(y, targets, {.ignore_index = no_target, .normalizer = norm});
-    result.correct +=
-        tape.dtype() == DType::f32 ? count_correct<float>(y, targets) : count_correct<double>(y, targets);
+    std::int64_t correct = 0;
+    loss = model.cross_entropy(tape, features, targets,
+                               {.ignore_index = no_target, .normalizer = norm, .correct = &correct});
+    result.correct += correct;
   } else {
+    const Var y = model.head(tape, features);
     // Rows without a loss are multiplied by zero against a target of zero: no loss, no gradient.
     Tensor target(Shape::matrix(rows, data.output_size()), tape.dtype());
     Tensor keep(target.shape(), tape.dtype());

@@ -48,8 +48,8 @@ class REWIND_AUTODIFF_EXPORT Arena {
   Block new_block(std::size_t size);
 
   std::vector<Block> blocks_;
-  std::size_t current_ = 0;  // index into blocks_; blocks_ is empty until the first allocation
-  std::size_t offset_ = 0;   // bump offset in blocks_[current_]
+  std::size_t current_ = 0;   // index into blocks_; blocks_ is empty until the first allocation
+  std::size_t offset_ = 0;    // bump offset in blocks_[current_]
   std::vector<Block> large_;  // blocks of large requests, handed out in order
   std::size_t next_large_ = 0;
   std::size_t next_block_bytes_;

@@ -54,6 +54,8 @@ struct CrossEntropyOptions {
   // The loss is sum over counted rows / normalizer; 0 means the number of counted rows (a mean). A trainer
   // passes the count over a whole window to get the mean over batch and time.
   double normalizer = 0;
+  // When set, receives the number of counted rows whose largest logit is at the target (accuracy).
+  std::int64_t* correct = nullptr;
 };
 // Softmax cross-entropy of logits [B, V] against integer targets [B], computed with the log-sum-exp shift.
 // With every row ignored the loss is 0 (and so is its gradient).
@@ -69,6 +71,11 @@ REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
 // in one pass over memory with a hand-written backward.
 // x [B, K] @ w[N, K]^T + b [N]: a PyTorch nn.Linear / the input or hidden projection of a cell.
 REWIND_AUTODIFF_EXPORT Var linear(const Var& x, const Var& w, const Var& b);
+// softmax_cross_entropy(linear(x, w, b), targets): a classifier head and its loss in one node that keeps
+// only the probabilities, not the logits, and reuses them for the logits' gradient.
+REWIND_AUTODIFF_EXPORT Var linear_cross_entropy(const Var& x, const Var& w, const Var& b,
+                                                std::span<const std::int32_t> targets,
+                                                CrossEntropyOptions options = {});
 // tanh(a + b) for equal shapes: the tanh RNN update from its two projections.
 REWIND_AUTODIFF_EXPORT Var rnn_pointwise(const Var& a, const Var& b);
 // gi = x W_ih^T + b_ih and gh = h W_hh^T + b_hh, both [B, 4H] in PyTorch's gate order i, f, g, o, and c_prev

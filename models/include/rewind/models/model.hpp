@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "rewind/autodiff/ops.hpp"
 #include "rewind/models/cell.hpp"
 #include "rewind/models/export.hpp"
 
@@ -56,6 +57,14 @@ class REWIND_MODELS_EXPORT Model {
   Var run(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
           std::span<const std::uint8_t> resets = {});
   Var run(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets = {});
+  // run() in two halves: the last layer's outputs of every step, and the head on them. A trainer that needs
+  // only the loss takes cross_entropy() instead of head(): the same loss without keeping the logits.
+  Var features(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
+               std::span<const std::uint8_t> resets = {});
+  Var features(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets = {});
+  Var head(Tape& tape, const Var& features);
+  Var cross_entropy(Tape& tape, const Var& features, std::span<const std::int32_t> targets,
+                    const autodiff::CrossEntropyOptions& options);
 
   // One step through every layer and the head; returns the head's output [batch, output_size].
   Var step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state);
