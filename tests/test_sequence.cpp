@@ -45,6 +45,19 @@ struct Outcome {
   Tensor input_grad;
 };
 
+// Backpropagates sum(y * weights) + the sum of every final state, and collects what the test compares.
+Outcome backpropagate(models::Model& model, Tape& tape, const models::ModelState& state, const Var& xs,
+                      const Var& y, const Tensor& weights) {
+  Var loss = autodiff::sum(y * tape.input(weights));
+  for (const models::State& layer : state)
+    for (const Var& v : layer) loss = loss + autodiff::sum(v);
+  tape.backward(loss);
+  Outcome out{y.value(), {}, {}, tape.grad(xs)};
+  model.end(state, out.final_state);
+  for (autodiff::Parameter* p : model.parameters()) out.parameter_grads.push_back(p->grad());
+  return out;
+}
+
 // The reference: step() per step, restarting rows multiplied by a zero mask, outputs stacked by hand.
 Outcome by_steps(models::Model& model, const Tensor& x, std::span<const std::uint8_t> resets,
                  const Tensor& weights) {
@@ -61,15 +74,7 @@ Outcome by_steps(models::Model& model, const Tensor& x, std::span<const std::uin
       for (Var& v : layer) v = v * tape.input(keep);
     outputs.push_back(model.step(tape, autodiff::slice_rows(xs, t * batch, (t + 1) * batch), state));
   }
-  const Var y = autodiff::concat_rows(outputs);
-  Var loss = autodiff::sum(y * tape.input(weights));
-  for (const models::State& layer : state)
-    for (const Var& v : layer) loss = loss + autodiff::sum(v);
-  tape.backward(loss);
-  Outcome out{y.value(), {}, {}, tape.grad(xs)};
-  model.end(state, out.final_state);
-  for (autodiff::Parameter* p : model.parameters()) out.parameter_grads.push_back(p->grad());
-  return out;
+  return backpropagate(model, tape, state, xs, autodiff::concat_rows(outputs), weights);
 }
 
 Outcome by_window(models::Model& model, const Tensor& x, std::span<const std::uint8_t> resets,
@@ -78,15 +83,7 @@ Outcome by_window(models::Model& model, const Tensor& x, std::span<const std::ui
   models::ModelState state;
   model.begin(tape, model.initial_state(batch), state);
   const Var xs = tape.input(x, true);
-  const Var y = model.run(tape, xs, state, resets);
-  Var loss = autodiff::sum(y * tape.input(weights));
-  for (const models::State& layer : state)
-    for (const Var& v : layer) loss = loss + autodiff::sum(v);
-  tape.backward(loss);
-  Outcome out{y.value(), {}, {}, tape.grad(xs)};
-  model.end(state, out.final_state);
-  for (autodiff::Parameter* p : model.parameters()) out.parameter_grads.push_back(p->grad());
-  return out;
+  return backpropagate(model, tape, state, xs, model.run(tape, xs, state, resets), weights);
 }
 
 }  // namespace
