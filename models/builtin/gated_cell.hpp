@@ -42,10 +42,11 @@ class GatedCell : public Cell {
                : autodiff::matmul(h, t.param(weight_hh_), Transpose::no, Transpose::yes) + t.param(bias_hh_);
   }
   // The reference cells (fused = false) run step by step through Cell::run; the fused ones hand the whole
-  // window to sequence_op(x, state..., w_ih, w_hh, b_ih, b_hh, resets) and read the state out of its rows.
+  // window to sequence_op(x, state..., w_ih, w_hh, b_ih, b_hh, resets) (autodiff::rnn_sequence, ...) and
+  // read the state out of its rows.
   template <class SequenceOp>
   Sequence run_window(Tape& t, const Var& x, const State& s, std::span<const std::uint8_t> resets,
-                      SequenceOp sequence_op) {
+                      SequenceOp* sequence_op) {
     if (!fused_) return Cell::run(t, x, s, resets);
     const Var w_ih = t.param(weight_ih_), w_hh = t.param(weight_hh_);
     const Var b_ih = t.param(bias_ih_), b_hh = t.param(bias_hh_);

@@ -12,11 +12,7 @@ class Gru final : public GatedCell {
   explicit Gru(const CellSpec& spec) : GatedCell(spec, 3) {}
 
   Sequence run(Tape& t, const Var& x, const State& s, std::span<const std::uint8_t> resets) override {
-    return run_window(t, x, s, resets,
-                      [](const Var& xs, const Var& h0, const Var& w_ih, const Var& w_hh, const Var& b_ih,
-                         const Var& b_hh, std::span<const std::uint8_t> r) {
-                        return autodiff::gru_sequence(xs, h0, w_ih, w_hh, b_ih, b_hh, r);
-                      });
+    return run_window(t, x, s, resets, autodiff::gru_sequence);
   }
 
   State step(Tape& t, const Var& x, const State& s) override {

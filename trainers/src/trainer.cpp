@@ -8,7 +8,6 @@
 
 namespace rwd::trainers {
 
-using autodiff::DType;
 using autodiff::Shape;
 
 Trainer::~Trainer() = default;
