@@ -144,6 +144,22 @@ std::map<Op, std::vector<OpCase>> op_cases() {
   sequence_cases(Op::gru_sequence, 3, [](std::vector<Var>& v, std::span<const std::uint8_t> r) {
     return gru_sequence(v[0], v[1], v[2], v[3], v[4], v[5], r);
   });
+  // Gradients written over values nothing reads again (Recorder::grad_over_value): the head's into layer 2's
+  // h_t, layer 2's into layer 1's h_t, layer 1's into the embedding rows.
+  cases[Op::lstm_sequence].push_back(
+      {"2 layers from an embedding into linear_cross_entropy",
+       {m(5, 3), m(2, hid), m(2, hid), m(4 * hid, 3), m(4 * hid, hid), Shape::vector(4 * hid),
+        Shape::vector(4 * hid), m(4 * hid, hid), m(4 * hid, hid), Shape::vector(4 * hid),
+        Shape::vector(4 * hid), m(4, hid), Shape::vector(4)},
+       [](auto& v) {
+         const std::int32_t tokens[] = {0, 4, 2, 2, 1, 3};
+         const std::int32_t targets[] = {3, 0, 1, 2, 0, 3};
+         const Var y1 = lstm_sequence(gather_rows(v[0], tokens), v[1], v[2], v[3], v[4], v[5], v[6], resets);
+         const Var y2 = lstm_sequence(slice_rows(y1, 0, 6), v[1], v[2], v[7], v[8], v[9], v[10]);
+         return linear_cross_entropy(slice_rows(y2, 0, 6), v[11], v[12], targets);
+       },
+       -1.5,
+       1.5});
   return cases;
 }
 

@@ -147,6 +147,77 @@ TEST_CASE("memory accounting follows the arena", "[tape][memory]") {
   CHECK(tape.memory().peak_bytes == 0);
 }
 
+namespace {
+// An embedding, two LSTM layers and a cross-entropy head: every gradient but the head's input's can take
+// over the buffer of a value nothing reads again, unless `also_read` records a second reader of each.
+struct TwoLayerLstm {
+  static constexpr std::int64_t batch = 2, steps = 3, hidden = 3, rows = batch * steps;
+  std::vector<Parameter> params;
+  TwoLayerLstm() {
+    const Shape shapes[] = {Shape::matrix(5, 4),
+                            Shape::matrix(4 * hidden, 4),
+                            Shape::matrix(4 * hidden, hidden),
+                            Shape::vector(4 * hidden),
+                            Shape::vector(4 * hidden),
+                            Shape::matrix(4 * hidden, hidden),
+                            Shape::matrix(4 * hidden, hidden),
+                            Shape::vector(4 * hidden),
+                            Shape::vector(4 * hidden),
+                            Shape::matrix(4, hidden),
+                            Shape::vector(4)};
+    for (const Shape& s : shapes)
+      params.push_back(
+          rwd::test::random_parameter("p" + std::to_string(params.size()), s, params.size() + 1));
+  }
+  struct Recorded {
+    Var x, y1, y2, outputs, loss;
+  };
+  Recorded record(Tape& tape, bool also_read) {
+    for (Parameter& p : params) p.zero_grad();
+    const std::int32_t tokens[] = {0, 4, 2, 2, 1, 3};
+    const std::int32_t targets[] = {3, 0, 1, 2, 0, 3};
+    const Var zero = tape.input(Tensor(Shape::matrix(batch, hidden), DType::f64));
+    std::vector<Var> v;
+    for (Parameter& p : params) v.push_back(tape.param(p));
+    Recorded r;
+    r.x = gather_rows(v[0], tokens);
+    r.y1 = lstm_sequence(r.x, zero, zero, v[1], v[2], v[3], v[4]);
+    r.y2 = lstm_sequence(slice_rows(r.y1, 0, rows), zero, zero, v[5], v[6], v[7], v[8]);
+    r.outputs = slice_rows(r.y2, 0, rows);
+    r.loss = linear_cross_entropy(r.outputs, v[9], v[10], targets);
+    if (also_read)
+      for (const Var& read : {r.x, r.y1, r.y2}) stop_gradient(read);
+    return r;
+  }
+};
+}  // namespace
+
+TEST_CASE("backward reuses values nothing reads again for gradients, bit for bit, and guards them",
+          "[tape][memory]") {
+  TwoLayerLstm model;
+  Tape kept(DType::f64);
+  const auto k = model.record(kept, true);
+  kept.backward(k.loss);
+  std::vector<Tensor> expected;
+  for (const Parameter& p : model.params) expected.push_back(p.grad());
+  CHECK_NOTHROW(k.outputs.value());  // a second reader keeps every value
+
+  Tape reused(DType::f64);
+  const auto r = model.record(reused, false);
+  reused.backward(r.loss);
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
+      CHECK(model.params[i].grad().get(j) == expected[i].get(j));
+  CHECK(reused.memory().peak_bytes < kept.memory().peak_bytes);
+
+  CHECK(r.loss.item() == k.loss.item());
+  for (const Var& gone : {r.x, r.y1, r.y2, r.outputs}) {
+    CHECK_THROWS_WITH(gone.value(), Catch::Contains("reused for gradients during backward"));
+    CHECK_THROWS_WITH(tanh(gone), Catch::Contains("read values before Tape::backward"));
+  }
+  CHECK(reused.first_nonfinite().empty());
+}
+
 TEST_CASE("a tape built where a destroyed one lived does not reuse its cached leaves", "[tape][parameter]") {
   Parameter w("w", Tensor::from({2.0}, Shape::scalar(), DType::f64));
   for (int i = 0; i < 3; ++i) {

@@ -44,6 +44,14 @@ T* grad_in(Tape& tape, Node* n, std::uint32_t i) {
   return in->requires_grad ? static_cast<T*>(Recorder::grad_of(tape, in)) : nullptr;
 }
 
+// grad_in for a backward step that no longer reads input i's value: where nothing else reads it either, the
+// value's buffer serves as the (zeroed) gradient, so the window keeps one buffer instead of two.
+template <class T>
+T* grad_in_over_value(Tape& tape, Node* n, std::uint32_t i) {
+  if (void* g = Recorder::grad_over_value(tape, n->inputs[i])) return static_cast<T*>(g);
+  return grad_in<T>(tape, n, i);
+}
+
 [[noreturn]] inline void fail(Op op, const std::string& why) {
   throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
 }

@@ -11,10 +11,12 @@ namespace rwd::autodiff {
 
 struct Node {
   Op op;
-  bool requires_grad;  // a gradient flows into this node from the loss side and out to its inputs
-  bool has_backward;   // on the backward chain: requires_grad and not a leaf
+  bool requires_grad;      // a gradient flows into this node from the loss side and out to its inputs
+  bool has_backward;       // on the backward chain: requires_grad and not a leaf
+  bool value_overwritten;  // backward reused the value buffer as this node's gradient (see docs/tape.md)
   std::uint32_t n_inputs;
-  std::uint32_t id;  // creation index within the window
+  std::uint32_t id;       // creation index within the window
+  std::uint32_t readers;  // nodes recorded with this value as an input, directly or through row views
   Shape shape;
   void* value;
   void* grad;  // null until a gradient arrives; a parameter leaf's points at Parameter::grad()
@@ -29,5 +31,12 @@ struct Node {
   const Parameter* param;       // for parameter leaves: the name shown in graphs and errors
 };
 static_assert(std::is_trivially_destructible_v<Node>, "nodes are never destroyed, only forgotten");
+
+// The node that owns n's value buffer: n itself, or the tensor a row view (of a view...) looks into.
+template <class N>
+N* value_owner(N* n) {
+  while (n->op == Op::slice_rows) n = n->inputs[0];
+  return n;
+}
 
 }  // namespace rwd::autodiff

@@ -595,15 +595,16 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   const Shape logits = Shape::matrix(sx.rows, n->inputs[1]->shape.rows);
   T* dlogits = static_cast<T*>(n->saved);  // the probabilities become the logits' gradient
   softmax_rows_backward<T>(n, dlogits, dlogits, logits);
-  if (T* gx = grad_in<T>(tape, n, 0))
-    gemm<T>(false, false, sx.rows, sx.cols, logits.cols, dlogits, logits.cols, value_of<T>(n->inputs[1]),
-            sx.cols, T(1), gx);
   if (T* gw = grad_in<T>(tape, n, 1))
     gemm<T>(true, false, logits.cols, sx.cols, sx.rows, dlogits, logits.cols, value_of<T>(n->inputs[0]),
             sx.cols, T(1), gw);
   if (T* gb = grad_in<T>(tape, n, 2))
     for (std::int64_t r = 0; r < logits.rows; ++r)
       for (std::int64_t c = 0; c < logits.cols; ++c) gb[c] += dlogits[r * logits.cols + c];
+  // Last: x's gradient may take over x's buffer once the weight gradient has read x.
+  if (T* gx = grad_in_over_value<T>(tape, n, 0))
+    gemm<T>(false, false, sx.rows, sx.cols, logits.cols, dlogits, logits.cols, value_of<T>(n->inputs[1]),
+            sx.cols, T(1), gx);
 }
 
 Var mse(const Var& a, const Var& b) {

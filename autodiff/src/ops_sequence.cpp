@@ -98,13 +98,14 @@ template <class T>
 void input_side_grads(Tape& tape, Node* n, const Dims& d, std::int64_t g, const T* dg, std::int64_t ldg,
                       int x_index, int w_ih_index, int b_ih_index) {
   const std::int64_t rows = d.steps * d.batch;
-  if (T* dx = grad_in<T>(tape, n, x_index))
-    gemm<T>(false, false, rows, d.input, g, dg, ldg, value_of<T>(n->inputs[w_ih_index]), d.input, T(1), dx);
   if (T* dw = grad_in<T>(tape, n, w_ih_index))
     gemm<T>(true, false, g, d.input, rows, dg, ldg, value_of<T>(n->inputs[x_index]), d.input, T(1), dw);
   if (T* db = grad_in<T>(tape, n, b_ih_index))
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t c = 0; c < g; ++c) db[c] += dg[r * ldg + c];
+  // Last: dx may take over x's buffer (an embedding's rows, a lower layer's h_t) once dW_ih has read x.
+  if (T* dx = grad_in_over_value<T>(tape, n, x_index))
+    gemm<T>(false, false, rows, d.input, g, dg, ldg, value_of<T>(n->inputs[w_ih_index]), d.input, T(1), dx);
 }
 
 // dW += sum over t of dg_t^T h_{t-1} for `cols` gate columns of dg (row stride ldg) into rows of dW (row
@@ -203,8 +204,8 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
 }
 
 // ---- lstm_sequence -------------------------------------------------------------------------------------
-// Saved: the activated gates [T*B, 4H] (i, f, g, o), and c_t [T*B, H]; tanh(c_t) is recomputed in backward.
-// Backward overwrites the gates of step t with their gradients once step t is done.
+// Saved: the activated gates [T*B, 4H] (i, f, g, o), and c_t [T*B, H]; tanh(c_t) and h_t are recomputed in
+// backward. Backward overwrites the gates of step t with their gradients once step t is done.
 
 Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, const Var& w_hh,
                   const Var& b_ih, const Var& b_hh, std::span<const std::uint8_t> resets) {
@@ -260,7 +261,11 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   T* gates = static_cast<T*>(n->saved);  // becomes the gate gradients, step by step
   const T* cs = gates + rows * 4 * h;
   const T* c0 = value_of<T>(n->inputs[2]);
-  const T* dy = dy_of<T>(n);
+  // dy's rows of step t are dead once step t is done, so h_t = o_t tanh(c_t), which dW_hh needs, is rebuilt
+  // in dy's rows of step t + 1 (the last block, c_T's gradient, is copied out first). The op never reads
+  // its own value, so that buffer can serve as dy (Recorder::grad_over_value).
+  T* dy = static_cast<T*>(n->grad);
+  T* hs = dy + b * h;
   T* dh = scratch<T>(tape, 2 * b * h);
   T* dc = dh + b * h;
   std::fill_n(dh, b * h, T(0));
@@ -273,11 +278,13 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
       const T* c = cs + (t * b + r) * h;
       const T* cp = t == 0 ? c0 + r * h : cs + ((t - 1) * b + r) * h;
       const T* dyr = dy + (t * b + r) * h;
+      T* hr = hs + (t * b + r) * h;
       T* dhr = dh + r * h;
       T* dcr = dc + r * h;
       for (std::int64_t j = 0; j < h; ++j) {
         const T i = g[j], f = g[h + j], gg = g[2 * h + j], o = g[3 * h + j];
         const T tc = kernels::tanh(c[j]);
+        hr[j] = o * tc;
         const T dhj = dyr[j] + dhr[j];
         const T dcj = dcr[j] + dhj * o * (T(1) - tc * tc);
         const T c_prev = restarts ? T(0) : cp[j];
@@ -295,8 +302,7 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   if (T* dc0 = grad_in<T>(tape, n, 2)) add_into(dc0, dc, b * h);
   input_side_grads<T>(tape, n, d, 4 * h, gates, 4 * h, 0, 3, 5);
   if (T* dw = grad_in<T>(tape, n, 4))
-    recurrent_weight_grad<T>(tape, d, 4 * h, gates, 4 * h, value_of<T>(n->inputs[1]), value_of<T>(n),
-                             n->indices, dw);
+    recurrent_weight_grad<T>(tape, d, 4 * h, gates, 4 * h, value_of<T>(n->inputs[1]), hs, n->indices, dw);
   if (T* db = grad_in<T>(tape, n, 6))
     for (std::int64_t r = 0; r < rows; ++r) add_into(db, gates + r * 4 * h, 4 * h);
 }

@@ -26,6 +26,16 @@ std::string describe(const Node* n) {
   return s + " (node #" + std::to_string(n->id) + ")";
 }
 
+// Backward may hand a dead value's buffer to its gradient (Recorder::grad_over_value); reading it afterwards
+// would silently return gradients.
+void check_value_readable(const Node* n) {
+  const Node* owner = value_owner(n);
+  if (owner->value_overwritten)
+    throw std::logic_error("the value of " + describe(n) +
+                           " was reused for gradients during backward (nothing on the tape read it "
+                           "again); read values before Tape::backward, or clear() and record again");
+}
+
 }  // namespace
 
 const char* name_of(Op op) {
@@ -77,6 +87,7 @@ Tape& Var::tape() const {
   return *tape_;
 }
 const void* Var::raw_values() const {
+  check_value_readable(node());
   return node()->value;
 }
 
@@ -88,6 +99,7 @@ void Var::check_dtype(DType requested) const {
 
 double Var::item() const {
   const Node* n = node();
+  check_value_readable(n);
   if (n->shape.numel() != 1)
     throw std::invalid_argument("Var::item: " + describe(n) + " has " + std::to_string(n->shape.numel()) +
                                 " elements, not 1");
@@ -102,6 +114,7 @@ Tensor Var::value() const {
 
 void Var::copy_to(Tensor& dst) const {
   const Node* n = node();
+  check_value_readable(n);
   if (dst.empty() || dst.shape() != n->shape || dst.dtype() != dtype()) dst.resize(n->shape, dtype());
   std::memcpy(dst.raw(), n->value, dst.bytes());
 }
@@ -245,6 +258,7 @@ std::vector<const Node*> Tape::nodes() const {
 
 std::string Tape::first_nonfinite() const {
   for (const Node* n : nodes()) {
+    if (value_owner(n)->value_overwritten) continue;  // holds gradients now
     const std::int64_t count = n->shape.numel();
     bool finite = true;
     if (dtype_ == DType::f32) {
@@ -269,6 +283,7 @@ Tape& Recorder::tape_of(Op op, std::span<const Var> inputs) {
                              ": an input is empty or belongs to a tape window that was cleared");
     if (tape != nullptr && &v.tape() != tape)
       throw std::invalid_argument(std::string(name_of(op)) + ": inputs are recorded on different tapes");
+    check_value_readable(v.node_);
     tape = &v.tape();
   }
   if (tape == nullptr) throw std::invalid_argument(std::string(name_of(op)) + ": no inputs");
@@ -297,7 +312,10 @@ Node* Recorder::record(Tape& tape, Op op, Shape shape, std::span<const Var> inpu
     n->inputs = tape.arena_.allocate_array<Node*>(inputs.size());
     tape.node_bytes_ += inputs.size() * sizeof(Node*);
   }
-  for (std::size_t i = 0; i < inputs.size(); ++i) n->inputs[i] = inputs[i].node_;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    n->inputs[i] = inputs[i].node_;
+    if (op != Op::slice_rows) ++value_owner(inputs[i].node_)->readers;  // a view reads nothing itself
+  }
   n->prev = tape.last_;
   tape.last_ = n;
   if (requires_grad) {
@@ -330,6 +348,24 @@ void* Recorder::grad_of(Tape& tape, Node* n) {
     std::memset(n->grad, 0, bytes);
   }
   return n->grad;
+}
+
+namespace {
+// Ops whose backward step reads neither their own value nor (through views) anything that aliases it.
+bool backward_ignores_own_value(Op op) {
+  return op == Op::gather_rows || op == Op::lstm_sequence;
+}
+}  // namespace
+
+void* Recorder::grad_over_value(Tape& tape, Node* n) {
+  Node* owner = value_owner(n);
+  if (!n->requires_grad || owner->grad != nullptr || !owner->has_backward || owner->readers != 1 ||
+      !backward_ignores_own_value(owner->op))
+    return nullptr;
+  std::memset(owner->value, 0, tensor_bytes(owner->shape, tape.dtype_));
+  owner->grad = owner->value;
+  owner->value_overwritten = true;
+  return grad_of(tape, n);
 }
 
 void Recorder::release_grad(Tape& tape, Node* n) {
