@@ -12,6 +12,7 @@
 
 #include "fast_math.hpp"
 #include "node.hpp"
+#include "parallel.hpp"
 #include "recorder.hpp"
 
 namespace rwd::autodiff::kernels {
@@ -94,21 +95,41 @@ T exp(T x) {
   }
 }
 
-// C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n).
 template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
+void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+               const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
   const auto opa = ta ? CblasTrans : CblasNoTrans;
   const auto opb = tb ? CblasTrans : CblasNoTrans;
   const auto M = static_cast<blasint>(m), N = static_cast<blasint>(n), K = static_cast<blasint>(k);
-  const auto LDC = static_cast<blasint>(ldc > 0 ? ldc : n);
   if constexpr (std::is_same_v<T, float>) {
     cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, LDC);
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
   } else {
     cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, static_cast<blasint>(lda), b,
-                static_cast<blasint>(ldb), beta, c, LDC);
+                static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
   }
+}
+
+// C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n). Large
+// products are split over the thread pool by rows of C, or by columns when C has few rows; each element is
+// still summed over k in one piece, so the result does not depend on the split.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+          const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
+  if (ldc == 0) ldc = n;
+  constexpr std::int64_t min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
+  const bool by_rows = m >= n;
+  const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(by_rows ? m : n, 16);
+  parallel::run(parts, [&](int part) {
+    const auto [begin, end] = parallel::range(by_rows ? m : n, part, parts);
+    if (by_rows) {
+      blas_gemm(ta, tb, end - begin, n, k, ta ? a + begin : a + begin * lda, lda, b, ldb, beta,
+                c + begin * ldc, ldc);
+    } else {
+      blas_gemm(ta, tb, m, end - begin, k, a, lda, tb ? b + begin * ldb : b + begin, ldb, beta, c + begin,
+                ldc);
+    }
+  });
 }
 
 }  // namespace rwd::autodiff::kernels

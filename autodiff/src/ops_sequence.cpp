@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels.hpp"
+#include "parallel.hpp"
 #include "rewind/autodiff/ops.hpp"
 
 namespace rwd::autodiff {
@@ -55,26 +56,43 @@ const std::int32_t* save_resets(Tape& tape, std::span<const std::uint8_t> resets
   return saved;
 }
 
-bool any_reset(const std::int32_t* resets, std::int64_t step, std::int64_t batch) {
+// A range of batch rows. Rows never interact inside a recurrence, so the pool runs all steps of each range
+// without a barrier between steps (see parallel.hpp).
+struct Rows {
+  std::int64_t begin, end;
+  std::int64_t count() const { return end - begin; }
+};
+
+template <class Body>
+void over_batch_rows(std::int64_t batch, Body&& body) {
+  const int parts = parallel::parts_for(batch, 1);
+  parallel::run(parts, [&](int part) {
+    const auto [begin, end] = parallel::range(batch, part, parts);
+    body(Rows{begin, end});
+  });
+}
+
+bool any_reset(const std::int32_t* resets, std::int64_t step, std::int64_t batch, Rows rows) {
   if (resets == nullptr) return false;
-  for (std::int64_t b = 0; b < batch; ++b)
+  for (std::int64_t b = rows.begin; b < rows.end; ++b)
     if (resets[step * batch + b] != 0) return true;
   return false;
 }
 
-// The state a step reads: `prev` itself, or a copy in scratch with the restarting rows zeroed.
+// Rows `rows` of the state a step reads, [B, hidden] at prev: prev's own rows, or a copy in the same rows of
+// scratch with the restarting ones zeroed. Points at the first of those rows.
 template <class T>
 const T* step_state(const T* prev, const std::int32_t* resets, std::int64_t step, std::int64_t batch,
-                    std::int64_t hidden, T* scratch) {
-  if (!any_reset(resets, step, batch)) return prev;
-  for (std::int64_t b = 0; b < batch; ++b) {
+                    Rows rows, std::int64_t hidden, T* scratch) {
+  if (!any_reset(resets, step, batch, rows)) return prev + rows.begin * hidden;
+  for (std::int64_t b = rows.begin; b < rows.end; ++b) {
     if (resets[step * batch + b] != 0) {
       std::fill_n(scratch + b * hidden, hidden, T(0));
     } else {
       std::copy_n(prev + b * hidden, hidden, scratch + b * hidden);
     }
   }
-  return scratch;
+  return scratch + rows.begin * hidden;
 }
 
 template <class T>
@@ -123,9 +141,9 @@ void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T
               dw);
   };
   for (std::int64_t t = 0; t < d.steps; ++t) {
-    if (t > 0 && !any_reset(resets, t, b)) continue;
+    if (t > 0 && !any_reset(resets, t, b, Rows{0, b})) continue;
     flush(t);
-    const T* prev = step_state(t == 0 ? h0 : hs + (t - 1) * b * h, resets, t, b, h, masked);
+    const T* prev = step_state(t == 0 ? h0 : hs + (t - 1) * b * h, resets, t, b, Rows{0, b}, h, masked);
     gemm<T>(true, false, cols, h, b, dg + t * b * ldg, ldg, prev, h, T(1), dw);
     run = t + 1;
   }
@@ -134,16 +152,89 @@ void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T
 
 // Rows of a [B, H] recurrent gradient that restarted at this step pass nothing further back.
 template <class T>
-void cut_at_resets(T* grad, const std::int32_t* resets, std::int64_t step, std::int64_t batch,
+void cut_at_resets(T* grad, const std::int32_t* resets, std::int64_t step, std::int64_t batch, Rows rows,
                    std::int64_t hidden) {
   if (resets == nullptr) return;
-  for (std::int64_t b = 0; b < batch; ++b)
+  for (std::int64_t b = rows.begin; b < rows.end; ++b)
     if (resets[step * batch + b] != 0) std::fill_n(grad + b * hidden, hidden, T(0));
 }
 
 template <class T>
 void add_into(T* dst, const T* src, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+// Row kernels: the pointwise part of one step for one batch row. Each gate block gets its own pointer and
+// none overlap; __restrict says so, without which GCC leaves these loops scalar (too many pointer pairs to
+// check at run time). A restarting row passes a row of zeros as its previous state.
+
+// Pre-activations i, f, g, o in place to activations; then c = f c_prev + i g and h = o tanh(c).
+template <class T>
+void lstm_forward_row(std::int64_t h, T* __restrict i, T* __restrict f, T* __restrict g, T* __restrict o,
+                      const T* __restrict c_prev, T* __restrict c, T* __restrict h_out) {
+  for (std::int64_t j = 0; j < h; ++j) i[j] = kernels::sigmoid(i[j]);
+  for (std::int64_t j = 0; j < h; ++j) f[j] = kernels::sigmoid(f[j]);
+  for (std::int64_t j = 0; j < h; ++j) g[j] = kernels::tanh(g[j]);
+  for (std::int64_t j = 0; j < h; ++j) o[j] = kernels::sigmoid(o[j]);
+  for (std::int64_t j = 0; j < h; ++j) {
+    c[j] = f[j] * c_prev[j] + i[j] * g[j];
+    h_out[j] = o[j] * kernels::tanh(c[j]);
+  }
+}
+
+// Activations i, f, g, o in place to their pre-activation gradients, from dy (the output's gradient), dh and
+// dc (the recurrent ones, dc becoming dc_prev); h_t = o tanh(c) is rebuilt into h_out on the way.
+template <class T>
+void lstm_backward_row(std::int64_t h, T* __restrict i, T* __restrict f, T* __restrict g, T* __restrict o,
+                       const T* __restrict c, const T* __restrict c_prev, const T* __restrict dy,
+                       const T* __restrict dh, T* __restrict dc, T* __restrict h_out) {
+  for (std::int64_t j = 0; j < h; ++j) {
+    const T tc = kernels::tanh(c[j]);
+    h_out[j] = o[j] * tc;
+    const T dhj = dy[j] + dh[j];
+    const T dcj = dc[j] + dhj * o[j] * (T(1) - tc * tc);
+    const T ij = i[j], fj = f[j], gj = g[j], oj = o[j];
+    i[j] = dcj * gj * ij * (T(1) - ij);
+    f[j] = dcj * c_prev[j] * fj * (T(1) - fj);
+    g[j] = dcj * ij * (T(1) - gj * gj);
+    o[j] = dhj * tc * oj * (T(1) - oj);
+    dc[j] = dcj * fj;
+  }
+}
+
+// r, z from their input projections plus gh's; n = tanh(x_n + r gh_n), kept with gh_n; h = (1 - z) n + z
+// h_prev.
+template <class T>
+void gru_forward_row(std::int64_t h, T* __restrict r, T* __restrict z, T* __restrict n,
+                     T* __restrict gh_n_kept, const T* __restrict gh_r, const T* __restrict gh_z,
+                     const T* __restrict gh_n, const T* __restrict h_prev, T* __restrict h_out) {
+  for (std::int64_t j = 0; j < h; ++j) r[j] = kernels::sigmoid(r[j] + gh_r[j]);
+  for (std::int64_t j = 0; j < h; ++j) z[j] = kernels::sigmoid(z[j] + gh_z[j]);
+  for (std::int64_t j = 0; j < h; ++j) {
+    n[j] = kernels::tanh(n[j] + r[j] * gh_n[j]);
+    gh_n_kept[j] = gh_n[j];
+    h_out[j] = (T(1) - z[j]) * n[j] + z[j] * h_prev[j];
+  }
+}
+
+// r, z, n, gh_n in place to d_r, d_z, d_n and d_n r; the same d_r, d_z, d_n r into dgh_* (the hidden side's
+// gate gradients); dh becomes the part of dh_prev that does not go through W_hh.
+template <class T>
+void gru_backward_row(std::int64_t h, T* __restrict r, T* __restrict z, T* __restrict n, T* __restrict gh_n,
+                      T* __restrict dgh_r, T* __restrict dgh_z, T* __restrict dgh_n,
+                      const T* __restrict h_prev, const T* __restrict dy, T* __restrict dh) {
+  for (std::int64_t j = 0; j < h; ++j) {
+    const T rj = r[j], zj = z[j], nj = n[j];
+    const T dhj = dy[j] + dh[j];
+    const T d_n = dhj * (T(1) - zj) * (T(1) - nj * nj);
+    const T d_z = dhj * (h_prev[j] - nj) * zj * (T(1) - zj);
+    const T d_r = d_n * gh_n[j] * rj * (T(1) - rj);
+    r[j] = dgh_r[j] = d_r;
+    z[j] = dgh_z[j] = d_z;
+    n[j] = d_n;
+    gh_n[j] = dgh_n[j] = d_n * rj;
+    dh[j] = dhj * zj;
+  }
 }
 
 }  // namespace
@@ -167,13 +258,15 @@ Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(y, d.steps * b, h, h, value_of<T>(n->inputs[4]), value_of<T>(n->inputs[5]));
     gemm<T>(false, true, d.steps * b, h, d.input, value_of<T>(n->inputs[0]), d.input,
             value_of<T>(n->inputs[2]), d.input, T(1), y);
-    for (std::int64_t t = 0; t < d.steps; ++t) {
-      const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
-      T* yt = y + t * b * h;
-      gemm<T>(false, true, b, h, h, step_state(prev, n->indices, t, b, h, masked), h,
-              value_of<T>(n->inputs[3]), h, T(1), yt);
-      for (std::int64_t i = 0; i < b * h; ++i) yt[i] = kernels::tanh(yt[i]);
-    }
+    over_batch_rows(b, [&](Rows rows) {
+      for (std::int64_t t = 0; t < d.steps; ++t) {
+        const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
+        T* yt = y + (t * b + rows.begin) * h;
+        gemm<T>(false, true, rows.count(), h, h, step_state(prev, n->indices, t, b, rows, h, masked), h,
+                value_of<T>(n->inputs[3]), h, T(1), yt);
+        for (std::int64_t i = 0; i < rows.count() * h; ++i) yt[i] = kernels::tanh(yt[i]);
+      }
+    });
   });
   return finish(tape, n);
 }
@@ -188,13 +281,16 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
   T* dh = scratch<T>(tape, b * h);
   std::fill_n(dh, b * h, T(0));
   const T* w_hh = value_of<T>(n->inputs[3]);
-  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
-    T* dt = dpre + t * b * h;
-    const T* yt = y + t * b * h;
-    for (std::int64_t i = 0; i < b * h; ++i) dt[i] = (dt[i] + dh[i]) * (T(1) - yt[i] * yt[i]);
-    gemm<T>(false, false, b, h, h, dt, h, w_hh, h, T(0), dh);
-    cut_at_resets(dh, n->indices, t, b, h);
-  }
+  over_batch_rows(b, [&](Rows rows) {
+    T* dhr = dh + rows.begin * h;
+    for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+      T* dt = dpre + (t * b + rows.begin) * h;
+      const T* yt = y + (t * b + rows.begin) * h;
+      for (std::int64_t i = 0; i < rows.count() * h; ++i) dt[i] = (dt[i] + dhr[i]) * (T(1) - yt[i] * yt[i]);
+      gemm<T>(false, false, rows.count(), h, h, dt, h, w_hh, h, T(0), dhr);
+      cut_at_resets(dh, n->indices, t, b, rows, h);
+    }
+  });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   input_side_grads<T>(tape, n, d, h, dpre, h, 0, 2, 4);
   if (T* dw = grad_in<T>(tape, n, 3))
@@ -226,28 +322,21 @@ Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, c
     fill_bias_rows(gates, rows, 4 * h, 4 * h, value_of<T>(n->inputs[5]), value_of<T>(n->inputs[6]));
     gemm<T>(false, true, rows, 4 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[3]),
             d.input, T(1), gates);
-    for (std::int64_t t = 0; t < d.steps; ++t) {
-      const T* h_prev =
-          step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t, b, h, masked);
-      const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->indices, t,
-                                   b, h, masked + (masked != nullptr ? b * h : 0));
-      T* gt = gates + t * b * 4 * h;
-      gemm<T>(false, true, b, 4 * h, h, h_prev, h, value_of<T>(n->inputs[4]), h, T(1), gt);
-      for (std::int64_t r = 0; r < b; ++r) {
-        T* g = gt + r * 4 * h;
-        // Gate by gate over contiguous columns, so each loop vectorises.
-        for (std::int64_t j = 0; j < 2 * h; ++j) g[j] = kernels::sigmoid(g[j]);
-        for (std::int64_t j = 2 * h; j < 3 * h; ++j) g[j] = kernels::tanh(g[j]);
-        for (std::int64_t j = 3 * h; j < 4 * h; ++j) g[j] = kernels::sigmoid(g[j]);
-        const T* cp = c_prev + r * h;
-        T* c = cs + (t * b + r) * h;
-        T* hr = y + (t * b + r) * h;
-        for (std::int64_t j = 0; j < h; ++j) {
-          c[j] = g[h + j] * cp[j] + g[j] * g[2 * h + j];
-          hr[j] = g[3 * h + j] * kernels::tanh(c[j]);
+    over_batch_rows(b, [&](Rows rows) {
+      for (std::int64_t t = 0; t < d.steps; ++t) {
+        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t,
+                                     b, rows, h, masked);
+        const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->indices, t,
+                                     b, rows, h, masked + (masked != nullptr ? b * h : 0));
+        gemm<T>(false, true, rows.count(), 4 * h, h, h_prev, h, value_of<T>(n->inputs[4]), h, T(1),
+                gates + (t * b + rows.begin) * 4 * h);
+        for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+          T* g = gates + (t * b + r) * 4 * h;
+          lstm_forward_row(h, g, g + h, g + 2 * h, g + 3 * h, c_prev + (r - rows.begin) * h,
+                           cs + (t * b + r) * h, y + (t * b + r) * h);
         }
       }
-    }
+    });
     std::memcpy(y + rows * h, cs + (rows - b) * h, sizeof(T) * b * h);  // c_T
   });
   return finish(tape, n);
@@ -266,38 +355,28 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   // its own value, so that buffer can serve as dy (Recorder::grad_over_value).
   T* dy = static_cast<T*>(n->grad);
   T* hs = dy + b * h;
-  T* dh = scratch<T>(tape, 2 * b * h);
+  T* dh = scratch<T>(tape, 3 * b * h);
   T* dc = dh + b * h;
+  T* zeros = dc + b * h;  // the previous c of a restarting row
   std::fill_n(dh, b * h, T(0));
+  std::fill_n(zeros, b * h, T(0));
   std::memcpy(dc, dy + rows * h, sizeof(T) * b * h);
   const T* w_hh = value_of<T>(n->inputs[4]);
-  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
-    for (std::int64_t r = 0; r < b; ++r) {
-      const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
-      T* g = gates + (t * b + r) * 4 * h;
-      const T* c = cs + (t * b + r) * h;
-      const T* cp = t == 0 ? c0 + r * h : cs + ((t - 1) * b + r) * h;
-      const T* dyr = dy + (t * b + r) * h;
-      T* hr = hs + (t * b + r) * h;
-      T* dhr = dh + r * h;
-      T* dcr = dc + r * h;
-      for (std::int64_t j = 0; j < h; ++j) {
-        const T i = g[j], f = g[h + j], gg = g[2 * h + j], o = g[3 * h + j];
-        const T tc = kernels::tanh(c[j]);
-        hr[j] = o * tc;
-        const T dhj = dyr[j] + dhr[j];
-        const T dcj = dcr[j] + dhj * o * (T(1) - tc * tc);
-        const T c_prev = restarts ? T(0) : cp[j];
-        g[j] = dcj * gg * i * (T(1) - i);
-        g[h + j] = dcj * c_prev * f * (T(1) - f);
-        g[2 * h + j] = dcj * i * (T(1) - gg * gg);
-        g[3 * h + j] = dhj * tc * o * (T(1) - o);
-        dcr[j] = restarts ? T(0) : dcj * f;
+  over_batch_rows(b, [&](Rows rows) {
+    for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+      for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+        const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+        T* g = gates + (t * b + r) * 4 * h;
+        const T* c_prev = restarts ? zeros : t == 0 ? c0 + r * h : cs + ((t - 1) * b + r) * h;
+        lstm_backward_row(h, g, g + h, g + 2 * h, g + 3 * h, cs + (t * b + r) * h, c_prev,
+                          dy + (t * b + r) * h, dh + r * h, dc + r * h, hs + (t * b + r) * h);
       }
+      gemm<T>(false, false, rows.count(), h, 4 * h, gates + (t * b + rows.begin) * 4 * h, 4 * h, w_hh, h,
+              T(0), dh + rows.begin * h);
+      cut_at_resets(dh, n->indices, t, b, rows, h);
+      cut_at_resets(dc, n->indices, t, b, rows, h);
     }
-    gemm<T>(false, false, b, h, 4 * h, gates + t * b * 4 * h, 4 * h, w_hh, h, T(0), dh);
-    cut_at_resets(dh, n->indices, t, b, h);
-  }
+  });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   if (T* dc0 = grad_in<T>(tape, n, 2)) add_into(dc0, dc, b * h);
   input_side_grads<T>(tape, n, d, 4 * h, gates, 4 * h, 0, 3, 5);
@@ -329,25 +408,21 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(saved, rows, 3 * h, 4 * h, value_of<T>(n->inputs[4]));
     gemm<T>(false, true, rows, 3 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[2]),
             d.input, T(1), saved, 4 * h);
-    for (std::int64_t t = 0; t < d.steps; ++t) {
-      const T* h_prev =
-          step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t, b, h, masked);
-      fill_bias_rows(gh, b, 3 * h, 3 * h, value_of<T>(n->inputs[5]));
-      gemm<T>(false, true, b, 3 * h, h, h_prev, h, value_of<T>(n->inputs[3]), h, T(1), gh);
-      for (std::int64_t r = 0; r < b; ++r) {
-        T* s = saved + (t * b + r) * 4 * h;
-        const T* ghr = gh + r * 3 * h;
-        const T* hp = h_prev + r * h;
-        T* hr = y + (t * b + r) * h;
-        for (std::int64_t j = 0; j < 2 * h; ++j) s[j] = kernels::sigmoid(s[j] + ghr[j]);
-        for (std::int64_t j = 0; j < h; ++j) {
-          const T nn = kernels::tanh(s[2 * h + j] + s[j] * ghr[2 * h + j]);
-          s[2 * h + j] = nn;
-          s[3 * h + j] = ghr[2 * h + j];
-          hr[j] = (T(1) - s[h + j]) * nn + s[h + j] * hp[j];
+    over_batch_rows(b, [&](Rows rows) {
+      for (std::int64_t t = 0; t < d.steps; ++t) {
+        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t,
+                                     b, rows, h, masked);
+        T* ghs = gh + rows.begin * 3 * h;
+        fill_bias_rows(ghs, rows.count(), 3 * h, 3 * h, value_of<T>(n->inputs[5]));
+        gemm<T>(false, true, rows.count(), 3 * h, h, h_prev, h, value_of<T>(n->inputs[3]), h, T(1), ghs);
+        for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+          T* s = saved + (t * b + r) * 4 * h;
+          const T* ghr = gh + r * 3 * h;
+          gru_forward_row(h, s, s + h, s + 2 * h, s + 3 * h, ghr, ghr + h, ghr + 2 * h,
+                          h_prev + (r - rows.begin) * h, y + (t * b + r) * h);
         }
       }
-    }
+    });
   });
   return finish(tape, n);
 }
@@ -362,34 +437,25 @@ void backward_gru_sequence(Tape& tape, Node* n) {
   const T* h0 = value_of<T>(n->inputs[1]);
   const T* dy = dy_of<T>(n);
   const T* w_hh = value_of<T>(n->inputs[3]);
-  T* dh = scratch<T>(tape, b * h);
+  T* dh = scratch<T>(tape, 2 * b * h);
+  T* zeros = dh + b * h;  // the previous h of a restarting row
   T* dgh = scratch<T>(tape, b * 3 * h);
-  std::fill_n(dh, b * h, T(0));
-  for (std::int64_t t = d.steps - 1; t >= 0; --t) {
-    for (std::int64_t r = 0; r < b; ++r) {
-      const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
-      T* s = saved + (t * b + r) * 4 * h;
-      T* dg = dgh + r * 3 * h;
-      const T* hp = t == 0 ? h0 + r * h : y + ((t - 1) * b + r) * h;
-      const T* dyr = dy + (t * b + r) * h;
-      T* dhr = dh + r * h;
-      for (std::int64_t j = 0; j < h; ++j) {
-        const T rg = s[j], z = s[h + j], nn = s[2 * h + j], ghn = s[3 * h + j];
-        const T dhj = dyr[j] + dhr[j];
-        const T h_prev = restarts ? T(0) : hp[j];
-        const T d_n = dhj * (T(1) - z) * (T(1) - nn * nn);
-        const T d_z = dhj * (h_prev - nn) * z * (T(1) - z);
-        const T d_r = d_n * ghn * rg * (T(1) - rg);
-        s[j] = dg[j] = d_r;
-        s[h + j] = dg[h + j] = d_z;
-        s[2 * h + j] = d_n;
-        s[3 * h + j] = dg[2 * h + j] = d_n * rg;
-        dhr[j] = dhj * z;
+  std::fill_n(dh, 2 * b * h, T(0));
+  over_batch_rows(b, [&](Rows rows) {
+    for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+      for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+        const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+        T* s = saved + (t * b + r) * 4 * h;
+        T* dg = dgh + r * 3 * h;
+        const T* h_prev = restarts ? zeros : t == 0 ? h0 + r * h : y + ((t - 1) * b + r) * h;
+        gru_backward_row(h, s, s + h, s + 2 * h, s + 3 * h, dg, dg + h, dg + 2 * h, h_prev,
+                         dy + (t * b + r) * h, dh + r * h);
       }
+      gemm<T>(false, false, rows.count(), h, 3 * h, dgh + rows.begin * 3 * h, 3 * h, w_hh, h, T(1),
+              dh + rows.begin * h);
+      cut_at_resets(dh, n->indices, t, b, rows, h);
     }
-    gemm<T>(false, false, b, h, 3 * h, dgh, 3 * h, w_hh, h, T(1), dh);
-    cut_at_resets(dh, n->indices, t, b, h);
-  }
+  });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   input_side_grads<T>(tape, n, d, 3 * h, saved, 4 * h, 0, 2, 4);
   if (T* dw = grad_in<T>(tape, n, 3)) {
