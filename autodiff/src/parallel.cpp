@@ -1,6 +1,7 @@
 #include "parallel.hpp"
 
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -120,14 +121,21 @@ Pool& pool() {
   return instance;
 }
 
+// OpenBLAS must not run its own threads beside ours (see the header). Its pthreads build starts them when it
+// loads, and they spin in sched_yield for about 2^28 cycles (~0.1 s) before sleeping: long enough to halve
+// the speed of a short run. Single-threaded OpenBLAS never wakes them, so they are shut down at once
+// (blas_thread_shutdown_ is exported by that build; looked up, so other builds skip it). OpenBLAS starts
+// them again by itself if someone asks it for more threads later.
+void make_blas_single_threaded() {
+  openblas_set_num_threads(1);
+  if (auto* shutdown = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) shutdown();
+}
+[[maybe_unused]] const bool blas_single_threaded = (make_blas_single_threaded(), true);
+
 }  // namespace
 
 int threads() {
-  static const int n = [] {
-    // OpenBLAS must not start its own threads beside ours (see the header).
-    openblas_set_num_threads(1);
-    return configured_threads();
-  }();
+  static const int n = configured_threads();
   return n;
 }
 
