@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -111,17 +112,21 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 }
 
 // C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n). Large
-// products are split over the thread pool by rows of C, or by columns when C has few rows; each element is
-// still summed over k in one piece, so the result does not depend on the split.
+// products are split over the thread pool by rows of C, or by columns when C has few rows, at multiples of
+// 64: OpenBLAS's kernels then tile each part as they tile the whole, and every element is summed over k in
+// one piece, so results are bit-identical for any number of threads (tests/cli_threads.sh).
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
   constexpr std::int64_t min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
+  constexpr std::int64_t align = 64;
   const bool by_rows = m >= n;
-  const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(by_rows ? m : n, 16);
+  const std::int64_t blocks = ((by_rows ? m : n) + align - 1) / align;
+  const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(blocks, 1);
   parallel::run(parts, [&](int part) {
-    const auto [begin, end] = parallel::range(by_rows ? m : n, part, parts);
+    const auto [first, last] = parallel::range(blocks, part, parts);
+    const std::int64_t begin = first * align, end = std::min(last * align, by_rows ? m : n);
     if (by_rows) {
       blas_gemm(ta, tb, end - begin, n, k, ta ? a + begin : a + begin * lda, lda, b, ldb, beta,
                 c + begin * ldc, ldc);
