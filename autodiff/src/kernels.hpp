@@ -10,9 +10,11 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "fast_math.hpp"
 #include "node.hpp"
+#include "packed_gemm.hpp"
 #include "parallel.hpp"
 #include "recorder.hpp"
 
@@ -111,15 +113,35 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
   }
 }
 
-// C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n). Large
-// products are split over the thread pool by rows of C, or by columns when C has few rows, at multiples of
-// 64: OpenBLAS's kernels then tile each part as they tile the whole, and every element is summed over k in
-// one piece, so results are bit-identical for any number of threads (tests/cli_threads.sh).
+// C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n).
+//
+// With A not transposed (every product but the weight gradients) and at least a tile of rows, B is packed
+// once and the rows of C are shared out to packed_gemm, which beats OpenBLAS on these shapes: B is a weight
+// matrix, small next to A, and the kernel needs no packing of A (bench/README.md, "GEMM"). Weight gradients
+// (A^T B with k = the window's rows) go to OpenBLAS.
+//
+// Large products are split over the thread pool by rows of C, or by columns when C has few rows: for
+// packed_gemm anywhere (each row of C is computed alone), for OpenBLAS at multiples of 64 so that its kernels
+// tile each part as they tile the whole. Every element is summed over k in one piece, so results are
+// bit-identical for any number of threads (tests/cli_threads.sh).
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
   constexpr std::int64_t min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
+  if (!ta && m >= panel_rows && (beta == T(0) || beta == T(1))) {
+    thread_local std::vector<T> storage;
+    storage.resize(static_cast<std::size_t>(PackedB<T>::size(k, n)));
+    const PackedB<T> packed(b, ldb, tb, k, n, storage.data());
+    const std::int64_t tiles = (m + panel_rows - 1) / panel_rows;
+    const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(tiles, 1);
+    parallel::run(parts, [&](int part) {
+      const auto [first, last] = parallel::range(tiles, part, parts);
+      const std::int64_t begin = first * panel_rows, end = std::min(last * panel_rows, m);
+      packed_gemm(end - begin, a + begin * lda, lda, packed, beta != T(0), c + begin * ldc, ldc);
+    });
+    return;
+  }
   constexpr std::int64_t align = 64;
   const bool by_rows = m >= n;
   const std::int64_t blocks = ((by_rows ? m : n) + align - 1) / align;

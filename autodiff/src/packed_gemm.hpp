@@ -108,18 +108,23 @@ void packed_rest(int rows, const PackedB<T>& b, const T* panel, std::int64_t col
 }  // namespace detail
 
 // C [m, b.n] (row stride ldc) = A [m, b.k] (row stride lda) B, plus C when add.
+// Rows go in blocks of 8 tiles, so that a block of C and A stays in cache while every panel passes by.
 template <class T>
 void packed_gemm(std::int64_t m, const T* a, std::int64_t lda, const PackedB<T>& b, bool add, T* c,
                  std::int64_t ldc) {
-  for (std::int64_t p = 0; p * PackedB<T>::width < b.n; ++p) {
-    const T* panel = b.data + p * PackedB<T>::width * b.k;
-    const std::int64_t first = p * PackedB<T>::width, cols = std::min(PackedB<T>::width, b.n - first);
-    std::int64_t r = 0;
-    for (; r + panel_rows <= m; r += panel_rows)
-      detail::packed_tile<T, panel_rows>(b, panel, cols, a + r * lda, lda, add, c + r * ldc + first, ldc);
-    if (r < m)
-      detail::packed_rest<T>(static_cast<int>(m - r), b, panel, cols, a + r * lda, lda, add,
-                             c + r * ldc + first, ldc);
+  constexpr std::int64_t block = 8 * panel_rows;
+  for (std::int64_t r0 = 0; r0 < m; r0 += block) {
+    const std::int64_t r1 = std::min(m, r0 + block);
+    for (std::int64_t p = 0; p * PackedB<T>::width < b.n; ++p) {
+      const T* panel = b.data + p * PackedB<T>::width * b.k;
+      const std::int64_t first = p * PackedB<T>::width, cols = std::min(PackedB<T>::width, b.n - first);
+      std::int64_t r = r0;
+      for (; r + panel_rows <= r1; r += panel_rows)
+        detail::packed_tile<T, panel_rows>(b, panel, cols, a + r * lda, lda, add, c + r * ldc + first, ldc);
+      if (r < r1)
+        detail::packed_rest<T>(static_cast<int>(r1 - r), b, panel, cols, a + r * lda, lda, add,
+                               c + r * ldc + first, ldc);
+    }
   }
 }
 
