@@ -1,7 +1,9 @@
-// Tape overhead per op, matmul op vs bare sgemm, and tape clear. Figures and commands: bench/README.md.
+// Tape overhead per op, matmul op (rewind's GEMM) vs bare OpenBLAS sgemm, and tape clear. Figures and
+// commands: bench/README.md.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <thread>
 #include <vector>
 
 #include "rewind/autodiff/ops.hpp"
@@ -78,9 +80,17 @@ void BM_MatmulOp(benchmark::State& state) {
       benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Bare sgemm with the same shapes and layout; its input copy mirrors tape.input's, so the ratio isolates the
-// tape's own cost.
+// rewind sets OpenBLAS to one thread (docs/threads.md); the sgemm baselines run it at its best instead, with
+// one thread per core.
+struct OpenBlasAtItsBest {
+  OpenBlasAtItsBest() { openblas_set_num_threads(static_cast<int>(std::thread::hardware_concurrency())); }
+  ~OpenBlasAtItsBest() { openblas_set_num_threads(1); }
+};
+
+// Bare sgemm with the same shapes and layout; its input copy mirrors tape.input's, so the ratio shows the
+// tape's own cost and the difference between rewind's GEMM (docs/threads.md) and OpenBLAS's.
 void BM_Sgemm(benchmark::State& state) {
+  const OpenBlasAtItsBest threads;
   const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
   const std::vector<float> source(m * k, 0.01f), w(n * k, 0.02f);
   std::vector<float> a(m * k), y(m * n);
@@ -113,6 +123,7 @@ void BM_MatmulOpBackward(benchmark::State& state) {
 }
 
 void BM_SgemmBackward(benchmark::State& state) {
+  const OpenBlasAtItsBest threads;
   const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
   const std::vector<float> source(m * k, 0.01f), w(n * k, 0.02f), dy(m * n, 1.0f);
   std::vector<float> a(m * k), y(m * n), da(m * k), dw(n * k, 0.0f);

@@ -115,10 +115,11 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 
 // C[m,n] = op(A) op(B) + beta C, row-major; lda/ldb/ldc are the stored column counts (ldc 0: n).
 //
-// With A not transposed (every product but the weight gradients) and at least a tile of rows, B is packed
-// once and the rows of C are shared out to packed_gemm, which beats OpenBLAS on these shapes: B is a weight
-// matrix, small next to A, and the kernel needs no packing of A (bench/README.md, "GEMM"). Weight gradients
-// (A^T B with k = the window's rows) go to OpenBLAS.
+// With A not transposed and many rows (a window's input projections, heads, input gradients), B is packed
+// once and the rows of C are shared out to packed_gemm, which beats OpenBLAS there: B is a weight matrix,
+// small next to A, and the kernel needs no packing of A (bench/README.md, "GEMM"). With few rows packing B
+// costs as much as the product and OpenBLAS, which packs faster, keeps it; so do weight gradients (A^T B
+// with k = the window's rows).
 //
 // Large products are split over the thread pool by rows of C, or by columns when C has few rows: for
 // packed_gemm anywhere (each row of C is computed alone), for OpenBLAS at multiples of 64 so that its kernels
@@ -129,7 +130,8 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
   constexpr std::int64_t min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
-  if (!ta && m >= panel_rows && (beta == T(0) || beta == T(1))) {
+  constexpr std::int64_t min_packed_rows = 128;
+  if (!ta && m >= min_packed_rows && (beta == T(0) || beta == T(1))) {
     thread_local std::vector<T> storage;
     storage.resize(static_cast<std::size_t>(PackedB<T>::size(k, n)));
     const PackedB<T> packed(b, ldb, tb, k, n, storage.data());
