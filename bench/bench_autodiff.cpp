@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "packed_gemm.hpp"  // internal: autodiff/src
 #include "rewind/autodiff/ops.hpp"
 
 using namespace rwd::autodiff;
@@ -142,9 +143,48 @@ void BM_SgemmBackward(benchmark::State& state) {
       benchmark::Counter(6.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Batch 32 against the gate matrices of an LSTM at hidden 64, 256 and 1024 (4 * hidden outputs).
+// The per-step recurrent product of the sequence ops, on one core: rows x W_hh^T with W_hh packed once
+// outside the loop (once per window in the ops), against OpenBLAS on one core, which packs W_hh every call.
+void BM_RecurrentProduct(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const std::vector<float> h(m * k, 0.01f), w(n * k, 0.02f);
+  std::vector<float> packed(kernels::PackedB<float>::size(k, n)), gates(m * n);
+  const kernels::PackedB<float> w_hh(w.data(), k, true, k, n, packed.data());
+  for (auto _ : state) {
+    kernels::packed_gemm(m, h.data(), k, w_hh, false, gates.data(), n);
+    benchmark::DoNotOptimize(gates.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void BM_RecurrentProductOpenBlas(benchmark::State& state) {
+  const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const std::vector<float> h(m * k, 0.01f), w(n * k, 0.02f);
+  std::vector<float> gates(m * n);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, h.data(), k, w.data(), k, 0.0f,
+                gates.data(), n);
+    benchmark::DoNotOptimize(gates.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+// Half a batch of 32 (one of two threads' rows) and a whole one, LSTM gates at hidden 64, 256, 1024.
+void recurrent_shapes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t rows : {16, 32})
+    for (std::int64_t h : {64, 256, 1024}) b->Args({rows, h, 4 * h});
+}
+BENCHMARK(BM_RecurrentProduct)->Apply(recurrent_shapes);
+BENCHMARK(BM_RecurrentProductOpenBlas)->Apply(recurrent_shapes);
+
+// Batch 32 against the gate matrices of an LSTM at hidden 64, 256 and 1024 (4 * hidden outputs): one step,
+// which rewind hands to OpenBLAS; then a window's input projection, embedding 64 -> 4 * hidden, over the 640
+// rows of a truncated(20) window and the 32,000 rows of full BPTT at T = 1,000, which go to the packed
+// kernel (docs/threads.md).
 void gemm_shapes(benchmark::internal::Benchmark* b) {
   for (std::int64_t h : {64, 256, 1024}) b->Args({32, h, 4 * h});
+  for (std::int64_t h : {64, 256}) b->Args({640, 64, 4 * h});
+  b->Args({32000, 64, 512});
 }
 BENCHMARK(BM_MatmulOp)->Apply(gemm_shapes);
 BENCHMARK(BM_Sgemm)->Apply(gemm_shapes);
