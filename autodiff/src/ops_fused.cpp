@@ -6,6 +6,7 @@
 
 #include "kernels.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "row_kernels.hpp"
 
 namespace rwd::autodiff {
 using namespace kernels;
@@ -85,8 +86,8 @@ void backward_rnn_pointwise(Tape& tape, Node* n) {
 }
 
 // ---- lstm_pointwise ------------------------------------------------------------------------------------
-// Saved per row: the activated gates i, f, g, o and tanh(c): 5H values. c_prev is the input's own value, and
-// the sum of the two projections is never stored.
+// Saved per row: the activated gates i, f, g, o (4H). c_prev is the input's own value and c the op's own
+// output, so tanh(c) is recomputed in backward. The arithmetic is the whole-window op's (row_kernels.hpp).
 
 Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
   const std::array<Var, 3> inputs{gi, gh, c_prev};
@@ -102,26 +103,15 @@ Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
     const T* b = value_of<T>(n->inputs[1]);
     const T* c0 = value_of<T>(n->inputs[2]);
     T* out = out_of<T>(n);
-    T* act = n->requires_grad ? allocate_saved<T>(tape, n, batch * 5 * hidden) : nullptr;
+    T* gates = n->requires_grad
+                   ? allocate_saved<T>(tape, n, batch * 4 * hidden)
+                   : static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * batch * 4 * hidden));
+    for (std::int64_t i = 0; i < batch * 4 * hidden; ++i) gates[i] = a[i] + b[i];
     for (std::int64_t r = 0; r < batch; ++r) {
-      const T* ar_ = a + r * 4 * hidden;
-      const T* br = b + r * 4 * hidden;
+      T* g = gates + r * 4 * hidden;
       T* hr = out + r * 2 * hidden;
-      T* cr = hr + hidden;
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        auto pre = [&](int gate) { return ar_[gate * hidden + j] + br[gate * hidden + j]; };
-        const T i = kernels::sigmoid(pre(0)), f = kernels::sigmoid(pre(1));
-        const T gg = kernels::tanh(pre(2)), o = kernels::sigmoid(pre(3));
-        const T c = f * c0[r * hidden + j] + i * gg;
-        const T tc = kernels::tanh(c);
-        cr[j] = c;
-        hr[j] = o * tc;
-        if (act != nullptr) {
-          T* ar = act + r * 5 * hidden;
-          ar[j] = i, ar[hidden + j] = f, ar[2 * hidden + j] = gg, ar[3 * hidden + j] = o,
-          ar[4 * hidden + j] = tc;
-        }
-      }
+      lstm_forward_row(hidden, g, g + hidden, g + 2 * hidden, g + 3 * hidden, c0 + r * hidden, hr + hidden,
+                       hr);
     }
   });
   return finish(tape, n);
@@ -130,33 +120,34 @@ Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
 template <class T>
 void backward_lstm_pointwise(Tape& tape, Node* n) {
   const std::int64_t batch = n->shape.rows, hidden = n->shape.cols / 2;
-  const T* act = static_cast<const T*>(n->saved);
+  T* gates = static_cast<T*>(n->saved);  // becomes the pre-activations' gradient
+  const T* out = value_of<T>(n);
   const T* c0 = value_of<T>(n->inputs[2]);
   const T* dy = dy_of<T>(n);
+  T* scratch = static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * 3 * hidden));
+  T *zeros = scratch, *dc = scratch + hidden, *h_rebuilt = scratch + 2 * hidden;
+  std::fill_n(zeros, hidden, T(0));
   T* dgi = grad_in<T>(tape, n, 0);
   T* dgh = grad_in<T>(tape, n, 1);
   T* dc0 = grad_in<T>(tape, n, 2);
   for (std::int64_t r = 0; r < batch; ++r) {
-    const T* ar = act + r * 5 * hidden;
-    const T* dh = dy + r * 2 * hidden;
-    const T* dc_out = dh + hidden;
-    for (std::int64_t j = 0; j < hidden; ++j) {
-      const T i = ar[j], f = ar[hidden + j], gg = ar[2 * hidden + j], o = ar[3 * hidden + j],
-              tc = ar[4 * hidden + j];
-      const T dc = dc_out[j] + dh[j] * o * (T(1) - tc * tc);
-      // Both projections feed the same pre-activation, so both receive its gradient.
-      const T d[4] = {dc * gg * i * (T(1) - i), dc * c0[r * hidden + j] * f * (T(1) - f),
-                      dc * i * (T(1) - gg * gg), dh[j] * tc * o * (T(1) - o)};
-      for (T* grad : {dgi, dgh})
-        if (grad != nullptr)
-          for (int gate = 0; gate < 4; ++gate) grad[r * 4 * hidden + gate * hidden + j] += d[gate];
-      if (dc0 != nullptr) dc0[r * hidden + j] += dc * f;
-    }
+    T* g = gates + r * 4 * hidden;
+    const T* dyr = dy + r * 2 * hidden;
+    std::copy_n(dyr + hidden, hidden, dc);
+    lstm_backward_row(hidden, g, g + hidden, g + 2 * hidden, g + 3 * hidden, out + r * 2 * hidden + hidden,
+                      c0 + r * hidden, dyr, zeros, dc, h_rebuilt);
+    // Both projections feed the same pre-activation, so both receive its gradient.
+    for (T* grad : {dgi, dgh})
+      if (grad != nullptr)
+        for (std::int64_t j = 0; j < 4 * hidden; ++j) grad[r * 4 * hidden + j] += g[j];
+    if (dc0 != nullptr)
+      for (std::int64_t j = 0; j < hidden; ++j) dc0[r * hidden + j] += dc[j];
   }
 }
 
 // ---- gru_pointwise -------------------------------------------------------------------------------------
-// Saved per row: r, z, n (3H). gh and h_prev are the inputs' own values.
+// Saved per row: r, z, n (3H). gh and h_prev are the inputs' own values. The arithmetic is the whole-window
+// op's (row_kernels.hpp).
 
 Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
   const std::array<Var, 3> inputs{gi, gh, h_prev};
@@ -172,20 +163,16 @@ Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
     const T* b = value_of<T>(n->inputs[1]);
     const T* h0 = value_of<T>(n->inputs[2]);
     T* h = out_of<T>(n);
-    T* act = n->requires_grad ? allocate_saved<T>(tape, n, batch * 3 * hidden) : nullptr;
+    const std::int64_t count = batch * 3 * hidden;
+    T* act = n->requires_grad ? allocate_saved<T>(tape, n, count)
+                              : static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * count));
+    T* gh_n_copy = static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * hidden));
+    std::copy_n(a, count, act);
     for (std::int64_t r = 0; r < batch; ++r) {
-      const T* ar = a + r * 3 * hidden;
+      T* s = act + r * 3 * hidden;
       const T* br = b + r * 3 * hidden;
-      for (std::int64_t j = 0; j < hidden; ++j) {
-        const T rg = kernels::sigmoid(ar[j] + br[j]);
-        const T z = kernels::sigmoid(ar[hidden + j] + br[hidden + j]);
-        const T nn = kernels::tanh(ar[2 * hidden + j] + rg * br[2 * hidden + j]);
-        h[r * hidden + j] = (T(1) - z) * nn + z * h0[r * hidden + j];
-        if (act != nullptr) {
-          T* sr = act + r * 3 * hidden;
-          sr[j] = rg, sr[hidden + j] = z, sr[2 * hidden + j] = nn;
-        }
-      }
+      gru_forward_row(hidden, s, s + hidden, s + 2 * hidden, gh_n_copy, br, br + hidden, br + 2 * hidden,
+                      h0 + r * hidden, h + r * hidden);
     }
   });
   return finish(tape, n);
@@ -194,31 +181,27 @@ Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
 template <class T>
 void backward_gru_pointwise(Tape& tape, Node* n) {
   const std::int64_t batch = n->shape.rows, hidden = n->shape.cols;
-  const T* act = static_cast<const T*>(n->saved);
+  T* act = static_cast<T*>(n->saved);  // becomes d_r, d_z, d_n
   const T* gh = value_of<T>(n->inputs[1]);
   const T* h0 = value_of<T>(n->inputs[2]);
-  const T* dh = dy_of<T>(n);
+  const T* dy = dy_of<T>(n);
+  T* scratch = static_cast<T*>(Recorder::allocate_tensor(tape, sizeof(T) * 5 * hidden));
+  T *dgh_row = scratch, *gh_n = scratch + 3 * hidden, *dh_direct = scratch + 4 * hidden;
   T* dgi = grad_in<T>(tape, n, 0);
   T* dgh = grad_in<T>(tape, n, 1);
   T* dh0 = grad_in<T>(tape, n, 2);
   for (std::int64_t r = 0; r < batch; ++r) {
-    const T* sr = act + r * 3 * hidden;
-    for (std::int64_t j = 0; j < hidden; ++j) {
-      const std::int64_t k = r * hidden + j;
-      const T rg = sr[j], z = sr[hidden + j], nn = sr[2 * hidden + j];
-      const T d_pre_n = dh[k] * (T(1) - z) * (T(1) - nn * nn);
-      const T d_pre_z = dh[k] * (h0[k] - nn) * z * (T(1) - z);
-      const T d_pre_r = d_pre_n * gh[r * 3 * hidden + 2 * hidden + j] * rg * (T(1) - rg);
-      if (dgi != nullptr) {
-        T* d = dgi + r * 3 * hidden;
-        d[j] += d_pre_r, d[hidden + j] += d_pre_z, d[2 * hidden + j] += d_pre_n;
-      }
-      if (dgh != nullptr) {
-        T* d = dgh + r * 3 * hidden;
-        d[j] += d_pre_r, d[hidden + j] += d_pre_z, d[2 * hidden + j] += d_pre_n * rg;
-      }
-      if (dh0 != nullptr) dh0[k] += dh[k] * z;
-    }
+    T* s = act + r * 3 * hidden;
+    std::copy_n(gh + r * 3 * hidden + 2 * hidden, hidden, gh_n);
+    std::fill_n(dh_direct, hidden, T(0));
+    gru_backward_row(hidden, s, s + hidden, s + 2 * hidden, gh_n, dgh_row, dgh_row + hidden,
+                     dgh_row + 2 * hidden, h0 + r * hidden, dy + r * hidden, dh_direct);
+    if (dgi != nullptr)
+      for (std::int64_t j = 0; j < 3 * hidden; ++j) dgi[r * 3 * hidden + j] += s[j];
+    if (dgh != nullptr)
+      for (std::int64_t j = 0; j < 3 * hidden; ++j) dgh[r * 3 * hidden + j] += dgh_row[j];
+    if (dh0 != nullptr)
+      for (std::int64_t j = 0; j < hidden; ++j) dh0[r * hidden + j] += dh_direct[j];
   }
 }
 
