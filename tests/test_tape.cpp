@@ -226,3 +226,37 @@ TEST_CASE("a tape built where a destroyed one lived does not reuse its cached le
   }
   CHECK(w.grad().get(0) == 12.0);  // 3 x d(w^2)/dw
 }
+
+TEST_CASE("linear_cross_entropy over several row chunks equals softmax_cross_entropy of linear",
+          "[tape][memory]") {
+  // 1,100 rows: three chunks of the head, the last one partial; x comes from gather_rows, so the fused op
+  // writes x's gradient over x chunk by chunk (Recorder::grad_over_value).
+  constexpr std::int64_t rows = 1100, in = 5, classes = 7;
+  Parameter table = rwd::test::random_parameter("table", Shape::matrix(11, in), 21);
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(classes, in), 22);
+  Parameter b = rwd::test::random_parameter("b", Shape::vector(classes), 23);
+  std::vector<std::int32_t> tokens(rows), targets(rows);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    tokens[r] = static_cast<std::int32_t>((r * 7) % 11);
+    targets[r] = r % 13 == 0 ? 99 : static_cast<std::int32_t>((r * 5) % classes);  // 99: ignored
+  }
+  auto run = [&](bool fused) {
+    for (Parameter* p : {&table, &w, &b}) p->zero_grad();
+    Tape tape(DType::f64);
+    const Var x = gather_rows(tape.param(table), tokens);
+    std::int64_t correct = 0;
+    const CrossEntropyOptions options{.ignore_index = 99, .correct = &correct};
+    const Var loss = fused ? linear_cross_entropy(x, tape.param(w), tape.param(b), targets, options)
+                           : softmax_cross_entropy(linear(x, tape.param(w), tape.param(b)), targets, options);
+    const double value = loss.item();
+    tape.backward(loss);
+    return std::tuple{value, correct, table.grad(), w.grad(), b.grad()};
+  };
+  const auto [loss, correct, d_table, d_w, d_b] = run(true);
+  const auto [want_loss, want_correct, want_table, want_w, want_b] = run(false);
+  CHECK(loss == Approx(want_loss).epsilon(1e-13));
+  CHECK(correct == want_correct);
+  CHECK(correct > 0);
+  for (const auto& [got, want] : {std::pair{d_table, want_table}, {d_w, want_w}, {d_b, want_b}})
+    for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(got.get(i) == Approx(want.get(i)).epsilon(1e-12));
+}

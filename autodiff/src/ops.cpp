@@ -527,20 +527,22 @@ double softmax_rows(const T* logits, T* probs, Shape s, std::span<const std::int
 
 // d loss / d logits = (probs - onehot(target)) * dy / normalizer on counted rows, 0 on ignored ones: added
 // to dlogits, or (dlogits == probs) written over the probabilities.
+// `first_row` is the first row's index into the saved targets (the head works in chunks of rows).
 template <class T>
-void softmax_rows_backward(const Node* n, const T* probs, T* dlogits, Shape s) {
+void softmax_rows_backward(const Node* n, const T* probs, T* dlogits, Shape s, std::int64_t first_row = 0) {
   const T g = static_cast<T>(*dy_of<T>(n) * n->scalar);
   const bool in_place = probs == dlogits;
+  const std::int32_t* targets = n->indices + first_row;
   for (std::int64_t r = 0; r < s.rows; ++r) {
     T* dr = dlogits + r * s.cols;
     const T* pr = probs + r * s.cols;
-    const bool counted = n->indices[r] != n->arg0;
+    const bool counted = targets[r] != n->arg0;
     if (in_place) {
       for (std::int64_t c = 0; c < s.cols; ++c) dr[c] = counted ? g * pr[c] : T(0);
     } else if (counted) {
       for (std::int64_t c = 0; c < s.cols; ++c) dr[c] += g * pr[c];
     }
-    if (counted) dr[n->indices[r]] -= g;
+    if (counted) dr[targets[r]] -= g;
   }
 }
 
@@ -566,6 +568,22 @@ void backward_softmax_cross_entropy(Tape& tape, Node* n) {
   softmax_rows_backward<T>(n, static_cast<const T*>(n->saved), grad_in<T>(tape, n, 0), n->inputs[0]->shape);
 }
 
+namespace {
+// Rows at a time through the head: the logits of a whole window ([T*B, classes]) never exist, in forward or
+// backward. 512 rows keep the packed GEMM path (docs/threads.md) and a chunk's logits in L2.
+constexpr std::int64_t head_chunk_rows = 512;
+
+// bias + x W^T for rows [first, first + rows) of x, into out [rows, classes].
+template <class T>
+void head_logits(const Node* n, std::int64_t first, std::int64_t rows, T* out) {
+  const std::int64_t in = n->inputs[0]->shape.cols, classes = n->inputs[1]->shape.rows;
+  const T* bias = value_of<T>(n->inputs[2]);
+  for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bias, classes, out + r * classes);
+  gemm<T>(false, true, rows, classes, in, value_of<T>(n->inputs[0]) + first * in, in,
+          value_of<T>(n->inputs[1]), in, T(1), out);
+}
+}  // namespace
+
 Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<const std::int32_t> targets,
                          CrossEntropyOptions options) {
   const std::array<Var, 3> inputs{x, w, b};
@@ -578,33 +596,60 @@ Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<con
   const Shape logits = Shape::matrix(sx.rows, sw.rows);
   Node* n = record_cross_entropy(Op::linear_cross_entropy, tape, inputs, logits, targets, options);
   dispatch(tape.dtype(), [&]<class T>() {
-    // The logits are computed into the probabilities' buffer and turned into them in place.
-    T* probs = allocate_saved<T>(tape, n, logits.numel());
-    const T* bias = value_of<T>(n->inputs[2]);
-    for (std::int64_t r = 0; r < logits.rows; ++r) std::copy_n(bias, logits.cols, probs + r * logits.cols);
-    gemm<T>(false, true, logits.rows, logits.cols, sx.cols, value_of<T>(n->inputs[0]), sx.cols,
-            value_of<T>(n->inputs[1]), sw.cols, T(1), probs);
-    *out_of<T>(n) = static_cast<T>(softmax_rows<T>(probs, probs, logits, targets, options) * n->scalar);
+    // One chunk's logits; backward reuses the buffer for its recomputed logits.
+    T* chunk = static_cast<T*>(Recorder::allocate_tensor(
+        tape, sizeof(T) * static_cast<std::size_t>(std::min(logits.rows, head_chunk_rows) * logits.cols)));
+    n->saved = chunk;
+    double total = 0;
+    std::int64_t correct = 0;
+    for (std::int64_t first = 0; first < logits.rows; first += head_chunk_rows) {
+      const std::int64_t rows = std::min(head_chunk_rows, logits.rows - first);
+      head_logits<T>(n, first, rows, chunk);
+      std::int64_t chunk_correct = 0;
+      CrossEntropyOptions chunk_options = options;
+      chunk_options.correct = &chunk_correct;
+      total += softmax_rows<T>(
+          chunk, nullptr, Shape::matrix(rows, logits.cols),
+          targets.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(rows)), chunk_options);
+      correct += chunk_correct;
+    }
+    if (options.correct != nullptr) *options.correct = correct;
+    *out_of<T>(n) = static_cast<T>(total * n->scalar);
   });
   return finish(tape, n);
 }
 
+// Chunk by chunk: recompute the logits, turn them into their gradient in place, then dW and db, then dx,
+// which may be written over x's rows of this chunk (Recorder::grad_over_value) since nothing reads them
+// after: the probabilities are never kept, and x's gradient needs no buffer of its own.
 template <class T>
 void backward_linear_cross_entropy(Tape& tape, Node* n) {
   const Shape sx = n->inputs[0]->shape;
-  const Shape logits = Shape::matrix(sx.rows, n->inputs[1]->shape.rows);
-  T* dlogits = static_cast<T*>(n->saved);  // the probabilities become the logits' gradient
-  softmax_rows_backward<T>(n, dlogits, dlogits, logits);
-  if (T* gw = grad_in<T>(tape, n, 1))
-    gemm<T>(true, false, logits.cols, sx.cols, sx.rows, dlogits, logits.cols, value_of<T>(n->inputs[0]),
-            sx.cols, T(1), gw);
-  if (T* gb = grad_in<T>(tape, n, 2))
-    for (std::int64_t r = 0; r < logits.rows; ++r)
-      for (std::int64_t c = 0; c < logits.cols; ++c) gb[c] += dlogits[r * logits.cols + c];
-  // Last: x's gradient may take over x's buffer once the weight gradient has read x.
-  if (T* gx = grad_in_over_value<T>(tape, n, 0))
-    gemm<T>(false, false, sx.rows, sx.cols, logits.cols, dlogits, logits.cols, value_of<T>(n->inputs[1]),
-            sx.cols, T(1), gx);
+  const std::int64_t classes = n->inputs[1]->shape.rows;
+  T* chunk = static_cast<T*>(n->saved);
+  T* gw = grad_in<T>(tape, n, 1);
+  T* gb = grad_in<T>(tape, n, 2);
+  T* gx = static_cast<T*>(Recorder::grad_over_value(tape, n->inputs[0], false));
+  const T beta_x = gx != nullptr ? T(0) : T(1);  // over the value: assign; a gradient buffer: accumulate
+  if (gx == nullptr) gx = grad_in<T>(tape, n, 0);
+  CrossEntropyOptions recompute;
+  recompute.ignore_index = static_cast<std::int32_t>(n->arg0);
+  for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {
+    const std::int64_t rows = std::min(head_chunk_rows, sx.rows - first);
+    const Shape shape = Shape::matrix(rows, classes);
+    head_logits<T>(n, first, rows, chunk);
+    softmax_rows<T>(chunk, chunk, shape, std::span<const std::int32_t>(n->indices + first, rows), recompute);
+    softmax_rows_backward<T>(n, chunk, chunk, shape, first);
+    const T* x_rows = value_of<T>(n->inputs[0]) + first * sx.cols;
+    if (gw != nullptr)
+      gemm<T>(true, false, classes, sx.cols, rows, chunk, classes, x_rows, sx.cols, T(1), gw);
+    if (gb != nullptr)
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < classes; ++c) gb[c] += chunk[r * classes + c];
+    if (gx != nullptr)
+      gemm<T>(false, false, rows, sx.cols, classes, chunk, classes, value_of<T>(n->inputs[1]), sx.cols,
+              beta_x, gx + first * sx.cols);
+  }
 }
 
 Var mse(const Var& a, const Var& b) {

@@ -19,11 +19,13 @@ struct Recorder {
   static void* allocate_tensor(Tape& tape, std::size_t bytes);
   // The gradient buffer of n, zero-filled on first use: a recycled one of the same size, or a new one.
   static void* grad_of(Tape& tape, Node* n);
-  // For a backward step that has finished reading the value of its input n: n's value buffer as n's gradient
-  // buffer, zero-filled, when nothing else will read that value (n is an intermediate whose only reader is
-  // the caller, made by an op whose own backward does not read it); null otherwise. Later reads of the value
-  // throw. A row view qualifies through the tensor it views, whose rows outside the view are zeroed.
-  static void* grad_over_value(Tape& tape, Node* n);
+  // For a backward step that has finished reading the value of its input n (or, with zeroed = false, reads
+  // each part before writing its gradient there): n's value buffer as n's gradient buffer when nothing else
+  // will read that value (n is an intermediate whose only reader is the caller, made by an op whose own
+  // backward does not read it); null otherwise. zeroed: the buffer is zero-filled (accumulate into it);
+  // otherwise the caller must assign every element. Later reads of the value throw. A row view qualifies
+  // through the tensor it views, whose rows outside the view are zeroed.
+  static void* grad_over_value(Tape& tape, Node* n, bool zeroed = true);
   // n's backward step has run: nothing reads its gradient again, so the buffer can serve another node.
   static void release_grad(Tape& tape, Node* n);
 };

@@ -357,12 +357,21 @@ bool backward_ignores_own_value(Op op) {
 }
 }  // namespace
 
-void* Recorder::grad_over_value(Tape& tape, Node* n) {
+void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
   Node* owner = value_owner(n);
   if (!n->requires_grad || owner->grad != nullptr || !owner->has_backward || owner->readers != 1 ||
       !backward_ignores_own_value(owner->op))
     return nullptr;
-  std::memset(owner->value, 0, tensor_bytes(owner->shape, tape.dtype_));
+  auto* bytes = static_cast<std::byte*>(owner->value);
+  const std::size_t total = tensor_bytes(owner->shape, tape.dtype_);
+  if (zeroed) {
+    std::memset(bytes, 0, total);
+  } else {  // only the owner's rows outside the view n
+    const std::size_t begin = static_cast<std::size_t>(static_cast<const std::byte*>(n->value) - bytes);
+    const std::size_t end = begin + tensor_bytes(n->shape, tape.dtype_);
+    std::memset(bytes, 0, begin);
+    std::memset(bytes + end, 0, total - end);
+  }
   owner->grad = owner->value;
   owner->value_overwritten = true;
   return grad_of(tape, n);
