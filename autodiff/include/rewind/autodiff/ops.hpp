@@ -72,7 +72,7 @@ REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
 // x [B, K] @ w[N, K]^T + b [N]: a PyTorch nn.Linear / the input or hidden projection of a cell.
 REWIND_AUTODIFF_EXPORT Var linear(const Var& x, const Var& w, const Var& b);
 // softmax_cross_entropy(linear(x, w, b), targets): a classifier head and its loss in one node that keeps
-// only the probabilities, not the logits, and reuses them for the logits' gradient.
+// neither logits nor probabilities: it works 512 rows at a time and backward recomputes them.
 REWIND_AUTODIFF_EXPORT Var linear_cross_entropy(const Var& x, const Var& w, const Var& b,
                                                 std::span<const std::int32_t> targets,
                                                 CrossEntropyOptions options = {});
