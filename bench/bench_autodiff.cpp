@@ -66,6 +66,11 @@ void BM_TinyAdds(benchmark::State& state) {
 }
 BENCHMARK(BM_TinyAdds)->Arg(1)->Arg(16);
 
+void report_gflops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Forward only: the matmul op (record + GEMM into the arena) against cblas_sgemm on the same shapes.
 void BM_MatmulOp(benchmark::State& state) {
   const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
@@ -77,8 +82,7 @@ void BM_MatmulOp(benchmark::State& state) {
     Var y = matmul(tape.input(a), tape.param(w), Transpose::no, Transpose::yes);
     benchmark::DoNotOptimize(y.values<float>().data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 2.0 * m * k * n);
 }
 
 // rewind sets OpenBLAS to one thread (docs/threads.md); the sgemm baselines run it at its best instead, with
@@ -101,8 +105,7 @@ void BM_Sgemm(benchmark::State& state) {
                 y.data(), n);
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 2.0 * m * k * n);
 }
 
 // Forward + backward of the matmul op against the three sgemm calls that compute the same.
@@ -119,8 +122,7 @@ void BM_MatmulOpBackward(benchmark::State& state) {
     tape.backward(std::span<const Seed>(&seed, 1));
     benchmark::DoNotOptimize(w.grad().raw());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(6.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 6.0 * m * k * n);
 }
 
 void BM_SgemmBackward(benchmark::State& state) {
@@ -139,8 +141,7 @@ void BM_SgemmBackward(benchmark::State& state) {
                 dw.data(), k);
     benchmark::DoNotOptimize(dw.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(6.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 6.0 * m * k * n);
 }
 
 // The per-step recurrent product of the sequence ops, on one core: rows x W_hh^T with W_hh packed once
@@ -154,8 +155,7 @@ void BM_RecurrentProduct(benchmark::State& state) {
     kernels::packed_gemm(m, h.data(), k, w_hh, false, gates.data(), n);
     benchmark::DoNotOptimize(gates.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 2.0 * m * k * n);
 }
 void BM_RecurrentProductOpenBlas(benchmark::State& state) {
   const std::int64_t m = state.range(0), k = state.range(1), n = state.range(2);
@@ -166,8 +166,7 @@ void BM_RecurrentProductOpenBlas(benchmark::State& state) {
                 gates.data(), n);
     benchmark::DoNotOptimize(gates.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_gflops(state, 2.0 * m * k * n);
 }
 // Half a batch of 32 (one of two threads' rows) and a whole one, LSTM gates at hidden 64, 256, 1024.
 void recurrent_shapes(benchmark::internal::Benchmark* b) {
