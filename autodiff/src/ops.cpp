@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels.hpp"
+#include "parallel.hpp"
 
 namespace rwd::autodiff {
 using namespace kernels;
@@ -570,8 +571,23 @@ void backward_softmax_cross_entropy(Tape& tape, Node* n) {
 
 namespace {
 // Rows at a time through the head: the logits of a whole window ([T*B, classes]) never exist, in forward or
-// backward. 512 rows keep the packed GEMM path (docs/threads.md) and a chunk's logits in L2.
-constexpr std::int64_t head_chunk_rows = 512;
+// backward. 512 rows keep the packed GEMM path (docs/threads.md) and a chunk's logits in L2. Its softmax runs
+// over the thread pool in blocks of 64 rows whose losses are summed in block order, so the loss does not
+// depend on the number of threads.
+constexpr std::int64_t head_chunk_rows = 512, softmax_block_rows = 64;
+constexpr std::int64_t softmax_blocks = head_chunk_rows / softmax_block_rows;
+
+// Calls block(index, first, count) for the 64-row blocks of a chunk of `rows` rows, shared out over the pool.
+template <class Block>
+void over_softmax_blocks(std::int64_t rows, Block&& block) {
+  const std::int64_t blocks = (rows + softmax_block_rows - 1) / softmax_block_rows;
+  const int parts = parallel::parts_for(blocks, 1);
+  parallel::run(parts, [&](int part) {
+    const auto [begin, end] = parallel::range(blocks, part, parts);
+    for (std::int64_t b = begin; b < end; ++b)
+      block(b, b * softmax_block_rows, std::min(softmax_block_rows, rows - b * softmax_block_rows));
+  });
+}
 
 // bias + x W^T for rows [first, first + rows) of x, into out [rows, classes].
 template <class T>
@@ -605,13 +621,20 @@ Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<con
     for (std::int64_t first = 0; first < logits.rows; first += head_chunk_rows) {
       const std::int64_t rows = std::min(head_chunk_rows, logits.rows - first);
       head_logits<T>(n, first, rows, chunk);
-      std::int64_t chunk_correct = 0;
-      CrossEntropyOptions chunk_options = options;
-      chunk_options.correct = &chunk_correct;
-      total += softmax_rows<T>(
-          chunk, nullptr, Shape::matrix(rows, logits.cols),
-          targets.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(rows)), chunk_options);
-      correct += chunk_correct;
+      std::array<double, softmax_blocks> block_loss{};
+      std::array<std::int64_t, softmax_blocks> block_correct{};
+      over_softmax_blocks(rows, [&](std::int64_t b, std::int64_t offset, std::int64_t count) {
+        CrossEntropyOptions block_options = options;
+        block_options.correct = &block_correct[static_cast<std::size_t>(b)];
+        block_loss[static_cast<std::size_t>(b)] = softmax_rows<T>(
+            chunk + offset * logits.cols, nullptr, Shape::matrix(count, logits.cols),
+            targets.subspan(static_cast<std::size_t>(first + offset), static_cast<std::size_t>(count)),
+            block_options);
+      });
+      for (std::size_t b = 0; b < softmax_blocks; ++b) {
+        total += block_loss[b];
+        correct += block_correct[b];
+      }
     }
     if (options.correct != nullptr) *options.correct = correct;
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
@@ -636,10 +659,16 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   recompute.ignore_index = static_cast<std::int32_t>(n->arg0);
   for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {
     const std::int64_t rows = std::min(head_chunk_rows, sx.rows - first);
-    const Shape shape = Shape::matrix(rows, classes);
     head_logits<T>(n, first, rows, chunk);
-    softmax_rows<T>(chunk, chunk, shape, std::span<const std::int32_t>(n->indices + first, rows), recompute);
-    softmax_rows_backward<T>(n, chunk, chunk, shape, first);
+    over_softmax_blocks(rows, [&](std::int64_t, std::int64_t offset, std::int64_t count) {
+      T* block = chunk + offset * classes;
+      const Shape block_shape = Shape::matrix(count, classes);
+      softmax_rows<T>(
+          block, block, block_shape,
+          std::span<const std::int32_t>(n->indices + first + offset, static_cast<std::size_t>(count)),
+          recompute);
+      softmax_rows_backward<T>(n, block, block, block_shape, first + offset);
+    });
     const T* x_rows = value_of<T>(n->inputs[0]) + first * sx.cols;
     if (gw != nullptr)
       gemm<T>(true, false, classes, sx.cols, rows, chunk, classes, x_rows, sx.cols, T(1), gw);
