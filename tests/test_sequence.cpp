@@ -1,7 +1,10 @@
 // Whole-window recording (Model::run, Cell::run and the *_sequence ops) against the step-by-step reference
 // cells built from primitives only: the same outputs, final states and gradients, with rows restarting
 // mid-window, at 1 and 2 layers.
+#include <sys/wait.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
 #include <cmath>
 
 #include "helpers.hpp"
@@ -178,4 +181,30 @@ TEST_CASE("sequence ops reject inputs that do not fit, naming the op", "[sequenc
   CHECK_THROWS_WITH(autodiff::rnn_sequence(p(6, 2), p(3, 4), p(4, 2), p(4, 4), v(4), v(4), two),
                     Catch::Contains("rnn_sequence") && Catch::Contains("2 reset flags for 6 rows"));
   CHECK_THROWS_WITH(autodiff::slice_rows(p(3, 2), 2, 4), Catch::Contains("slice_rows"));
+}
+
+TEST_CASE("a child made by fork() runs the sequence ops without its parent's worker threads",
+          "[sequence][threads]") {
+  auto run_window = [] {
+    Tape tape(DType::f64);
+    const auto v = [&](Shape s, std::uint64_t seed) {
+      return tape.input(test::random_tensor(s, DType::f64, seed), true);
+    };
+    const Var y = autodiff::lstm_sequence(v(Shape::matrix(8 * 32, 16), 1), v(Shape::matrix(32, 16), 2),
+                                          v(Shape::matrix(32, 16), 3), v(Shape::matrix(64, 16), 4),
+                                          v(Shape::matrix(64, 16), 5), v(Shape::vector(64), 6),
+                                          v(Shape::vector(64), 7));
+    tape.backward(autodiff::sum(y));
+  };
+  run_window();  // the parent's pool is up (on a machine with more than one core)
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    run_window();
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -116,8 +117,15 @@ class Pool {
 // One caller at a time uses the workers; another thread that calls meanwhile runs its parts itself.
 std::mutex pool_mutex;
 
+// A child made by fork() has none of its parent's threads: it runs every part itself instead of waiting
+// for workers that do not exist.
+std::atomic<bool> forked_child{false};
+
 Pool& pool() {
-  static Pool instance(threads());
+  static Pool instance = [] {
+    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); });
+    return Pool(threads());
+  }();
   return instance;
 }
 
@@ -147,7 +155,7 @@ int parts_for(std::int64_t items, std::int64_t min_items) {
 
 void run_parts(int parts, void (*body)(void*, int), void* context) {
   std::unique_lock lock(pool_mutex, std::try_to_lock);
-  if (!lock.owns_lock() || inside_part || parts > pool().size()) {
+  if (!lock.owns_lock() || inside_part || forked_child.load() || parts > pool().size()) {
     for (int part = 0; part < parts; ++part) body(context, part);
     return;
   }
