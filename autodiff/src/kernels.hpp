@@ -121,10 +121,11 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 // costs as much as the product and OpenBLAS, which packs faster, keeps it; so do weight gradients (A^T B
 // with k = the window's rows).
 //
-// Large products are split over the thread pool by rows of C, or by columns when C has few rows: for
-// packed_gemm anywhere (each row of C is computed alone), for OpenBLAS at multiples of 64 so that its kernels
-// tile each part as they tile the whole. Every element is summed over k in one piece, so results are
-// bit-identical for any number of threads (tests/cli_threads.sh).
+// Large products are split over the thread pool by rows of C, or by columns when C has few rows, so that
+// results are bit-identical for any number of threads (tests/cli_threads.sh): packed_gemm anywhere (each row
+// of C is computed alone); OpenBLAS into blocks fixed by the shape alone, one call per block whatever the
+// number of threads, because its result for an element depends on the call it is part of (small-matrix
+// kernels and edge tiles differ with the part's size, by core type).
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
@@ -144,19 +145,26 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
     });
     return;
   }
-  constexpr std::int64_t align = 64;
+  if (m * n * k < 2 * min_work) {
+    blas_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  // At most 4 blocks of a multiple of 64: each block repacks the other operand, so few and large.
   const bool by_rows = m >= n;
-  const std::int64_t blocks = ((by_rows ? m : n) + align - 1) / align;
-  const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(blocks, 1);
+  const std::int64_t dim = by_rows ? m : n;
+  const std::int64_t block = std::max<std::int64_t>(64, ((dim + 3) / 4 + 63) / 64 * 64);
+  const std::int64_t blocks = (dim + block - 1) / block;
+  const int parts = parallel::parts_for(blocks, 1);
   parallel::run(parts, [&](int part) {
     const auto [first, last] = parallel::range(blocks, part, parts);
-    const std::int64_t begin = first * align, end = std::min(last * align, by_rows ? m : n);
-    if (by_rows) {
-      blas_gemm(ta, tb, end - begin, n, k, ta ? a + begin : a + begin * lda, lda, b, ldb, beta,
-                c + begin * ldc, ldc);
-    } else {
-      blas_gemm(ta, tb, m, end - begin, k, a, lda, tb ? b + begin * ldb : b + begin, ldb, beta, c + begin,
-                ldc);
+    for (std::int64_t index = first; index < last; ++index) {
+      const std::int64_t begin = index * block, size = std::min(block, dim - begin);
+      if (by_rows) {
+        blas_gemm(ta, tb, size, n, k, ta ? a + begin : a + begin * lda, lda, b, ldb, beta, c + begin * ldc,
+                  ldc);
+      } else {
+        blas_gemm(ta, tb, m, size, k, a, lda, tb ? b + begin * ldb : b + begin, ldb, beta, c + begin, ldc);
+      }
     }
   });
 }

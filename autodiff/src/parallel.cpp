@@ -11,7 +11,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -59,24 +58,19 @@ int configured_threads() {
 
 thread_local bool inside_part = false;
 
+// Never destroyed (see pool()): its workers sleep until the process ends.
 class Pool {
  public:
   explicit Pool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
+    for (int i = 1; i < threads; ++i, ++workers_) std::thread([this, i] { work(i); }).detach();
   }
-  ~Pool() {
-    stopping_.store(true);
-    generation_.fetch_add(1);
-    generation_.notify_all();
-    for (std::thread& t : workers_) t.join();
-  }
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return workers_ + 1; }
 
   void run(int parts, void (*body)(void*, int), void* context) {
     body_ = body;
     context_ = context;
     parts_ = parts;
-    pending_.store(static_cast<int>(workers_.size()));
+    pending_.store(workers_);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
     run_part(0);
@@ -94,7 +88,6 @@ class Pool {
     std::uint64_t seen = 0;
     while (true) {
       seen = wait_for_change(generation_, seen);
-      if (stopping_.load()) return;
       if (index < parts_) run_part(index);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
     }
@@ -105,10 +98,9 @@ class Pool {
       left = wait_for_change(pending_, left);
   }
 
-  std::vector<std::thread> workers_;
+  int workers_ = 0;
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
-  std::atomic<bool> stopping_{false};
   void (*body_)(void*, int) = nullptr;
   void* context_ = nullptr;
   int parts_ = 0;
@@ -121,12 +113,14 @@ std::mutex pool_mutex;
 // for workers that do not exist.
 std::atomic<bool> forked_child{false};
 
+// Created on first use and never destroyed: exit() then neither waits for workers nor races a static
+// destructor against code still running parts, and a forked child never joins threads it does not have.
 Pool& pool() {
-  static Pool instance = [] {
+  static Pool* const instance = [] {
     pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); });
-    return Pool(threads());
+    return new Pool(threads());
   }();
-  return instance;
+  return *instance;
 }
 
 // OpenBLAS must not run its own threads beside ours (see the header). Its pthreads build starts them when it
@@ -154,11 +148,12 @@ int parts_for(std::int64_t items, std::int64_t min_items) {
 }
 
 void run_parts(int parts, void (*body)(void*, int), void* context) {
-  std::unique_lock lock(pool_mutex, std::try_to_lock);
-  if (!lock.owns_lock() || inside_part || forked_child.load() || parts > pool().size()) {
+  auto run_here = [&] {
     for (int part = 0; part < parts; ++part) body(context, part);
-    return;
-  }
+  };
+  if (inside_part || forked_child.load() || parts > pool().size()) return run_here();
+  std::unique_lock lock(pool_mutex, std::try_to_lock);
+  if (!lock.owns_lock()) return run_here();
   pool().run(parts, body, context);
 }
 
