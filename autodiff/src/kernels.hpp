@@ -117,9 +117,9 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 //
 // With A not transposed and many rows (a window's input projections, heads, input gradients), B is packed
 // once and the rows of C are shared out to packed_gemm, which beats OpenBLAS there: B is a weight matrix,
-// small next to A, and the kernel needs no packing of A (bench/README.md, "GEMM"). With few rows packing B
-// costs as much as the product and OpenBLAS, which packs faster, keeps it; so do weight gradients (A^T B
-// with k = the window's rows).
+// small next to A, and the kernel needs no packing of A (bench/README.md, "`matmul` op vs bare
+// `cblas_sgemm`"). With few rows packing B costs as much as the product and OpenBLAS, which packs faster,
+// keeps it; so do weight gradients (A^T B with k = the window's rows).
 //
 // Large products are split over the thread pool by rows of C, or by columns when C has few rows, so that
 // results are bit-identical for any number of threads (tests/cli_threads.sh): packed_gemm anywhere (each row
