@@ -56,6 +56,12 @@ T* grad_in_over_value(Tape& tape, Node* n, std::uint32_t i) {
   return grad_in<T>(tape, n, i);
 }
 
+// dst += src, count elements: gradient accumulation.
+template <class T>
+void add_into(T* dst, const T* src, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
 [[noreturn]] inline void fail(Op op, const std::string& why) {
   throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
 }

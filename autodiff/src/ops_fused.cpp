@@ -138,10 +138,8 @@ void backward_lstm_pointwise(Tape& tape, Node* n) {
                       c0 + r * hidden, dyr, zeros, dc, h_rebuilt);
     // Both projections feed the same pre-activation, so both receive its gradient.
     for (T* grad : {dgi, dgh})
-      if (grad != nullptr)
-        for (std::int64_t j = 0; j < 4 * hidden; ++j) grad[r * 4 * hidden + j] += g[j];
-    if (dc0 != nullptr)
-      for (std::int64_t j = 0; j < hidden; ++j) dc0[r * hidden + j] += dc[j];
+      if (grad != nullptr) add_into(grad + r * 4 * hidden, g, 4 * hidden);
+    if (dc0 != nullptr) add_into(dc0 + r * hidden, dc, hidden);
   }
 }
 
@@ -196,12 +194,9 @@ void backward_gru_pointwise(Tape& tape, Node* n) {
     std::fill_n(dh_direct, hidden, T(0));
     gru_backward_row(hidden, s, s + hidden, s + 2 * hidden, gh_n, dgh_row, dgh_row + hidden,
                      dgh_row + 2 * hidden, h0 + r * hidden, dy + r * hidden, dh_direct);
-    if (dgi != nullptr)
-      for (std::int64_t j = 0; j < 3 * hidden; ++j) dgi[r * 3 * hidden + j] += s[j];
-    if (dgh != nullptr)
-      for (std::int64_t j = 0; j < 3 * hidden; ++j) dgh[r * 3 * hidden + j] += dgh_row[j];
-    if (dh0 != nullptr)
-      for (std::int64_t j = 0; j < hidden; ++j) dh0[r * hidden + j] += dh_direct[j];
+    if (dgi != nullptr) add_into(dgi + r * 3 * hidden, s, 3 * hidden);
+    if (dgh != nullptr) add_into(dgh + r * 3 * hidden, dgh_row, 3 * hidden);
+    if (dh0 != nullptr) add_into(dh0 + r * hidden, dh_direct, hidden);
   }
 }
 

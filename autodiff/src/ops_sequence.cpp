@@ -170,11 +170,6 @@ void cut_at_resets(T* grad, const std::int32_t* resets, std::int64_t step, std::
     if (resets[step * batch + b] != 0) std::fill_n(grad + b * hidden, hidden, T(0));
 }
 
-template <class T>
-void add_into(T* dst, const T* src, std::int64_t count) {
-  for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
-}
-
 }  // namespace
 
 // ---- rnn_sequence --------------------------------------------------------------------------------------
