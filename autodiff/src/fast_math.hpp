@@ -10,16 +10,20 @@
 
 namespace rwd::autodiff::fast {
 
-// Clamped to [-87.3, 88.3]: finite, and 0 < exp(x) where float's normal range ends.
+// exp(x) for x in [-87.33, 88.72] (float's normal range); inf above, 0 below (where libm would return
+// denormals), NaN for NaN. Branch-free: the bounds are selects the compiler turns into blends.
 inline float exp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  constexpr float lowest = -87.336544f;  // ln(FLT_MIN): below it the result would be denormal
+  // Clamped so that n below fits the exponent arithmetic; above ln(FLT_MAX) = 88.7228 the final product
+  // overflows to inf by itself.
+  const float xc = x < lowest ? lowest : (x > 89.0f ? 89.0f : x);
   // x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2; rounded by truncating conversion, because floor
   // is a library call without SSE4.1 and would stop the loop from vectorising.
-  const float t = x * 1.44269504088896341f;
+  const float t = xc * 1.44269504088896341f;
   const float whole = t == t ? t : 0.0f;  // a NaN must not reach the integer conversion; r stays NaN below
   const auto ni = static_cast<std::int32_t>(whole + (whole >= 0 ? 0.5f : -0.5f));
   const auto n = static_cast<float>(ni);
-  float r = x - n * 0.693359375f;
+  float r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -28,23 +32,32 @@ inline float exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const auto bits = static_cast<std::uint32_t>(ni + 127) << 23;  // 2^n
-  return p * std::bit_cast<float>(bits);
+  // 2^n as two normal factors: n spans [-126, 128], one power of two cannot hold 2^128 (the product
+  // overflows to inf exactly when exp(x) exceeds FLT_MAX).
+  const std::int32_t half = ni / 2;
+  const float scale_a = std::bit_cast<float>(static_cast<std::uint32_t>(half + 127) << 23);
+  const float scale_b = std::bit_cast<float>(static_cast<std::uint32_t>(ni - half + 127) << 23);
+  const float y = p * scale_a * scale_b;
+  return x < lowest ? 0.0f : y;
 }
 
 inline float tanh(float x) {
   const float a = std::fabs(x);
-  // Small |x|: odd polynomial; large: 1 - 2 / (e^2a + 1). Both computed, one kept, so no branch.
-  const float z = x * x;
+  // Small |x|: odd polynomial; large: 1 - 2 / (e^2a + 1). Both computed, one kept, so no branch. The
+  // polynomial reads x clamped to its own range: unclamped, p z x overflows to inf for |x| > ~5000 and the
+  // unused term times zero is NaN. NaN passes the clamp and stays NaN.
+  const float xs = x < -0.625f ? -0.625f : (x > 0.625f ? 0.625f : x);
+  const float z = xs * xs;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
+  const float small = p * z * xs + xs;
+  // exp(2a) is inf for a > 44.4, so large is exactly 1 there.
   const float large = 1.0f - 2.0f / (exp(2.0f * a) + 1.0f);
   // Selected arithmetically and signed by bits: with AVX enabled GCC leaves a ?: or copysign here as a branch
-  // and the loop unvectorised. Both terms are finite for finite x (exp is clamped), and NaN stays NaN.
+  // and the loop unvectorised. Both terms are finite for every non-NaN x, infinities included.
   const float signed_large = std::bit_cast<float>(std::bit_cast<std::uint32_t>(large) |
                                                   (std::bit_cast<std::uint32_t>(x) & 0x80000000u));
   const float use_small = static_cast<float>(a < 0.625f);
