@@ -168,7 +168,7 @@ std::map<Op, std::vector<OpCase>> op_cases() {
 TEST_CASE("every op in the table has a gradient check", "[ops][gradcheck]") {
   const auto cases = op_cases();
   const std::vector<Op> table = {
-#define REWIND_OP(name, inputs, has_grad, saves, formula) Op::name,
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) Op::name,
 #include "rewind/autodiff/ops.def"
 #undef REWIND_OP
   };

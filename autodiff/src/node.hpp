@@ -11,9 +11,10 @@ namespace rwd::autodiff {
 
 struct Node {
   Op op;
-  bool requires_grad;      // a gradient flows into this node from the loss side and out to its inputs
-  bool has_backward;       // on the backward chain: requires_grad and not a leaf
-  bool value_overwritten;  // backward reused the value buffer as this node's gradient (see docs/tape.md)
+  bool requires_grad;        // a gradient flows into this node from the loss side and out to its inputs
+  bool has_backward;         // on the backward chain: requires_grad and not a leaf
+  bool value_overwritten;    // backward reused the value buffer as this node's gradient (see docs/tape.md)
+  bool value_was_nonfinite;  // ... and the value held a NaN or an infinity before that
   std::uint32_t n_inputs;
   std::uint32_t id;       // creation index within the window
   std::uint32_t readers;  // nodes recorded with this value as an input, directly or through row views

@@ -737,7 +737,7 @@ void backward_stop_gradient(Tape&, Node*) {
 
 void run_backward(Tape& tape, Node* n) {
   switch (n->op) {
-#define REWIND_OP(name, inputs, has_grad, saves, formula)                    \
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula)        \
   case Op::name:                                                             \
     dispatch(tape.dtype(), [&]<class T>() { backward_##name<T>(tape, n); }); \
     break;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -26,6 +27,14 @@ std::string describe(const Node* n) {
   return s + " (node #" + std::to_string(n->id) + ")";
 }
 
+template <class T>
+bool all_finite(const void* values, std::int64_t count) {
+  const T* v = static_cast<const T*>(values);
+  T zero_unless_nonfinite = 0;  // x * 0 is NaN exactly for NaN and infinities; the loop vectorises
+  for (std::int64_t i = 0; i < count; ++i) zero_unless_nonfinite += v[i] * T(0);
+  return zero_unless_nonfinite == T(0);
+}
+
 // Backward may hand a dead value's buffer to its gradient (Recorder::grad_over_value); reading it afterwards
 // would silently return gradients.
 void check_value_readable(const Node* n) {
@@ -44,8 +53,8 @@ const char* name_of(Op op) {
       return "input";
     case Op::parameter:
       return "parameter";
-#define REWIND_OP(name, inputs, has_grad, saves, formula) \
-  case Op::name:                                          \
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
+  case Op::name:                                                      \
     return #name;
 #include "rewind/autodiff/ops.def"
 #undef REWIND_OP
@@ -115,7 +124,7 @@ Tensor Var::value() const {
 void Var::copy_to(Tensor& dst) const {
   const Node* n = node();
   check_value_readable(n);
-  if (dst.empty() || dst.shape() != n->shape || dst.dtype() != dtype()) dst.resize(n->shape, dtype());
+  if (!dst.has_storage() || dst.shape() != n->shape || dst.dtype() != dtype()) dst.resize(n->shape, dtype());
   std::memcpy(dst.raw(), n->value, dst.bytes());
 }
 
@@ -123,7 +132,8 @@ void Var::copy_to(Tensor& dst) const {
 
 Parameter::Parameter(std::string name, Tensor value)
     : name_(std::move(name)), value_(std::move(value)), grad_(value_.shape(), value_.dtype()) {
-  if (value_.empty()) throw std::invalid_argument("Parameter '" + name_ + "': empty value tensor");
+  if (!value_.has_storage())
+    throw std::invalid_argument("Parameter '" + name_ + "': value tensor without storage");
 }
 
 // ---- Tape ----------------------------------------------------------------------------------------------
@@ -134,7 +144,8 @@ Tape::Tape(DType dtype, std::size_t first_block_bytes)
 }
 
 Var Tape::input(const Tensor& value, bool requires_grad) {
-  if (value.empty()) throw std::invalid_argument("Tape::input: empty tensor");
+  if (!value.has_storage())
+    throw std::invalid_argument("Tape::input: a tensor without storage (default-constructed or moved from)");
   if (value.dtype() != dtype_)
     throw std::invalid_argument(std::string("Tape::input: a ") + name_of(value.dtype()) +
                                 " tensor of shape " + value.shape().str() + " given to a " + name_of(dtype_) +
@@ -146,18 +157,27 @@ Var Tape::input(const Tensor& value, bool requires_grad) {
 }
 
 Var Tape::param(Parameter& p) {
-  if (p.cached_tape_ == this && p.cached_epoch_ == epoch_ && p.cached_node_->requires_grad == grad_mode)
-    return Recorder::handle(*this, p.cached_node_);
-  if (p.value().dtype() != dtype_)
-    throw std::invalid_argument("Tape::param: parameter '" + p.name() + "' is " + name_of(p.value().dtype()) +
+  for (const auto& [param, node] : param_leaves_)
+    if (param == &p && node->requires_grad == grad_mode) return Recorder::handle(*this, node);
+  const Tensor& value = p.value();
+  if (!value.has_storage())
+    throw std::invalid_argument("Tape::param: parameter '" + p.name() +
+                                "' has no value (default-constructed or moved from)");
+  if (value.dtype() != dtype_)
+    throw std::invalid_argument("Tape::param: parameter '" + p.name() + "' is " + name_of(value.dtype()) +
                                 " but the tape records " + name_of(dtype_));
-  Node* n = Recorder::record(*this, Op::parameter, p.value().shape(), {}, false, p.value().raw());
+  // Backward writes value.numel() elements into the gradient: it must be the value's twin.
+  if (!p.grad().has_storage()) p.grad() = Tensor(value.shape(), value.dtype());
+  if (p.grad().shape() != value.shape() || p.grad().dtype() != value.dtype())
+    throw std::invalid_argument("Tape::param: parameter '" + p.name() + "' has a " + name_of(value.dtype()) +
+                                " value of shape " + value.shape().str() + " but a " +
+                                name_of(p.grad().dtype()) + " gradient of shape " + p.grad().shape().str() +
+                                "; replace both, or set grad() = Tensor() to re-create it");
+  Node* n = Recorder::record(*this, Op::parameter, value.shape(), {}, false, p.value().raw());
   n->grad = p.grad().raw();
   n->requires_grad = grad_mode;
   n->param = &p;
-  p.cached_tape_ = this;
-  p.cached_epoch_ = epoch_;
-  p.cached_node_ = n;
+  param_leaves_.emplace_back(&p, n);
   return Recorder::handle(*this, n);
 }
 
@@ -235,6 +255,7 @@ void Tape::clear() noexcept {
   last_ = nullptr;
   last_backward_ = nullptr;
   free_grads_.clear();
+  param_leaves_.clear();
   consumed_ = false;
 }
 
@@ -258,16 +279,13 @@ std::vector<const Node*> Tape::nodes() const {
 
 std::string Tape::first_nonfinite() const {
   for (const Node* n : nodes()) {
-    if (value_owner(n)->value_overwritten) continue;  // holds gradients now
-    const std::int64_t count = n->shape.numel();
-    bool finite = true;
-    if (dtype_ == DType::f32) {
-      const auto* v = static_cast<const float*>(n->value);
-      for (std::int64_t i = 0; i < count && finite; ++i) finite = std::isfinite(v[i]);
-    } else {
-      const auto* v = static_cast<const double*>(n->value);
-      for (std::int64_t i = 0; i < count && finite; ++i) finite = std::isfinite(v[i]);
+    const Node* owner = value_owner(n);
+    if (owner->value_overwritten) {  // holds gradients now; checked when it was given up
+      if (owner == n && n->value_was_nonfinite) return describe(n);
+      continue;
     }
+    const bool finite = dtype_ == DType::f32 ? all_finite<float>(n->value, n->shape.numel())
+                                             : all_finite<double>(n->value, n->shape.numel());
     if (!finite) return describe(n);
   }
   return {};
@@ -351,18 +369,46 @@ void* Recorder::grad_of(Tape& tape, Node* n) {
 }
 
 namespace {
-// Ops whose backward step reads neither their own value nor (through views) anything that aliases it.
-bool backward_ignores_own_value(Op op) {
-  return op == Op::gather_rows || op == Op::lstm_sequence;
+// The ops.def column: ops whose backward reads neither their own value nor anything that aliases it.
+bool value_dead_in_backward(Op op) {
+  switch (op) {
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
+  case Op::name:                                                      \
+    return value_dead;
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+    case Op::input:
+    case Op::parameter:
+      break;
+  }
+  return false;
 }
+
 }  // namespace
 
 void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
   Node* owner = value_owner(n);
   if (!n->requires_grad || owner->grad != nullptr || !owner->has_backward || owner->readers != 1 ||
-      !backward_ignores_own_value(owner->op))
+      !value_dead_in_backward(owner->op))
     return nullptr;
   auto* bytes = static_cast<std::byte*>(owner->value);
+  // Tape::first_nonfinite can no longer read this value: remember what it would have found.
+  owner->value_was_nonfinite = tape.dtype_ == DType::f32 ? !all_finite<float>(bytes, owner->shape.numel())
+                                                         : !all_finite<double>(bytes, owner->shape.numel());
+  owner->value_overwritten = true;
+#ifndef NDEBUG
+  // Debug builds keep the buffers apart and poison the dead value: an op wrongly marked value_dead in ops.def
+  // then reads NaN in its backward step (gradient checks fail loudly) instead of gradients.
+  if (tape.dtype_ == DType::f32) {
+    std::fill_n(static_cast<float*>(owner->value), owner->shape.numel(),
+                std::numeric_limits<float>::quiet_NaN());
+  } else {
+    std::fill_n(static_cast<double*>(owner->value), owner->shape.numel(),
+                std::numeric_limits<double>::quiet_NaN());
+  }
+  (void)zeroed;
+  return nullptr;
+#else
   const std::size_t total = tensor_bytes(owner->shape, tape.dtype_);
   if (zeroed) {
     std::memset(bytes, 0, total);
@@ -373,8 +419,8 @@ void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
     std::memset(bytes + end, 0, total - end);
   }
   owner->grad = owner->value;
-  owner->value_overwritten = true;
   return grad_of(tape, n);
+#endif
 }
 
 void Recorder::release_grad(Tape& tape, Node* n) {

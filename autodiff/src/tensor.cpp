@@ -12,7 +12,7 @@ namespace {
 constexpr std::align_val_t tensor_alignment{64};
 
 std::byte* allocate_zeroed(std::size_t bytes) {
-  if (bytes == 0) bytes = 1;  // keep data_ non-null so empty() means "never shaped"
+  if (bytes == 0) bytes = 1;  // keep data_ non-null: has_storage() means "shaped"
   auto* p = static_cast<std::byte*>(::operator new(bytes, tensor_alignment));
   std::memset(p, 0, bytes);
   return p;
@@ -44,14 +44,14 @@ Tensor::Tensor(Shape shape, DType dtype) : shape_(shape), dtype_(dtype) {
 }
 
 Tensor::Tensor(const Tensor& other) : shape_(other.shape_), dtype_(other.dtype_) {
-  if (other.empty()) return;
+  if (!other.has_storage()) return;
   data_.reset(allocate_zeroed(bytes()));
   std::memcpy(data_.get(), other.data_.get(), bytes());
 }
 
 Tensor& Tensor::operator=(const Tensor& other) {
   if (this != &other) {
-    if (other.empty()) {
+    if (!other.has_storage()) {
       *this = Tensor();
     } else {
       resize(other.shape_, other.dtype_);
@@ -100,7 +100,7 @@ void Tensor::fill(double value) {
 
 void Tensor::resize(Shape shape, DType dtype) {
   const std::size_t new_bytes = static_cast<std::size_t>(shape.numel()) * size_of(dtype);
-  if (empty() || new_bytes != bytes())
+  if (!has_storage() || new_bytes != bytes())
     data_.reset(allocate_zeroed(new_bytes));  // may throw: nothing changed yet
   shape_ = shape;
   dtype_ = dtype;

@@ -63,7 +63,7 @@ namespace {
 // Rows [t * batch, (t + 1) * batch) of a window-wide tensor from one step's [batch, cols] tensor.
 void copy_step_rows(const Tensor& step, Tensor& window, std::int64_t t) {
   const Tensor converted = step.dtype() == window.dtype() ? Tensor() : step.to(window.dtype());
-  const Tensor& src = converted.empty() ? step : converted;
+  const Tensor& src = converted.has_storage() ? converted : step;
   std::memcpy(static_cast<std::byte*>(window.raw()) + t * src.bytes(), src.raw(), src.bytes());
 }
 

@@ -17,7 +17,7 @@ namespace rwd::autodiff {
 enum class Op : std::uint8_t {
   input,      // a leaf copied into the arena: data, initial or carried state
   parameter,  // a leaf that reads a Parameter's storage and accumulates into its gradient
-#define REWIND_OP(name, inputs, has_grad, saves, formula) name,
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) name,
 #include "rewind/autodiff/ops.def"
 #undef REWIND_OP
 };
@@ -65,7 +65,9 @@ class REWIND_AUTODIFF_EXPORT Var {
 };
 
 // A named trainable tensor with a persistent gradient buffer outside any arena. Gradients accumulate over
-// backward calls until zero_grad(). Do not move a Parameter while a tape window reads it.
+// backward calls until zero_grad(). Value and gradient may be replaced between windows; Tape::param checks
+// that they agree (a gradient without storage is re-created as zeros). Do not move a Parameter while a tape
+// window reads it.
 class REWIND_AUTODIFF_EXPORT Parameter {
  public:
   Parameter(std::string name, Tensor value);
@@ -82,14 +84,9 @@ class REWIND_AUTODIFF_EXPORT Parameter {
   void zero_grad() { grad_.fill(0.0); }
 
  private:
-  friend class Tape;
   std::string name_;
   Tensor value_;
   Tensor grad_;
-  // The leaf this parameter got on the tape window that read it last, so each window records it once.
-  const Tape* cached_tape_ = nullptr;
-  std::uint64_t cached_epoch_ = 0;
-  Node* cached_node_ = nullptr;
 };
 
 struct MemoryStats {
@@ -153,6 +150,9 @@ class REWIND_AUTODIFF_EXPORT Tape {
   // Gradient buffers whose node's backward step has run, by byte size, for reuse later in the same pass:
   // gradient memory stays that of a few steps instead of growing with the unroll.
   std::vector<std::pair<std::size_t, void*>> free_grads_;
+  // The leaf each Parameter got in this window (one per grad mode), so a window records it once. Kept here,
+  // not in the Parameter: two tapes in two threads may read the same Parameter.
+  std::vector<std::pair<const Parameter*, Node*>> param_leaves_;
   Node* last_ = nullptr;           // newest node of the window
   Node* last_backward_ = nullptr;  // newest node that has a backward step
   bool consumed_ = false;

@@ -46,7 +46,7 @@ struct Shape {
 
 class REWIND_AUTODIFF_EXPORT Tensor {
  public:
-  Tensor() = default;
+  Tensor() = default;                // 0 x 0, no storage: every access is a no-op or a range error
   Tensor(Shape shape, DType dtype);  // zero-filled
   Tensor(const Tensor& other);
   Tensor& operator=(const Tensor& other);
@@ -62,7 +62,8 @@ class REWIND_AUTODIFF_EXPORT Tensor {
   DType dtype() const { return dtype_; }
   std::int64_t numel() const { return shape_.numel(); }
   std::size_t bytes() const { return static_cast<std::size_t>(numel()) * size_of(dtype_); }
-  bool empty() const { return data_ == nullptr; }
+  // False for a default-constructed or moved-from tensor; a shaped tensor has storage even with 0 elements.
+  bool has_storage() const { return data_ != nullptr; }
 
   // Typed access; throws std::invalid_argument if T does not match dtype().
   template <class T>
@@ -94,7 +95,7 @@ class REWIND_AUTODIFF_EXPORT Tensor {
   };
   void check_dtype(DType requested) const;
 
-  Shape shape_ = Shape::scalar();
+  Shape shape_ = Shape::matrix(0, 0);
   DType dtype_ = DType::f32;
   std::unique_ptr<std::byte[], Free> data_;
 };
