@@ -84,7 +84,7 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
   const auto started = std::chrono::steady_clock::now();
   loop.run([&](const trainers::UpdateReport& r) {
     tape_peak = std::max(tape_peak, r.stats.tape.peak_bytes);
-    recorded += r.stats.steps_recorded;
+    recorded += r.steps_recorded;
     ++updates;
     return true;
   });

@@ -281,7 +281,7 @@ int run_train(int argc, const char* const* argv) {
   std::int64_t window_correct = 0, window_count = 0;
   loop.run([&](const trainers::UpdateReport& r) {
     smoothed = std::isnan(smoothed) ? r.stats.loss : 0.95 * smoothed + 0.05 * r.stats.loss;
-    step_items += static_cast<double>(r.stats.steps_recorded * config.batch);
+    step_items += static_cast<double>(r.steps_recorded * config.batch);
     window_correct += r.stats.correct, window_count += r.stats.loss_count;
     const double rate = step_items / std::max(r.seconds, 1e-9);
     if (metrics)

@@ -5,8 +5,11 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/loop.hpp"
 
+using namespace rwd;
 using namespace rwd::autodiff;
 
 TEST_CASE("a default tensor is 0 x 0 without storage, and every access is safe", "[tensor][hardening]") {
@@ -115,4 +118,51 @@ TEST_CASE("first_nonfinite names the same node before and after backward", "[tap
   CHECK_THAT(before, Catch::StartsWith("lstm_sequence"));
   tape.backward(loss);
   CHECK(tape.first_nonfinite() == before);
+}
+
+// On recall:L under TBPTT(5, 5) most windows carry no target: their gradient is zero, and an optimizer step
+// would still move every weight by Adam's moments or SGD's momentum.
+TEST_CASE("windows without counted targets are not updates", "[trainers][loop][hardening]") {
+  models::ModelConfig c;
+  c.vocab_size = 4;
+  c.input_size = 4;
+  c.hidden_size = 8;
+  auto model = rwd::test::make_model("lstm", c, true);
+  auto trainer = rwd::test::builtin_plugins().make_trainer("truncated", {{"k", "5"}});
+  const auto data = trainers::recall_task(20, 4, 3, 4, 7);  // 4 sequences of 2 x 20 + 1 steps per row
+  std::int64_t windows_with_targets = 0, windows = 0;
+  for (std::int64_t begin = 0; begin < data->steps(); begin += 5, ++windows)
+    windows_with_targets += trainers::count_targets(*data, begin, std::min(begin + 5, data->steps())) > 0;
+  REQUIRE(windows_with_targets < windows);
+
+  trainers::Optimizer adam({.kind = "adam", .lr = 1e-2});
+  trainers::Loop loop(*model, *trainer, adam, [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                      {.max_passes = 1});
+  std::int64_t reports = 0;
+  loop.run([&](const trainers::UpdateReport& r) {
+    ++reports;
+    CHECK(r.stats.loss_count > 0);
+    CHECK(r.update == reports);
+    return true;
+  });
+  CHECK(reports == windows_with_targets);
+  CHECK(adam.updates() == windows_with_targets);
+}
+
+TEST_CASE("a pass without any target is refused instead of training on nothing",
+          "[trainers][loop][hardening]") {
+  models::ModelConfig c;
+  c.vocab_size = 4;
+  c.input_size = 4;
+  c.hidden_size = 4;
+  auto model = rwd::test::make_model("rnn", c, true);
+  auto trainer = rwd::test::builtin_plugins().make_trainer("truncated", {{"k", "5"}});
+  trainers::TokenData data(2, 12, 4);  // every target is no_target
+  for (std::int64_t t = 0; t < 12; ++t)
+    for (std::int64_t b = 0; b < 2; ++b) data.target(t, b) = trainers::no_target;
+  trainers::Optimizer sgd({.kind = "sgd", .lr = 0.1});
+  trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return data; },
+                      {.max_updates = 10});
+  CHECK_THROWS_WITH(loop.run([](const trainers::UpdateReport&) { return true; }),
+                    Catch::Contains("pass 0 has no targets at all"));
 }

@@ -17,24 +17,45 @@ Loop::Loop(Model& model, Trainer& trainer, Optimizer& optimizer,
 void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<autodiff::Parameter*> params = model_.parameters();
+  std::int64_t steps_since_report = 0;
   while (true) {
     if (options_.max_updates > 0 && optimizer_.updates() >= options_.max_updates) return;
     if (!in_pass_) {
       if (options_.max_passes > 0 && pass_ >= options_.max_passes) return;
       trainer_.begin(model_, data_for_pass_(pass_), tape_);
       in_pass_ = true;
+      counted_in_pass_ = 0;
     }
     const Dataset& data = data_for_pass_(pass_);
     UpdateReport report;
     report.stats = trainer_.next(model_, data, tape_);
     report.update = optimizer_.updates() + 1;
     report.pass = pass_;
+    steps_since_report += report.stats.steps_recorded;
+    const bool counted = report.stats.loss_count > 0;
+    counted_in_pass_ += counted;
+    if (trainer_.done()) {
+      in_pass_ = false;
+      ++pass_;
+      if (counted_in_pass_ == 0)
+        throw std::invalid_argument("pass " + std::to_string(pass_ - 1) +
+                                    " has no targets at all: there is nothing to train (is the task's delay "
+                                    "longer than its steps?)");
+    }
+    // No counted target, no update: the gradient is zero, and an optimizer step would still move weights by
+    // momentum or Adam's moments (PyTorch skips parameters without a gradient). docs/trainers.md.
+    if (!counted) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (options_.time_limit_seconds > 0 && seconds >= options_.time_limit_seconds) return;
+      continue;
+    }
     if (!std::isfinite(report.stats.loss)) {
       const std::string parameter = first_nonfinite(params);
       const std::string node = tape_.first_nonfinite();
       throw NonFiniteError("update " + std::to_string(report.update) + " (steps " +
                            std::to_string(report.stats.first_step) + " to " +
-                           std::to_string(report.stats.end_step) + " of pass " + std::to_string(pass_) +
+                           std::to_string(report.stats.end_step) + " of pass " + std::to_string(report.pass) +
                            "): the loss is " + std::to_string(report.stats.loss) +
                            (parameter.empty() ? "" : "; " + parameter) +
                            (node.empty() ? "" : "; first non-finite value on the tape: " + node));
@@ -45,10 +66,8 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
       throw NonFiniteError("update " + std::to_string(report.update) + ": " + first_nonfinite(params));
     report.lr = optimizer_.current_lr();
     optimizer_.step(params);
-    if (trainer_.done()) {
-      in_pass_ = false;
-      ++pass_;
-    }
+    report.steps_recorded = steps_since_report;
+    steps_since_report = 0;
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!on_update(report)) return;
     if (options_.time_limit_seconds > 0 && report.seconds >= options_.time_limit_seconds) return;

@@ -26,13 +26,16 @@ struct LoopOptions {
   double time_limit_seconds = 0;  // 0: no limit
 };
 
+// An update is a trainer window with at least one counted target: windows without one (the first steps of a
+// recall task under TBPTT(k, k)) change nothing and are not counted, reported or limited.
 struct UpdateReport {
   std::int64_t update = 0;  // 1-based, counted from the start of training
   std::int64_t pass = 0;    // 0-based
   UpdateStats stats;
   double grad_norm = 0;  // before clipping
   double lr = 0;
-  double seconds = 0;  // since the loop started
+  double seconds = 0;               // since the loop started
+  std::int64_t steps_recorded = 0;  // forward steps since the previous report, skipped windows included
 };
 
 class REWIND_TRAINERS_EXPORT Loop {
@@ -46,7 +49,10 @@ class REWIND_TRAINERS_EXPORT Loop {
   std::int64_t updates() const { return optimizer_.updates(); }
   RunPosition position() const { return {pass_, in_pass_}; }
   // Continue a restored run: the trainer has begun pass position.pass and been restored to where it was.
-  void resume(const RunPosition& position) { pass_ = position.pass, in_pass_ = position.in_pass; }
+  void resume(const RunPosition& position) {
+    pass_ = position.pass, in_pass_ = position.in_pass;
+    counted_in_pass_ = 1;  // the part of the pass before the checkpoint is not known here; assume it counted
+  }
   Tape& tape() { return tape_; }
 
  private:
@@ -58,6 +64,7 @@ class REWIND_TRAINERS_EXPORT Loop {
   Tape tape_;
   std::int64_t pass_ = 0;
   bool in_pass_ = false;
+  std::int64_t counted_in_pass_ = 0;  // updates of the current pass that had targets
 };
 
 }  // namespace rwd::trainers
