@@ -1,6 +1,7 @@
 // rewind bench-memory: memory and speed of trainers side by side, each (trainer, T) in its own child process
 // so that peak RSS figures do not mix. Table on stdout, optional CSV, JSON and a gnuplot PNG.
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/program_options.hpp>
@@ -103,20 +104,6 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
           {"steps_recorded", recorded}};
 }
 
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::string mib(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", bytes / (1 << 20));
@@ -193,9 +180,12 @@ int run_bench_memory(int argc, const char* const* argv) {
     return 0;
   }
 
-  const std::vector<std::string> specs = split(trainer_list);
+  const std::vector<std::string> specs = split_list(trainer_list);
   std::vector<std::int64_t> lengths;
-  for (const std::string& t : split(seq)) lengths.push_back(std::stoll(t));
+  for (const std::string& t : split_list(seq)) {
+    lengths.push_back(parse_integer(t, "--seq"));
+    if (lengths.back() < 1) throw std::invalid_argument("--seq: lengths must be positive, got " + t);
+  }
   for (const std::string& spec : specs) parse_trainer(spec);  // reject a bad spec before running anything
   const double min_floats = minimum_saved_floats(s.model, s.hidden, s.input);
   std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) +
@@ -208,6 +198,7 @@ int run_bench_memory(int argc, const char* const* argv) {
   std::printf("%-18s %8s %8s %14s %14s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB",
               "peak RSS MiB", "us / step", "steps x batch/s", "min saved MiB");
   json results = json::array();
+  int failed = 0;
   for (std::size_t i = 0; i < specs.size(); ++i)
     for (std::int64_t steps : lengths) {
       const std::string command = shell_quote(self) + " bench-memory --child-trainer " +
@@ -219,8 +210,12 @@ int run_bench_memory(int argc, const char* const* argv) {
       while (std::fgets(buf, sizeof buf, pipe)) out += buf;
       const int status = ::pclose(pipe);
       if (status != 0 || out.empty()) {
-        std::printf("%-18s %8lld  failed (exit status %d)\n", specs[i].c_str(), static_cast<long long>(steps),
-                    status);
+        // pclose gives a wait status: the child's exit code, or the signal that ended it (an OOM kill).
+        const std::string why = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                                    : "exit code " + std::to_string(WEXITSTATUS(status));
+        std::printf("%-18s %8lld  failed (%s)\n", specs[i].c_str(), static_cast<long long>(steps),
+                    why.c_str());
+        ++failed;
         continue;
       }
       json r = json::parse(out.substr(out.find('{')));
@@ -250,6 +245,10 @@ int run_bench_memory(int argc, const char* const* argv) {
   }
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << '\n';
   if (!plot.empty()) write_plot(plot, csv_for_plot, specs, s);
+  if (failed > 0) {
+    std::fprintf(stderr, "rewind bench-memory: %d configuration(s) failed\n", failed);
+    return 1;
+  }
   return 0;
 }
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -32,8 +33,10 @@ constexpr Command commands[] = {
 
 void usage(std::ostream& out) {
   out << "usage: rewind <command> [options]   (rewind <command> --help for its options)\n\ncommands:\n";
+  std::size_t width = 0;
+  for (const Command& c : commands) width = std::max(width, c.name.size());
   for (const Command& c : commands)
-    out << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << '\n';
+    out << "  " << c.name << std::string(width + 2 - c.name.size(), ' ') << c.summary << '\n';
   out << "\n  --help, --version\n";
 }
 

@@ -149,7 +149,7 @@ int run_graph(int argc, const char* const* argv) {
     if (std::system("command -v dot > /dev/null 2>&1") != 0) {
       std::printf("--png: Graphviz 'dot' is not installed (apt-get install graphviz); skipped\n");
     } else {
-      const std::string command = "dot -Tpng '" + out + "' -o '" + out + ".png'";
+      const std::string command = "dot -Tpng " + shell_quote(out) + " -o " + shell_quote(out + ".png");
       if (std::system(command.c_str()) != 0) throw std::runtime_error("dot failed to render '" + out + "'");
       std::printf("wrote %s.png\n", out.c_str());
     }

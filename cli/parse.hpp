@@ -2,7 +2,12 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <charconv>
+#include <cstdint>
 #include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace rwd::cli {
 
@@ -19,6 +24,46 @@ inline bool parse_command_line(int argc, const char* const* argv,
   }
   po::notify(vm);
   return true;
+}
+
+// "a,b,,c" -> {"a", "b", "c"}: the comma-separated lists of options (--inputs, --seq, --trainers).
+inline std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < list.size()) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// The whole of text as an integer; `what` names the option in the error ("--seq: 'abc' is not an integer").
+inline std::int64_t parse_integer(const std::string& text, const std::string& what) {
+  std::size_t used = 0;
+  std::int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw std::invalid_argument(what + ": '" + text + "' is not an integer");
+  return value;
+}
+
+// A default shown in --help as typed (0.1, not 0.10000000000000001): the shortest text that reads back.
+inline std::string shortest(double v) {
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  return std::string(buf, end);
+}
+
+// One argument for /bin/sh, whatever characters it holds.
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 }  // namespace rwd::cli

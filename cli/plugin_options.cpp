@@ -7,12 +7,13 @@ namespace po = boost::program_options;
 
 namespace rwd::cli {
 
-void PluginOptions::add_to(po::options_description& description) {
+void PluginOptions::add_to(po::options_description& description, bool model_options) {
   description.add_options()("plugin", po::value(&files)->composing(), "load this plugin file (repeatable)")(
       "plugin-dir", po::value(&directories)->composing(),
-      "search this directory for plugins, before REWIND_PLUGIN_PATH and the built-in ones (repeatable)")(
-      "option", po::value(&settings)->composing(),
-      "KEY=VALUE for the model plugin, e.g. forget_bias=1 (repeatable)");
+      "search this directory for plugins, before REWIND_PLUGIN_PATH and the built-in ones (repeatable)");
+  if (model_options)
+    description.add_options()("option", po::value(&settings)->composing(),
+                              "KEY=VALUE for the model plugin, e.g. forget_bias=1 (repeatable)");
 }
 
 plugins::Registry PluginOptions::load(bool quiet_problems) const {
@@ -25,12 +26,12 @@ plugins::Registry PluginOptions::load(bool quiet_problems) const {
   return registry;
 }
 
-std::map<std::string, std::string> PluginOptions::option_map() const {
+std::map<std::string, std::string> PluginOptions::option_map(const std::string& flag) const {
   std::map<std::string, std::string> out;
   for (const std::string& s : settings) {
     const auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("--option '" + s + "' is not KEY=VALUE");
+      throw std::invalid_argument(flag + " '" + s + "' is not KEY=VALUE");
     out[s.substr(0, eq)] = s.substr(eq + 1);
   }
   return out;

@@ -15,10 +15,12 @@ struct PluginOptions {
   std::vector<std::string> directories;  // --plugin-dir
   std::vector<std::string> settings;     // --option key=value, passed to the model plugin
 
-  void add_to(boost::program_options::options_description& description);
+  // --plugin and --plugin-dir, and --option unless the command takes the model options from a saved run.
+  void add_to(boost::program_options::options_description& description, bool model_options = true);
   // Loads --plugin files (errors are fatal), then the search path (problems are printed as warnings).
   plugins::Registry load(bool quiet_problems = false) const;
-  std::map<std::string, std::string> option_map() const;  // throws for a setting without '='
+  // Settings as a map; a setting without '=' is an error naming `flag`, the option it was given with.
+  std::map<std::string, std::string> option_map(const std::string& flag = "--option") const;
 };
 
 }  // namespace rwd::cli

@@ -19,7 +19,11 @@ struct RunConfig {
   std::map<std::string, std::string> model_options;
   std::string trainer = "truncated";
   std::map<std::string, std::string> trainer_options;
-  std::string data;  // text file, character level; or a .csv time series
+  std::string data;  // text file, character level; or a .csv time series (an absolute path once trained)
+  // What the data file held when the run started (size in bytes, XXH64 as hex), so that a resume notices a
+  // changed file. Empty for tasks and for runs saved before they were recorded.
+  std::int64_t data_bytes = -1;
+  std::string data_xxh64;
   trainers::CsvOptions csv;
   std::string task;  // or a synthetic task: recall:L, adding:L, delay:D
   std::int64_t task_steps = 1000;
@@ -32,20 +36,37 @@ struct RunConfig {
   double clip = 0;
   std::string vocabulary;  // text runs: the characters, in token order
 
+  // Refuses sizes and rates that cannot train (batch 0, a negative clip, ...), naming the option.
+  void validate() const;
+  // Makes data absolute and records its size and hash; check_data_unchanged compares them on resume.
+  void fingerprint_data();
+  void check_data_unchanged() const;
+
   std::string to_json() const;
   static RunConfig from_json(const std::string& json);
   models::ModelConfig model_config(const trainers::Dataset& shape) const;
 };
 
+// Validation streams of text and CSV data, whatever the training batch: evaluation results must not depend
+// on --batch (PyTorch's word_language_model evaluates with 10 as well). rewind eval uses its own --batch.
+constexpr std::int64_t validation_batch = 10;
+
 // Text split into training and validation streams; the vocabulary is the config's, or the text's own.
 struct TextData {
   std::unique_ptr<trainers::TokenData> train, validation;
+  std::string no_validation_reason;  // when validation is null although some text was held out
 };
-TextData load_text(RunConfig& config);
+// The whole file; errors name it and say why.
+std::string read_file(const std::string& path);
+
+// Validation, when held out, is cut into `validation_streams` streams; note says why there is none.
+TextData load_text(RunConfig& config, std::int64_t validation_streams = validation_batch);
+// A .csv file, whatever the case of its extension.
 bool is_csv(const std::string& path);
 // A CSV time series split by rows into training and validation streams.
 struct SeriesSplit {
   std::unique_ptr<trainers::SeriesData> train, validation;
+  std::string no_validation_reason;
 };
 SeriesSplit load_csv(const RunConfig& config);
 

@@ -2,6 +2,9 @@
 // progress, evaluates, checkpoints (Ctrl-C / SIGTERM save and exit), resumes exactly, and samples.
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -13,6 +16,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "commands.hpp"
 #include "parse.hpp"
@@ -43,17 +47,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < list.size()) {
-    const std::size_t comma = std::min(list.find(',', start), list.size());
-    if (comma > start) out.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 std::string text_of(const std::string& vocabulary, const std::vector<std::int32_t>& ids) {
   std::string s;
   for (std::int32_t id : ids) s += vocabulary[static_cast<std::size_t>(id)];
@@ -80,6 +73,8 @@ class PassData {
     } else {
       text_ = load_text(config_);
     }
+    const std::string& reason = series_.train ? series_.no_validation_reason : text_.no_validation_reason;
+    if (!reason.empty()) std::printf("%s\n", reason.c_str());
   }
   const trainers::Dataset& train(std::int64_t pass) {
     if (series_.train) return *series_.train;
@@ -126,6 +121,108 @@ void report_evaluation(const char* label, const trainers::Evaluation& e, bool te
              << std::endl;
 }
 
+// Progress lines (rewritten in place on a terminal, every --log-every updates otherwise) and metrics lines.
+class Progress {
+ public:
+  struct Settings {
+    bool tty = false;
+    bool tokens = false;  // accuracy is shown for token targets only
+    std::int64_t batch = 1, log_every = 50, max_updates = 0;
+    double time_limit = 0;
+    std::int64_t start_updates = 0;
+  };
+  Progress(Settings settings, std::ofstream* metrics)
+      : s_(settings), metrics_(metrics), started_(std::chrono::steady_clock::now()) {}
+
+  void update(const trainers::UpdateReport& r) {
+    smoothed_ = std::isnan(smoothed_) ? r.stats.loss : 0.95 * smoothed_ + 0.05 * r.stats.loss;
+    step_items_ += static_cast<double>(r.steps_recorded * s_.batch);
+    window_correct_ += r.stats.correct, window_count_ += r.stats.loss_count;
+    const double rate = step_items_ / std::max(r.seconds, 1e-9);
+    if (metrics_)
+      *metrics_ << nlohmann::json{{"update", r.update},
+                                  {"pass", r.pass},
+                                  {"loss", r.stats.loss},
+                                  {"grad_norm", r.grad_norm},
+                                  {"lr", r.lr},
+                                  {"seconds", r.seconds},
+                                  {"steps_x_batch_per_second", rate},
+                                  {"tape_peak_bytes", r.stats.tape.peak_bytes}}
+                       .dump()
+                << std::endl;
+    const std::int64_t done_here = r.update - s_.start_updates;
+    const bool due =
+        s_.tty ? r.seconds - last_print_ >= 0.25 : (r.update % s_.log_every == 0 || done_here == 1);
+    if (!due) return;
+    double eta = -1;
+    if (s_.max_updates > 0)
+      eta = r.seconds / static_cast<double>(done_here) * static_cast<double>(s_.max_updates - r.update);
+    if (s_.time_limit > 0)
+      eta = eta < 0 ? s_.time_limit - r.seconds : std::min(eta, s_.time_limit - r.seconds);
+    last_print_ = r.seconds;
+    char accuracy[32] = "";
+    if (s_.tokens && window_count_ > 0)
+      std::snprintf(accuracy, sizeof accuracy, "  acc %.3f",
+                    static_cast<double>(window_correct_) / static_cast<double>(window_count_));
+    std::printf(
+        "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s  %7.0f steps x batch/s  tape %6.1f MiB  ETA "
+        "%s%s",
+        s_.tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
+        smoothed_, accuracy, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
+        eta >= 0 ? duration(eta).c_str() : "?", s_.tty ? "   " : "\n");
+    in_line_ = s_.tty;
+    window_correct_ = window_count_ = 0;
+    std::fflush(stdout);
+  }
+  // Ends a progress line rewritten in place, before other output.
+  void end_line() {
+    if (in_line_) std::printf("\n");
+    in_line_ = false;
+  }
+  void summary(std::int64_t updates) const {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
+                static_cast<long long>(updates - s_.start_updates), static_cast<long long>(updates), seconds,
+                step_items_ / std::max(seconds, 1e-9));
+  }
+
+ private:
+  Settings s_;
+  std::ofstream* metrics_;
+  std::chrono::steady_clock::time_point started_;
+  double smoothed_ = NAN, last_print_ = -1, step_items_ = 0;
+  std::int64_t window_correct_ = 0, window_count_ = 0;
+  bool in_line_ = false;
+};
+
+// With --resume the stored run defines model, data and hyperparameters: only limits and outputs may be given.
+void refuse_run_options_on_resume(const po::variables_map& vm) {
+  static const std::set<std::string> allowed = {
+      "resume",    "epochs",        "max-updates", "time-limit",  "save",   "metrics",    "eval-every",
+      "log-every", "sample-length", "prime",       "temperature", "plugin", "plugin-dir", "help"};
+  for (const auto& [name, value] : vm)
+    if (!value.defaulted() && !allowed.count(name))
+      throw std::invalid_argument(
+          "--" + name +
+          " cannot be combined with --resume: the saved run fixes model, data and "
+          "hyperparameters (with --resume give only limits and outputs: --epochs, "
+          "--max-updates, --time-limit, --save, --metrics, --eval-every, --log-every, "
+          "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
+}
+
+// Fails now rather than after training: a probe file is created and removed in dir.
+void check_writable_directory(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("--save: cannot create directory '" + dir.string() + "': " + ec.message());
+  std::string probe = (dir / ".rewind-write-test.XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0)
+    throw std::runtime_error("--save: cannot write into '" + dir.string() + "': " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 }  // namespace
 
 int run_train(int argc, const char* const* argv) {
@@ -153,27 +250,29 @@ int run_train(int argc, const char* const* argv) {
       "data", po::value(&config.data), "text file, character level (default: the bundled tinyshakespeare)")(
       "task", po::value(&config.task), "synthetic task instead: recall:L, adding:L, delay:D")(
       "task-steps", po::value(&config.task_steps)->default_value(config.task_steps),
-      "steps per row per pass of a task")("val-fraction",
-                                          po::value(&config.val_fraction)->default_value(config.val_fraction),
-                                          "text held out for validation")(
-      "batch", po::value(&config.batch)->default_value(config.batch), "parallel streams")(
+      "steps per row per pass of a task")(
+      "val-fraction",
+      po::value(&config.val_fraction)->default_value(config.val_fraction, shortest(config.val_fraction)),
+      "text held out for validation")("batch", po::value(&config.batch)->default_value(config.batch),
+                                      "parallel streams")(
       "hidden", po::value(&config.hidden)->default_value(config.hidden), "hidden size")(
       "layers", po::value(&config.layers)->default_value(config.layers), "stacked layers")(
       "embedding", po::value(&config.embedding)->default_value(config.embedding),
       "embedding size (0: hidden)")(
-      "init-range", po::value(&config.init_range)->default_value(config.init_range),
+      "init-range",
+      po::value(&config.init_range)->default_value(config.init_range, shortest(config.init_range)),
       "U(-r, r) initialisation (0: PyTorch's)")("epochs", po::value(&epochs), "passes over the data")(
       "max-updates", po::value(&max_updates),
       "updates, counted from the start of training (also when resuming)")(
       "time-limit", po::value(&time_limit), "seconds (default 90 when no other limit is given)")(
       "optimizer", po::value(&config.optimizer.kind)->default_value("adam"), "adam or sgd")(
-      "lr", po::value(&config.optimizer.lr)->default_value(2e-3), "learning rate")(
-      "momentum", po::value(&config.optimizer.momentum)->default_value(0.0), "sgd momentum (0: plain SGD)")(
-      "clip", po::value(&config.clip)->default_value(0.0),
-      "clip the global gradient norm to this (0: no clipping)")(
+      "lr", po::value(&config.optimizer.lr)->default_value(2e-3, "0.002"), "learning rate")(
+      "momentum", po::value(&config.optimizer.momentum)->default_value(0.0, "0"),
+      "sgd momentum (0: plain SGD)")("clip", po::value(&config.clip)->default_value(0.0, "0"),
+                                     "clip the global gradient norm to this (0: no clipping)")(
       "lr-step-every", po::value(&config.optimizer.step_every)->default_value(0),
       "step decay: multiply lr by --lr-gamma every N updates")(
-      "lr-gamma", po::value(&config.optimizer.gamma)->default_value(0.5), "step decay factor")(
+      "lr-gamma", po::value(&config.optimizer.gamma)->default_value(0.5, "0.5"), "step decay factor")(
       "seed", po::value(&config.seed)->default_value(config.seed), "initialisation and task seed")(
       "init", po::value(&init), "start from these weights (.safetensors, PyTorch names)")(
       "save", po::value(&save), "directory for model.safetensors and checkpoint.safetensors")(
@@ -186,7 +285,8 @@ int run_train(int argc, const char* const* argv) {
       "sample-length", po::value(&sample_length)->default_value(sample_length),
       "characters sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
                                                        "text the sample starts from")(
-      "temperature", po::value(&temperature)->default_value(temperature), "sampling temperature");
+      "temperature", po::value(&temperature)->default_value(temperature, shortest(temperature)),
+      "sampling temperature");
   options.add_options()("inputs", po::value(&csv_inputs),
                         "CSV: input columns, comma-separated (default: all others)")(
       "targets", po::value(&csv_targets), "CSV: columns predicted at the next step (default: the inputs)")(
@@ -202,30 +302,44 @@ int run_train(int argc, const char* const* argv) {
     return 0;
 
   if (!resume.empty()) {
-    // The stored run defines model, data and hyperparameters; the command line adds limits and outputs.
+    refuse_run_options_on_resume(vm);
     const auto meta = trainers::read_checkpoint_metadata(fs::path(resume) / "checkpoint.safetensors");
     config = RunConfig::from_json(meta.at("rewind.run"));
+    config.check_data_unchanged();
   } else {
     if (!config.task.empty() && vm.count("data"))
       throw std::invalid_argument("give --data or --task, not both");
     if (config.task.empty() && config.data.empty()) config.data = REWIND_DEFAULT_DATA;
+    const bool csv = config.task.empty() && is_csv(config.data);
+    for (const char* name : {"inputs", "targets", "target-columns", "reset-column"})
+      if (vm.count(name) && !csv)
+        throw std::invalid_argument(
+            std::string("--") + name + " applies to CSV data (a .csv file), not to " +
+            (config.task.empty() ? "the text file '" + config.data + "'" : "task '" + config.task + "'"));
     config.csv.inputs = split_list(csv_inputs);
     config.csv.targets = split_list(csv_targets);
     config.csv.target_columns = split_list(csv_target_columns);
     config.model_options = plugin_options.option_map();
     PluginOptions trainer_map;
     trainer_map.settings = trainer_settings;
-    config.trainer_options = trainer_map.option_map();
+    config.trainer_options = trainer_map.option_map("--trainer-option");
     if (vm.count("k")) config.trainer_options["k"] = std::to_string(k);
     if (vm.count("k1")) config.trainer_options["k1"] = std::to_string(k1);
     if (vm.count("k2")) config.trainer_options["k2"] = std::to_string(k2);
     if (vm.count("segment")) config.trainer_options["segment"] = std::to_string(segment);
     if (vm.count("memory-budget")) config.trainer_options["memory_budget"] = std::to_string(memory_budget);
+    config.validate();
+    config.fingerprint_data();
   }
   if ((vm.count("epochs") && epochs < 1) || (vm.count("max-updates") && max_updates < 1) ||
       (vm.count("time-limit") && !(time_limit > 0)))
     throw std::invalid_argument("--epochs, --max-updates and --time-limit must be positive");
+  if (eval_every < 0) throw std::invalid_argument("--eval-every must be >= 0 (0: only at the end)");
+  if (log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
+  if (sample_length < 0) throw std::invalid_argument("--sample-length must be >= 0 (0: no sample)");
+  if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
+  if (!save.empty()) check_writable_directory(save);  // before training, not after it
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
@@ -254,7 +368,6 @@ int run_train(int argc, const char* const* argv) {
     models::load_parameters(init, *model);
   }
 
-  if (!save.empty()) fs::create_directories(save);  // now: the metrics file may live there
   std::unique_ptr<std::ofstream> metrics;
   if (!metrics_path.empty()) {
     metrics = std::make_unique<std::ofstream>(metrics_path, std::ios::app);
@@ -274,74 +387,50 @@ int run_train(int argc, const char* const* argv) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const bool tty = ::isatty(STDOUT_FILENO) != 0;
-  const std::int64_t start_updates = optimizer.updates();
-  const auto started = std::chrono::steady_clock::now();
-  double smoothed = NAN, last_print = -1, step_items = 0;
-  std::int64_t window_correct = 0, window_count = 0;
-  loop.run([&](const trainers::UpdateReport& r) {
-    smoothed = std::isnan(smoothed) ? r.stats.loss : 0.95 * smoothed + 0.05 * r.stats.loss;
-    step_items += static_cast<double>(r.steps_recorded * config.batch);
-    window_correct += r.stats.correct, window_count += r.stats.loss_count;
-    const double rate = step_items / std::max(r.seconds, 1e-9);
-    if (metrics)
-      *metrics << nlohmann::json{{"update", r.update},
-                                 {"pass", r.pass},
-                                 {"loss", r.stats.loss},
-                                 {"grad_norm", r.grad_norm},
-                                 {"lr", r.lr},
-                                 {"seconds", r.seconds},
-                                 {"steps_x_batch_per_second", rate},
-                                 {"tape_peak_bytes", r.stats.tape.peak_bytes}}
-                      .dump()
-               << std::endl;
-    const std::int64_t done_here = r.update - start_updates;
-    double eta = -1;
-    if (max_updates > 0)
-      eta = r.seconds / static_cast<double>(done_here) * static_cast<double>(max_updates - r.update);
-    if (time_limit > 0) eta = eta < 0 ? time_limit - r.seconds : std::min(eta, time_limit - r.seconds);
-    const bool due = tty ? r.seconds - last_print >= 0.25
-                         : (r.update % std::max<std::int64_t>(log_every, 1) == 0 || done_here == 1);
-    if (due) {
-      last_print = r.seconds;
-      std::printf(
-          "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)  acc %.3f  %7.0f steps x batch/s  tape "
-          "%6.1f MiB  ETA %s%s",
-          tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
-          smoothed,
-          window_count && tokens ? static_cast<double>(window_correct) / static_cast<double>(window_count)
-                                 : NAN,
-          rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
-          eta >= 0 ? duration(eta).c_str() : "?", tty ? "   " : "\n");
-      window_correct = window_count = 0;
-      std::fflush(stdout);
-    }
-    if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
-      if (tty) std::printf("\n");
-      report_evaluation("validation", trainers::evaluate(*model, *data.validation()), text, metrics.get(),
-                        r.update);
-    }
-    return !interrupted.load();
-  });
-  if (tty) std::printf("\n");
+  Progress progress({.tty = ::isatty(STDOUT_FILENO) != 0,
+                     .tokens = tokens,
+                     .batch = config.batch,
+                     .log_every = log_every,
+                     .max_updates = max_updates,
+                     .time_limit = time_limit,
+                     .start_updates = optimizer.updates()},
+                    metrics.get());
+  try {
+    loop.run([&](const trainers::UpdateReport& r) {
+      progress.update(r);
+      if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
+        progress.end_line();
+        report_evaluation("validation", trainers::evaluate(*model, *data.validation()), text, metrics.get(),
+                          r.update);
+      }
+      return !interrupted.load();
+    });
+  } catch (const trainers::NonFiniteError& e) {
+    progress.end_line();
+    // The check runs before the optimizer step: the parameters are still those of the last update, and
+    // worth keeping when they are finite (a loss overflowed, not the weights).
+    if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty()) throw;
+    const std::string last = std::to_string(optimizer.updates());
+    models::save_parameters(fs::path(save) / "model.safetensors", *model,
+                            {{"rewind.run", run_json},
+                             {"rewind.note", "parameters after update " + last +
+                                                 ", the last finite one: training stopped on a non-finite "
+                                                 "value in the next update"}});
+    throw trainers::NonFiniteError(std::string(e.what()) + "; the parameters after update " + last +
+                                   " (the last finite one) are saved in " +
+                                   (fs::path(save) / "model.safetensors").string());
+  }
+  progress.end_line();
   if (interrupted) std::printf("interrupted at update %lld\n", static_cast<long long>(optimizer.updates()));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
-              static_cast<long long>(optimizer.updates() - start_updates),
-              static_cast<long long>(optimizer.updates()), seconds, step_items / std::max(seconds, 1e-9));
+  progress.summary(optimizer.updates());
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
     report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), text,
                       metrics.get(), optimizer.updates());
   if (!save.empty()) {
-    fs::create_directories(save);
-    const std::string& run = run_json;
     trainers::save_checkpoint(fs::path(save) / "checkpoint.safetensors", *model, optimizer, *trainer,
-                              loop.position(), {{"rewind.run", run}});
-    std::vector<std::pair<std::string, const autodiff::Tensor*>> params;
-    for (autodiff::Parameter* p : model->parameters()) params.emplace_back(p->name(), &p->value());
-    models::save_safetensors(fs::path(save) / "model.safetensors", params,
-                             {{"format", "pt"}, {"rewind.run", run}});
+                              loop.position(), {{"rewind.run", run_json}});
+    models::save_parameters(fs::path(save) / "model.safetensors", *model, {{"rewind.run", run_json}});
     std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
                 static_cast<long long>(optimizer.updates()));
   }

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake git pkg-config
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libboost-graph-dev
-  catch2 libbenchmark-dev libopenblas-dev nlohmann-json3-dev
+  catch2 libbenchmark-dev libopenblas-dev nlohmann-json3-dev libxxhash-dev
   gnuplot-nox
 )
 

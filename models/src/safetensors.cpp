@@ -156,10 +156,16 @@ TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::stri
   return out;
 }
 
-void save_parameters(const fs::path& file, Model& model) {
+std::vector<std::pair<std::string, const Tensor*>> parameter_tensors(Model& model) {
   std::vector<std::pair<std::string, const Tensor*>> tensors;
   for (Parameter* p : model.parameters()) tensors.emplace_back(p->name(), &p->value());
-  save_safetensors(file, tensors, {{"format", "pt"}, {"producer", "rewind"}});
+  return tensors;
+}
+
+void save_parameters(const fs::path& file, Model& model, std::map<std::string, std::string> metadata) {
+  metadata.emplace("format", "pt");
+  metadata.emplace("producer", "rewind");
+  save_safetensors(file, parameter_tensors(model), metadata);
 }
 
 void load_parameters(const fs::path& file, Model& model) {

@@ -28,8 +28,7 @@ std::int64_t integer(const std::map<std::string, std::string>& m, const std::str
 
 void save_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, const Trainer& trainer,
                      const RunPosition& position, const std::map<std::string, std::string>& metadata) {
-  std::vector<std::pair<std::string, const Tensor*>> tensors;
-  for (autodiff::Parameter* p : model.parameters()) tensors.emplace_back(p->name(), &p->value());
+  std::vector<std::pair<std::string, const Tensor*>> tensors = models::parameter_tensors(model);
   for (const auto& [name, t] : optimizer.state(model.parameters())) tensors.emplace_back(name, t);
   for (std::size_t i = 0; i < trainer.stored_state().size(); ++i)
     tensors.emplace_back("trainer.state." + std::to_string(i), &trainer.stored_state()[i]);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 #include "rewind/autodiff/ops.hpp"
 
@@ -33,6 +34,7 @@ std::vector<std::int32_t> sample(Model& model, const std::vector<std::int32_t>& 
   if (!model.uses_tokens()) throw std::invalid_argument("sample: the model does not take tokens");
   if (prime.empty()) throw std::invalid_argument("sample: the prime is empty");
   if (!(temperature > 0)) throw std::invalid_argument("sample: temperature must be positive");
+  if (length < 0) throw std::invalid_argument("sample: length must be >= 0, got " + std::to_string(length));
   autodiff::NoGradGuard no_grad;
   Tape tape(model.config().dtype);
   std::vector<Tensor> carried = model.initial_state(1);

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace rwd::trainers {
 
@@ -12,7 +14,11 @@ Loop::Loop(Model& model, Trainer& trainer, Optimizer& optimizer,
       optimizer_(optimizer),
       data_for_pass_(std::move(data_for_pass)),
       options_(options),
-      tape_(model.config().dtype) {}
+      tape_(model.config().dtype) {
+  if (!(options_.clip >= 0 && std::isfinite(options_.clip)))
+    throw std::invalid_argument("clip: the gradient-norm limit must be >= 0 (0: no clipping), got " +
+                                std::to_string(options_.clip));
+}
 
 void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
   const auto started = std::chrono::steady_clock::now();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 namespace rwd::trainers {
 
@@ -19,11 +20,21 @@ void for_each_element(Tensor& t, F&& f) {
 }  // namespace
 
 Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
-  if (config_.kind != "sgd" && config_.kind != "adam")
-    throw std::invalid_argument("optimizer '" + config_.kind + "': expected sgd or adam");
-  if (!(config_.lr >= 0)) throw std::invalid_argument("optimizer: learning rate must be >= 0");
-  if (config_.momentum < 0 || config_.momentum >= 1)
-    throw std::invalid_argument("optimizer: momentum must be in [0, 1)");
+  const OptimizerConfig& c = config_;
+  auto refuse = [](const std::string& what) { throw std::invalid_argument("optimizer: " + what); };
+  if (c.kind != "sgd" && c.kind != "adam") refuse("'" + c.kind + "' is not sgd or adam");
+  if (!(c.lr >= 0 && std::isfinite(c.lr)))
+    refuse("learning rate must be finite and >= 0, got " + std::to_string(c.lr));
+  if (!(c.momentum >= 0 && c.momentum < 1))
+    refuse("momentum must be in [0, 1), got " + std::to_string(c.momentum));
+  // Adam has its own first moment (beta1): a momentum given with it would be silently ignored.
+  if (c.kind == "adam" && c.momentum != 0) refuse("momentum applies to sgd only; adam uses beta1");
+  if (!(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1)) refuse("adam's betas must be in [0, 1)");
+  if (!(c.eps > 0)) refuse("adam's eps must be > 0");
+  if (c.step_every < 0) refuse("the step-decay interval must be >= 0");
+  // gamma <= 0 would flip the rate's sign every interval (gradient ascent) or zero it.
+  if (!(c.gamma > 0 && std::isfinite(c.gamma)))
+    refuse("the step-decay factor gamma must be > 0, got " + std::to_string(c.gamma));
 }
 
 double Optimizer::current_lr() const {

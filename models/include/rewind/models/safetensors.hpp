@@ -32,8 +32,11 @@ REWIND_MODELS_EXPORT void save_safetensors(const std::filesystem::path& file,
 REWIND_MODELS_EXPORT TensorMap load_safetensors(const std::filesystem::path& file,
                                                 std::map<std::string, std::string>* metadata = nullptr);
 
-// A model's parameters under their PyTorch names.
-REWIND_MODELS_EXPORT void save_parameters(const std::filesystem::path& file, Model& model);
+// A model's parameters under their PyTorch names, as save_safetensors takes them.
+REWIND_MODELS_EXPORT std::vector<std::pair<std::string, const Tensor*>> parameter_tensors(Model& model);
+// Those, with "format": "pt" and "producer": "rewind" added to `metadata`.
+REWIND_MODELS_EXPORT void save_parameters(const std::filesystem::path& file, Model& model,
+                                          std::map<std::string, std::string> metadata = {});
 // All or nothing: every missing, unexpected, misshapen or mistyped tensor is listed in one error, and no
 // parameter changes unless all match.
 REWIND_MODELS_EXPORT void load_parameters(const std::filesystem::path& file, Model& model);
