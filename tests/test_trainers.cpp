@@ -401,3 +401,47 @@ TEST_CASE("CSV time series: next-step targets, explicit targets, resets and sequ
   CHECK_THROWS_WITH(trainers::CsvTable::read(path), Catch::Contains("line 2: 3 values for 2 columns"));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("each loop update is the scheduled rate times the clipped full gradient", "[trainers]") {
+  const auto data = random_tokens(2, 6, 8);
+  for (double clip : {0.0, 1e-2}) {
+    INFO("clip " << clip);
+    auto model = test::make_model("gru", token_config(2), true);
+    auto reference_model = test::make_model("gru", token_config(2), true);
+    auto trainer = test::builtin_plugins().make_trainer("full");
+    const double lr = 0.5, gamma = 0.1;
+    trainers::Optimizer sgd({.kind = "sgd", .lr = lr, .step_every = 2, .gamma = gamma});
+    trainers::Loop loop(*model, *trainer, sgd,
+                        [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                        {.clip = clip, .max_updates = 4});
+    std::vector<Tensor> before;
+    for (auto* p : model->parameters()) before.push_back(p->value());
+    int updates = 0;
+    loop.run([&](const trainers::UpdateReport& r) {
+      ++updates;
+      // The gradient at the parameters before this update, from a second model given those values.
+      for (std::size_t i = 0; i < before.size(); ++i) reference_model->parameters()[i]->value() = before[i];
+      const Reference g =
+          reference_update(*reference_model, *data, forward_states(*reference_model, *data), 0, 6, 6);
+      double squares = 0;
+      for (const Tensor& t : g.gradients)
+        for (std::int64_t k = 0; k < t.numel(); ++k) squares += t.get(k) * t.get(k);
+      const double norm = std::sqrt(squares);
+      const double scale = clip > 0 ? std::min(1.0, clip / norm) : 1.0;
+      if (clip > 0) REQUIRE(norm > clip);  // clipping is active
+      const double rate = lr * std::pow(gamma, (updates - 1) / 2);
+      CHECK(r.update == updates);
+      CHECK(r.lr == Approx(rate).epsilon(1e-15));
+      CHECK(r.grad_norm == Approx(norm).epsilon(1e-10));
+      CHECK(r.stats.loss == Approx(g.loss).epsilon(1e-12));
+      for (std::size_t i = 0; i < before.size(); ++i)
+        for (std::int64_t k = 0; k < before[i].numel(); ++k)
+          CHECK(model->parameters()[i]->value().get(k) ==
+                Approx(before[i].get(k) - rate * scale * g.gradients[i].get(k)).epsilon(1e-10).margin(1e-12));
+      before.clear();
+      for (auto* p : model->parameters()) before.push_back(p->value());
+      return true;
+    });
+    CHECK(updates == 4);
+  }
+}
