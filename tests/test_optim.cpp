@@ -72,7 +72,7 @@ TEST_CASE("plain SGD: p -= lr * g, three steps", "[optim]") {
   CHECK(sgd.updates() == steps);
 }
 
-TEST_CASE("SGD with momentum as torch.optim.SGD: buf = g, then buf = mu * buf + g; p -= lr * buf",
+TEST_CASE("SGD with momentum as torch.optim.SGD: buf = g at first, then mu * buf + g, and p -= lr * buf",
           "[optim]") {
   for (DType dtype : {DType::f64, DType::f32}) {
     Problem problem(dtype);
