@@ -16,17 +16,29 @@ cmp whole/model.safetensors split/model.safetensors
 cmp whole/checkpoint.safetensors split/checkpoint.safetensors
 echo "resume after --max-updates: bitwise equal"
 
-# SIGTERM at an arbitrary moment: the run saves and exits cleanly, and resuming reaches the same parameters.
-"$rewind" train "${run[@]}" --max-updates 3000 --save full > full.log
-"$rewind" train "${run[@]}" --max-updates 3000 --save term > term.log &
+# SIGTERM during the run: the run saves and exits cleanly, and resuming reaches the same parameters. The
+# signal goes out once the first progress line is in the log, thousands of updates before the run would end.
+limit=(--max-updates 10000)
+"$rewind" train "${run[@]}" "${limit[@]}" --save full > full.log
+"$rewind" train "${run[@]}" "${limit[@]}" --log-every 1 --save term > term.log &
 pid=$!
-sleep 1
+for _ in $(seq 1000); do
+  grep -q '^update' term.log && break
+  sleep 0.01
+done
 kill -TERM "$pid" 2>/dev/null || true
 wait "$pid"
+if ! grep -q "interrupted at update" term.log; then
+  echo "the run was not interrupted: it ended before the signal arrived"
+  tail -3 term.log
+  exit 1
+fi
 grep -q "saved term" term.log
-"$rewind" train --resume term --max-updates 3000 --save term > term_resumed.log
+"$rewind" train --resume term "${limit[@]}" --save term > term_resumed.log
+grep -q "trained .* (to update 10000)" term_resumed.log
 cmp full/model.safetensors term/model.safetensors
-echo "resume after SIGTERM: bitwise equal ($(grep -o 'interrupted at update [0-9]*' term.log || echo 'finished before the signal'))"
+cmp full/checkpoint.safetensors term/checkpoint.safetensors
+echo "resume after SIGTERM: bitwise equal ($(grep -o 'interrupted at update [0-9]*' term.log))"
 
 # A truncated checkpoint: refused by name, and the file is not touched.
 head -c 200 whole/checkpoint.safetensors > whole/cut && mv whole/cut whole/checkpoint.safetensors

@@ -1,5 +1,6 @@
 // Bad input: every case throws a message naming the op and the shapes involved; nothing crashes.
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "rewind/autodiff/ops.hpp"
 
@@ -56,26 +57,38 @@ TEST_CASE("backward on a consumed window is an error until the tape is cleared",
   CHECK_THROWS_WITH(loss.shape(), Contains("tape was cleared"));
   CHECK_THROWS_WITH(tanh(loss),
                     Contains("tanh: an input is empty or belongs to a tape window that was cleared"));
-  Var again = sum(tanh(tape.input(zeros(2, 2), true)));
-  CHECK_NOTHROW(tape.backward(again));
+  // After clear() the tape records and backpropagates again: d sum(tanh(x)) / dx = 1 - tanh(x)^2.
+  Tensor values = zeros(2, 2);
+  for (std::int64_t i = 0; i < 4; ++i) values.set(i, 0.25 * static_cast<double>(i) - 0.5);
+  Var x2 = tape.input(values, true);
+  tape.backward(sum(tanh(x2)));
+  for (std::int64_t i = 0; i < 4; ++i)
+    CHECK(tape.grad(x2).get(i) == Approx(1 - std::pow(std::tanh(values.get(i)), 2)).epsilon(1e-5));
 }
 
 TEST_CASE("backward from a non-scalar needs a seed of the same shape", "[errors]") {
   Tape tape;
-  Var y = tanh(tape.input(zeros(2, 3), true));
+  Tensor values = zeros(2, 3);
+  for (std::int64_t i = 0; i < 6; ++i) values.set(i, 0.3 * static_cast<double>(i) - 0.8);
+  Var x = tape.input(values, true);
+  Var y = tanh(x);
   CHECK_THROWS_WITH(tape.backward(y),
                     Contains("tanh [2, 3]") && Contains("is not a scalar; pass a seed gradient"));
   const Tensor wrong = zeros(3, 3);
   const Seed bad{y, &wrong};
   CHECK_THROWS_WITH(tape.backward(std::span<const Seed>(&bad, 1)),
                     Contains("seed [3, 3] f32 does not match tanh [2, 3]"));
-  const Tensor ones = [] {
+  // A seed of the right shape is used as d loss / dy: dx = seed * (1 - tanh(x)^2).
+  const Tensor seed = [] {
     Tensor t(Shape::matrix(2, 3), DType::f32);
-    t.fill(1);
+    for (std::int64_t i = 0; i < 6; ++i) t.set(i, static_cast<double>(i + 1));
     return t;
   }();
-  const Seed good{y, &ones};
-  CHECK_NOTHROW(tape.backward(std::span<const Seed>(&good, 1)));
+  const Seed good{y, &seed};
+  tape.backward(std::span<const Seed>(&good, 1));
+  for (std::int64_t i = 0; i < 6; ++i)
+    CHECK(tape.grad(x).get(i) ==
+          Approx(seed.get(i) * (1 - std::pow(std::tanh(values.get(i)), 2))).epsilon(1e-5));
 }
 
 TEST_CASE("asking for a gradient that does not exist is an error", "[errors]") {

@@ -70,6 +70,13 @@ TEST_CASE("bad plugin files are refused with the file and the reason", "[plugins
     std::ofstream(truncated, std::ios::binary) << head;
   }
   CHECK_THROWS_WITH(r.load_file(truncated), Contains("truncated.so': cannot be loaded"));
+
+  fs::create_directories(dir / "folder.so");
+  CHECK_THROWS_WITH(r.load_file(dir / "folder.so"), Contains("folder.so': not a regular file"));
+  CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_no_name.so"),
+                    Contains("no_name.so': descriptor has no name"));
+  CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_no_factory.so"),
+                    Contains("no_factory.so': descriptor 'no_factory' has no factory for its kind"));
   CHECK(r.plugins().empty());
   fs::remove_all(dir);
 }
@@ -86,10 +93,25 @@ TEST_CASE("two plugins with the same kind and name are an error naming both file
   fs::remove_all(dir);
 }
 
+TEST_CASE("a trainer plugin whose factory returns nothing is refused when asked for a trainer", "[plugins]") {
+  plugins::Registry r;
+  r.load_file(fixture_dir / "librewind_fixture_null_trainer.so");
+  CHECK(r.plugins().size() == 1);
+  CHECK_THROWS_WITH(r.make_trainer("null_trainer"), Contains("trainer plugin 'null_trainer' (") &&
+                                                        Contains("null_trainer.so) made no trainer"));
+}
+
 TEST_CASE("a directory scan collects problems and keeps the good plugins", "[plugins]") {
   plugins::Registry r;
   r.load_directory(fixture_dir);
-  CHECK(r.problems().size() == 3);
+  // One problem per broken fixture, in file name order; the one well-formed plugin is kept.
+  const char* broken[] = {"no_descriptor", "no_factory", "no_name", "wrong_abi", "wrong_fingerprint"};
+  REQUIRE(r.problems().size() == std::size(broken));
+  for (std::size_t i = 0; i < std::size(broken); ++i)
+    CHECK_THAT(r.problems()[i], Contains("librewind_fixture_" + std::string(broken[i]) + ".so'"));
+  REQUIRE(r.plugins().size() == 1);
+  CHECK(r.find(plugins::Kind::trainer, "null_trainer").file.filename() ==
+        "librewind_fixture_null_trainer.so");
   r.load_directory("/nonexistent/plugins");
   CHECK_THAT(r.problems().back(), Contains("'/nonexistent/plugins': not a directory"));
 }
@@ -99,7 +121,8 @@ TEST_CASE("REWIND_PLUGIN_PATH is searched", "[plugins]") {
   plugins::Registry r;
   r.load_search_path({});
   ::unsetenv("REWIND_PLUGIN_PATH");
-  CHECK_NOTHROW(r.find(plugins::Kind::model, "gru"));
+  CHECK(r.find(plugins::Kind::model, "gru").file == fs::canonical(builtin_dir / "librewind_model_gru.so"));
+  CHECK_THAT(r.problems().front(), Contains("'/nonexistent': not a directory"));
 }
 
 TEST_CASE("plugin options are checked against the declaration", "[plugins]") {
@@ -111,5 +134,9 @@ TEST_CASE("plugin options are checked against the declaration", "[plugins]") {
                     Contains("model 'lstm': option 'forget_bias' expects a real number, got 'high'"));
   CHECK_THROWS_WITH(test::builtin_plugins().make_model("gru", c, {{"fused", "maybe"}}),
                     Contains("model 'gru': option 'fused' expects a boolean (true/false), got 'maybe'"));
-  CHECK_NOTHROW(test::builtin_plugins().make_model("rnn", c, {{"fused", "false"}}));
+  const auto model = test::builtin_plugins().make_model("rnn", c, {{"fused", "false"}});
+  std::vector<std::string> names;
+  for (const autodiff::Parameter* p : model->parameters()) names.push_back(p->name());
+  CHECK(names == std::vector<std::string>{"embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0",
+                                          "rnn.bias_ih_l0", "rnn.bias_hh_l0", "head.weight", "head.bias"});
 }

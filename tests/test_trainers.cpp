@@ -1,6 +1,7 @@
-// Trainer semantics against independent references: full BPTT written out by hand, a brute-force
-// TBPTT(k1, k2) that builds each update's unroll explicitly with stop_gradient at its start, and an
-// untruncated forward pass for the carried state.
+// Trainer semantics against independent references, at 1 and 2 layers: a brute-force TBPTT(k1, k2) that
+// builds each update's unroll explicitly from Model::step with stop_gradient at its start (with k1 = k2 = T
+// it is full BPTT), and an untruncated forward pass for the carried state, whose per-layer states are
+// collected here (not through Model::end, which the trainers use).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -19,11 +20,12 @@ using autodiff::Var;
 
 namespace {
 
-models::ModelConfig token_config(const std::string&) {
+models::ModelConfig token_config(int layers = 1) {
   models::ModelConfig c;
   c.vocab_size = 5;
   c.input_size = 3;
   c.hidden_size = 4;
+  c.layers = layers;
   c.dtype = DType::f64;
   c.init_range = 0.5;
   return c;
@@ -49,6 +51,7 @@ std::vector<Tensor> gradients(models::Model& m) {
 }
 
 double max_relative(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  REQUIRE(a.size() == b.size());
   double worst = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
     for (std::int64_t k = 0; k < a[i].numel(); ++k) {
@@ -58,27 +61,40 @@ double max_relative(const std::vector<Tensor>& a, const std::vector<Tensor>& b) 
   return worst;
 }
 
+// The carried state as the trainers store it: layer 0's tensors first (h, then c for an LSTM), then layer
+// 1's.
+std::vector<Tensor> by_layer(const models::ModelState& state) {
+  std::vector<Tensor> out;
+  for (std::size_t layer = 0; layer < state.size(); ++layer)
+    for (const Var& v : state[layer]) out.push_back(v.value());
+  return out;
+}
+
 // States S_t (before step t) of one untruncated forward pass, t = 0..T, for data without resets.
 std::vector<std::vector<Tensor>> forward_states(models::Model& model, const trainers::Dataset& data) {
   Tape tape(DType::f64);
   autodiff::NoGradGuard no_grad;
   models::ModelState state;
   model.begin(tape, model.initial_state(data.batch()), state);
-  std::vector<std::vector<Tensor>> out(1);
-  model.end(state, out[0]);
+  std::vector<std::vector<Tensor>> out{by_layer(state)};
   for (std::int64_t t = 0; t < data.steps(); ++t) {
     model.step(tape, data.step(t).tokens, state);
-    out.emplace_back();
-    model.end(state, out.back());
+    out.push_back(by_layer(state));
   }
   return out;
 }
 
+struct Reference {
+  double loss = 0;
+  std::int64_t count = 0;
+  std::vector<Tensor> gradients;
+};
+
 // The brute-force reference of one TBPTT(k1, k2) update with loss over [first, end): an explicit unroll
 // from the forward state at max(0, end - k2), cut with stop_gradient, loss = mean over counted targets.
-std::vector<Tensor> reference_update(models::Model& model, const trainers::Dataset& data,
-                                     const std::vector<std::vector<Tensor>>& states, std::int64_t first,
-                                     std::int64_t end, std::int64_t k2) {
+Reference reference_update(models::Model& model, const trainers::Dataset& data,
+                           const std::vector<std::vector<Tensor>>& states, std::int64_t first,
+                           std::int64_t end, std::int64_t k2) {
   for (auto* p : model.parameters()) p->zero_grad();
   Tape tape(DType::f64);
   const std::int64_t start = std::max<std::int64_t>(0, end - k2);
@@ -86,100 +102,123 @@ std::vector<Tensor> reference_update(models::Model& model, const trainers::Datas
   model.begin(tape, states[static_cast<std::size_t>(start)], state);
   for (auto& layer : state)
     for (Var& v : layer) v = autodiff::stop_gradient(v);
-  std::int64_t count = 0;
+  Reference r;
   for (std::int64_t t = first; t < end; ++t)
-    for (std::int32_t target : data.step(t).target_tokens) count += target != trainers::no_target;
+    for (std::int32_t target : data.step(t).target_tokens) r.count += target != trainers::no_target;
   Var loss;
   for (std::int64_t t = start; t < end; ++t) {
     const Var y = model.step(tape, data.step(t).tokens, state);
     if (t < first) continue;
     const Var l = autodiff::softmax_cross_entropy(
-        y, data.step(t).target_tokens, {.ignore_index = trainers::no_target, .normalizer = double(count)});
+        y, data.step(t).target_tokens, {.ignore_index = trainers::no_target, .normalizer = double(r.count)});
     loss = loss.valid() ? loss + l : l;
   }
   tape.backward(loss);
-  return gradients(model);
+  r.loss = loss.item();
+  r.gradients = gradients(model);
+  return r;
 }
 
 }  // namespace
 
-TEST_CASE("truncated with k >= T and checkpointed both equal full BPTT", "[trainers]") {
-  for (const char* cell : {"rnn", "lstm"}) {
-    auto model = test::make_model(cell, token_config(cell), true);
-    const auto data = random_tokens(3, 11, 5);
-    Tape tape(DType::f64);
-    auto full = test::builtin_plugins().make_trainer("full");
-    full->begin(*model, *data, tape);
-    const trainers::UpdateStats reference = full->next(*model, *data, tape);
-    CHECK(full->done());
-    const auto expected = gradients(*model);
-
-    auto truncated = test::builtin_plugins().make_trainer("truncated", {{"k", "11"}});
-    truncated->begin(*model, *data, tape);
-    const trainers::UpdateStats t_stats = truncated->next(*model, *data, tape);
-    CHECK(truncated->done());
-    CHECK(t_stats.loss == Approx(reference.loss).epsilon(1e-12));
-    CHECK(max_relative(gradients(*model), expected) <= 1e-10);
-
-    for (const char* segment : {"1", "3", "0", "11"}) {
-      INFO(cell << ", segment " << segment);
-      auto checkpointed = test::builtin_plugins().make_trainer("checkpointed", {{"segment", segment}});
-      checkpointed->begin(*model, *data, tape);
-      const trainers::UpdateStats c_stats = checkpointed->next(*model, *data, tape);
-      CHECK(c_stats.loss == Approx(reference.loss).epsilon(1e-12));
-      CHECK(c_stats.loss_count == reference.loss_count);
-      CHECK(max_relative(gradients(*model), expected) <= 1e-10);
+TEST_CASE("full, truncated with k >= T and checkpointed all equal a brute-force full BPTT", "[trainers]") {
+  constexpr std::int64_t T = 11;
+  for (const char* cell : {"rnn", "gru", "lstm"})
+    for (int layers : {1, 2}) {
+      auto model = test::make_model(cell, token_config(layers), true);
+      const auto data = random_tokens(3, T, 5);
+      const Reference reference = reference_update(*model, *data, forward_states(*model, *data), 0, T, T);
+      Tape tape(DType::f64);
+      auto check = [&](const std::string& name, std::map<std::string, std::string> options) {
+        INFO(cell << ", " << layers << " layer(s), " << name << " " << ::Catch::Detail::stringify(options));
+        auto trainer = test::builtin_plugins().make_trainer(name, options);
+        trainer->begin(*model, *data, tape);
+        const trainers::UpdateStats stats = trainer->next(*model, *data, tape);
+        CHECK(trainer->done());
+        CHECK(stats.loss == Approx(reference.loss).epsilon(1e-12));
+        CHECK(stats.loss_count == reference.count);
+        CHECK(stats.first_step == 0);
+        CHECK(stats.end_step == T);
+        CHECK(max_relative(gradients(*model), reference.gradients) <= 1e-10);
+        return stats;
+      };
+      check("full", {});
+      check("truncated", {{"k", std::to_string(T)}});
+      check("truncated", {{"k", "40"}});
+      // Checkpointed: every segment but the last is run twice (once to keep its end state, once recorded).
+      for (std::int64_t segment : {1, 3, 0, 11}) {
+        const std::int64_t c =
+            segment > 0 ? segment : static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(T))));
+        const std::int64_t last = T - (T + c - 1) / c * c + c;
+        const trainers::UpdateStats stats = check("checkpointed", {{"segment", std::to_string(segment)}});
+        CHECK(stats.steps_recorded == 2 * T - last);
+      }
+      // A memory budget below one step's tape keeps every state (segments of 1); a budget above the whole
+      // sequence's records it once.
+      CHECK(check("checkpointed", {{"memory_budget", "1"}}).steps_recorded == 2 * T - 1);
+      CHECK(check("checkpointed", {{"memory_budget", "1000000000000"}}).steps_recorded == T);
     }
-  }
 }
 
 TEST_CASE("truncated(k1, k2) equals a brute-force unroll per update", "[trainers]") {
-  auto model = test::make_model("gru", token_config("gru"), true);
-  const auto data = random_tokens(2, 10, 9);
-  const auto states = forward_states(*model, *data);
-  const std::pair<int, int> windows[] = {{1, 1}, {3, 3}, {4, 4}, {2, 5}, {3, 7}, {4, 12}};
-  for (auto [k1, k2] : windows) {
-    INFO("k1 = " << k1 << ", k2 = " << k2);
-    Tape tape(DType::f64);
-    auto trainer = test::builtin_plugins().make_trainer(
-        "truncated", {{"k1", std::to_string(k1)}, {"k2", std::to_string(k2)}});
-    trainer->begin(*model, *data, tape);
-    int updates = 0;
-    while (!trainer->done()) {
-      const trainers::UpdateStats s = trainer->next(*model, *data, tape);
-      const auto got = gradients(*model);
-      CHECK(s.first_step == updates * k1);
-      CHECK(s.end_step == std::min<std::int64_t>((updates + 1) * k1, 10));
-      CHECK(max_relative(got, reference_update(*model, *data, states, s.first_step, s.end_step, k2)) <=
-            1e-10);
-      ++updates;
+  for (int layers : {1, 2}) {
+    auto model = test::make_model("gru", token_config(layers), true);
+    const auto data = random_tokens(2, 10, 9);
+    const auto states = forward_states(*model, *data);
+    const std::pair<int, int> windows[] = {{1, 1}, {3, 3}, {4, 4}, {2, 5}, {3, 7}, {4, 12}};
+    for (auto [k1, k2] : windows) {
+      INFO(layers << " layer(s), k1 = " << k1 << ", k2 = " << k2);
+      Tape tape(DType::f64);
+      auto trainer = test::builtin_plugins().make_trainer(
+          "truncated", {{"k1", std::to_string(k1)}, {"k2", std::to_string(k2)}});
+      trainer->begin(*model, *data, tape);
+      int updates = 0;
+      while (!trainer->done()) {
+        const trainers::UpdateStats s = trainer->next(*model, *data, tape);
+        const auto got = gradients(*model);
+        CHECK(s.first_step == updates * k1);
+        CHECK(s.end_step == std::min<std::int64_t>((updates + 1) * k1, 10));
+        CHECK(s.steps_recorded == s.end_step - std::max<std::int64_t>(0, s.end_step - k2));
+        const Reference want = reference_update(*model, *data, states, s.first_step, s.end_step, k2);
+        CHECK(s.loss == Approx(want.loss).epsilon(1e-12));
+        CHECK(s.loss_count == want.count);
+        CHECK(max_relative(got, want.gradients) <= 1e-10);
+        ++updates;
+      }
+      CHECK(updates == (10 + k1 - 1) / k1);
     }
-    CHECK(updates == (10 + k1 - 1) / k1);
   }
 }
 
 TEST_CASE("with fixed parameters the carried state equals one untruncated forward pass", "[trainers]") {
-  auto model = test::make_model("lstm", token_config("lstm"), true);
-  const auto data = random_tokens(2, 13, 4);
-  const auto states = forward_states(*model, *data);
-  Tape tape(DType::f64);
-  auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "4"}});
-  trainer->begin(*model, *data, tape);
-  while (!trainer->done()) {
-    trainer->next(*model, *data, tape);
-    const auto& expected = states[static_cast<std::size_t>(trainer->stored_step())];
-    // k1 = k2: the state is carried from where the update ended, unless the next update is the shorter last
-    // one, whose unroll reaches k2 steps back from the end of the data.
-    if (trainer->position() + 4 <= 13 || trainer->done())
-      REQUIRE(trainer->stored_step() == trainer->position());
-    for (std::size_t i = 0; i < expected.size(); ++i)
-      for (std::int64_t k = 0; k < expected[i].numel(); ++k)
-        CHECK(trainer->stored_state()[i].get(k) == Approx(expected[i].get(k)).epsilon(1e-13));
-  }
+  for (const char* cell : {"lstm", "gru"})
+    for (int layers : {1, 2}) {
+      auto model = test::make_model(cell, token_config(layers), true);
+      const auto data = random_tokens(2, 13, 4);
+      const auto states = forward_states(*model, *data);
+      Tape tape(DType::f64);
+      auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "4"}});
+      trainer->begin(*model, *data, tape);
+      while (!trainer->done()) {
+        trainer->next(*model, *data, tape);
+        INFO(cell << ", " << layers << " layer(s), position " << trainer->position());
+        const auto& expected = states[static_cast<std::size_t>(trainer->stored_step())];
+        // k1 = k2: the state is carried from where the update ended, unless the next update is the shorter
+        // last one, whose unroll reaches k2 steps back from the end of the data.
+        if (trainer->position() + 4 <= 13 || trainer->done())
+          REQUIRE(trainer->stored_step() == trainer->position());
+        else
+          REQUIRE(trainer->stored_step() == 13 - 4);
+        REQUIRE(trainer->stored_state().size() == expected.size());
+        for (std::size_t i = 0; i < expected.size(); ++i)
+          for (std::int64_t k = 0; k < expected[i].numel(); ++k)
+            CHECK(trainer->stored_state()[i].get(k) == Approx(expected[i].get(k)).epsilon(1e-13));
+      }
+    }
 }
 
 TEST_CASE("a reset restarts exactly the rows it marks and blocks their gradient", "[trainers]") {
-  auto model = test::make_model("gru", token_config("gru"), true);
+  auto model = test::make_model("gru", token_config(), true);
   auto data = random_tokens(2, 8, 3);
   data->set_reset(5, 1);  // row 1 starts a new sequence at step 5
   const auto plain = random_tokens(2, 8, 3);
@@ -217,7 +256,7 @@ TEST_CASE("a reset restarts exactly the rows it marks and blocks their gradient"
 }
 
 TEST_CASE("tape memory: truncated is flat in T, full grows linearly, checkpointed is a fraction",
-          "[trainers][memory]") {
+          "[trainers][memory][serial]") {
   models::ModelConfig c;
   c.vocab_size = 5;
   c.hidden_size = 8;
@@ -248,7 +287,7 @@ TEST_CASE("trainer options and data are checked", "[trainers]") {
                     Catch::Contains("need 1 <= k1 <= k2, got k1 = 5, k2 = 3"));
   CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("truncated", {{"k", "x"}}),
                     Catch::Contains("trainer 'truncated': option 'k' expects a integer, got 'x'"));
-  auto model = test::make_model("rnn", token_config("rnn"), true);
+  auto model = test::make_model("rnn", token_config(), true);
   trainers::TokenData wrong(2, 4, 7);
   Tape tape(DType::f64);
   CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("full")->begin(*model, wrong, tape),
@@ -259,7 +298,8 @@ TEST_CASE("trainer options and data are checked", "[trainers]") {
 // first symbol. L = 20, 4 symbols, batch 32, LSTM hidden 32 with forget bias 3, Adam lr 1e-2, fixed seeds;
 // a fresh sample of 10 sequences per row every pass. Accuracy is on the recalled symbol over the last 200
 // of 2,000 updates.
-TEST_CASE("on recall:20, TBPTT(5, 25) learns the first symbol and TBPTT(5, 5) cannot", "[trainers][recall]") {
+TEST_CASE("on recall:20, TBPTT(5, 25) learns the first symbol and TBPTT(5, 5) cannot",
+          "[trainers][recall][serial]") {
   auto accuracy = [](int k1, int k2) {
     models::ModelConfig c;
     c.vocab_size = 4;
@@ -296,7 +336,7 @@ TEST_CASE("on recall:20, TBPTT(5, 25) learns the first symbol and TBPTT(5, 5) ca
 }
 
 TEST_CASE("the loop stops on a non-finite loss and names the update and the parameter", "[trainers]") {
-  auto model = test::make_model("rnn", token_config("rnn"), true);
+  auto model = test::make_model("rnn", token_config(), true);
   model->parameter("rnn.weight_hh_l0").value().set(3, std::nan(""));
   const auto data = random_tokens(2, 6, 1);
   auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "3"}});
@@ -312,7 +352,7 @@ TEST_CASE("the loop stops on a non-finite loss and names the update and the para
 }
 
 TEST_CASE("plain SGD with lr 1 moves each parameter by minus its gradient", "[trainers]") {
-  auto model = test::make_model("gru", token_config("gru"), true);
+  auto model = test::make_model("gru", token_config(), true);
   const auto data = random_tokens(2, 6, 2);
   auto trainer = test::builtin_plugins().make_trainer("full");
   Tape tape(DType::f64);
@@ -362,4 +402,48 @@ TEST_CASE("CSV time series: next-step targets, explicit targets, resets and sequ
   std::ofstream(path) << "a,b\n1,2,3\n";
   CHECK_THROWS_WITH(trainers::CsvTable::read(path), Catch::Contains("line 2: 3 values for 2 columns"));
   std::filesystem::remove(path);
+}
+
+TEST_CASE("each loop update is the scheduled rate times the clipped full gradient", "[trainers]") {
+  const auto data = random_tokens(2, 6, 8);
+  for (double clip : {0.0, 1e-2}) {
+    INFO("clip " << clip);
+    auto model = test::make_model("gru", token_config(2), true);
+    auto reference_model = test::make_model("gru", token_config(2), true);
+    auto trainer = test::builtin_plugins().make_trainer("full");
+    const double lr = 0.5, gamma = 0.1;
+    trainers::Optimizer sgd({.kind = "sgd", .lr = lr, .step_every = 2, .gamma = gamma});
+    trainers::Loop loop(*model, *trainer, sgd,
+                        [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                        {.clip = clip, .max_updates = 4});
+    std::vector<Tensor> before;
+    for (auto* p : model->parameters()) before.push_back(p->value());
+    int updates = 0;
+    loop.run([&](const trainers::UpdateReport& r) {
+      ++updates;
+      // The gradient at the parameters before this update, from a second model given those values.
+      for (std::size_t i = 0; i < before.size(); ++i) reference_model->parameters()[i]->value() = before[i];
+      const Reference g =
+          reference_update(*reference_model, *data, forward_states(*reference_model, *data), 0, 6, 6);
+      double squares = 0;
+      for (const Tensor& t : g.gradients)
+        for (std::int64_t k = 0; k < t.numel(); ++k) squares += t.get(k) * t.get(k);
+      const double norm = std::sqrt(squares);
+      const double scale = clip > 0 ? std::min(1.0, clip / norm) : 1.0;
+      if (clip > 0) REQUIRE(norm > clip);  // clipping is active
+      const double rate = lr * std::pow(gamma, (updates - 1) / 2);
+      CHECK(r.update == updates);
+      CHECK(r.lr == Approx(rate).epsilon(1e-15));
+      CHECK(r.grad_norm == Approx(norm).epsilon(1e-10));
+      CHECK(r.stats.loss == Approx(g.loss).epsilon(1e-12));
+      for (std::size_t i = 0; i < before.size(); ++i)
+        for (std::int64_t k = 0; k < before[i].numel(); ++k)
+          CHECK(model->parameters()[i]->value().get(k) ==
+                Approx(before[i].get(k) - rate * scale * g.gradients[i].get(k)).epsilon(1e-10).margin(1e-12));
+      before.clear();
+      for (auto* p : model->parameters()) before.push_back(p->value());
+      return true;
+    });
+    CHECK(updates == 4);
+  }
 }

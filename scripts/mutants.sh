@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Mutation check of the test suite: plants one known bug at a time in a scratch copy of the source tree,
+# rebuilds it incrementally, runs the tests that should notice, and reports each mutant as killed (a test
+# failed) or survived (every test passed). Exits non-zero if any mutant survives or does not apply.
+#
+#   scripts/mutants.sh [NAME-REGEX]        run every mutant, or those whose name matches
+#   scripts/mutants.sh --list              list the mutants
+#
+# REWIND_MUTANTS_DIR (default: $TMPDIR/rewind-mutants) keeps the scratch copy and its build between runs, so
+# a second run only recompiles what changed. Details and how to add a mutant: docs/testing.md.
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+scratch=${REWIND_MUTANTS_DIR:-${TMPDIR:-/tmp}/rewind-mutants}
+jobs=${REWIND_MUTANTS_JOBS:-2}
+
+names=() files=() originals=() replacements=() tests=()
+# mutant NAME FILE ORIGINAL REPLACEMENT TESTS: ORIGINAL must occur exactly once in FILE (several lines are
+# fine); TESTS is a ctest -R regular expression naming the tests that should fail.
+mutant() {
+  names+=("$1") files+=("$2") originals+=("$3") replacements+=("$4") tests+=("$5")
+}
+
+# Test groups (ctest names: Catch test case names and the cli.* tests).
+optim='torch|clipping|step decay|SGD|loop update'
+trainers='brute|carried|reset|trainer|loop|CSV|evaluation|sampling|cli\.train\.(task|layers|memory_budget)'
+evaluation='evaluation|sampling|cli\.(sample|eval)$|cli\.train\.(task|text)$'
+ops='gradient|gradcheck|window run|equations|cells|float windows'
+
+# ---- the planted bugs of issue 16 -------------------------------------------------------------------------
+mutant model.end.layers_reversed models/src/model.cpp \
+  '  for (const State& s : state)
+    for (const Var& v : s) v.copy_to(carried[next++]);' \
+  '  for (auto s = state.rbegin(); s != state.rend(); ++s)
+    for (const Var& v : *s) v.copy_to(carried[next++]);' \
+  "$trainers"
+mutant sample.temperature_multiplies trainers/src/evaluate.cpp \
+  'weights[c] = std::exp((logits.get(static_cast<std::int64_t>(c)) - peak) / temperature);' \
+  'weights[c] = std::exp((logits.get(static_cast<std::int64_t>(c)) - peak) * temperature);' \
+  "$evaluation"
+mutant sample.feeds_back_prime trainers/src/evaluate.cpp \
+  'const std::int32_t token = i < prime.size() ? prime[i] : next;' \
+  'const std::int32_t token = i < prime.size() ? prime[i] : prime.back();' \
+  "$evaluation"
+mutant evaluate.drops_carried_state trainers/src/evaluate.cpp \
+  'record_window(model, tape, data, state, begin, end, begin, 1.0, end, &carried);' \
+  'record_window(model, tape, data, state, begin, end, begin, 1.0, end, nullptr);' \
+  "$evaluation"
+mutant evaluate.count_plus_one trainers/src/evaluate.cpp \
+  'e.loss = e.count > 0 ? total / static_cast<double>(e.count) : 0.0;' \
+  'e.loss = e.count > 0 ? total / static_cast<double>(e.count + 1) : 0.0;' \
+  "$evaluation"
+mutant adam.second_correction_beta1 trainers/src/optim.cpp \
+  'const double c2 = 1 - std::pow(config_.beta2, static_cast<double>(updates_));' \
+  'const double c2 = 1 - std::pow(config_.beta1, static_cast<double>(updates_));' \
+  "$optim"
+mutant adam.no_bias_correction trainers/src/optim.cpp \
+  'const T step_size = static_cast<T>(lr / c1), root_c2 = static_cast<T>(std::sqrt(c2)),' \
+  'const T step_size = static_cast<T>(lr + 0 * c1), root_c2 = static_cast<T>(1 + 0 * c2),' \
+  "$optim"
+mutant clip.factor_inverted trainers/src/optim.cpp \
+  'const double factor = max_norm / norm;' \
+  'const double factor = norm / max_norm;' \
+  "$optim"
+mutant sgd.momentum_ignored trainers/src/optim.cpp \
+  'wv[k] -= static_cast<T>(lr) * buf[k];' \
+  'wv[k] -= static_cast<T>(lr) * gv[k];' \
+  "$optim"
+mutant schedule.modulo trainers/src/optim.cpp \
+  'static_cast<double>(updates_ / config_.step_every)' \
+  'static_cast<double>(updates_ % config_.step_every)' \
+  "$optim"
+mutant safetensors.reversed_offsets_accepted models/src/safetensors.cpp \
+  'offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_bytes' \
+  'offsets.size() != 2 || offsets[1] > data_bytes' \
+  'safetensors'
+
+# ---- more: optimiser, ops' backward formulas, window arithmetic, resets, the arena, the loader ---------------
+mutant adam.eps_inside_sqrt trainers/src/optim.cpp \
+  'wv[k] -= step_size * m[k] / (std::sqrt(v[k]) / root_c2 + eps);' \
+  'wv[k] -= step_size * m[k] / std::sqrt(v[k] / (root_c2 * root_c2) + eps);' \
+  "$optim"
+mutant ops.tanh_backward autodiff/src/ops.cpp \
+  'backward_unary<T>(tape, n, [](T, T y) { return T(1) - y * y; });' \
+  'backward_unary<T>(tape, n, [](T, T y) { return T(1) - y; });' \
+  "$ops"
+mutant ops.sigmoid_backward autodiff/src/ops.cpp \
+  'backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) - y); });' \
+  'backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) + y); });' \
+  "$ops"
+mutant ops.gather_overwrites autodiff/src/ops.cpp \
+  'gt[indices[i] * cols + c] += dy[i * cols + c];' \
+  'gt[indices[i] * cols + c] = dy[i * cols + c];' \
+  "$ops|$trainers"
+mutant ops.softmax_target_sign autodiff/src/ops.cpp \
+  'if (counted) dr[targets[r]] -= g;' \
+  'if (counted) dr[targets[r]] += g;' \
+  "$ops|brute"
+mutant ops.mse_second_input autodiff/src/ops.cpp \
+  'if (gb != nullptr) gb[i] -= d;' \
+  'if (gb != nullptr) gb[i] += d;' \
+  "$ops"
+mutant truncated.next_start_past_the_end trainers/builtin/truncated.cpp \
+  'std::max<std::int64_t>(0, std::min(end + k1_, steps_) - k2_)' \
+  'std::max<std::int64_t>(0, end + k1_ - k2_)' \
+  "$trainers"
+mutant checkpointed.floor_sqrt trainers/builtin/checkpointed.cpp \
+  'static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps_))))' \
+  'static_cast<std::int64_t>(std::floor(std::sqrt(static_cast<double>(steps_))))' \
+  'brute'
+mutant window.end_state_not_saved trainers/src/trainer.cpp \
+  'if (saved != nullptr && save_step == end && end > begin) model.end(state, *saved);' \
+  'if (saved != nullptr && save_step == end && end < begin) model.end(state, *saved);' \
+  "$trainers"
+mutant window.resets_ignored trainers/src/trainer.cpp \
+  '    if (s.reset.empty()) continue;
+    resets.resize(static_cast<std::size_t>(rows));' \
+  '    if (s.reset.empty() || rows > 0) continue;
+    resets.resize(static_cast<std::size_t>(rows));' \
+  "$trainers"
+mutant window.counts_ignored_targets trainers/src/trainer.cpp \
+  'for (std::int32_t target : s.target_tokens) count += target != no_target;' \
+  'for (std::int32_t target : s.target_tokens) count += target >= no_target;' \
+  "$trainers"
+mutant cell.reset_keeps_half models/src/model.cpp \
+  'restarts[static_cast<std::size_t>(b)] != 0 ? 0.0 : 1.0);' \
+  'restarts[static_cast<std::size_t>(b)] != 0 ? 0.5 : 1.0);' \
+  'window run|reset'
+mutant loop.clip_ignored trainers/src/loop.cpp \
+  'options_.clip > 0 ? clip_grad_norm(params, options_.clip) : clip_grad_norm(params, INFINITY);' \
+  'clip_grad_norm(params, INFINITY);' \
+  "$trainers"
+mutant loop.one_update_too_many trainers/src/loop.cpp \
+  'if (options_.max_updates > 0 && optimizer_.updates() >= options_.max_updates) return;' \
+  'if (options_.max_updates > 0 && optimizer_.updates() > options_.max_updates) return;' \
+  "$trainers"
+mutant arena.reset_keeps_large_cursor autodiff/src/arena.cpp \
+  '  offset_ = 0;
+  next_large_ = 0;' \
+  '  offset_ = 0;' \
+  'arena|allocation'
+mutant arena.no_alignment autodiff/src/arena.cpp \
+  'const std::size_t start = align_up(offset_, align);' \
+  'const std::size_t start = offset_;' \
+  'arena|allocation'
+mutant registry.empty_name_accepted plugins/src/registry.cpp \
+  "if (d.name == nullptr || *d.name == '\\0') throw" \
+  'if (d.name == nullptr) throw' \
+  'plugin'
+
+if [ "${1:-}" = "--list" ]; then
+  for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
+  exit 0
+fi
+filter=${1:-.}
+
+# The scratch copy: the repository's files as they are now (committed or not), copied only where they differ,
+# so the build directory's timestamps stay valid between runs.
+mkdir -p "$scratch/src"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard) |
+  while IFS= read -r -d '' f; do
+    [ -f "$repo/$f" ] || continue
+    if ! cmp -s "$repo/$f" "$scratch/src/$f"; then
+      mkdir -p "$(dirname "$scratch/src/$f")"
+      cp "$repo/$f" "$scratch/src/$f"  # a new modification time: the build recompiles it
+    fi
+  done
+build="$scratch/build"
+log="$scratch/log"
+mkdir -p "$log"
+# Without -Werror: a mutant may leave an unused variable behind and must still build.
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$scratch/src" -B "$build" -DCMAKE_BUILD_TYPE=Release > "$log/configure.txt" 2>&1 ||
+    { echo "configure failed: $log/configure.txt"; exit 2; }
+fi
+echo "building the unmutated tree in $build (the first time takes minutes)"
+nice -n 15 cmake --build "$build" -j"$jobs" > "$log/build.txt" 2>&1 || { echo "build failed: $log/build.txt"; exit 2; }
+
+killed=0 survived=0 unapplied=0 broken=0
+survivors=()
+for i in "${!names[@]}"; do
+  name=${names[$i]} file=${files[$i]} original=${originals[$i]} replacement=${replacements[$i]}
+  [[ $name =~ $filter ]] || continue
+  target="$scratch/src/$file"
+  content=$(cat "$repo/$file" 2>/dev/null; printf x)
+  content=${content%x}
+  after=${content#*"$original"}
+  if [ ! -f "$repo/$file" ] || [ "$after" = "$content" ]; then
+    printf '%-40s mutant does not apply (snippet not found in %s)\n' "$name" "$file"
+    unapplied=$((unapplied + 1)) survivors+=("$name")
+    continue
+  fi
+  if [[ $after == *"$original"* ]]; then
+    printf '%-40s mutant does not apply (snippet found more than once in %s)\n' "$name" "$file"
+    unapplied=$((unapplied + 1)) survivors+=("$name")
+    continue
+  fi
+  printf '%s' "${content%%"$original"*}$replacement$after" > "$target"
+  started=$SECONDS
+  if ! nice -n 15 cmake --build "$build" -j"$jobs" > "$log/$name.build.txt" 2>&1; then
+    printf '%-40s build failed (%s)\n' "$name" "$log/$name.build.txt"
+    broken=$((broken + 1)) survivors+=("$name")
+  elif ctest --test-dir "$build" -R "${tests[$i]}" -E 'example\.custom_cell' -j"$jobs" --timeout 300 \
+      --stop-on-failure --no-tests=error > "$log/$name.tests.txt" 2>&1; then
+    ran=$(grep -c 'Test *#' "$log/$name.tests.txt")
+    printf '%-40s SURVIVED (%d tests passed, %ds; %s)\n' "$name" "$ran" $((SECONDS - started)) "$log/$name.tests.txt"
+    survived=$((survived + 1)) survivors+=("$name")
+  else
+    failed=$(grep -m1 -E '\*\*\*' "$log/$name.tests.txt" | sed -E 's/.*Test +#[0-9]+: (.*[^ .]) *\.+ *\*\*\*.*/\1/')
+    if [ "$(grep -c 'Test *#' "$log/$name.tests.txt")" -eq 0 ]; then
+      printf '%-40s no test matches %s\n' "$name" "${tests[$i]}"
+      broken=$((broken + 1)) survivors+=("$name")
+    else
+      printf '%-40s killed by %s (%ds)\n' "$name" "${failed:-a failing test}" $((SECONDS - started))
+      killed=$((killed + 1))
+    fi
+  fi
+  cp "$repo/$file" "$target"  # newer than the mutant's object file: the next build recompiles it
+done
+
+total=$((killed + survived + unapplied + broken))
+echo "total: $total mutants, $killed killed, $survived survived, $unapplied did not apply, $broken did not build or ran no test"
+if [ $((survived + unapplied + broken)) -gt 0 ]; then
+  echo "not killed: ${survivors[*]}"
+  exit 1
+fi
