@@ -1,6 +1,7 @@
 // Regression tests for defects found by review (issue 15): each failed before its fix.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -165,4 +166,26 @@ TEST_CASE("a pass without any target is refused instead of training on nothing",
                       {.max_updates = 10});
   CHECK_THROWS_WITH(loop.run([](const trainers::UpdateReport&) { return true; }),
                     Catch::Contains("pass 0 has no targets at all"));
+}
+
+// Windows of varying length (a truncated trainer's last window, CSV sequences) must not make the arena keep
+// block after block that is too small for a longer window.
+TEST_CASE("the arena's reserve stays near the largest window when window lengths vary",
+          "[arena][hardening]") {
+  constexpr std::int64_t batch = 32, hidden = 256;  // every tensor a large request (its own block)
+  Tape tape;
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(hidden, hidden), 3, DType::f32);
+  std::mt19937_64 rng(11);
+  std::size_t largest_window = 0;
+  for (int window = 0; window < 400; ++window) {
+    const auto steps = static_cast<std::int64_t>(50 + rng() % 51);  // T in [50, 100]
+    tape.clear();
+    tape.reset_peak();
+    const Var x = tape.input(rwd::test::random_tensor(Shape::matrix(steps * batch, hidden), DType::f32, 1));
+    const Var h = tanh(matmul(x, tape.param(w), Transpose::no, Transpose::yes));
+    tape.backward(sum(mul(h, h)));
+    largest_window = std::max(largest_window, tape.memory().peak_bytes);
+  }
+  INFO("reserved " << tape.memory().reserved_bytes << " bytes, largest window " << largest_window);
+  CHECK(tape.memory().reserved_bytes <= largest_window * 3 / 2);
 }

@@ -28,13 +28,30 @@ Arena::Block Arena::new_block(std::size_t size) {
   return Block{data, size};
 }
 
-// Like the small blocks, large ones are kept and handed out again in request order after reset().
+// Like the small blocks, large ones are kept for the next window. Each request takes the smallest unused
+// block that fits; when none does, the smallest unused one is replaced rather than kept beside a new one, so
+// windows of varying length do not pile up blocks that are too small (reserved stays near the largest
+// window's need, tests/test_hardening.cpp).
 void* Arena::allocate_large(std::size_t bytes) {
-  if (next_large_ == large_.size() || large_[next_large_].size < bytes) {
-    large_.reserve(large_.size() + 1);  // so the insert below cannot throw and leak the block
-    large_.insert(large_.begin() + static_cast<std::ptrdiff_t>(next_large_),
-                  new_block(align_up(bytes, max_align)));
+  std::size_t best = large_.size(), smallest = large_.size();
+  for (std::size_t i = next_large_; i < large_.size(); ++i) {
+    if (large_[i].size >= bytes && (best == large_.size() || large_[i].size < large_[best].size)) best = i;
+    if (smallest == large_.size() || large_[i].size < large_[smallest].size) smallest = i;
   }
+  if (best == large_.size()) {
+    large_.reserve(large_.size() + 1);  // so the push_back below cannot throw and leak the block
+    const Block fresh = new_block(align_up(bytes, max_align));
+    if (smallest != large_.size()) {
+      ::operator delete (large_[smallest].data, std::align_val_t{max_align});
+      reserved_ -= large_[smallest].size;
+      large_[smallest] = fresh;
+      best = smallest;
+    } else {
+      large_.push_back(fresh);
+      best = large_.size() - 1;
+    }
+  }
+  std::swap(large_[best], large_[next_large_]);
   in_use_ += bytes;
   peak_ = std::max(peak_, in_use_);
   return large_[next_large_++].data;
