@@ -189,3 +189,23 @@ TEST_CASE("the arena's reserve stays near the largest window when window lengths
   INFO("reserved " << tape.memory().reserved_bytes << " bytes, largest window " << largest_window);
   CHECK(tape.memory().reserved_bytes <= largest_window * 3 / 2);
 }
+
+// The head's weight is packed once per op for all its 512-row chunks, in the arena, where the memory
+// figures see it (it was repacked per chunk into a thread_local buffer no figure counted).
+TEST_CASE("linear_cross_entropy's packed weight is on the tape and counted", "[tape][memory][hardening]") {
+  constexpr std::int64_t rows = 1500, in = 64, classes = 300;
+  Tape tape;
+  Parameter w = rwd::test::random_parameter("head.weight", Shape::matrix(classes, in), 1, DType::f32);
+  Parameter b = rwd::test::random_parameter("head.bias", Shape::vector(classes), 2, DType::f32);
+  const Var x = tape.input(rwd::test::random_tensor(Shape::matrix(rows, in), DType::f32, 3), true);
+  std::vector<std::int32_t> targets(rows);
+  for (std::int64_t r = 0; r < rows; ++r)
+    targets[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(r % classes);
+  const std::size_t before = tape.memory().tensor_bytes;
+  const Var loss = linear_cross_entropy(x, tape.param(w), tape.param(b), targets);
+  const std::size_t chunk_logits = 512 * classes * sizeof(float),
+                    packed_weight = in * classes * sizeof(float);
+  CHECK(tape.memory().tensor_bytes - before >= chunk_logits + packed_weight);
+  tape.backward(loss);
+  CHECK(std::isfinite(loss.item()));
+}

@@ -132,25 +132,35 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 // of C is computed alone); OpenBLAS into blocks fixed by the shape alone, one call per block whatever the
 // number of threads, because its result for an element depends on the call it is part of (small-matrix
 // kernels and edge tiles differ with the part's size, by core type).
+constexpr std::int64_t gemm_min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
+constexpr std::int64_t gemm_min_packed_rows = 128;
+
+// C[m, packed.n] = A packed + beta C (beta 0 or 1) with the rows of C shared out: gemm's packed path, for a
+// caller that packs B once and multiplies many row blocks by it (linear_cross_entropy's chunks).
+template <class T>
+void gemm_packed(std::int64_t m, const T* a, std::int64_t lda, const PackedB<T>& packed, T beta, T* c,
+                 std::int64_t ldc) {
+  const std::int64_t tiles = (m + panel_rows - 1) / panel_rows;
+  const int parts = m * packed.n * packed.k < 2 * gemm_min_work ? 1 : parallel::parts_for(tiles, 1);
+  parallel::run(parts, [&](int part) {
+    const auto [first, last] = parallel::range(tiles, part, parts);
+    const std::int64_t begin = first * panel_rows, end = std::min(last * panel_rows, m);
+    packed_gemm(end - begin, a + begin * lda, lda, packed, beta != T(0), c + begin * ldc, ldc);
+  });
+}
+
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
-  constexpr std::int64_t min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
-  constexpr std::int64_t min_packed_rows = 128;
-  if (!ta && m >= min_packed_rows && (beta == T(0) || beta == T(1))) {
+  if (!ta && m >= gemm_min_packed_rows && (beta == T(0) || beta == T(1))) {
+    // Reused across calls; at most one weight matrix per thread (callers that repeat a B pack it themselves).
     thread_local std::vector<T> storage;
     storage.resize(static_cast<std::size_t>(PackedB<T>::size(k, n)));
-    const PackedB<T> packed(b, ldb, tb, k, n, storage.data());
-    const std::int64_t tiles = (m + panel_rows - 1) / panel_rows;
-    const int parts = m * n * k < 2 * min_work ? 1 : parallel::parts_for(tiles, 1);
-    parallel::run(parts, [&](int part) {
-      const auto [first, last] = parallel::range(tiles, part, parts);
-      const std::int64_t begin = first * panel_rows, end = std::min(last * panel_rows, m);
-      packed_gemm(end - begin, a + begin * lda, lda, packed, beta != T(0), c + begin * ldc, ldc);
-    });
+    gemm_packed(m, a, lda, PackedB<T>(b, ldb, tb, k, n, storage.data()), beta, c, ldc);
     return;
   }
+  constexpr std::int64_t min_work = gemm_min_work;
   if (m * n * k < 2 * min_work) {
     blas_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;

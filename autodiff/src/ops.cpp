@@ -589,14 +589,35 @@ void over_softmax_blocks(std::int64_t rows, Block&& block) {
   });
 }
 
-// bias + x W^T for rows [first, first + rows) of x, into out [rows, classes].
+// A weight packed once per op in the tape's arena for all the chunks that multiply by it (counted in
+// MemoryStats). Chunks of fewer rows than the packed path takes go to gemm, as they would unpacked.
 template <class T>
-void head_logits(const Node* n, std::int64_t first, std::int64_t rows, T* out) {
+PackedB<T> pack_in_arena(Tape& tape, const T* b, std::int64_t ldb, bool transposed, std::int64_t k,
+                         std::int64_t n) {
+  T* storage = static_cast<T*>(
+      Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(PackedB<T>::size(k, n))));
+  return PackedB<T>(b, ldb, transposed, k, n, storage);
+}
+
+// C[rows, packed.n] = A packed + beta C, as gemm computes it for this shape.
+template <class T>
+void chunk_gemm(std::int64_t rows, const T* a, std::int64_t lda, const PackedB<T>& packed, const T* b,
+                std::int64_t ldb, bool transposed, T beta, T* c) {
+  if (rows >= gemm_min_packed_rows) {
+    gemm_packed(rows, a, lda, packed, beta, c, packed.n);
+  } else {
+    gemm<T>(false, transposed, rows, packed.n, packed.k, a, lda, b, ldb, beta, c);
+  }
+}
+
+// bias + x W^T for rows [first, first + rows) of x, into out [rows, classes]; w_t is W^T packed.
+template <class T>
+void head_logits(const Node* n, std::int64_t first, std::int64_t rows, const PackedB<T>& w_t, T* out) {
   const std::int64_t in = n->inputs[0]->shape.cols, classes = n->inputs[1]->shape.rows;
   const T* bias = value_of<T>(n->inputs[2]);
   for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bias, classes, out + r * classes);
-  gemm<T>(false, true, rows, classes, in, value_of<T>(n->inputs[0]) + first * in, in,
-          value_of<T>(n->inputs[1]), in, T(1), out);
+  chunk_gemm<T>(rows, value_of<T>(n->inputs[0]) + first * in, in, w_t, value_of<T>(n->inputs[1]), in, true,
+                T(1), out);
 }
 }  // namespace
 
@@ -616,11 +637,12 @@ Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<con
     T* chunk = static_cast<T*>(Recorder::allocate_tensor(
         tape, sizeof(T) * static_cast<std::size_t>(std::min(logits.rows, head_chunk_rows) * logits.cols)));
     n->saved = chunk;
+    const PackedB<T> w_t = pack_in_arena<T>(tape, value_of<T>(n->inputs[1]), sx.cols, true, sx.cols, sw.rows);
     double total = 0;
     std::int64_t correct = 0;
     for (std::int64_t first = 0; first < logits.rows; first += head_chunk_rows) {
       const std::int64_t rows = std::min(head_chunk_rows, logits.rows - first);
-      head_logits<T>(n, first, rows, chunk);
+      head_logits<T>(n, first, rows, w_t, chunk);
       std::array<double, softmax_blocks> block_loss{};
       std::array<std::int64_t, softmax_blocks> block_correct{};
       over_softmax_blocks(rows, [&](std::int64_t b, std::int64_t offset, std::int64_t count) {
@@ -657,9 +679,12 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   if (gx == nullptr) gx = grad_in<T>(tape, n, 0);
   CrossEntropyOptions recompute;
   recompute.ignore_index = static_cast<std::int32_t>(n->arg0);
+  const T* w = value_of<T>(n->inputs[1]);
+  const PackedB<T> w_t = pack_in_arena<T>(tape, w, sx.cols, true, sx.cols, classes);
+  const PackedB<T> w_packed = pack_in_arena<T>(tape, w, sx.cols, false, classes, sx.cols);
   for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {
     const std::int64_t rows = std::min(head_chunk_rows, sx.rows - first);
-    head_logits<T>(n, first, rows, chunk);
+    head_logits<T>(n, first, rows, w_t, chunk);
     over_softmax_blocks(rows, [&](std::int64_t, std::int64_t offset, std::int64_t count) {
       T* block = chunk + offset * classes;
       const Shape block_shape = Shape::matrix(count, classes);
@@ -676,8 +701,7 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
       for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t c = 0; c < classes; ++c) gb[c] += chunk[r * classes + c];
     if (gx != nullptr)
-      gemm<T>(false, false, rows, sx.cols, classes, chunk, classes, value_of<T>(n->inputs[1]), sx.cols,
-              beta_x, gx + first * sx.cols);
+      chunk_gemm<T>(rows, chunk, classes, w_packed, w, sx.cols, false, beta_x, gx + first * sx.cols);
   }
 }
 
