@@ -71,8 +71,8 @@ mutant schedule.modulo trainers/src/optim.cpp \
   'static_cast<double>(updates_ % config_.step_every)' \
   "$optim"
 mutant safetensors.reversed_offsets_accepted models/src/safetensors.cpp \
-  'offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_bytes' \
-  'offsets.size() != 2 || offsets[1] > data_bytes' \
+  'if (offsets[0] > offsets[1])' \
+  'if (false)' \
   'safetensors'
 
 # ---- more: optimiser, ops' backward formulas, window arithmetic, resets, the arena, the loader ---------------

@@ -1,6 +1,10 @@
 // Regression tests for defects found by review (issue 15): each failed before its fix.
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 #include <vector>
@@ -8,6 +12,7 @@
 #include "helpers.hpp"
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/models/safetensors.hpp"
 #include "rewind/trainers/loop.hpp"
 
 using namespace rwd;
@@ -208,4 +213,22 @@ TEST_CASE("linear_cross_entropy's packed weight is on the tape and counted", "[t
   CHECK(tape.memory().tensor_bytes - before >= chunk_logits + packed_weight);
   tape.backward(loss);
   CHECK(std::isfinite(loss.item()));
+}
+
+TEST_CASE("saving says why it failed and cleans up after saves that crashed", "[safetensors][hardening]") {
+  namespace fs = std::filesystem;
+  const Tensor t = rwd::test::random_tensor(Shape::matrix(2, 2), DType::f32, 1);
+  CHECK_THROWS_WITH(models::save_safetensors("/nonexistent/dir/x.safetensors", {{"t", &t}}),
+                    Catch::Contains("cannot create") && Catch::Contains("No such file or directory"));
+  const fs::path dir = fs::temp_directory_path() / ("rewind_stale_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "model.safetensors";
+  // A temporary left by a process that is gone (pids never reach 10^9), and one of a live process.
+  std::ofstream(file.string() + ".tmp.999999999") << "torn";
+  std::ofstream(file.string() + ".tmp.1") << "init's";
+  models::save_safetensors(file, {{"t", &t}});
+  CHECK(!fs::exists(file.string() + ".tmp.999999999"));
+  CHECK(fs::exists(file.string() + ".tmp.1"));
+  CHECK(models::load_safetensors(file).at("t").get(3) == t.get(3));
+  fs::remove_all(dir);
 }

@@ -1,6 +1,11 @@
 #include "rewind/models/safetensors.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <bit>
 #include <cstdio>
@@ -28,9 +33,44 @@ json shape_json(autodiff::Shape s) {
   return json::array({s.rows, s.cols});
 }
 
+std::string reason() {
+  return std::strerror(errno);
+}
+
 void write_all(std::FILE* f, const void* data, std::size_t bytes, const fs::path& file) {
   if (bytes != 0 && std::fwrite(data, 1, bytes, f) != bytes)
-    throw SafetensorsError("safetensors '" + file.string() + "': write failed");
+    throw SafetensorsError("safetensors '" + file.string() + "': write failed: " + reason());
+}
+
+constexpr const char* temp_marker = ".tmp.";
+
+// Temporaries of saves into the same file by processes that no longer run (killed mid-save) are removed.
+void remove_stale_temporaries(const fs::path& file) {
+  const std::string prefix = file.filename().string() + temp_marker;
+  std::error_code ec;
+  for (const auto& entry :
+       fs::directory_iterator(file.parent_path().empty() ? "." : file.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
+    if (pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      fs::remove(entry.path(), ec);
+  }
+}
+
+// After a rename, the directory entry itself must reach the disk for the new file to survive a power cut.
+void sync_directory(const fs::path& file) {
+  const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string why = reason();
+    if (fd >= 0) ::close(fd);
+    throw SafetensorsError("safetensors '" + file.string() + "': cannot sync directory '" + dir.string() +
+                           "': " + why);
+  }
+  ::close(fd);
 }
 
 }  // namespace
@@ -53,35 +93,42 @@ void save_safetensors(const fs::path& file, const std::vector<std::pair<std::str
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as the reference writer does
   const std::uint64_t length = text.size();
 
+  remove_stale_temporaries(file);
   fs::path temp = file;
-  temp += ".tmp." + std::to_string(::getpid());
+  temp += temp_marker + std::to_string(::getpid());
   std::FILE* f = std::fopen(temp.c_str(), "wb");
   if (f == nullptr)
-    throw SafetensorsError("safetensors '" + file.string() + "': cannot create '" + temp.string() + "'");
+    throw SafetensorsError("safetensors '" + file.string() + "': cannot create '" + temp.string() +
+                           "': " + reason());
   try {
     write_all(f, &length, sizeof length, file);
     write_all(f, text.data(), text.size(), file);
     for (const auto& entry : tensors) write_all(f, entry.second->raw(), entry.second->bytes(), file);
     if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)
-      throw SafetensorsError("safetensors '" + file.string() + "': flush failed");
+      throw SafetensorsError("safetensors '" + file.string() + "': flush failed: " + reason());
   } catch (...) {
     std::fclose(f);
     std::remove(temp.c_str());
     throw;
   }
-  std::fclose(f);
+  if (std::fclose(f) != 0) {
+    const std::string why = reason();
+    std::remove(temp.c_str());
+    throw SafetensorsError("safetensors '" + file.string() + "': close failed: " + why);
+  }
   std::error_code ec;
   fs::rename(temp, file, ec);
   if (ec) {
     std::remove(temp.c_str());
     throw SafetensorsError("safetensors '" + file.string() + "': cannot rename into place: " + ec.message());
   }
+  sync_directory(file);
 }
 
 TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::string>* metadata) {
   const std::string where = "safetensors '" + file.string() + "'";
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw SafetensorsError(where + ": cannot open file");
+  if (!in) throw SafetensorsError(where + ": cannot open file: " + reason());
   in.seekg(0, std::ios::end);
   const auto size = static_cast<std::uint64_t>(in.tellg());
   in.seekg(0);
@@ -127,7 +174,13 @@ TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::stri
       if (shape.size() > 2)
         throw SafetensorsError(what + ": rank " + std::to_string(shape.size()) +
                                " is not supported (at most 2)");
-      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_bytes)
+      if (offsets.size() != 2)
+        throw SafetensorsError(what + ": data_offsets must be [begin, end], got " +
+                               entry.at("data_offsets").dump());
+      if (offsets[0] > offsets[1])
+        throw SafetensorsError(what + ": data_offsets [" + std::to_string(offsets[0]) + ", " +
+                               std::to_string(offsets[1]) + "] end before they begin");
+      if (offsets[1] > data_bytes)
         throw SafetensorsError(what + ": data_offsets outside the " + std::to_string(data_bytes) +
                                " bytes of data (truncated file?)");
       const autodiff::Shape s = shape.empty()       ? autodiff::Shape::scalar()
