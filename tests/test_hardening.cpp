@@ -13,6 +13,7 @@
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/trainers/data.hpp"
 #include "rewind/trainers/loop.hpp"
 
 using namespace rwd;
@@ -231,4 +232,38 @@ TEST_CASE("saving says why it failed and cleans up after saves that crashed", "[
   CHECK(fs::exists(file.string() + ".tmp.1"));
   CHECK(models::load_safetensors(file).at("t").get(3) == t.get(3));
   fs::remove_all(dir);
+}
+
+TEST_CASE("CSV: quoted numbers, a byte order mark, empty and duplicate fields", "[csv][hardening]") {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::temp_directory_path() / ("rewind_csv_" + std::to_string(::getpid()) + ".csv");
+  auto read = [&](const std::string& text) {
+    std::ofstream(file, std::ios::binary) << text;
+    return trainers::CsvTable::read(file.string());
+  };
+  const trainers::CsvTable quoted = read("\xEF\xBB\xBF\"a\", b ,\"c,d\"\n\"0.84\", 2 ,\" 3\"\n4,\"5\",6\n");
+  REQUIRE(quoted.columns == std::vector<std::string>{"a", "b", "c,d"});
+  CHECK(quoted.column("a") == 0);  // the byte order mark is not part of the first name
+  CHECK(quoted.rows[0] == std::vector<double>{0.84, 2, 3});
+  CHECK(quoted.rows[1] == std::vector<double>{4, 5, 6});
+  CHECK_THROWS_WITH(read("a,b,c\n1,2,\n"), Catch::Contains("line 2, column 'c': the value is missing"));
+  CHECK_THROWS_WITH(read("a,b,a\n1,2,3\n"), Catch::Contains("line 1: column 'a' appears twice"));
+  CHECK_THROWS_WITH(read("a,b\n\"1,2\n"), Catch::Contains("line 2: a quote is not closed"));
+  CHECK_THROWS_WITH(read("a,b\n1,2,3\n"), Catch::Contains("line 2: 3 values for 2 columns"));
+  fs::remove(file);
+}
+
+TEST_CASE("a truncated plugin is refused with the dynamic loader's reason", "[plugins][hardening]") {
+  namespace fs = std::filesystem;
+  const fs::path file =
+      fs::temp_directory_path() / ("rewind_truncated_" + std::to_string(::getpid()) + ".so");
+  std::ofstream(file, std::ios::binary) << "\x7f"
+                                           "ELF"
+                                        << std::string(20, '\x01');
+  plugins::Registry registry;
+  // glibc says "file too short" or "invalid ELF header"; Boost.DLL alone said "Bad file descriptor".
+  CHECK_THROWS_WITH(registry.load_file(file), Catch::Contains("cannot be loaded: ") &&
+                                                  Catch::Contains(file.filename().string() + ": ") &&
+                                                  !Catch::Contains("Bad file descriptor"));
+  fs::remove(file);
 }

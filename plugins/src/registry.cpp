@@ -1,8 +1,11 @@
 #include "rewind/plugins/registry.hpp"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -18,14 +21,27 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
   return *libraries;
 }
 
-bool looks_like_elf(const fs::path& file) {
+// Whether the file starts like a shared library; throws when it cannot be read at all.
+bool looks_like_elf(const fs::path& file, const std::string& where) {
   std::ifstream in(file, std::ios::binary);
+  if (!in) throw PluginError(where + ": cannot be read: " + std::strerror(errno));
   char magic[4] = {};
   in.read(magic, 4);
   return in.gcount() == 4 && std::memcmp(magic,
                                          "\x7f"
                                          "ELF",
                                          4) == 0;
+}
+
+// The dynamic loader's own reason (Boost.DLL's error code says only "Bad file descriptor" and the like).
+std::string dlopen_reason(const fs::path& file) {
+  ::dlerror();
+  if (void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+    ::dlclose(handle);
+    return {};
+  }
+  const char* reason = ::dlerror();
+  return reason != nullptr ? reason : "";
 }
 
 }  // namespace
@@ -38,12 +54,15 @@ void Registry::load_file(const fs::path& file) {
   const fs::path canonical = fs::canonical(file, ec);
   for (const auto& [key, plugin] : plugins_)
     if (plugin.file == canonical) return;  // the same file reached twice through the search path
-  if (!looks_like_elf(file)) throw PluginError(where + ": not a shared library (no ELF header)");
+  if (!looks_like_elf(file, where)) throw PluginError(where + ": not a shared library (no ELF header)");
 
   boost::dll::shared_library library;
   boost::dll::fs::error_code load_error;
   library.load(canonical, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
-  if (load_error) throw PluginError(where + ": cannot be loaded: " + load_error.message());
+  if (load_error) {
+    const std::string reason = dlopen_reason(canonical);
+    throw PluginError(where + ": cannot be loaded: " + (reason.empty() ? load_error.message() : reason));
+  }
   if (!library.has(descriptor_symbol))
     throw PluginError(where + ": not a rewind plugin (it exports no '" + std::string(descriptor_symbol) +
                       "'; end the plugin's source with REWIND_PLUGIN(descriptor))");
@@ -75,7 +94,12 @@ void Registry::load_directory(const fs::path& dir) {
     return;
   }
   std::vector<fs::path> files;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+  fs::directory_iterator entries(dir, ec);
+  if (ec) {
+    problems_.push_back("plugin directory '" + dir.string() + "': cannot be read: " + ec.message());
+    return;
+  }
+  for (const fs::directory_entry& e : entries)
     if (e.path().extension() == ".so") files.push_back(e.path());
   std::sort(files.begin(), files.end());  // a deterministic order decides which duplicate is reported
   for (const fs::path& f : files) {

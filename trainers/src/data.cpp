@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -83,41 +85,84 @@ void SeriesData::set_no_loss(std::int64_t t, std::int64_t b) {
   for (std::int64_t j = 0; j < output_; ++j) targets(t).set(b * output_ + j, 0.0);
 }
 
+namespace {
+// One CSV record (RFC 4180 fields on one line): cells split at commas outside double quotes, "" inside
+// quotes is a quote, spaces around a cell are dropped, and "a,b," has three cells, the last one empty.
+std::vector<std::string> csv_cells(const std::string& line, const std::string& where) {
+  std::vector<std::string> cells;
+  std::string cell;
+  bool quoted = false, was_quoted = false;
+  auto finish = [&] {
+    if (!was_quoted) {
+      const auto first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
+      cell = first == std::string::npos ? "" : cell.substr(first, last - first + 1);
+    }
+    cells.push_back(std::move(cell));
+    cell.clear();
+    was_quoted = false;
+  };
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char ch = line[i];
+    if (quoted) {
+      if (ch == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cell += '"';
+        ++i;
+      } else if (ch == '"') {
+        quoted = false;
+      } else {
+        cell += ch;
+      }
+    } else if (ch == '"' && cell.find_first_not_of(" \t") == std::string::npos) {
+      quoted = was_quoted = true;
+      cell.clear();
+    } else if (ch == ',') {
+      finish();
+    } else if (!(was_quoted && (ch == ' ' || ch == '\t' || ch == '\r'))) {
+      if (was_quoted) throw std::runtime_error(where + ": text after a closing quote");
+      cell += ch;
+    }
+  }
+  if (quoted) throw std::runtime_error(where + ": a quote is not closed (fields cannot span lines)");
+  finish();
+  return cells;
+}
+}  // namespace
+
 CsvTable CsvTable::read(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open data file '" + path + "'");
+  if (!in) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
   CsvTable table;
   std::string line;
   std::size_t line_number = 0;
-  auto split = [](const std::string& l) {
-    std::vector<std::string> cells;
-    std::stringstream ss(l);
-    std::string cell;
-    while (std::getline(ss, cell, ',')) {
-      const auto first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
-      cells.push_back(first == std::string::npos ? "" : cell.substr(first, last - first + 1));
-    }
-    return cells;
-  };
   while (std::getline(in, line)) {
     ++line_number;
+    if (line_number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::vector<std::string> cells = split(line);
+    const std::string where = "'" + path + "' line " + std::to_string(line_number);
+    const std::vector<std::string> cells = csv_cells(line, where);
     if (table.columns.empty()) {
+      for (std::size_t c = 0; c < cells.size(); ++c) {
+        if (cells[c].empty())
+          throw std::runtime_error(where + ": column " + std::to_string(c + 1) + " has no name");
+        for (std::size_t d = 0; d < c; ++d)
+          if (cells[d] == cells[c])
+            throw std::runtime_error(where + ": column '" + cells[c] + "' appears twice");
+      }
       table.columns = cells;
       continue;
     }
     if (cells.size() != table.columns.size())
-      throw std::runtime_error("'" + path + "' line " + std::to_string(line_number) + ": " +
-                               std::to_string(cells.size()) + " values for " +
+      throw std::runtime_error(where + ": " + std::to_string(cells.size()) + " values for " +
                                std::to_string(table.columns.size()) + " columns");
     std::vector<double> row;
     for (std::size_t c = 0; c < cells.size(); ++c) {
       char* end = nullptr;
       const double v = std::strtod(cells[c].c_str(), &end);
-      if (cells[c].empty() || *end != '\0' || !std::isfinite(v))
-        throw std::runtime_error("'" + path + "' line " + std::to_string(line_number) + ", column '" +
-                                 table.columns[c] + "': '" + cells[c] + "' is not a finite number");
+      if (cells[c].empty())
+        throw std::runtime_error(where + ", column '" + table.columns[c] + "': the value is missing");
+      if (*end != '\0' || !std::isfinite(v))
+        throw std::runtime_error(where + ", column '" + table.columns[c] + "': '" + cells[c] +
+                                 "' is not a finite number");
       row.push_back(v);
     }
     table.rows.push_back(std::move(row));
@@ -289,11 +334,15 @@ std::unique_ptr<Dataset> synthetic_task(const std::string& spec, std::int64_t ba
   const auto colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
   std::int64_t n = 0;
+  std::size_t used = 0;
+  const std::string number = colon == std::string::npos ? "" : spec.substr(colon + 1);
   try {
-    n = colon == std::string::npos ? 0 : std::stoll(spec.substr(colon + 1));
+    n = std::stoll(number, &used);
   } catch (const std::exception&) {
-    throw std::invalid_argument("task '" + spec + "': expected NAME:NUMBER, e.g. recall:20");
+    used = 0;
   }
+  if (used == 0 || used != number.size() || n < 1)
+    throw std::invalid_argument("task '" + spec + "': expected NAME:NUMBER with a positive number, e.g. recall:20");
   if (kind == "recall")
     return recall_task(n, 4, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
   if (kind == "adding")

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# rewind train / sample / eval refuse what they would otherwise silently ignore or get wrong (issue 15): each
+# case must exit non-zero with a message naming the option or file at fault, or behave as documented.
+set -euo pipefail
+rewind=$1 text=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAILED: $*"; exit 1; }
+# refused <regex> <rewind arguments>...: a non-zero exit (not a crash) whose output matches.
+refused() {
+  local expect=$1 out code=0
+  shift
+  out=$("$rewind" "$@" 2>&1) || code=$?
+  [ "$code" -ne 0 ] && [ "$code" -lt 128 ] || fail "rewind $* exited $code: $out"
+  grep -Eq -- "$expect" <<< "$out" || fail "rewind $*: '$out' does not match '$expect'"
+}
+small=(--hidden 8 --batch 4 --sample-length 0 --eval-every 0)
+head -c 6000 "$text" > corpus.txt
+"$rewind" train --data corpus.txt "${small[@]}" --max-updates 3 --save run > /dev/null
+
+# --resume: the saved run fixes everything but limits and outputs; a changed data file is noticed.
+for option in "--lr 0.5" "--model gru" "--optimizer sgd" "--batch 7" "--data missing.txt" "--k 5" "--clip 1"; do
+  # shellcheck disable=SC2086  # two words on purpose
+  refused "^rewind train: ${option%% *} cannot be combined with --resume" train --resume run --max-updates 4 $option
+done
+mkdir elsewhere
+(cd elsewhere && "$rewind" train --resume ../run --max-updates 4 --sample-length 0 > resumed.log) ||
+  fail "resuming from another directory"
+printf 'more' >> corpus.txt
+refused "data file '.*corpus.txt' changed since the run was saved \\(6004 bytes" train --resume run --max-updates 5
+
+# Hyperparameters that cannot train are refused, not reinterpreted.
+refused "gamma must be > 0" train --lr-gamma -1 --max-updates 1
+refused "--clip must be >= 0" train --clip -1 --max-updates 1
+refused "momentum applies to sgd only" train --momentum 0.9 --max-updates 1
+refused "--batch must be >= 1" train --batch 0 --max-updates 1
+refused "learning rate must be finite and >= 0" train --lr -0.1 --max-updates 1
+refused "--trainer-option 'k20' is not KEY=VALUE" train --trainer-option k20 --max-updates 1
+refused "--data '.*' is a directory" train --data "$work" --max-updates 1
+refused "task 'recall:12abc': expected NAME:NUMBER" train --task recall:12abc --max-updates 1
+refused "pass 0 has no targets at all" train --task delay:200 --task-steps 100 --hidden 4 --max-updates 5
+
+# CSV: the extension in any case; CSV options on text data are an error.
+printf 'temperature,load\n' > series.CSV
+for i in $(seq 1 80); do echo "$((i % 7)).5,$((i % 3))" >> series.CSV; done
+"$rewind" train --data series.CSV --inputs temperature,load --targets temperature --batch 2 --hidden 4 \
+  --max-updates 3 > csv.log || fail "series.CSV: $(cat csv.log)"
+grep -q "trained 3 updates" csv.log || fail "series.CSV was not read as CSV"
+if grep -q " acc " csv.log; then fail "accuracy shown for real-valued targets"; fi
+refused "--inputs applies to CSV data" train --data corpus.txt --inputs a --max-updates 1
+
+# A non-finite stop keeps the last finite parameters: a target of 3e38 overflows the squared error.
+printf 'a,b\n' > overflow.csv
+for i in $(seq 1 60); do if [ "$i" = 10 ]; then echo "$i,3e38"; else echo "$i,0.5"; fi; done >> overflow.csv
+refused "the loss is inf.*parameters after update 0 \\(the last finite one\\) are saved" \
+  train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 5 --save nan
+[ -s nan/model.safetensors ] || fail "no model.safetensors after a non-finite stop"
+
+# --save is checked before training.
+refused "--save: cannot create directory '/proc/rewind/run'" train --save /proc/rewind/run --max-updates 1
+
+# Validation does not depend on the training batch: with lr 0 the weights stay the seed's, whatever --batch.
+for batch in 4 9; do
+  "$rewind" train --data corpus.txt --hidden 8 --batch $batch --lr 0 --max-updates 1 --sample-length 0 \
+    --eval-every 0 | grep "validation (final)" > "validation.$batch"
+done
+cmp -s validation.4 validation.9 || fail "validation differs with --batch: $(cat validation.4 validation.9)"
+
+# sample and eval.
+refused "--length must be >= 0" sample --checkpoint run --length -5
+refused "--temperature must be > 0" sample --checkpoint run --temperature 0
+refused "unrecognised option '--option'|unrecognized option '--option'" sample --checkpoint run --option x=1
+"$rewind" sample --checkpoint run/checkpoint.safetensors --length 10 > /dev/null || fail "sample from a checkpoint file"
+head -c 24 corpus.txt > tiny.txt
+"$rewind" eval --checkpoint run --data tiny.txt | grep -q "(23 characters, batch 1)" ||
+  fail "eval of a 24-character file does not score 23 characters"
+printf '%s~' "$(head -c 100 corpus.txt)" > foreign.txt
+refused "is not in the model's vocabulary" eval --checkpoint run --data foreign.txt
+"$rewind" eval --checkpoint run --data foreign.txt --unknown skip | grep -q "skipped 1 characters" ||
+  fail "eval --unknown skip"
+
+refused "--seq: 'abc' is not an integer" bench-memory --seq abc
+"$rewind" --help | grep -q "^  bench-memory  memory" || fail "the command list runs into its column"
+"$rewind" train --help | grep -q -- "--lr arg (=0.002)" || fail "defaults print in full precision"
+echo "hardening cases checked"
