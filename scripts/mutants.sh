@@ -43,8 +43,8 @@ mutant sample.feeds_back_prime trainers/src/evaluate.cpp \
   'const std::int32_t token = i < prime.size() ? prime[i] : prime.back();' \
   "$evaluation"
 mutant evaluate.drops_carried_state trainers/src/evaluate.cpp \
-  'record_window(model, tape, data, state, begin, end, begin, 1.0, end, &carried);' \
-  'record_window(model, tape, data, state, begin, end, begin, 1.0, end, nullptr);' \
+  '.save_step = end, .saved = &carried}' \
+  '.save_step = end, .saved = nullptr}' \
   "$evaluation"
 mutant evaluate.count_plus_one trainers/src/evaluate.cpp \
   'e.loss = e.count > 0 ? total / static_cast<double>(e.count) : 0.0;' \
@@ -109,8 +109,8 @@ mutant checkpointed.floor_sqrt trainers/builtin/checkpointed.cpp \
   'static_cast<std::int64_t>(std::floor(std::sqrt(static_cast<double>(steps_))))' \
   'brute'
 mutant window.end_state_not_saved trainers/src/trainer.cpp \
-  'if (saved != nullptr && save_step == end && end > begin) model.end(state, *saved);' \
-  'if (saved != nullptr && save_step == end && end < begin) model.end(state, *saved);' \
+  'if (w.saved != nullptr && w.save_step == w.end && w.end > w.begin) model.end(state, *w.saved);' \
+  'if (w.saved != nullptr && w.save_step == w.end && w.end < w.begin) model.end(state, *w.saved);' \
   "$trainers"
 mutant window.resets_ignored trainers/src/trainer.cpp \
   '    if (s.reset.empty()) continue;

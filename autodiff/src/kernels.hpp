@@ -45,7 +45,7 @@ const T* dy_of(const Node* n) {
 template <class T>
 T* grad_in(Tape& tape, Node* n, std::uint32_t i) {
   Node* in = n->inputs[i];
-  return in->requires_grad ? static_cast<T*>(Recorder::grad_of(tape, in)) : nullptr;
+  return in->requires_grad ? static_cast<T*>(Recorder::ensure_grad(tape, in)) : nullptr;
 }
 
 // grad_in for a backward step that no longer reads input i's value: where nothing else reads it either, the
@@ -60,6 +60,12 @@ T* grad_in_over_value(Tape& tape, Node* n, std::uint32_t i) {
 template <class T>
 void add_into(T* dst, const T* src, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+// dst[c] += the sum over rows r of src[r * ld + c], for c < cols: a bias's gradient, the column sums of dy.
+template <class T>
+void add_column_sums(T* dst, const T* src, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  for (std::int64_t r = 0; r < rows; ++r) add_into(dst, src + r * ld, cols);
 }
 
 [[noreturn]] inline void fail(Op op, const std::string& why) {

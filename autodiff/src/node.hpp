@@ -22,14 +22,18 @@ struct Node {
   void* value;
   void* grad;  // null until a gradient arrives; a parameter leaf's points at Parameter::grad()
   Node* inline_inputs[2];
-  Node** inputs;                // inline_inputs, or an arena array for variadic ops
-  Node* prev;                   // previous node of the window
-  Node* prev_backward;          // previous node on the backward chain
-  void* saved;                  // op-specific buffer backward reads (softmax probabilities)
-  const std::int32_t* indices;  // op-specific integers backward reads (gathered rows, class targets)
-  double scalar;                // op-specific constant (scale factor, normalizer)
-  std::int64_t arg0, arg1;      // op-specific integers (slice bounds, transposes, ignore_index)
-  const Parameter* param;       // for parameter leaves: the name shown in graphs and errors
+  Node** inputs;        // inline_inputs, or an arena array for variadic ops
+  Node* prev;           // previous node of the window
+  Node* prev_backward;  // previous node on the backward chain
+  // Op-specific fields; what each op keeps where is listed once here.
+  void* saved;  // what backward reads besides values: softmax probabilities, the head's logit chunk, the
+                // gates of the fused cells and sequences
+  const std::int32_t* indices;  // gather_rows: the gathered rows; cross entropies: the class targets
+  const std::uint8_t* resets;   // *_sequence: per (step, row), 1 where the row restarts from zeros
+  double scalar;  // scale: the factor; sum / mean / mse: 1 or 1 / n; cross entropies: 1 / normalizer
+  std::int64_t arg0, arg1;  // slice_cols, slice_rows: [begin, end); matmul: the transposes; cross entropies:
+                            // the ignored target
+  const Parameter* param;   // for parameter leaves: the name shown in graphs and errors
 };
 static_assert(std::is_trivially_destructible_v<Node>, "nodes are never destroyed, only forgotten");
 

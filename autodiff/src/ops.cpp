@@ -391,7 +391,7 @@ Var slice_rows(const Var& x, std::int64_t begin, std::int64_t end) {
   return finish(tape, n);
 }
 
-// Nothing to do: Recorder::grad_of gave the view its rows of x's gradient buffer, so dy is already there.
+// Nothing to do: Recorder::ensure_grad gave the view its rows of x's gradient buffer, so dy is already there.
 template <class T>
 void backward_slice_rows(Tape&, Node*) {}
 
@@ -697,9 +697,7 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
     const T* x_rows = value_of<T>(n->inputs[0]) + first * sx.cols;
     if (gw != nullptr)
       gemm<T>(true, false, classes, sx.cols, rows, chunk, classes, x_rows, sx.cols, T(1), gw);
-    if (gb != nullptr)
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t c = 0; c < classes; ++c) gb[c] += chunk[r * classes + c];
+    if (gb != nullptr) add_column_sums(gb, chunk, rows, classes, classes);
     if (gx != nullptr)
       chunk_gemm<T>(rows, chunk, classes, w_packed, w, sx.cols, false, beta_x, gx + first * sx.cols);
   }

@@ -49,9 +49,7 @@ void backward_linear(Tape& tape, Node* n) {
     gemm<T>(false, false, rows, in, out, dy, out, value_of<T>(n->inputs[1]), in, T(1), gx);
   if (T* gw = grad_in<T>(tape, n, 1))
     gemm<T>(true, false, out, in, rows, dy, out, value_of<T>(n->inputs[0]), in, T(1), gw);
-  if (T* gb = grad_in<T>(tape, n, 2))
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < out; ++c) gb[c] += dy[r * out + c];
+  if (T* gb = grad_in<T>(tape, n, 2)) add_column_sums(gb, dy, rows, out, out);
 }
 
 // ---- rnn_pointwise -------------------------------------------------------------------------------------

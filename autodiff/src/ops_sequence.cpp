@@ -50,11 +50,10 @@ Dims check_sequence(Op op, std::span<const Var> inputs, int states, std::int64_t
 }
 
 // Resets are kept as flags per (step, row), or not at all when no row restarts in this window.
-const std::int32_t* save_resets(Tape& tape, std::span<const std::uint8_t> resets) {
+const std::uint8_t* save_resets(Tape& tape, std::span<const std::uint8_t> resets) {
   if (std::none_of(resets.begin(), resets.end(), [](std::uint8_t r) { return r != 0; })) return nullptr;
-  auto* saved =
-      static_cast<std::int32_t*>(Recorder::allocate_tensor(tape, resets.size() * sizeof(std::int32_t)));
-  for (std::size_t i = 0; i < resets.size(); ++i) saved[i] = resets[i] != 0;
+  auto* saved = static_cast<std::uint8_t*>(Recorder::allocate_tensor(tape, resets.size()));
+  std::copy(resets.begin(), resets.end(), saved);
   return saved;
 }
 
@@ -74,7 +73,7 @@ void over_batch_rows(std::int64_t batch, Body&& body) {
   });
 }
 
-bool any_reset(const std::int32_t* resets, std::int64_t step, std::int64_t batch, Rows rows) {
+bool any_reset(const std::uint8_t* resets, std::int64_t step, std::int64_t batch, Rows rows) {
   if (resets == nullptr) return false;
   for (std::int64_t b = rows.begin; b < rows.end; ++b)
     if (resets[step * batch + b] != 0) return true;
@@ -84,7 +83,7 @@ bool any_reset(const std::int32_t* resets, std::int64_t step, std::int64_t batch
 // Rows `rows` of the state a step reads, [B, hidden] at prev: prev's own rows, or a copy in the same rows of
 // scratch with the restarting ones zeroed. Points at the first of those rows.
 template <class T>
-const T* step_state(const T* prev, const std::int32_t* resets, std::int64_t step, std::int64_t batch,
+const T* step_state(const T* prev, const std::uint8_t* resets, std::int64_t step, std::int64_t batch,
                     Rows rows, std::int64_t hidden, T* scratch) {
   if (!any_reset(resets, step, batch, rows)) return prev + rows.begin * hidden;
   for (std::int64_t b = rows.begin; b < rows.end; ++b) {
@@ -142,7 +141,7 @@ void input_side_grads(Tape& tape, Node* n, const Dims& d, std::int64_t g, const 
 // where rows restart reads their state as zero from a masked copy, so nothing before it leaks in.
 template <class T>
 void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T* dg, std::int64_t ldg,
-                           const T* h0, const T* hs, const std::int32_t* resets, T* dw) {
+                           const T* h0, const T* hs, const std::uint8_t* resets, T* dw) {
   const std::int64_t b = d.batch, h = d.hidden;
   T* masked = resets != nullptr ? scratch<T>(tape, b * h) : nullptr;
   std::int64_t run = 1;  // the first step of the pending run of restart-free steps (step 0 reads h0 alone)
@@ -163,7 +162,7 @@ void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T
 
 // Rows of a [B, H] recurrent gradient that restarted at this step pass nothing further back.
 template <class T>
-void cut_at_resets(T* grad, const std::int32_t* resets, std::int64_t step, std::int64_t batch, Rows rows,
+void cut_at_resets(T* grad, const std::uint8_t* resets, std::int64_t step, std::int64_t batch, Rows rows,
                    std::int64_t hidden) {
   if (resets == nullptr) return;
   for (std::int64_t b = rows.begin; b < rows.end; ++b)
@@ -183,11 +182,11 @@ Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
   const Dims d = check_sequence(Op::rnn_sequence, inputs, 1, 1, resets);
   Node* n =
       Recorder::record(tape, Op::rnn_sequence, Shape::matrix(d.steps * d.batch, d.hidden), inputs, true);
-  n->indices = save_resets(tape, resets);
+  n->resets = save_resets(tape, resets);
   dispatch(tape.dtype(), [&]<class T>() {
     const std::int64_t b = d.batch, h = d.hidden;
     T* y = out_of<T>(n);
-    T* masked = n->indices != nullptr ? scratch<T>(tape, b * h) : nullptr;
+    T* masked = n->resets != nullptr ? scratch<T>(tape, b * h) : nullptr;
     fill_bias_rows(y, d.steps * b, h, h, value_of<T>(n->inputs[4]), value_of<T>(n->inputs[5]));
     gemm<T>(false, true, d.steps * b, h, d.input, value_of<T>(n->inputs[0]), d.input,
             value_of<T>(n->inputs[2]), d.input, T(1), y);
@@ -196,7 +195,7 @@ Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
         T* yt = y + (t * b + rows.begin) * h;
-        packed_gemm(rows.count(), step_state(prev, n->indices, t, b, rows, h, masked), h, w_hh, true, yt, h);
+        packed_gemm(rows.count(), step_state(prev, n->resets, t, b, rows, h, masked), h, w_hh, true, yt, h);
         for (std::int64_t i = 0; i < rows.count() * h; ++i) yt[i] = kernels::tanh(yt[i]);
       }
     });
@@ -221,15 +220,14 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
       const T* yt = y + (t * b + rows.begin) * h;
       for (std::int64_t i = 0; i < rows.count() * h; ++i) dt[i] = (dt[i] + dhr[i]) * (T(1) - yt[i] * yt[i]);
       packed_gemm(rows.count(), dt, h, w_hh, false, dhr, h);
-      cut_at_resets(dh, n->indices, t, b, rows, h);
+      cut_at_resets(dh, n->resets, t, b, rows, h);
     }
   });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   input_side_grads<T>(tape, n, d, h, dpre, h, 0, 2, 4);
   if (T* dw = grad_in<T>(tape, n, 3))
-    recurrent_weight_grad<T>(tape, d, h, dpre, h, value_of<T>(n->inputs[1]), y, n->indices, dw);
-  if (T* db = grad_in<T>(tape, n, 5))
-    for (std::int64_t r = 0; r < d.steps * b; ++r) add_into(db, dpre + r * h, h);
+    recurrent_weight_grad<T>(tape, d, h, dpre, h, value_of<T>(n->inputs[1]), y, n->resets, dw);
+  if (T* db = grad_in<T>(tape, n, 5)) add_column_sums(db, dpre, d.steps * b, h, h);
 }
 
 // ---- lstm_sequence -------------------------------------------------------------------------------------
@@ -243,7 +241,7 @@ Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, c
   const Dims d = check_sequence(Op::lstm_sequence, inputs, 2, 4, resets);
   Node* n = Recorder::record(tape, Op::lstm_sequence, Shape::matrix((d.steps + 1) * d.batch, d.hidden),
                              inputs, true);
-  n->indices = save_resets(tape, resets);
+  n->resets = save_resets(tape, resets);
   dispatch(tape.dtype(), [&]<class T>() {
     const std::int64_t b = d.batch, h = d.hidden, rows = d.steps * b;
     // gates, then c_t of every step: one buffer, so backward finds both from n->saved.
@@ -251,16 +249,16 @@ Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, c
     n->saved = gates;
     T* cs = gates + rows * 4 * h;
     T* y = out_of<T>(n);
-    T* masked = n->indices != nullptr ? scratch<T>(tape, 2 * b * h) : nullptr;
+    T* masked = n->resets != nullptr ? scratch<T>(tape, 2 * b * h) : nullptr;
     fill_bias_rows(gates, rows, 4 * h, 4 * h, value_of<T>(n->inputs[5]), value_of<T>(n->inputs[6]));
     gemm<T>(false, true, rows, 4 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[3]),
             d.input, T(1), gates);
     const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], false);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
-        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t,
+        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked);
-        const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->indices, t,
+        const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked + (masked != nullptr ? b * h : 0));
         packed_gemm(rows.count(), h_prev, h, w_hh, true, gates + (t * b + rows.begin) * 4 * h, 4 * h);
         for (std::int64_t r = rows.begin; r < rows.end; ++r) {
@@ -298,7 +296,7 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   over_batch_rows(b, [&](Rows rows) {
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
       for (std::int64_t r = rows.begin; r < rows.end; ++r) {
-        const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+        const bool restarts = n->resets != nullptr && n->resets[t * b + r] != 0;
         T* g = gates + (t * b + r) * 4 * h;
         const T* c_prev = restarts ? zeros : t == 0 ? c0 + r * h : cs + ((t - 1) * b + r) * h;
         lstm_backward_row(h, g, g + h, g + 2 * h, g + 3 * h, cs + (t * b + r) * h, c_prev,
@@ -306,17 +304,16 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
       }
       packed_gemm(rows.count(), gates + (t * b + rows.begin) * 4 * h, 4 * h, w_hh, false, dh + rows.begin * h,
                   h);
-      cut_at_resets(dh, n->indices, t, b, rows, h);
-      cut_at_resets(dc, n->indices, t, b, rows, h);
+      cut_at_resets(dh, n->resets, t, b, rows, h);
+      cut_at_resets(dc, n->resets, t, b, rows, h);
     }
   });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   if (T* dc0 = grad_in<T>(tape, n, 2)) add_into(dc0, dc, b * h);
   input_side_grads<T>(tape, n, d, 4 * h, gates, 4 * h, 0, 3, 5);
   if (T* dw = grad_in<T>(tape, n, 4))
-    recurrent_weight_grad<T>(tape, d, 4 * h, gates, 4 * h, value_of<T>(n->inputs[1]), hs, n->indices, dw);
-  if (T* db = grad_in<T>(tape, n, 6))
-    for (std::int64_t r = 0; r < rows; ++r) add_into(db, gates + r * 4 * h, 4 * h);
+    recurrent_weight_grad<T>(tape, d, 4 * h, gates, 4 * h, value_of<T>(n->inputs[1]), hs, n->resets, dw);
+  if (T* db = grad_in<T>(tape, n, 6)) add_column_sums(db, gates, rows, 4 * h, 4 * h);
 }
 
 // ---- gru_sequence --------------------------------------------------------------------------------------
@@ -330,13 +327,13 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
   const Dims d = check_sequence(Op::gru_sequence, inputs, 1, 3, resets);
   Node* n =
       Recorder::record(tape, Op::gru_sequence, Shape::matrix(d.steps * d.batch, d.hidden), inputs, true);
-  n->indices = save_resets(tape, resets);
+  n->resets = save_resets(tape, resets);
   dispatch(tape.dtype(), [&]<class T>() {
     const std::int64_t b = d.batch, h = d.hidden, rows = d.steps * b;
     T* saved = scratch<T>(tape, rows * 4 * h);
     n->saved = saved;
     T* gh = scratch<T>(tape, b * 3 * h);
-    T* masked = n->indices != nullptr ? scratch<T>(tape, b * h) : nullptr;
+    T* masked = n->resets != nullptr ? scratch<T>(tape, b * h) : nullptr;
     T* y = out_of<T>(n);
     fill_bias_rows(saved, rows, 3 * h, 4 * h, value_of<T>(n->inputs[4]));
     gemm<T>(false, true, rows, 3 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[2]),
@@ -344,7 +341,7 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
-        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->indices, t,
+        const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked);
         T* ghs = gh + rows.begin * 3 * h;
         fill_bias_rows(ghs, rows.count(), 3 * h, 3 * h, value_of<T>(n->inputs[5]));
@@ -378,7 +375,7 @@ void backward_gru_sequence(Tape& tape, Node* n) {
   over_batch_rows(b, [&](Rows rows) {
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
       for (std::int64_t r = rows.begin; r < rows.end; ++r) {
-        const bool restarts = n->indices != nullptr && n->indices[t * b + r] != 0;
+        const bool restarts = n->resets != nullptr && n->resets[t * b + r] != 0;
         T* s = saved + (t * b + r) * 4 * h;
         T* dg = dgh + r * 3 * h;
         const T* h_prev = restarts ? zeros : t == 0 ? h0 + r * h : y + ((t - 1) * b + r) * h;
@@ -386,21 +383,20 @@ void backward_gru_sequence(Tape& tape, Node* n) {
                          dy + (t * b + r) * h, dh + r * h);
       }
       packed_gemm(rows.count(), dgh + rows.begin * 3 * h, 3 * h, w_hh, true, dh + rows.begin * h, h);
-      cut_at_resets(dh, n->indices, t, b, rows, h);
+      cut_at_resets(dh, n->resets, t, b, rows, h);
     }
   });
   if (T* dh0 = grad_in<T>(tape, n, 1)) add_into(dh0, dh, b * h);
   input_side_grads<T>(tape, n, d, 3 * h, saved, 4 * h, 0, 2, 4);
   if (T* dw = grad_in<T>(tape, n, 3)) {
     // dgh = [d_r, d_z | d_n * r]: its first two blocks share columns with dgi, its third is the fourth block.
-    recurrent_weight_grad<T>(tape, d, 2 * h, saved, 4 * h, h0, y, n->indices, dw);
-    recurrent_weight_grad<T>(tape, d, h, saved + 3 * h, 4 * h, h0, y, n->indices, dw + 2 * h * h);
+    recurrent_weight_grad<T>(tape, d, 2 * h, saved, 4 * h, h0, y, n->resets, dw);
+    recurrent_weight_grad<T>(tape, d, h, saved + 3 * h, 4 * h, h0, y, n->resets, dw + 2 * h * h);
   }
-  if (T* db = grad_in<T>(tape, n, 5))
-    for (std::int64_t r = 0; r < rows; ++r) {
-      add_into(db, saved + r * 4 * h, 2 * h);
-      add_into(db + 2 * h, saved + r * 4 * h + 3 * h, h);
-    }
+  if (T* db = grad_in<T>(tape, n, 5)) {  // b_hh: [r z] from slots 0-1, its n part from gh_n (slot 3), not n
+    add_column_sums(db, saved, rows, 2 * h, 4 * h);
+    add_column_sums(db + 2 * h, saved + 3 * h, rows, h, 4 * h);
+  }
 }
 
 #define REWIND_INSTANTIATE(name)                      \

@@ -17,8 +17,9 @@ struct Recorder {
                       void* existing_value = nullptr);
   static Var handle(Tape& tape, Node* node) { return Var(&tape, node, tape.epoch_); }
   static void* allocate_tensor(Tape& tape, std::size_t bytes);
-  // The gradient buffer of n, zero-filled on first use: a recycled one of the same size, or a new one.
-  static void* grad_of(Tape& tape, Node* n);
+  // The gradient buffer of n, allocated and zero-filled on first use (a recycled one of the same size, or a
+  // new one).
+  static void* ensure_grad(Tape& tape, Node* n);
   // For a backward step that has finished reading the value of its input n (or, with zeroed = false, reads
   // each part before writing its gradient there): n's value buffer as n's gradient buffer when nothing else
   // will read that value (n is an intermediate whose only reader is the caller, made by an op whose own

@@ -210,7 +210,7 @@ void Tape::backward(std::span<const Seed> seeds) {
   }
   for (const Seed& s : seeds) {
     Node* n = s.output.node();
-    void* g = Recorder::grad_of(*this, n);
+    void* g = Recorder::ensure_grad(*this, n);
     const std::int64_t count = n->shape.numel();
     auto accumulate = [&](auto* grad) {
       using T = std::remove_pointer_t<decltype(grad)>;
@@ -347,10 +347,10 @@ void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) {
   return tape.arena_.allocate(bytes, 64);
 }
 
-void* Recorder::grad_of(Tape& tape, Node* n) {
+void* Recorder::ensure_grad(Tape& tape, Node* n) {
   if (n->grad == nullptr && n->op == Op::slice_rows) {
     // A row view's gradient is its rows of the viewed tensor's gradient: no buffer, no copy on the way back.
-    n->grad = static_cast<std::byte*>(grad_of(tape, n->inputs[0])) +
+    n->grad = static_cast<std::byte*>(ensure_grad(tape, n->inputs[0])) +
               tensor_bytes(Shape::matrix(n->arg0, n->shape.cols), tape.dtype_);
   } else if (n->grad == nullptr) {
     const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
@@ -419,7 +419,7 @@ void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
     std::memset(bytes + end, 0, total - end);
   }
   owner->grad = owner->value;
-  return grad_of(tape, n);
+  return ensure_grad(tape, n);
 #endif
 }
 

@@ -28,7 +28,10 @@ class Checkpointed final : public Trainer {
       ModelState state;
       model.begin(tape, starts.back(), state);
       starts.emplace_back();
-      record_window(model, tape, data, state, begin, begin + c, begin + c, 0, begin + c, &starts.back());
+      const std::int64_t end = begin + c;  // no loss: this pass only keeps the state at each segment's end
+      record_window(
+          model, tape, data, state,
+          {.begin = begin, .end = end, .loss_begin = end, .save_step = end, .saved = &starts.back()});
     }
     for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
     UpdateStats stats{0, 0, 0, 0, steps_, 0, {}};
@@ -39,8 +42,9 @@ class Checkpointed final : public Trainer {
       ModelState state;
       model.begin(tape, starts[static_cast<std::size_t>(j)], state, j > 0);
       const ModelState leaves = state;
-      const WindowResult w =
-          record_window(model, tape, data, state, begin, end, begin, static_cast<double>(total));
+      const WindowResult w = record_window(
+          model, tape, data, state,
+          {.begin = begin, .end = end, .loss_begin = begin, .normalizer = static_cast<double>(total)});
       std::vector<autodiff::Seed> seeds;
       if (w.loss.valid() && w.loss.requires_grad()) seeds.push_back({w.loss, nullptr});
       std::size_t k = 0;
@@ -75,7 +79,7 @@ class Checkpointed final : public Trainer {
       ModelState state;
       model.begin(tape, stored_, state);
       const std::size_t before = tape.memory().in_use_bytes;
-      const WindowResult w = record_window(model, tape, data, state, 0, 1, 0);
+      const WindowResult w = record_window(model, tape, data, state, {.begin = 0, .end = 1});
       if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
       const std::size_t per_step = std::max<std::size_t>(1, tape.memory().in_use_bytes - before);
       tape.clear();

@@ -12,7 +12,7 @@ class Full final : public Trainer {
     tape.clear();
     ModelState state;
     model.begin(tape, stored_, state);
-    const WindowResult w = record_window(model, tape, data, state, 0, steps_, 0);
+    const WindowResult w = record_window(model, tape, data, state, {.begin = 0, .end = steps_});
     if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
     UpdateStats stats{
         w.loss.valid() ? w.loss.item() : 0.0, w.count, w.correct, 0, steps_, steps_, tape.memory()};

@@ -36,8 +36,9 @@ class Truncated final : public Trainer {
     ModelState state;
     model.begin(tape, stored_, state);
     std::vector<Tensor> next_state;
-    const WindowResult w =
-        record_window(model, tape, data, state, start, end, position_, 0, next_start, &next_state);
+    const WindowResult w = record_window(
+        model, tape, data, state,
+        {.begin = start, .end = end, .loss_begin = position_, .save_step = next_start, .saved = &next_state});
     if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
     UpdateStats stats{
         w.loss.valid() ? w.loss.item() : 0.0, w.count, w.correct, position_, end, end - start, tape.memory()};

@@ -342,7 +342,8 @@ std::unique_ptr<Dataset> synthetic_task(const std::string& spec, std::int64_t ba
     used = 0;
   }
   if (used == 0 || used != number.size() || n < 1)
-    throw std::invalid_argument("task '" + spec + "': expected NAME:NUMBER with a positive number, e.g. recall:20");
+    throw std::invalid_argument("task '" + spec +
+                                "': expected NAME:NUMBER with a positive number, e.g. recall:20");
   if (kind == "recall")
     return recall_task(n, 4, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
   if (kind == "adding")

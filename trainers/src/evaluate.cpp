@@ -20,7 +20,13 @@ Evaluation evaluate(Model& model, const Dataset& data, std::int64_t window) {
     ModelState state;
     model.begin(tape, carried, state);
     // Normalised by 1 so the window's loss is its sum; the mean is taken over the whole dataset below.
-    const WindowResult w = record_window(model, tape, data, state, begin, end, begin, 1.0, end, &carried);
+    const WindowResult w = record_window(model, tape, data, state,
+                                         {.begin = begin,
+                                          .end = end,
+                                          .loss_begin = begin,
+                                          .normalizer = 1.0,
+                                          .save_step = end,
+                                          .saved = &carried});
     if (w.loss.valid()) total += w.loss.item();
     e.count += w.count;
     e.correct += w.correct;

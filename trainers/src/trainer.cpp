@@ -134,22 +134,21 @@ void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& s
 }  // namespace
 
 WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelState& state,
-                           std::int64_t begin, std::int64_t end, std::int64_t loss_begin, double normalizer,
-                           std::int64_t save_step, std::vector<Tensor>* saved) {
+                           const Window& w) {
   WindowResult result;
-  const double counted = static_cast<double>(count_targets(data, std::max(begin, loss_begin), end));
-  const double norm = normalizer > 0 ? normalizer : counted;
+  const double counted = static_cast<double>(count_targets(data, std::max(w.begin, w.loss_begin), w.end));
+  const double norm = w.normalizer > 0 ? w.normalizer : counted;
   // The state wanted at save_step splits the window there: the end of one run is the start of the next.
-  const bool split = saved != nullptr && save_step > begin && save_step < end;
-  if (saved != nullptr && save_step == begin) model.end(state, *saved);
+  const bool split = w.saved != nullptr && w.save_step > w.begin && w.save_step < w.end;
+  if (w.saved != nullptr && w.save_step == w.begin) model.end(state, *w.saved);
   if (split) {
-    record_segment(model, tape, data, state, begin, save_step, loss_begin, norm, result);
-    model.end(state, *saved);
-    record_segment(model, tape, data, state, save_step, end, loss_begin, norm, result);
-  } else if (end > begin) {
-    record_segment(model, tape, data, state, begin, end, loss_begin, norm, result);
+    record_segment(model, tape, data, state, w.begin, w.save_step, w.loss_begin, norm, result);
+    model.end(state, *w.saved);
+    record_segment(model, tape, data, state, w.save_step, w.end, w.loss_begin, norm, result);
+  } else if (w.end > w.begin) {
+    record_segment(model, tape, data, state, w.begin, w.end, w.loss_begin, norm, result);
   }
-  if (saved != nullptr && save_step == end && end > begin) model.end(state, *saved);
+  if (w.saved != nullptr && w.save_step == w.end && w.end > w.begin) model.end(state, *w.saved);
   return result;
 }
 

@@ -58,20 +58,25 @@ class REWIND_TRAINERS_EXPORT Trainer {
   std::int64_t stored_step_ = 0;
 };
 
-// What every trainer records: steps [begin, end) of data from `state` (updated in place), with the loss
-// over the steps in [loss_begin, end), as a sum over counted targets divided by `normalizer` (0: their
-// count in this range, so the loss is their mean). If save_step lies in [begin, end], the state at the
-// start of that step is copied to *saved. Returns an invalid Var when no step in range carries a loss.
+// What every trainer records: steps [begin, end) of data from a state (updated in place), with a loss over
+// the steps from loss_begin on, as a sum over counted targets divided by `normalizer` (0: their count in that
+// range, so the loss is their mean). If save_step lies in [begin, end], the state at the start of that step
+// is copied to *saved.
+struct Window {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t loss_begin = 0;  // the loss covers steps [max(begin, loss_begin), end): end for no loss
+  double normalizer = 0;
+  std::int64_t save_step = -1;
+  std::vector<Tensor>* saved = nullptr;
+};
+// An invalid loss when no step in range carries a target.
 struct WindowResult {
   Var loss;
   std::int64_t count = 0;
   std::int64_t correct = 0;
 };
 REWIND_TRAINERS_EXPORT WindowResult record_window(Model& model, Tape& tape, const Dataset& data,
-                                                  ModelState& state, std::int64_t begin, std::int64_t end,
-                                                  std::int64_t loss_begin, double normalizer = 0,
-                                                  std::int64_t save_step = -1,
-                                                  std::vector<Tensor>* saved = nullptr);
+                                                  ModelState& state, const Window& window);
 // Targets counted in steps [begin, end): the denominator of "mean over batch and time".
 REWIND_TRAINERS_EXPORT std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t end);
 
