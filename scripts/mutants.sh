@@ -148,6 +148,46 @@ mutant registry.empty_name_accepted plugins/src/registry.cpp \
   'if (d.name == nullptr) throw' \
   'plugin'
 
+# ---- the defects of issue 15 (hardening), each with the regression test that failed before its fix ----------
+
+mutant fast_math.tanh_polynomial_unclamped autodiff/src/fast_math.hpp \
+  'const float xs = x < -0.625f ? -0.625f : (x > 0.625f ? 0.625f : x);' \
+  'const float xs = x;' \
+  'every non-NaN float'
+mutant fast_math.exp_clamped_at_88 autodiff/src/fast_math.hpp \
+  'const float xc = x < lowest ? lowest : (x > 89.0f ? 89.0f : x);' \
+  'const float xc = x < lowest ? lowest : (x > 88.3f ? 88.3f : x);' \
+  'float exp is inf'
+mutant loop.steps_without_targets trainers/src/loop.cpp \
+  'const bool counted = report.stats.loss_count > 0;' \
+  'const bool counted = true;' \
+  'without counted targets|without any target'
+mutant tape.param_trusts_gradient_shape autodiff/src/tape.cpp \
+  'if (p.grad().shape() != value.shape() || p.grad().dtype() != value.dtype())' \
+  'if (false)' \
+  'Tape::param checks'
+mutant tape.nonfinite_skips_overwritten autodiff/src/tape.cpp \
+  'if (owner == n && n->value_was_nonfinite) return describe(n);' \
+  '(void)owner;' \
+  'first_nonfinite names'
+mutant arena.large_blocks_stack autodiff/src/arena.cpp \
+  '    if (smallest != large_.size()) {' \
+  '    if (false) {' \
+  'arena'
+mutant resume.accepts_run_options cli/train.cpp \
+  'if (!value.defaulted() && !allowed.count(name))' \
+  'if (false)' \
+  'cli\.hardening'
+mutant eval.validation_batch_follows_training cli/run_config.cpp \
+  'out.validation = trainers::text_streams(held_out, vocab, validation_streams);' \
+  'out.validation = trainers::text_streams(held_out, vocab, config.batch);' \
+  'cli\.hardening'
+mutant csv.quotes_not_stripped trainers/src/data.cpp \
+  '      quoted = was_quoted = true;
+      cell.clear();' \
+  '      cell += ch;' \
+  'CSV'
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0

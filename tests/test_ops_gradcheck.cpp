@@ -160,6 +160,12 @@ std::map<Op, std::vector<OpCase>> op_cases() {
        },
        -1.5,
        1.5});
+  // The mask is a function of the tape's key, the same for every tape the check records: a fixed linear map.
+  cases[Op::dropout] = {
+      {"p = 0.4", {m(6, 5)}, [](auto& v) { return dropout(v[0], 0.4); }},
+      {"locked over 2-row steps",
+       {m(6, 5)},
+       [](auto& v) { return dropout(v[0], 0.5, {.period_rows = 2, .stream = 3}); }}};
   return cases;
 }
 

@@ -51,6 +51,10 @@ void backward_lstm_sequence(Tape& tape, Node* n);
 template <class T>
 void backward_gru_sequence(Tape& tape, Node* n);
 
+// Random ops, in ops_random.cpp.
+template <class T>
+void backward_dropout(Tape& tape, Node* n);
+
 // Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
 void run_backward(Tape& tape, Node* node);
 // Element-size aware helpers shared by the tape and the ops.

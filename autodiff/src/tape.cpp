@@ -16,6 +16,7 @@ namespace rwd::autodiff {
 namespace {
 
 thread_local bool grad_mode = true;
+thread_local bool training_mode = true;
 
 // Window identities are unique in the process, not only per tape: a tape built where a destroyed one
 // lived must not recognise that one's handles or a parameter's cached leaf as its own.
@@ -451,6 +452,16 @@ NoGradGuard::~NoGradGuard() {
 }
 bool grad_enabled() {
   return grad_mode;
+}
+
+EvalModeGuard::EvalModeGuard() : previous_(training_mode) {
+  training_mode = false;
+}
+EvalModeGuard::~EvalModeGuard() {
+  training_mode = previous_;
+}
+bool training() {
+  return training_mode;
 }
 
 }  // namespace rwd::autodiff

@@ -79,6 +79,8 @@ Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Opti
   if (config_.output_size == 0)
     throw std::invalid_argument("model: output_size is required for real-valued inputs");
 
+  if (!(config_.dropout >= 0 && config_.dropout < 1))
+    throw std::invalid_argument("model: dropout must be in [0, 1), got " + std::to_string(config_.dropout));
   Initializer init(config_.seed, config_.init_range);
   if (uses_tokens()) {
     embedding_ = std::make_unique<Parameter>(
@@ -168,11 +170,21 @@ Var Model::run(Tape& tape, const Var& x, ModelState& state, std::span<const std:
   return head(tape, features(tape, x, state, resets));
 }
 
+Var Model::drop(const Var& x, std::int64_t site, std::int64_t batch) const {
+  if (config_.dropout == 0) return x;
+  return autodiff::dropout(x, config_.dropout,
+                           config_.locked_dropout
+                               ? autodiff::DropoutOptions{.period_rows = batch, .stream = site}
+                               : autodiff::DropoutOptions{});
+}
+
 Var Model::features(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state,
                     std::span<const std::uint8_t> resets) {
   if (!uses_tokens())
     throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
-  return features(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state, resets);
+  check_state(state);
+  const Var embedded = autodiff::gather_rows(tape.param(*embedding_), tokens);
+  return features(tape, drop(embedded, 0, state[0][0].shape().rows), state, resets);
 }
 
 Var Model::features(Tape& tape, const Var& x, ModelState& state, std::span<const std::uint8_t> resets) {
@@ -181,7 +193,7 @@ Var Model::features(Tape& tape, const Var& x, ModelState& state, std::span<const
   for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
     Sequence seq = cells_[layer]->run(tape, input, state[layer], resets);
     state[layer] = std::move(seq.final);
-    input = seq.outputs;
+    input = drop(seq.outputs, static_cast<std::int64_t>(layer) + 1, state[layer][0].shape().rows);
   }
   return input;
 }
@@ -199,7 +211,9 @@ Var Model::cross_entropy(Tape& tape, const Var& features, std::span<const std::i
 Var Model::step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state) {
   if (!uses_tokens())
     throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
-  return step(tape, autodiff::gather_rows(tape.param(*embedding_), tokens), state);
+  check_state(state);
+  const Var embedded = autodiff::gather_rows(tape.param(*embedding_), tokens);
+  return step(tape, drop(embedded, 0, state[0][0].shape().rows), state);
 }
 
 Var Model::step(Tape& tape, const Var& x, ModelState& state) {
@@ -207,7 +221,8 @@ Var Model::step(Tape& tape, const Var& x, ModelState& state) {
   Var input = x;
   for (std::size_t layer = 0; layer < cells_.size(); ++layer) {
     state[layer] = cells_[layer]->step(tape, input, state[layer]);
-    input = cells_[layer]->output(state[layer]);
+    input = drop(cells_[layer]->output(state[layer]), static_cast<std::int64_t>(layer) + 1,
+                 state[layer][0].shape().rows);
   }
   return head(tape, input);
 }

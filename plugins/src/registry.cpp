@@ -146,9 +146,21 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
                                                     const models::ModelConfig& config,
                                                     const std::map<std::string, std::string>& options) const {
   const Descriptor& d = *find(Kind::model, cell).descriptor;
+  // The Model's own options, common to every cell plugin; the rest are the plugin's.
+  constexpr models::OptionSpec model_options[] = {
+      {"dropout", models::OptionType::real, "0",
+       "dropout on the embedding, between layers and before the head (training only)"},
+      {"locked_dropout", models::OptionType::boolean, "false", "one dropout mask per window and row"}};
+  std::map<std::string, std::string> own, cell_options;
+  for (const auto& [key, value] : options)
+    (key == "dropout" || key == "locked_dropout" ? own : cell_options)[key] = value;
+  const models::Options resolved_own = models::Options::resolve(model_options, own, "model '" + cell + "'");
+  models::ModelConfig with_dropout = config;
+  with_dropout.dropout = resolved_own.real("dropout");
+  with_dropout.locked_dropout = resolved_own.boolean("locked_dropout");
   const models::Options resolved =
-      models::Options::resolve(d.option_specs(), options, "model '" + cell + "'");
-  return std::make_unique<models::Model>(config, d.create_cell, resolved);
+      models::Options::resolve(d.option_specs(), cell_options, "model '" + cell + "'");
+  return std::make_unique<models::Model>(with_dropout, d.create_cell, resolved);
 }
 
 std::unique_ptr<trainers::Trainer> Registry::make_trainer(

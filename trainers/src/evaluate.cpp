@@ -10,6 +10,7 @@ namespace rwd::trainers {
 
 Evaluation evaluate(Model& model, const Dataset& data, std::int64_t window) {
   autodiff::NoGradGuard no_grad;
+  autodiff::EvalModeGuard eval_mode;
   Tape tape(model.config().dtype);
   std::vector<Tensor> carried = model.initial_state(data.batch());
   Evaluation e;
@@ -42,6 +43,7 @@ std::vector<std::int32_t> sample(Model& model, const std::vector<std::int32_t>& 
   if (!(temperature > 0)) throw std::invalid_argument("sample: temperature must be positive");
   if (length < 0) throw std::invalid_argument("sample: length must be >= 0, got " + std::to_string(length));
   autodiff::NoGradGuard no_grad;
+  autodiff::EvalModeGuard eval_mode;
   Tape tape(model.config().dtype);
   std::vector<Tensor> carried = model.initial_state(1);
   std::vector<std::int32_t> out;

@@ -33,6 +33,9 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
       counted_in_pass_ = 0;
     }
     const Dataset& data = data_for_pass_(pass_);
+    // Dropout masks of this update: restored exactly on resume (record_window adds the window's first step).
+    tape_.random_key().seed = model_.config().seed;
+    tape_.random_key().update = static_cast<std::uint64_t>(optimizer_.updates());
     UpdateReport report;
     report.stats = trainer_.next(model_, data, tape_);
     report.update = optimizer_.updates() + 1;

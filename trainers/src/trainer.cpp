@@ -135,6 +135,7 @@ void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& s
 
 WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelState& state,
                            const Window& w) {
+  tape.random_key().window = static_cast<std::uint64_t>(w.begin);
   WindowResult result;
   const double counted = static_cast<double>(count_targets(data, std::max(w.begin, w.loss_begin), w.end));
   const double norm = w.normalizer > 0 ? w.normalizer : counted;

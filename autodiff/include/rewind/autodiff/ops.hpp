@@ -122,4 +122,17 @@ inline Var operator-(const Var& x) {
   return neg(x);
 }
 
+// Inverted dropout: each element is zeroed with probability p, the rest scaled by 1 / (1 - p); the identity
+// in evaluation mode (EvalModeGuard) and for p = 0. The mask is a pure function of the tape's RandomKey, the
+// stream and the element: see RandomKey.
+struct DropoutOptions {
+  // > 0: one mask of this many rows repeated down x. With rows = batch over a window's [T * B, N] rows, every
+  // step of a row shares its mask: "locked" (variational) dropout (Gal & Ghahramani 2016).
+  std::int64_t period_rows = 0;
+  // Which mask: -1 draws the op's own (from its position on the tape); a number >= 0 names a stream, and every
+  // dropout of the same shape and stream in the same window draws the same mask (locked across step calls).
+  std::int64_t stream = -1;
+};
+REWIND_AUTODIFF_EXPORT Var dropout(const Var& x, double p, DropoutOptions options = {});
+
 }  // namespace rwd::autodiff

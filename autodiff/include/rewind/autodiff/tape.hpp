@@ -98,6 +98,17 @@ struct MemoryStats {
   std::size_t reserved_bytes = 0;  // blocks the arena holds
 };
 
+// What random ops (dropout) draw from: a mask element is a pure function of this key, the op's stream (its
+// position on the tape, or a fixed stream the caller names) and the element's index, so the same update
+// always draws the same mask, in any thread split, and a resumed run needs no generator state. The training
+// loop sets seed and update; record_window sets window to the window's first step (the segments of one
+// checkpointed update differ, and their recomputation draws the same masks again).
+struct RandomKey {
+  std::uint64_t seed = 0;
+  std::uint64_t update = 0;
+  std::uint64_t window = 0;
+};
+
 // A gradient to start backward from: grad == nullptr means d(output) = 1, allowed for one-element outputs.
 struct Seed {
   Var output;
@@ -129,6 +140,8 @@ class REWIND_AUTODIFF_EXPORT Tape {
   bool consumed() const { return consumed_; }
   std::size_t size() const { return nodes_; }
   std::uint64_t epoch() const { return epoch_; }
+  RandomKey& random_key() { return random_key_; }
+  const RandomKey& random_key() const { return random_key_; }
 
   MemoryStats memory() const;
   void reset_peak() { arena_.reset_peak(); }
@@ -156,6 +169,7 @@ class REWIND_AUTODIFF_EXPORT Tape {
   Node* last_ = nullptr;           // newest node of the window
   Node* last_backward_ = nullptr;  // newest node that has a backward step
   bool consumed_ = false;
+  RandomKey random_key_;
 };
 
 // Turns recording off on this thread while alive: ops compute values but record no backward steps.
@@ -170,5 +184,20 @@ class REWIND_AUTODIFF_EXPORT NoGradGuard {
   bool previous_;
 };
 REWIND_AUTODIFF_EXPORT bool grad_enabled();
+
+// Training or evaluation, per thread (PyTorch's train() / eval()): dropout is the identity in evaluation. A
+// mode, not a flag per op; separate from NoGradGuard (recording nothing is not the same as evaluating).
+// Training by default; evaluate(), sample() and validation run under EvalModeGuard.
+class REWIND_AUTODIFF_EXPORT EvalModeGuard {
+ public:
+  EvalModeGuard();
+  ~EvalModeGuard();
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+REWIND_AUTODIFF_EXPORT bool training();
 
 }  // namespace rwd::autodiff

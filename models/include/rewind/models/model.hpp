@@ -25,6 +25,10 @@ struct ModelConfig {
   double init_range = 0;         // 0: PyTorch's default initialisation
   std::uint64_t seed = 1;
   DType dtype = DType::f32;
+  // Dropout as PyTorch's word_language_model applies it: on the embedding's output, between stacked layers
+  // and before the head; training mode only. Locked: one mask per window and row (docs/models.md).
+  double dropout = 0;
+  bool locked_dropout = false;
 };
 
 using CellFactory = std::function<std::unique_ptr<Cell>(const CellSpec&)>;
@@ -72,6 +76,8 @@ class REWIND_MODELS_EXPORT Model {
 
  private:
   void check_state(const ModelState& state) const;
+  // Dropout at `site` (0: the embedding, l: after layer l) of x, whose rows are steps of `batch` rows.
+  Var drop(const Var& x, std::int64_t site, std::int64_t batch) const;
 
   ModelConfig config_;
   std::vector<std::unique_ptr<Cell>> cells_;
