@@ -197,17 +197,50 @@ class Progress {
 
 // With --resume the stored run defines model, data and hyperparameters: only limits and outputs may be given.
 void refuse_run_options_on_resume(const po::variables_map& vm) {
-  static const std::set<std::string> allowed = {
-      "resume",    "epochs",        "max-updates", "time-limit",  "save",   "metrics",    "eval-every",
-      "log-every", "sample-length", "prime",       "temperature", "plugin", "plugin-dir", "help"};
+  static const std::set<std::string> allowed = {"resume",
+                                                "epochs",
+                                                "max-updates",
+                                                "time-limit",
+                                                "save",
+                                                "save-every",
+                                                "save-every-seconds",
+                                                "keep-checkpoints",
+                                                "metrics",
+                                                "eval-every",
+                                                "log-every",
+                                                "sample-length",
+                                                "prime",
+                                                "temperature",
+                                                "plugin",
+                                                "plugin-dir",
+                                                "help"};
   for (const auto& [name, value] : vm)
     if (!value.defaulted() && !allowed.count(name))
-      throw std::invalid_argument(
-          "--" + name +
-          " cannot be combined with --resume: the saved run fixes model, data and "
-          "hyperparameters (with --resume give only limits and outputs: --epochs, "
-          "--max-updates, --time-limit, --save, --metrics, --eval-every, --log-every, "
-          "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
+      throw std::invalid_argument("--" + name +
+                                  " cannot be combined with --resume: the saved run fixes model, data and "
+                                  "hyperparameters (with --resume give only limits and outputs: --epochs, "
+                                  "--max-updates, --time-limit, --save, --save-every, --save-every-seconds, "
+                                  "--keep-checkpoints, --metrics, "
+                                  "--eval-every, --log-every, "
+                                  "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
+}
+
+// checkpoint.safetensors is the latest; the K - 1 before it stay as checkpoint-UPDATE.safetensors, hard links
+// to files that are only ever replaced by rename, never written in place.
+void keep_latest_checkpoints(const fs::path& dir, std::int64_t update, std::int64_t keep) {
+  const fs::path numbered = dir / ("checkpoint-" + std::to_string(update) + ".safetensors");
+  std::error_code ec;
+  fs::remove(numbered, ec);
+  fs::create_hard_link(dir / "checkpoint.safetensors", numbered, ec);
+  if (ec) throw std::runtime_error("cannot keep checkpoint '" + numbered.string() + "': " + ec.message());
+  std::vector<std::pair<std::int64_t, fs::path>> kept;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    std::int64_t n = 0;
+    if (std::sscanf(name.c_str(), "checkpoint-%ld.safetensors", &n) == 1) kept.emplace_back(n, entry.path());
+  }
+  std::sort(kept.rbegin(), kept.rend());
+  for (std::size_t i = static_cast<std::size_t>(keep); i < kept.size(); ++i) fs::remove(kept[i].second, ec);
 }
 
 // Fails now rather than after training: a probe file is created and removed in dir.
@@ -232,6 +265,8 @@ int run_train(int argc, const char* const* argv) {
   std::int64_t epochs = 0, max_updates = 0, eval_every = 500, log_every = 50, sample_length = 300;
   double time_limit = 0, temperature = 0.8;
   std::string save, resume, metrics_path, init, prime = "ROMEO:";
+  std::int64_t save_every = 0, keep_checkpoints = 1;
+  double save_every_seconds = 0;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
   std::string csv_inputs, csv_targets, csv_target_columns;
 
@@ -276,6 +311,10 @@ int run_train(int argc, const char* const* argv) {
       "seed", po::value(&config.seed)->default_value(config.seed), "initialisation and task seed")(
       "init", po::value(&init), "start from these weights (.safetensors, PyTorch names)")(
       "save", po::value(&save), "directory for model.safetensors and checkpoint.safetensors")(
+      "save-every", po::value(&save_every), "also save every N updates (with --save)")(
+      "save-every-seconds", po::value(&save_every_seconds), "also save every S seconds (with --save)")(
+      "keep-checkpoints", po::value(&keep_checkpoints)->default_value(keep_checkpoints),
+      "checkpoints kept: the latest as checkpoint.safetensors, older ones as checkpoint-UPDATE.safetensors")(
       "resume", po::value(&resume), "continue the run saved in this directory exactly")(
       "metrics", po::value(&metrics_path), "append one JSON line per update and evaluation to this file")(
       "eval-every", po::value(&eval_every)->default_value(eval_every),
@@ -340,6 +379,11 @@ int run_train(int argc, const char* const* argv) {
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
   if (!save.empty()) check_writable_directory(save);  // before training, not after it
+  if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
+    throw std::invalid_argument(
+        "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
+  if ((save_every > 0 || save_every_seconds > 0) && save.empty())
+    throw std::invalid_argument("--save-every and --save-every-seconds need --save DIR");
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
@@ -395,9 +439,23 @@ int run_train(int argc, const char* const* argv) {
                      .time_limit = time_limit,
                      .start_updates = optimizer.updates()},
                     metrics.get());
+  // Atomic writes (temporary, fsync, rename, fsync of the directory): DIR holds a complete checkpoint at
+  // every moment, so a kill -9 loses at most the updates since the last save.
+  double last_save = 0;
+  auto save_run = [&](double seconds) {
+    const fs::path dir = save;
+    trainers::save_checkpoint(dir / "checkpoint.safetensors", *model, optimizer, *trainer, loop.position(),
+                              {{"rewind.run", run_json}});
+    models::save_parameters(dir / "model.safetensors", *model, {{"rewind.run", run_json}});
+    last_save = seconds;
+    if (keep_checkpoints > 1) keep_latest_checkpoints(dir, optimizer.updates(), keep_checkpoints);
+  };
   try {
     loop.run([&](const trainers::UpdateReport& r) {
       progress.update(r);
+      if (!save.empty() && ((save_every > 0 && r.update % save_every == 0) ||
+                            (save_every_seconds > 0 && r.seconds - last_save >= save_every_seconds)))
+        save_run(r.seconds);
       if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
         progress.end_line();
         report_evaluation("validation", trainers::evaluate(*model, *data.validation()), text, metrics.get(),
@@ -428,9 +486,7 @@ int run_train(int argc, const char* const* argv) {
     report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), text,
                       metrics.get(), optimizer.updates());
   if (!save.empty()) {
-    trainers::save_checkpoint(fs::path(save) / "checkpoint.safetensors", *model, optimizer, *trainer,
-                              loop.position(), {{"rewind.run", run_json}});
-    models::save_parameters(fs::path(save) / "model.safetensors", *model, {{"rewind.run", run_json}});
+    save_run(0);
     std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
                 static_cast<long long>(optimizer.updates()));
   }

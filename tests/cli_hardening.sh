@@ -73,14 +73,17 @@ refused "--temperature must be > 0" sample --checkpoint run --temperature 0
 refused "unrecognised option '--option'|unrecognized option '--option'" sample --checkpoint run --option x=1
 "$rewind" sample --checkpoint run/checkpoint.safetensors --length 10 > /dev/null || fail "sample from a checkpoint file"
 head -c 24 corpus.txt > tiny.txt
-"$rewind" eval --checkpoint run --data tiny.txt | grep -q "(23 characters, batch 1)" ||
+grep -q "(23 characters, batch 1)" <<< "$("$rewind" eval --checkpoint run --data tiny.txt)" ||
   fail "eval of a 24-character file does not score 23 characters"
 printf '%s~' "$(head -c 100 corpus.txt)" > foreign.txt
 refused "is not in the model's vocabulary" eval --checkpoint run --data foreign.txt
-"$rewind" eval --checkpoint run --data foreign.txt --unknown skip | grep -q "skipped 1 characters" ||
+grep -q "skipped 1 characters" <<< "$("$rewind" eval --checkpoint run --data foreign.txt --unknown skip)" ||
   fail "eval --unknown skip"
 
 refused "--seq: 'abc' is not an integer" bench-memory --seq abc
-"$rewind" --help | grep -q "^  bench-memory  memory" || fail "the command list runs into its column"
-"$rewind" train --help | grep -q -- "--lr arg (=0.002)" || fail "defaults print in full precision"
+# Whole outputs first: grep -q would stop reading early and, under pipefail, fail the writer with SIGPIPE.
+commands=$("$rewind" --help)
+grep -q "^  bench-memory  memory" <<< "$commands" || fail "the command list runs into its column"
+train_help=$("$rewind" train --help)
+grep -q -- "--lr arg (=0.002)" <<< "$train_help" || fail "defaults print in full precision"
 echo "hardening cases checked"

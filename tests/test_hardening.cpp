@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <random>
 #include <thread>
 #include <vector>
@@ -266,5 +268,43 @@ TEST_CASE("a truncated plugin is refused with the dynamic loader's reason", "[pl
   CHECK_THROWS_WITH(registry.load_file(file), Catch::Contains("cannot be loaded: ") &&
                                                   Catch::Contains(file.filename().string() + ": ") &&
                                                   !Catch::Contains("Bad file descriptor"));
+  fs::remove(file);
+}
+
+// Issue 13: a flipped bit anywhere in a file rewind wrote is refused with what was damaged.
+TEST_CASE("safetensors files carry checksums: a flipped bit is named", "[safetensors][integrity]") {
+  namespace fs = std::filesystem;
+  const fs::path file =
+      fs::temp_directory_path() / ("rewind_bits_" + std::to_string(::getpid()) + ".safetensors");
+  const Tensor a = rwd::test::random_tensor(Shape::matrix(3, 2), DType::f32, 1);
+  const Tensor b = rwd::test::random_tensor(Shape::vector(4), DType::f64, 2);
+  auto write = [&] { models::save_safetensors(file, {{"a", &a}, {"b", &b}}, {{"note", "abc123"}}); };
+  auto read_bytes = [&] {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto flip = [&](std::size_t at) {
+    std::string bytes = read_bytes();
+    bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  write();
+  std::map<std::string, std::string> meta;
+  CHECK(models::load_safetensors(file, &meta).at("b").get(3) == b.get(3));
+  CHECK(meta.at("note") == "abc123");
+  CHECK(meta.count("rewind.header_xxh64") == 0);  // checked and consumed, not handed on
+
+  flip(read_bytes().find("abc123"));  // metadata: "abc123" -> "`bc123", still valid JSON
+  CHECK_THROWS_WITH(
+      models::load_safetensors(file),
+      Catch::Contains(file.string()) && Catch::Contains("the header does not match its checksum"));
+  write();
+  flip(read_bytes().find("\"shape\":[3,2]") + 9);  // a tensor's entry: [3,2] -> [2,2]
+  CHECK_THROWS_WITH(models::load_safetensors(file),
+                    Catch::Contains("the header does not match its checksum"));
+  write();
+  flip(read_bytes().size() - 3);  // the last tensor's data
+  CHECK_THROWS_WITH(models::load_safetensors(file),
+                    Catch::Contains("tensor 'b': the data does not match its checksum"));
   fs::remove(file);
 }

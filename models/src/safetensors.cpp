@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -75,10 +76,25 @@ void sync_directory(const fs::path& file) {
 
 }  // namespace
 
+// Integrity (docs/models.md): the metadata holds an XXH64 of every tensor's bytes ("rewind.xxh64.NAME") and
+// one of the header itself as dumped without that key ("rewind.header_xxh64"); files without them (written
+// by PyTorch or other tools) load unchecked.
+constexpr const char* tensor_checksum_prefix = "rewind.xxh64.";
+constexpr const char* header_checksum_key = "rewind.header_xxh64";
+
+std::string xxh64_hex(const void* data, std::size_t bytes) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH64(data, bytes, 0)));
+  return hex;
+}
+
 void save_safetensors(const fs::path& file, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   json header = json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::map<std::string, std::string> checked = metadata;
+  for (const auto& [name, tensor] : tensors)
+    checked[tensor_checksum_prefix + name] = xxh64_hex(tensor->raw(), tensor->bytes());
+  header["__metadata__"] = checked;
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
     if (name == "__metadata__" || header.contains(name))
@@ -89,6 +105,8 @@ void save_safetensors(const fs::path& file, const std::vector<std::pair<std::str
                     {"data_offsets", {offset, offset + tensor->bytes()}}};
     offset += tensor->bytes();
   }
+  const std::string unchecked = header.dump();
+  header["__metadata__"][header_checksum_key] = xxh64_hex(unchecked.data(), unchecked.size());
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as the reference writer does
   const std::uint64_t length = text.size();
@@ -149,6 +167,27 @@ TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::stri
   }
   if (!header.is_object()) throw SafetensorsError(where + ": corrupt header: not a JSON object");
   const std::uint64_t data_bytes = size - 8 - length;
+  std::map<std::string, std::string> checksums;  // tensor name -> XXH64, when the writer stored them
+  if (header.contains("__metadata__") && header["__metadata__"].is_object()) {
+    json& meta = header["__metadata__"];
+    if (meta.contains(header_checksum_key)) {
+      const json stored = meta[header_checksum_key];
+      meta.erase(header_checksum_key);
+      const std::string unchecked = header.dump();
+      if (!stored.is_string() || stored.get<std::string>() != xxh64_hex(unchecked.data(), unchecked.size()))
+        throw SafetensorsError(where +
+                               ": the header does not match its checksum (damaged: bit rot, a partial "
+                               "write or an edit)");
+    }
+    for (auto it = meta.begin(); it != meta.end();) {
+      if (it.key().rfind(tensor_checksum_prefix, 0) == 0 && it.value().is_string()) {
+        checksums[it.key().substr(std::strlen(tensor_checksum_prefix))] = it.value().get<std::string>();
+        it = meta.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
 
   TensorMap out;
   for (const auto& [name, entry] : header.items()) {
@@ -201,6 +240,11 @@ TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::stri
       in.seekg(static_cast<std::streamoff>(8 + length + offsets[0]));
       if (!in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes())))
         throw SafetensorsError(what + ": data could not be read");
+      if (const auto sum = checksums.find(name);
+          sum != checksums.end() && sum->second != xxh64_hex(t.raw(), t.bytes()))
+        throw SafetensorsError(what +
+                               ": the data does not match its checksum (damaged: bit rot or a partial "
+                               "write)");
       out.emplace(name, std::move(t));
     } catch (const json::exception& e) {
       throw SafetensorsError(what + ": corrupt header entry: " + e.what());
