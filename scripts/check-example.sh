@@ -11,5 +11,5 @@ cmake -S "$source_dir/examples/custom_cell" -B "$work/example" -DCMAKE_PREFIX_PA
   -DCMAKE_BUILD_TYPE=Release > "$work/configure.log"
 cmake --build "$work/example" > "$work/build.log"
 # The installed CLI must find its built-in plugins by itself, and the example through --plugin.
-"$work/prefix/bin/rewind" plugins | grep -q "lstm"
+grep -q "lstm" <<< "$("$work/prefix/bin/rewind" plugins)"
 "$work/prefix/bin/rewind" gradcheck --plugin "$work/example/librewind_model_mgu.so" --model mgu --layers 2

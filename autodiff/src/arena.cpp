@@ -1,5 +1,7 @@
 #include "rewind/autodiff/arena.hpp"
 
+#include "rewind/autodiff/tensor.hpp"
+
 #include <algorithm>
 #include <new>
 #include <stdexcept>
@@ -22,7 +24,13 @@ Arena::~Arena() {
 }
 
 Arena::Block Arena::new_block(std::size_t size) {
-  auto* data = static_cast<std::byte*>(::operator new (size, std::align_val_t{max_align}));
+  std::byte* data = nullptr;
+  try {
+    data = static_cast<std::byte*>(::operator new (size, std::align_val_t{max_align}));
+  } catch (const std::bad_alloc&) {
+    throw AllocationError("tape arena: cannot allocate a block of " + describe_bytes(size) + " (" +
+                          describe_bytes(reserved_) + " already reserved)");
+  }
   reserved_ += size;
   ++block_allocations_;
   return Block{data, size};

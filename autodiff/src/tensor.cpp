@@ -1,6 +1,7 @@
 #include "rewind/autodiff/tensor.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -11,9 +12,15 @@ namespace {
 
 constexpr std::align_val_t tensor_alignment{64};
 
-std::byte* allocate_zeroed(std::size_t bytes) {
+std::byte* allocate_zeroed(std::size_t bytes, Shape shape, DType dtype) {
   if (bytes == 0) bytes = 1;  // keep data_ non-null: has_storage() means "shaped"
-  auto* p = static_cast<std::byte*>(::operator new(bytes, tensor_alignment));
+  std::byte* p = nullptr;
+  try {
+    p = static_cast<std::byte*>(::operator new(bytes, tensor_alignment));
+  } catch (const std::bad_alloc&) {
+    throw AllocationError("cannot allocate " + describe_bytes(bytes) + " for a " + name_of(dtype) +
+                          " tensor of shape " + shape.str());
+  }
   std::memset(p, 0, bytes);
   return p;
 }
@@ -25,6 +32,17 @@ decltype(auto) visit(DType t, F&& f) {
 }
 
 }  // namespace
+
+std::string describe_bytes(std::size_t bytes) {
+  char text[64];
+  const double gib = static_cast<double>(bytes) / static_cast<double>(1ull << 30);
+  if (gib >= 1) {
+    std::snprintf(text, sizeof text, "%.1f GiB (%zu bytes)", gib, bytes);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f MiB (%zu bytes)", static_cast<double>(bytes) / (1 << 20), bytes);
+  }
+  return text;
+}
 
 std::string Shape::str() const {
   std::string s("[");
@@ -40,12 +58,12 @@ void Tensor::Free::operator()(std::byte* p) const noexcept {
 Tensor::Tensor(Shape shape, DType dtype) : shape_(shape), dtype_(dtype) {
   if (shape.rows < 0 || shape.cols < 0)
     throw std::invalid_argument("Tensor: negative dimension in shape " + shape.str());
-  data_.reset(allocate_zeroed(bytes()));
+  data_.reset(allocate_zeroed(bytes(), shape_, dtype_));
 }
 
 Tensor::Tensor(const Tensor& other) : shape_(other.shape_), dtype_(other.dtype_) {
   if (!other.has_storage()) return;
-  data_.reset(allocate_zeroed(bytes()));
+  data_.reset(allocate_zeroed(bytes(), shape_, dtype_));
   std::memcpy(data_.get(), other.data_.get(), bytes());
 }
 
@@ -101,7 +119,7 @@ void Tensor::fill(double value) {
 void Tensor::resize(Shape shape, DType dtype) {
   const std::size_t new_bytes = static_cast<std::size_t>(shape.numel()) * size_of(dtype);
   if (!has_storage() || new_bytes != bytes())
-    data_.reset(allocate_zeroed(new_bytes));  // may throw: nothing changed yet
+    data_.reset(allocate_zeroed(new_bytes, shape, dtype));  // may throw: nothing changed yet
   shape_ = shape;
   dtype_ = dtype;
 }

@@ -95,7 +95,12 @@ Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Opti
                         config_.dtype,
                         cell_options,
                         &init};
-    cells_.push_back(make_cell(spec));
+    try {
+      cells_.push_back(make_cell(spec));
+    } catch (const autodiff::AllocationError& e) {
+      throw autodiff::AllocationError("model: the parameters of layer " + std::to_string(layer) +
+                                      " (hidden " + std::to_string(config_.hidden_size) + "): " + e.what());
+    }
     if (!cells_.back())
       throw std::runtime_error("model: the cell factory returned nothing for layer " + std::to_string(layer));
     for (Parameter* p : cells_.back()->parameters()) parameters_.push_back(p);

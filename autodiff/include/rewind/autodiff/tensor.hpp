@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 
@@ -22,6 +23,14 @@ constexpr std::size_t size_of(DType t) {
 constexpr const char* name_of(DType t) {
   return t == DType::f32 ? "f32" : "f64";
 }
+
+// Memory that could not be had, with what it was for and how much: a std::bad_alloc names neither.
+class REWIND_AUTODIFF_EXPORT AllocationError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// "1.5 GiB (1610612736 bytes)": sizes in messages.
+REWIND_AUTODIFF_EXPORT std::string describe_bytes(std::size_t bytes);
 
 template <class T>
 constexpr DType dtype_of() {
