@@ -135,6 +135,7 @@ class Progress {
       : s_(settings), metrics_(metrics), started_(std::chrono::steady_clock::now()) {}
 
   void update(const trainers::UpdateReport& r) {
+    skipped_ += r.skipped_nonfinite;
     smoothed_ = std::isnan(smoothed_) ? r.stats.loss : 0.95 * smoothed_ + 0.05 * r.stats.loss;
     step_items_ += static_cast<double>(r.steps_recorded * s_.batch);
     window_correct_ += r.stats.correct, window_count_ += r.stats.loss_count;
@@ -147,6 +148,7 @@ class Progress {
                                   {"lr", r.lr},
                                   {"seconds", r.seconds},
                                   {"steps_x_batch_per_second", rate},
+                                  {"skipped_nonfinite", r.skipped_nonfinite},
                                   {"tape_peak_bytes", r.stats.tape.peak_bytes}}
                        .dump()
                 << std::endl;
@@ -184,6 +186,7 @@ class Progress {
     std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
                 static_cast<long long>(updates - s_.start_updates), static_cast<long long>(updates), seconds,
                 step_items_ / std::max(seconds, 1e-9));
+    if (skipped_ > 0) std::printf("skipped %lld non-finite update(s)\n", static_cast<long long>(skipped_));
   }
 
  private:
@@ -191,29 +194,18 @@ class Progress {
   std::ofstream* metrics_;
   std::chrono::steady_clock::time_point started_;
   double smoothed_ = NAN, last_print_ = -1, step_items_ = 0;
-  std::int64_t window_correct_ = 0, window_count_ = 0;
+  std::int64_t window_correct_ = 0, window_count_ = 0, skipped_ = 0;
   bool in_line_ = false;
 };
 
 // With --resume the stored run defines model, data and hyperparameters: only limits and outputs may be given.
 void refuse_run_options_on_resume(const po::variables_map& vm) {
-  static const std::set<std::string> allowed = {"resume",
-                                                "epochs",
-                                                "max-updates",
-                                                "time-limit",
-                                                "save",
-                                                "save-every",
-                                                "save-every-seconds",
-                                                "keep-checkpoints",
-                                                "metrics",
-                                                "eval-every",
-                                                "log-every",
-                                                "sample-length",
-                                                "prime",
-                                                "temperature",
-                                                "plugin",
-                                                "plugin-dir",
-                                                "help"};
+  // clang-format off
+  static const std::set<std::string> allowed = {
+      "resume", "epochs", "max-updates", "time-limit", "save", "save-every", "save-every-seconds",
+      "keep-checkpoints", "metrics", "eval-every", "log-every", "sample-length", "prime", "temperature",
+      "on-nonfinite", "max-skips", "plugin", "plugin-dir", "help"};
+  // clang-format on
   for (const auto& [name, value] : vm)
     if (!value.defaulted() && !allowed.count(name))
       throw std::invalid_argument("--" + name +
@@ -265,7 +257,8 @@ int run_train(int argc, const char* const* argv) {
   std::int64_t epochs = 0, max_updates = 0, eval_every = 500, log_every = 50, sample_length = 300;
   double time_limit = 0, temperature = 0.8;
   std::string save, resume, metrics_path, init, prime = "ROMEO:";
-  std::int64_t save_every = 0, keep_checkpoints = 1;
+  std::int64_t save_every = 0, keep_checkpoints = 1, max_skips = 10;
+  std::string on_nonfinite = "stop";
   double save_every_seconds = 0;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
   std::string csv_inputs, csv_targets, csv_target_columns;
@@ -305,6 +298,10 @@ int run_train(int argc, const char* const* argv) {
       "momentum", po::value(&config.optimizer.momentum)->default_value(0.0, "0"),
       "sgd momentum (0: plain SGD)")("clip", po::value(&config.clip)->default_value(0.0, "0"),
                                      "clip the global gradient norm to this (0: no clipping)")(
+      "on-nonfinite", po::value(&on_nonfinite)->default_value(on_nonfinite),
+      "a non-finite loss or gradient: stop (save the last good parameters), or skip the update")(
+      "max-skips", po::value(&max_skips)->default_value(max_skips),
+      "--on-nonfinite skip: consecutive non-finite updates before stopping anyway")(
       "lr-step-every", po::value(&config.optimizer.step_every)->default_value(0),
       "step decay: multiply lr by --lr-gamma every N updates")(
       "lr-gamma", po::value(&config.optimizer.gamma)->default_value(0.5, "0.5"), "step decay factor")(
@@ -377,6 +374,9 @@ int run_train(int argc, const char* const* argv) {
   if (log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
   if (sample_length < 0) throw std::invalid_argument("--sample-length must be >= 0 (0: no sample)");
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
+  if (on_nonfinite != "stop" && on_nonfinite != "skip")
+    throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
+  if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
   if (!save.empty()) check_writable_directory(save);  // before training, not after it
   if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
@@ -400,7 +400,8 @@ int run_train(int argc, const char* const* argv) {
                       {.clip = config.clip,
                        .max_updates = max_updates,
                        .max_passes = epochs,
-                       .time_limit_seconds = time_limit});
+                       .time_limit_seconds = time_limit,
+                       .max_nonfinite_skips = on_nonfinite == "skip" ? max_skips : 0});
   if (!resume.empty()) {
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
     const std::int64_t pass = std::stoll(trainers::read_checkpoint_metadata(file).at("rewind.pass"));

@@ -57,6 +57,17 @@ refused "the loss is inf.*parameters after update 0 \\(the last finite one\\) ar
   train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 5 --save nan
 [ -s nan/model.safetensors ] || fail "no model.safetensors after a non-finite stop"
 
+# --on-nonfinite skip discards such updates, counts them, and stops after --max-skips in a row.
+out=$("$rewind" train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 6 \
+  --on-nonfinite skip --metrics skip.jsonl 2>&1) || fail "--on-nonfinite skip: $out"
+grep -Eq "skipped [1-9][0-9]* non-finite update" <<< "$out" || fail "no skipped update reported: $out"
+grep -q '"skipped_nonfinite":1' skip.jsonl || fail "the metrics do not count the skipped update"
+printf 'a,b\n' > all_overflow.csv
+for i in $(seq 1 60); do echo "$i,3e38"; done >> all_overflow.csv
+refused "4 non-finite updates in a row, more than --max-skips 3" \
+  train --data all_overflow.csv --inputs a --targets b --batch 2 --hidden 4 --k 5 --max-updates 20 \
+  --on-nonfinite skip --max-skips 3
+
 # --save is checked before training.
 refused "--save: cannot create directory '/proc/rewind/run'" train --save /proc/rewind/run --max-updates 1
 

@@ -51,28 +51,47 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
                                     " has no targets at all: there is nothing to train (is the task's delay "
                                     "longer than its steps?)");
     }
+    const auto out_of_time = [&] {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      return options_.time_limit_seconds > 0 && seconds >= options_.time_limit_seconds;
+    };
     // No counted target, no update: the gradient is zero, and an optimizer step would still move weights by
     // momentum or Adam's moments (PyTorch skips parameters without a gradient). docs/trainers.md.
     if (!counted) {
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (options_.time_limit_seconds > 0 && seconds >= options_.time_limit_seconds) return;
+      if (out_of_time()) return;
       continue;
     }
+    std::string nonfinite;  // the diagnosis, when the loss or the gradient is not finite
     if (!std::isfinite(report.stats.loss)) {
       const std::string parameter = first_nonfinite(params);
       const std::string node = tape_.first_nonfinite();
-      throw NonFiniteError("update " + std::to_string(report.update) + " (steps " +
-                           std::to_string(report.stats.first_step) + " to " +
-                           std::to_string(report.stats.end_step) + " of pass " + std::to_string(report.pass) +
-                           "): the loss is " + std::to_string(report.stats.loss) +
-                           (parameter.empty() ? "" : "; " + parameter) +
-                           (node.empty() ? "" : "; first non-finite value on the tape: " + node));
+      nonfinite = "update " + std::to_string(report.update) + " (steps " +
+                  std::to_string(report.stats.first_step) + " to " + std::to_string(report.stats.end_step) +
+                  " of pass " + std::to_string(report.pass) + "): the loss is " +
+                  std::to_string(report.stats.loss) + (parameter.empty() ? "" : "; " + parameter) +
+                  (node.empty() ? "" : "; first non-finite value on the tape: " + node);
+    } else {
+      report.grad_norm =
+          options_.clip > 0 ? clip_grad_norm(params, options_.clip) : clip_grad_norm(params, INFINITY);
+      if (!std::isfinite(report.grad_norm))
+        nonfinite = "update " + std::to_string(report.update) + ": " + first_nonfinite(params);
     }
-    report.grad_norm =
-        options_.clip > 0 ? clip_grad_norm(params, options_.clip) : clip_grad_norm(params, INFINITY);
-    if (!std::isfinite(report.grad_norm))
-      throw NonFiniteError("update " + std::to_string(report.update) + ": " + first_nonfinite(params));
+    // Discarded before the optimizer step: parameters and optimizer state are those of the last good update.
+    if (!nonfinite.empty()) {
+      if (++consecutive_skips_ > options_.max_nonfinite_skips)
+        throw NonFiniteError(options_.max_nonfinite_skips == 0
+                                 ? nonfinite
+                                 : nonfinite + " (" + std::to_string(consecutive_skips_) +
+                                       " non-finite updates in a row, more than --max-skips " +
+                                       std::to_string(options_.max_nonfinite_skips) + ")");
+      ++skipped_since_report_;
+      if (out_of_time()) return;
+      continue;
+    }
+    consecutive_skips_ = 0;
+    report.skipped_nonfinite = skipped_since_report_;
+    skipped_since_report_ = 0;
     report.lr = optimizer_.current_lr();
     optimizer_.step(params);
     report.steps_recorded = steps_since_report;

@@ -24,6 +24,9 @@ struct LoopOptions {
   std::int64_t max_updates = 0;   // total updates, counted from the start of training (0: no limit)
   std::int64_t max_passes = 0;    // passes over the data (0: no limit)
   double time_limit_seconds = 0;  // 0: no limit
+  // Updates with a non-finite loss or gradient discarded in a row before training stops with the diagnosis
+  // (0: stop at the first, the default). A discarded update changes no parameter and no optimizer state.
+  std::int64_t max_nonfinite_skips = 0;
 };
 
 // An update is a trainer window with at least one counted target: windows without one (the first steps of a
@@ -34,8 +37,9 @@ struct UpdateReport {
   UpdateStats stats;
   double grad_norm = 0;  // before clipping
   double lr = 0;
-  double seconds = 0;               // since the loop started
-  std::int64_t steps_recorded = 0;  // forward steps since the previous report, skipped windows included
+  double seconds = 0;                  // since the loop started
+  std::int64_t steps_recorded = 0;     // forward steps since the previous report, skipped windows included
+  std::int64_t skipped_nonfinite = 0;  // non-finite updates discarded since the previous report
 };
 
 class REWIND_TRAINERS_EXPORT Loop {
@@ -65,6 +69,7 @@ class REWIND_TRAINERS_EXPORT Loop {
   std::int64_t pass_ = 0;
   bool in_pass_ = false;
   std::int64_t counted_in_pass_ = 0;  // updates of the current pass that had targets
+  std::int64_t consecutive_skips_ = 0, skipped_since_report_ = 0;
 };
 
 }  // namespace rwd::trainers
