@@ -149,7 +149,9 @@ class Progress {
                                   {"seconds", r.seconds},
                                   {"steps_x_batch_per_second", rate},
                                   {"skipped_nonfinite", r.skipped_nonfinite},
-                                  {"tape_peak_bytes", r.stats.tape.peak_bytes}}
+                                  {"tape_peak_bytes", r.stats.tape.peak_bytes},
+                                  {"tape_reserved_bytes", r.stats.tape.reserved_bytes},
+                                  {"arena_block_allocations", r.stats.tape.block_allocations}}
                        .dump()
                 << std::endl;
     const std::int64_t done_here = r.update - s_.start_updates;

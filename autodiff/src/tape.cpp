@@ -268,6 +268,7 @@ MemoryStats Tape::memory() const {
   m.tensor_bytes = m.in_use_bytes - node_bytes_;
   m.peak_bytes = arena_.peak_bytes();
   m.reserved_bytes = arena_.reserved_bytes();
+  m.block_allocations = arena_.block_allocations();
   return m;
 }
 

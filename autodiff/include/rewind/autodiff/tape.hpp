@@ -90,12 +90,13 @@ class REWIND_AUTODIFF_EXPORT Parameter {
 };
 
 struct MemoryStats {
-  std::size_t nodes = 0;           // nodes recorded in the current window
-  std::size_t node_bytes = 0;      // node records
-  std::size_t tensor_bytes = 0;    // values, gradients and saved buffers
-  std::size_t in_use_bytes = 0;    // everything the arena handed out, alignment padding included
-  std::size_t peak_bytes = 0;      // highest in_use_bytes since construction or reset_peak()
-  std::size_t reserved_bytes = 0;  // blocks the arena holds
+  std::size_t nodes = 0;              // nodes recorded in the current window
+  std::size_t node_bytes = 0;         // node records
+  std::size_t tensor_bytes = 0;       // values, gradients and saved buffers
+  std::size_t in_use_bytes = 0;       // everything the arena handed out, alignment padding included
+  std::size_t peak_bytes = 0;         // highest in_use_bytes since construction or reset_peak()
+  std::size_t reserved_bytes = 0;     // blocks the arena holds
+  std::size_t block_allocations = 0;  // blocks the arena ever took from the heap: flat after warm-up
 };
 
 // What random ops (dropout) draw from: a mask element is a pure function of this key, the op's stream (its
