@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -332,7 +333,7 @@ Node* Recorder::record(Tape& tape, Op op, Shape shape, std::span<const Var> inpu
   }
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     n->inputs[i] = inputs[i].node_;
-    if (op != Op::slice_rows) ++value_owner(inputs[i].node_)->readers;  // a view reads nothing itself
+    if (!is_view(op)) ++value_owner(inputs[i].node_)->readers;  // a view reads nothing itself
   }
   n->prev = tape.last_;
   tape.last_ = n;
@@ -348,10 +349,12 @@ void* Recorder::allocate_tensor(Tape& tape, std::size_t bytes) {
 }
 
 void* Recorder::ensure_grad(Tape& tape, Node* n) {
-  if (n->grad == nullptr && n->op == Op::slice_rows) {
-    // A row view's gradient is its rows of the viewed tensor's gradient: no buffer, no copy on the way back.
-    n->grad = static_cast<std::byte*>(ensure_grad(tape, n->inputs[0])) +
-              tensor_bytes(Shape::matrix(n->arg0, n->shape.cols), tape.dtype_);
+  if (n->grad == nullptr && is_view(n->op)) {
+    // A view's gradient is the part of the viewed tensor's gradient at its value's offset (a row view's rows,
+    // a reshape's whole buffer): no buffer, no copy on the way back.
+    const std::ptrdiff_t offset =
+        static_cast<const std::byte*>(n->value) - static_cast<const std::byte*>(n->inputs[0]->value);
+    n->grad = static_cast<std::byte*>(ensure_grad(tape, n->inputs[0])) + offset;
   } else if (n->grad == nullptr) {
     const std::size_t bytes = tensor_bytes(n->shape, tape.dtype_);
     void* reused = nullptr;
@@ -424,7 +427,7 @@ void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
 }
 
 void Recorder::release_grad(Tape& tape, Node* n) {
-  if (n->op == Op::slice_rows) {  // borrowed from the viewed tensor, which releases it
+  if (is_view(n->op)) {  // borrowed from the viewed tensor, which releases it
     n->grad = nullptr;
     return;
   }
