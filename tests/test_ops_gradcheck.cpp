@@ -199,15 +199,15 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                                -2,
                                2}};
   // value_dead ops feeding a sequence, which writes their gradient over their value (grad_over_value):
-  // directly, and through a reshape view.
+  // directly, and through a reshape view. (Debug builds poison the value instead, so an op wrongly marked
+  // value_dead reads NaN there.)
   auto into_sequence = [](const Var& x, std::vector<Var>& v, std::size_t first) {
-    const std::int32_t targets[] = {3, 0, 1, 2, 0, 3};
     const Var y =
         lstm_sequence(x, v[first], v[first + 1], v[first + 2], v[first + 3], v[first + 4], v[first + 5]);
-    return linear_cross_entropy(slice_rows(y, 0, 6), v[first + 6], v[first + 7], targets);
+    return tanh(y);
   };
-  const std::vector<Shape> lstm_shapes{m(2, 2),          m(2, 2),          m(8, 3), m(8, 2),
-                                       Shape::vector(8), Shape::vector(8), m(4, 2), Shape::vector(4)};
+  const std::vector<Shape> lstm_shapes{m(2, 2), m(2, 2),          m(8, 3),
+                                       m(8, 2), Shape::vector(8), Shape::vector(8)};
   auto with_lstm = [&](std::vector<Shape> shapes) {
     shapes.insert(shapes.end(), lstm_shapes.begin(), lstm_shapes.end());
     return shapes;
