@@ -383,10 +383,9 @@ void backward_gelu(Tape& tape, Node* n) {
 }
 
 Var elu(const Var& x, double alpha) {
-  const auto a = alpha;
-  return unary(Op::elu, x, alpha, [a](auto v) {
+  return unary(Op::elu, x, alpha, [alpha](auto v) {
     using T = decltype(v);
-    return v > 0 ? v : static_cast<T>(a) * std::expm1(v);
+    return v > 0 ? v : static_cast<T>(alpha) * std::expm1(v);
   });
 }
 template <class T>
