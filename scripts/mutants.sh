@@ -80,11 +80,11 @@ mutant adam.eps_inside_sqrt trainers/src/optim.cpp \
   'wv[k] -= step_size * m[k] / (std::sqrt(v[k]) / root_c2 + eps);' \
   'wv[k] -= step_size * m[k] / std::sqrt(v[k] / (root_c2 * root_c2) + eps);' \
   "$optim"
-mutant ops.tanh_backward autodiff/src/ops.cpp \
+mutant ops.tanh_backward autodiff/src/ops_elementwise.cpp \
   'backward_unary<T>(tape, n, [](T, T y) { return T(1) - y * y; });' \
   'backward_unary<T>(tape, n, [](T, T y) { return T(1) - y; });' \
   "$ops"
-mutant ops.sigmoid_backward autodiff/src/ops.cpp \
+mutant ops.sigmoid_backward autodiff/src/ops_elementwise.cpp \
   'backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) - y); });' \
   'backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) + y); });' \
   "$ops"

@@ -124,3 +124,38 @@ TEST_CASE("after warm-up, recording the same window performs no heap allocation"
   CHECK(tape.memory().peak_bytes == warm.peak_bytes);  // flat across 1,000 identical windows
   CHECK(tape.memory().reserved_bytes == warm.reserved_bytes);
 }
+
+namespace {
+// A custom cell built from the primitives of docs/ops.md: layer norm, broadcasts both ways, constants, the
+// new activations and reductions, views.
+Var custom_step(Tape& tape, Parameter& w, Parameter& gain, Parameter& bias, const Var& mask, const Var& h) {
+  const Var x = layer_norm(matmul(h, tape.param(w)), tape.param(gain), tape.param(bias));  // [4, 16]
+  const Var attention = softmax(x - max_cols(x));                                          // column broadcast
+  const Var mixed = where(mask, gelu(x, GeluApproximation::tanh), softplus(x) / (1.0 + abs(x)));
+  const Var pooled = reshape(transpose(mixed), Shape::matrix(4, 16)) * mean_rows(attention);
+  return tanh(clamp(pooled, -3, 3) + sqrt(square(x) + 1e-3) - 0.5 * log_softmax(x) * logsumexp_cols(x));
+}
+}  // namespace
+
+TEST_CASE("after warm-up, a cell made of the new primitives performs no heap allocation", "[arena][memory]") {
+  Tape tape;
+  Parameter w = rwd::test::random_parameter("w", Shape::matrix(16, 16), 4, DType::f32);
+  Parameter gain = rwd::test::random_parameter("gain", Shape::vector(16), 5, DType::f32);
+  Parameter bias = rwd::test::random_parameter("bias", Shape::vector(16), 6, DType::f32);
+  const Tensor mask = rwd::test::random_tensor(Shape::vector(16), DType::f32, 7, 0, 1);  // nonzero: true
+  Tensor carried = rwd::test::random_tensor(Shape::matrix(4, 16), DType::f32, 8);
+  auto window = [&] {
+    tape.clear();
+    const Var m = tape.input(mask);
+    Var h = tape.input(carried);
+    for (int t = 0; t < 8; ++t) h = custom_step(tape, w, gain, bias, m, h);
+    tape.backward(mean(h));
+    h.copy_to(carried);
+  };
+  window();  // warm-up
+  const std::size_t peak = tape.memory().peak_bytes;
+  const std::size_t before = allocations.load();
+  for (int i = 0; i < 100; ++i) window();
+  CHECK(allocations.load() - before == 0);
+  CHECK(tape.memory().peak_bytes == peak);
+}

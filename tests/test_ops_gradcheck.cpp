@@ -26,16 +26,25 @@ Shape m(std::int64_t r, std::int64_t c) {
 
 std::map<Op, std::vector<OpCase>> op_cases() {
   std::map<Op, std::vector<OpCase>> cases;
-  auto binary = [&](Op op, Var (*f)(const Var&, const Var&)) {
+  // Every broadcast the one rule allows, on both sides (kernels::broadcast_shape).
+  auto binary = [&](Op op, Var (*f)(const Var&, const Var&), double lo = -1, double hi = 1) {
     auto fn = [f](std::vector<Var>& v) { return f(v[0], v[1]); };
-    cases[op] = {{"same shape", {m(3, 4), m(3, 4)}, fn},
-                 {"row bias on the right", {m(3, 4), m(1, 4)}, fn},
-                 {"rank-1 bias on the right", {m(3, 4), Shape::vector(4)}, fn},
-                 {"row broadcast on the left", {m(1, 4), m(3, 4)}, fn}};
+    cases[op] = {{"same shape", {m(3, 4), m(3, 4)}, fn, lo, hi},
+                 {"row bias on the right", {m(3, 4), m(1, 4)}, fn, lo, hi},
+                 {"rank-1 bias on the right", {m(3, 4), Shape::vector(4)}, fn, lo, hi},
+                 {"row broadcast on the left", {m(1, 4), m(3, 4)}, fn, lo, hi},
+                 {"column broadcast on the right", {m(3, 4), m(3, 1)}, fn, lo, hi},
+                 {"column broadcast on the left", {m(3, 1), m(3, 4)}, fn, lo, hi},
+                 {"column by row", {m(3, 1), m(1, 4)}, fn, lo, hi},
+                 {"scalar on the right", {m(3, 4), Shape::scalar()}, fn, lo, hi},
+                 {"one column by a rank-1 row", {m(3, 1), Shape::vector(2)}, fn, lo, hi}};
   };
   binary(Op::add, add);
   binary(Op::sub, sub);
   binary(Op::mul, mul);
+  binary(Op::div, div, 0.5, 2);
+  binary(Op::maximum, maximum);  // ties are measure-zero here; tests/test_ops_values.cpp checks them
+  binary(Op::minimum, minimum);
   cases[Op::scale] = {{"by -1.7", {m(3, 4)}, [](auto& v) { return scale(v[0], -1.7); }}};
   cases[Op::neg] = {{"matrix", {m(2, 3)}, [](auto& v) { return neg(v[0]); }}};
   cases[Op::matmul] = {{"a b", {m(3, 5), m(5, 2)}, [](auto& v) { return matmul(v[0], v[1]); }},
@@ -107,6 +116,74 @@ std::map<Op, std::vector<OpCase>> op_cases() {
   cases[Op::stop_gradient] = {{"the other path stays exact", {m(3, 4)}, [](auto& v) {
                                  return mul(tanh(v[0]), stop_gradient(v[0])) + stop_gradient(exp(v[0]));
                                }}};
+
+  // ---- the primitives custom cells need
+  // --------------------------------------------------------------------
+  cases[Op::where] = {{"mask broadcast over rows, a column, a matrix",
+                       {m(3, 1), m(3, 4)},
+                       [](auto& v) {
+                         const Tensor mask = Tensor::from({1, 0, 0, 1}, Shape::vector(4), DType::f64);
+                         return where(v[0].tape().input(mask), v[0], v[1]);
+                       }},
+                      {"a full mask, the same input on both sides", {m(2, 3)}, [](auto& v) {
+                         const Tensor mask = Tensor::from({1, 0, 1, 0, 0, 1}, m(2, 3), DType::f64);
+                         return where(v[0].tape().input(mask), tanh(v[0]), v[0] * v[0]);
+                       }}};
+  cases[Op::add_scalar] = {{"x + 0.3, 2 + x, x - 1", {m(3, 4)}, [](auto& v) {
+                              return mul(v[0] + 0.3, 2.0 + v[0]) + (v[0] - 1.0);
+                            }}};
+  cases[Op::rsub_scalar] = {{"1.5 - x", {m(3, 4)}, [](auto& v) { return mul(1.5 - v[0], v[0]); }}};
+  cases[Op::rdiv_scalar] = {
+      {"2 / x, x / 4", {m(3, 4)}, [](auto& v) { return 2.0 / v[0] + v[0] / 4.0; }, 0.5, 2}};
+  cases[Op::square] = {{"matrix", {m(3, 4)}, [](auto& v) { return square(v[0]); }}};
+  cases[Op::pow] = {{"x^2.5 of positive x", {m(3, 4)}, [](auto& v) { return pow(v[0], 2.5); }, 0.2, 2},
+                    {"x^3 of any sign", {m(3, 4)}, [](auto& v) { return pow(v[0], 3.0); }},
+                    {"x^-1.5", {m(2, 3)}, [](auto& v) { return pow(v[0], -1.5); }, 0.5, 2},
+                    {"x^0", {m(2, 3)}, [](auto& v) { return pow(v[0], 0.0) * v[0]; }}};
+  cases[Op::sqrt] = {{"positive inputs", {m(3, 4)}, [](auto& v) { return sqrt(v[0]); }, 0.2, 3}};
+  cases[Op::rsqrt] = {{"positive inputs", {m(3, 4)}, [](auto& v) { return rsqrt(v[0]); }, 0.2, 3}};
+  cases[Op::abs] = {{"away from 0", {m(3, 4)}, [](auto& v) { return abs(v[0]); }, -1, 1, 0.05}};
+  cases[Op::softplus] = {{"wide range", {m(3, 4)}, [](auto& v) { return softplus(v[0]); }, -25, 25}};
+  cases[Op::log_sigmoid] = {{"wide range", {m(3, 4)}, [](auto& v) { return log_sigmoid(v[0]); }, -25, 25}};
+  cases[Op::gelu] = {
+      {"exact (erf)", {m(3, 4)}, [](auto& v) { return gelu(v[0]); }, -4, 4},
+      {"tanh approximation", {m(3, 4)}, [](auto& v) { return gelu(v[0], GeluApproximation::tanh); }, -4, 4}};
+  cases[Op::elu] = {{"alpha 1", {m(3, 4)}, [](auto& v) { return elu(v[0]); }, -3, 3, 0.05},
+                    {"alpha 0.7", {m(3, 4)}, [](auto& v) { return elu(v[0], 0.7); }, -3, 3, 0.05}};
+  cases[Op::leaky_relu] = {
+      {"slope 0.01", {m(3, 4)}, [](auto& v) { return leaky_relu(v[0]); }, -1, 1, 0.05},
+      {"slope 0.2", {m(3, 4)}, [](auto& v) { return leaky_relu(v[0], 0.2); }, -1, 1, 0.05}};
+  // Inputs in [-1, 1] around bounds +-0.5: some clamped, some not (none within eps of a bound).
+  cases[Op::clamp] = {{"[-0.5, 0.5]", {m(4, 5)}, [](auto& v) { return clamp(v[0], -0.5, 0.5); }}};
+  cases[Op::sum_cols] = {
+      {"matrix", {m(3, 4)}, [](auto& v) { return sum_cols(v[0]); }},
+      {"broadcast back over the columns", {m(3, 4)}, [](auto& v) { return v[0] * sum_cols(v[0]); }}};
+  cases[Op::mean_cols] = {{"centred", {m(3, 4)}, [](auto& v) { return v[0] - mean_cols(v[0]); }}};
+  cases[Op::max_cols] = {{"matrix", {m(4, 5)}, [](auto& v) { return max_cols(v[0]); }}};
+  cases[Op::logsumexp_cols] = {{"matrix", {m(3, 4)}, [](auto& v) { return logsumexp_cols(v[0]); }, -3, 3}};
+  cases[Op::sum_rows] = {{"matrix", {m(3, 4)}, [](auto& v) { return sum_rows(v[0]); }}};
+  cases[Op::mean_rows] = {{"centred", {m(3, 4)}, [](auto& v) { return v[0] - mean_rows(v[0]); }}};
+  cases[Op::softmax] = {{"rows", {m(3, 4)}, [](auto& v) { return softmax(v[0]); }, -3, 3}};
+  cases[Op::log_softmax] = {{"rows", {m(3, 4)}, [](auto& v) { return log_softmax(v[0]); }, -3, 3}};
+  cases[Op::transpose] = {
+      {"x^T y", {m(3, 4), m(3, 2)}, [](auto& v) { return matmul(transpose(v[0]), v[1]); }}};
+  // Views share their input's gradient buffer: views of views, views of row views and the viewed tensor
+  // itself all add into it.
+  cases[Op::reshape] = {{"views of views and the whole", {m(4, 3)}, [](auto& v) {
+                           const Var wide = reshape(reshape(v[0], Shape::vector(12)), m(2, 6));
+                           const Var of_rows = reshape(slice_rows(v[0], 1, 3), m(1, 6));
+                           const Var rows_of = slice_rows(wide, 1, 2);
+                           const Var both = reshape(concat_rows(std::vector<Var>{of_rows, rows_of}), m(4, 3));
+                           return concat_cols({reshape(tanh(wide), m(4, 3)), v[0] * v[0], both});
+                         }}};
+  cases[Op::layer_norm] = {{"rows of 5",
+                            {m(3, 5), Shape::vector(5), Shape::vector(5)},
+                            [](auto& v) { return layer_norm(v[0], v[1], v[2]); },
+                            -2,
+                            2},
+                           {"one rank-1 row, eps 0.1",
+                            {Shape::vector(4), Shape::vector(4), Shape::vector(4)},
+                            [](auto& v) { return layer_norm(v[0], v[1], v[2], 0.1); }}};
   cases[Op::linear] = {
       {"x w^T + b", {m(3, 4), m(5, 4), Shape::vector(5)}, [](auto& v) { return linear(v[0], v[1], v[2]); }}};
   cases[Op::rnn_pointwise] = {
@@ -121,6 +198,31 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                                [](auto& v) { return gru_pointwise(v[0], v[1], v[2]); },
                                -2,
                                2}};
+  // value_dead ops feeding a sequence, which writes their gradient over their value (grad_over_value):
+  // directly, and through a reshape view. (Debug builds poison the value instead, so an op wrongly marked
+  // value_dead reads NaN there.)
+  auto into_sequence = [](const Var& x, std::vector<Var>& v, std::size_t first) {
+    const Var y =
+        lstm_sequence(x, v[first], v[first + 1], v[first + 2], v[first + 3], v[first + 4], v[first + 5]);
+    return tanh(y);
+  };
+  const std::vector<Shape> lstm_shapes{m(2, 2), m(2, 2),          m(8, 3),
+                                       m(8, 2), Shape::vector(8), Shape::vector(8)};
+  auto with_lstm = [&](std::vector<Shape> shapes) {
+    shapes.insert(shapes.end(), lstm_shapes.begin(), lstm_shapes.end());
+    return shapes;
+  };
+  cases[Op::layer_norm].push_back(
+      {"into lstm_sequence", with_lstm({m(6, 3), Shape::vector(3), Shape::vector(3)}),
+       [into_sequence](auto& v) { return into_sequence(layer_norm(v[0], v[1], v[2]), v, 3); }, -1.5, 1.5});
+  cases[Op::transpose].push_back(
+      {"through a reshape into lstm_sequence", with_lstm({m(2, 9)}),
+       [into_sequence](auto& v) { return into_sequence(reshape(transpose(v[0]), m(6, 3)), v, 1); }, -1.5,
+       1.5});
+  cases[Op::sum_cols].push_back(
+      {"into lstm_sequence", with_lstm({m(6, 3)}),
+       [into_sequence](auto& v) { return into_sequence(v[0] * sum_cols(v[0]) + 0.5, v, 1); }, -1.5, 1.5});
+
   // Sequences: 3 steps, batch 2, input 3, hidden 2; with and without rows that restart mid-window (step 1 row
   // 0, step 2 row 1) and at step 0.
   static const std::uint8_t resets[] = {1, 0, 1, 0, 0, 1};

@@ -78,7 +78,6 @@ void backward_dropout(Tape& tape, Node* n) {
     apply_mask<T>(*static_cast<const MaskSource*>(n->saved), n->shape.rows, n->shape.cols,
                   static_cast<T>(n->scalar), dy_of<T>(n), gx, true);
 }
-template void backward_dropout<float>(Tape&, Node*);
-template void backward_dropout<double>(Tape&, Node*);
+REWIND_INSTANTIATE_BACKWARD(dropout)
 
 }  // namespace rwd::autodiff

@@ -24,7 +24,7 @@ struct Recorder {
   // each part before writing its gradient there): n's value buffer as n's gradient buffer when nothing else
   // will read that value (n is an intermediate whose only reader is the caller, made by an op whose own
   // backward does not read it); null otherwise. zeroed: the buffer is zero-filled (accumulate into it);
-  // otherwise the caller must assign every element. Later reads of the value throw. A row view qualifies
+  // otherwise the caller must assign every element. Later reads of the value throw. A view qualifies
   // through the tensor it views, whose rows outside the view are zeroed.
   static void* grad_over_value(Tape& tape, Node* n, bool zeroed = true);
   // n's backward step has run: nothing reads its gradient again, so the buffer can serve another node.
@@ -34,26 +34,18 @@ struct Recorder {
 }  // namespace rwd::autodiff
 
 namespace rwd::autodiff {
-// Backward steps of the fused ops, defined (and instantiated for float and double) in ops_fused.cpp.
-template <class T>
-void backward_linear(Tape& tape, Node* n);
-template <class T>
-void backward_rnn_pointwise(Tape& tape, Node* n);
-template <class T>
-void backward_lstm_pointwise(Tape& tape, Node* n);
-template <class T>
-void backward_gru_pointwise(Tape& tape, Node* n);
-// Backward steps of the whole-window recurrences, in ops_sequence.cpp.
-template <class T>
-void backward_rnn_sequence(Tape& tape, Node* n);
-template <class T>
-void backward_lstm_sequence(Tape& tape, Node* n);
-template <class T>
-void backward_gru_sequence(Tape& tape, Node* n);
-
-// Random ops, in ops_random.cpp.
-template <class T>
-void backward_dropout(Tape& tape, Node* n);
+// The backward step of every row of ops.def, backward_<name><T>, defined next to its forward (ops.cpp,
+// ops_elementwise.cpp, ops_reduce.cpp, ops_shape.cpp, ops_norm.cpp, ops_fused.cpp, ops_sequence.cpp) in
+// namespace rwd::autodiff; those outside ops.cpp instantiate it for float and double with
+// REWIND_INSTANTIATE_BACKWARD(name).
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
+  template <class T>                                                  \
+  void backward_##name(Tape& tape, Node* n);
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+#define REWIND_INSTANTIATE_BACKWARD(name)             \
+  template void backward_##name<float>(Tape&, Node*); \
+  template void backward_##name<double>(Tape&, Node*);
 
 // Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
 void run_backward(Tape& tape, Node* node);

@@ -67,6 +67,62 @@ REWIND_AUTODIFF_EXPORT Var mse(const Var& a, const Var& b);
 // Same value, no path back: gradients stop here, exactly.
 REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
 
+// ---- the primitives custom cells need: docs/ops.md lists every op with its formula and gradient ----------
+// Binary ops (add, sub, mul, div, maximum, minimum, where) broadcast by one rule: along rows and along
+// columns, the sizes must match or one side must be 1, which repeats it ([1, N] or [N] over the rows of
+// [B, N], [B, 1] over its columns, [] or [1, 1] everywhere). A repeated operand's gradient is summed.
+
+// Elementwise with a constant: x + c, c - x, x / c (= scale(x, 1 / c)), c / x.
+REWIND_AUTODIFF_EXPORT Var add_scalar(const Var& x, double c);
+REWIND_AUTODIFF_EXPORT Var rsub_scalar(const Var& x, double c);
+REWIND_AUTODIFF_EXPORT Var div_scalar(const Var& x, double c);
+REWIND_AUTODIFF_EXPORT Var rdiv_scalar(const Var& x, double c);
+REWIND_AUTODIFF_EXPORT Var div(const Var& a, const Var& b);
+// Elementwise max / min; a tie sends half the gradient to each side (as torch.maximum / torch.minimum).
+REWIND_AUTODIFF_EXPORT Var maximum(const Var& a, const Var& b);
+REWIND_AUTODIFF_EXPORT Var minimum(const Var& a, const Var& b);
+// mask != 0 ? a : b elementwise. The mask is a constant: a Var that does not require a gradient (from
+// Tape::input(tensor) with requires_grad = false, or stop_gradient); one that does is refused.
+REWIND_AUTODIFF_EXPORT Var where(const Var& mask, const Var& a, const Var& b);
+
+REWIND_AUTODIFF_EXPORT Var square(const Var& x);
+REWIND_AUTODIFF_EXPORT Var pow(const Var& x, double p);  // x^p for a constant p, as std::pow
+REWIND_AUTODIFF_EXPORT Var sqrt(const Var& x);
+REWIND_AUTODIFF_EXPORT Var rsqrt(const Var& x);  // 1 / sqrt(x)
+REWIND_AUTODIFF_EXPORT Var abs(const Var& x);
+REWIND_AUTODIFF_EXPORT Var softplus(const Var& x);     // log(1 + e^x), without overflow
+REWIND_AUTODIFF_EXPORT Var log_sigmoid(const Var& x);  // log(sigmoid(x)) = -softplus(-x), without overflow
+enum class GeluApproximation : bool {
+  none = false,
+  tanh = true
+};  // torch.nn.functional.gelu's `approximate`
+REWIND_AUTODIFF_EXPORT Var gelu(const Var& x, GeluApproximation approximate = GeluApproximation::none);
+REWIND_AUTODIFF_EXPORT Var elu(const Var& x, double alpha = 1.0);
+REWIND_AUTODIFF_EXPORT Var leaky_relu(const Var& x, double slope = 0.01);
+// min(max(x, lo), hi); the gradient passes where lo <= x <= hi and is 0 outside (as torch.clamp).
+REWIND_AUTODIFF_EXPORT Var clamp(const Var& x, double lo, double hi);
+
+// Reductions along one axis: over the columns of each row to [B, 1], over the rows of each column to [1, N].
+REWIND_AUTODIFF_EXPORT Var sum_cols(const Var& x);
+REWIND_AUTODIFF_EXPORT Var mean_cols(const Var& x);
+REWIND_AUTODIFF_EXPORT Var max_cols(const Var& x);  // the gradient goes to the first maximum of each row
+REWIND_AUTODIFF_EXPORT Var logsumexp_cols(const Var& x);
+REWIND_AUTODIFF_EXPORT Var sum_rows(const Var& x);
+REWIND_AUTODIFF_EXPORT Var mean_rows(const Var& x);
+// Row-wise softmax and log-softmax, shifted by each row's maximum.
+REWIND_AUTODIFF_EXPORT Var softmax(const Var& x);
+REWIND_AUTODIFF_EXPORT Var log_softmax(const Var& x);
+
+// [B, N] -> [N, B], copied.
+REWIND_AUTODIFF_EXPORT Var transpose(const Var& x);
+// The same elements (row-major) in another shape of the same element count, without a copy: a view like
+// slice_rows.
+REWIND_AUTODIFF_EXPORT Var reshape(const Var& x, Shape shape);
+
+// torch.nn.LayerNorm over each row of x [B, N] in one node: (x - mean) / sqrt(var + eps) * gain + bias with
+// the biased variance; gain and bias are [N].
+REWIND_AUTODIFF_EXPORT Var layer_norm(const Var& x, const Var& gain, const Var& bias, double eps = 1e-5);
+
 // Fused kernels for recurrent cells: the same values and gradients as their primitive formulas (in ops.def),
 // in one pass over memory with a hand-written backward.
 // x [B, K] @ w[N, K]^T + b [N]: a PyTorch nn.Linear / the input or hidden projection of a cell.
@@ -111,6 +167,27 @@ inline Var operator-(const Var& a, const Var& b) {
 }
 inline Var operator*(const Var& a, const Var& b) {
   return mul(a, b);
+}
+inline Var operator/(const Var& a, const Var& b) {
+  return div(a, b);
+}
+inline Var operator+(const Var& x, double c) {
+  return add_scalar(x, c);
+}
+inline Var operator+(double c, const Var& x) {
+  return add_scalar(x, c);
+}
+inline Var operator-(const Var& x, double c) {
+  return add_scalar(x, -c);
+}
+inline Var operator-(double c, const Var& x) {
+  return rsub_scalar(x, c);
+}
+inline Var operator/(const Var& x, double c) {
+  return div_scalar(x, c);
+}
+inline Var operator/(double c, const Var& x) {
+  return rdiv_scalar(x, c);
 }
 inline Var operator*(const Var& x, double c) {
   return scale(x, c);

@@ -1,0 +1,455 @@
+// Elementwise ops, each forward next to its backward: binary ops over broadcast operands (elementwise.hpp
+// holds the one broadcasting rule), where, ops with a constant, and unary functions.
+#include <array>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "elementwise.hpp"
+#include "rewind/autodiff/ops.hpp"
+
+namespace rwd::autodiff {
+using namespace kernels;
+
+// ---- binary ops with broadcasting ----------------------------------------------------------------------
+
+namespace {
+
+Var binary(Op op, const Var& a, const Var& b) {
+  const std::array<Var, 2> inputs{a, b};
+  Tape& tape = Recorder::tape_of(op, inputs);
+  Node* na = a.node();
+  Node* nb = b.node();
+  const Shape s = broadcast_shape(op, na->shape, nb->shape);
+  Node* n = Recorder::record(tape, op, s, inputs, true);
+  const Operand oa = operand_in(na->shape, s), ob = operand_in(nb->shape, s);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* x = value_of<T>(na);
+    const T* y = value_of<T>(nb);
+    T* z = out_of<T>(n);
+    switch (op) {
+      case Op::add:
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u + v; });
+        break;
+      case Op::sub:
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u - v; });
+        break;
+      case Op::mul:
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u * v; });
+        break;
+      case Op::div:
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u / v; });
+        break;
+      case Op::maximum:  // a NaN on either side gives NaN, as torch.maximum
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u > v || std::isnan(u) ? u : v; });
+        break;
+      default:  // Op::minimum
+        broadcast_apply(s, x, oa, y, ob, z, [](T u, T v) { return u < v || std::isnan(u) ? u : v; });
+        break;
+    }
+  });
+  return finish(tape, n);
+}
+
+// da += dy * d_a(a, b) and db += dy * d_b(a, b), each summed over the axes its operand was repeated along.
+template <class T, class DA, class DB>
+void backward_binary(Tape& tape, Node* n, DA d_a, DB d_b) {
+  Node* na = n->inputs[0];
+  Node* nb = n->inputs[1];
+  const Operand oa = operand_in(na->shape, n->shape), ob = operand_in(nb->shape, n->shape);
+  const T* dy = dy_of<T>(n);
+  const T* a = value_of<T>(na);
+  const T* b = value_of<T>(nb);
+  if (T* ga = grad_in<T>(tape, n, 0)) broadcast_grad<0>(n->shape, ga, dy, a, oa, b, ob, d_a);
+  if (T* gb = grad_in<T>(tape, n, 1)) broadcast_grad<1>(n->shape, gb, dy, a, oa, b, ob, d_b);
+}
+
+}  // namespace
+
+Var add(const Var& a, const Var& b) {
+  return binary(Op::add, a, b);
+}
+template <class T>
+void backward_add(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T, T) { return T(1); }, [](T, T) { return T(1); });
+}
+
+Var sub(const Var& a, const Var& b) {
+  return binary(Op::sub, a, b);
+}
+template <class T>
+void backward_sub(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T, T) { return T(1); }, [](T, T) { return T(-1); });
+}
+
+Var mul(const Var& a, const Var& b) {
+  return binary(Op::mul, a, b);
+}
+template <class T>
+void backward_mul(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T, T b) { return b; }, [](T a, T) { return a; });
+}
+
+Var div(const Var& a, const Var& b) {
+  return binary(Op::div, a, b);
+}
+template <class T>
+void backward_div(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T, T b) { return T(1) / b; }, [](T a, T b) { return -a / (b * b); });
+}
+
+Var maximum(const Var& a, const Var& b) {
+  return binary(Op::maximum, a, b);
+}
+template <class T>
+void backward_maximum(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T a, T b) { return a > b    ? T(1)
+                                     : a == b ? T(0.5)
+                                              : T(0); },
+      [](T a, T b) { return b > a    ? T(1)
+                            : a == b ? T(0.5)
+                                     : T(0); });
+}
+
+Var minimum(const Var& a, const Var& b) {
+  return binary(Op::minimum, a, b);
+}
+template <class T>
+void backward_minimum(Tape& tape, Node* n) {
+  backward_binary<T>(
+      tape, n, [](T a, T b) { return a < b    ? T(1)
+                                     : a == b ? T(0.5)
+                                              : T(0); },
+      [](T a, T b) { return b < a    ? T(1)
+                            : a == b ? T(0.5)
+                                     : T(0); });
+}
+
+// ---- where ---------------------------------------------------------------------------------------------
+
+// Three broadcast operands: the rule is applied to a and b, then to the mask and their result.
+Var where(const Var& mask, const Var& a, const Var& b) {
+  const std::array<Var, 3> inputs{mask, a, b};
+  Tape& tape = Recorder::tape_of(Op::where, inputs);
+  Node* nm = mask.node();
+  Node* na = a.node();
+  Node* nb = b.node();
+  if (nm->requires_grad)
+    fail(Op::where, "the mask " + nm->shape.str() +
+                        " requires a gradient; pass a constant (Tape::input without requires_grad, or "
+                        "stop_gradient of it)");
+  const Shape s = broadcast_shape(Op::where, nm->shape, broadcast_shape(Op::where, na->shape, nb->shape));
+  Node* n = Recorder::record(tape, Op::where, s, inputs, true);
+  const Operand om = operand_in(nm->shape, s), oa = operand_in(na->shape, s), ob = operand_in(nb->shape, s);
+  dispatch(tape.dtype(), [&]<class T>() {
+    const T* m = value_of<T>(nm);
+    const T* x = value_of<T>(na);
+    const T* y = value_of<T>(nb);
+    T* z = out_of<T>(n);
+    for (std::int64_t r = 0; r < s.rows; ++r)
+      for (std::int64_t c = 0; c < s.cols; ++c)
+        z[r * s.cols + c] =
+            m[r * om.row + c * om.col] != T(0) ? x[r * oa.row + c * oa.col] : y[r * ob.row + c * ob.col];
+  });
+  return finish(tape, n);
+}
+
+template <class T>
+void backward_where(Tape& tape, Node* n) {
+  const Shape s = n->shape;
+  const Operand om = operand_in(n->inputs[0]->shape, s), oa = operand_in(n->inputs[1]->shape, s),
+                ob = operand_in(n->inputs[2]->shape, s);
+  const T* m = value_of<T>(n->inputs[0]);
+  const T* dy = dy_of<T>(n);
+  T* ga = grad_in<T>(tape, n, 1);
+  T* gb = grad_in<T>(tape, n, 2);
+  for (std::int64_t r = 0; r < s.rows; ++r)
+    for (std::int64_t c = 0; c < s.cols; ++c) {
+      const bool take_a = m[r * om.row + c * om.col] != T(0);
+      const T g = dy[r * s.cols + c];
+      if (ga != nullptr) ga[r * oa.row + c * oa.col] += take_a ? g : T(0);
+      if (gb != nullptr) gb[r * ob.row + c * ob.col] += take_a ? T(0) : g;
+    }
+}
+
+// ---- with a constant -----------------------------------------------------------------------------------
+
+Var add_scalar(const Var& x, double c) {
+  return unary(Op::add_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v + c); });
+}
+template <class T>
+void backward_add_scalar(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T* dy = dy_of<T>(n);
+  add_into(gx, dy, n->shape.numel());
+}
+
+Var rsub_scalar(const Var& x, double c) {
+  return unary(Op::rsub_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(c - v); });
+}
+template <class T>
+void backward_rsub_scalar(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T* dy = dy_of<T>(n);
+  const std::int64_t count = n->shape.numel();
+  for (std::int64_t i = 0; i < count; ++i) gx[i] -= dy[i];
+}
+
+// x * (1 / c): computed in double and rounded once, so in float it is x / c; c = 0 gives inf or NaN as x / 0.
+Var div_scalar(const Var& x, double c) {
+  return scale(x, 1.0 / c);
+}
+
+Var rdiv_scalar(const Var& x, double c) {
+  return unary(Op::rdiv_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(c / v); });
+}
+template <class T>
+void backward_rdiv_scalar(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T y) { return -y / x; });
+}
+
+Var scale(const Var& x, double c) {
+  return unary(Op::scale, x, c, [c](auto v) { return static_cast<decltype(v)>(v * c); });
+}
+template <class T>
+void backward_scale(Tape& tape, Node* n) {
+  const T c = static_cast<T>(n->scalar);
+  backward_unary<T>(tape, n, [c](T, T) { return c; });
+}
+
+Var neg(const Var& x) {
+  return unary(Op::neg, x, 0, [](auto v) { return -v; });
+}
+template <class T>
+void backward_neg(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T) { return T(-1); });
+}
+
+Var sigmoid(const Var& x) {
+  return unary(Op::sigmoid, x, 0, [](auto v) { return kernels::sigmoid(v); });
+}
+template <class T>
+void backward_sigmoid(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) - y); });
+}
+
+Var tanh(const Var& x) {
+  return unary(Op::tanh, x, 0, [](auto v) { return kernels::tanh(v); });
+}
+template <class T>
+void backward_tanh(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return T(1) - y * y; });
+}
+
+Var relu(const Var& x) {
+  return unary(Op::relu, x, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); });
+}
+template <class T>
+void backward_relu(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y > 0 ? T(1) : T(0); });
+}
+
+Var exp(const Var& x) {
+  return unary(Op::exp, x, 0, [](auto v) { return kernels::exp(v); });
+}
+template <class T>
+void backward_exp(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return y; });
+}
+
+Var log(const Var& x) {
+  return unary(Op::log, x, 0, [](auto v) { return std::log(v); });
+}
+template <class T>
+void backward_log(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return T(1) / x; });
+}
+
+// ---- powers and roots ----------------------------------------------------------------------------------
+
+Var square(const Var& x) {
+  return unary(Op::square, x, 0, [](auto v) { return v * v; });
+}
+template <class T>
+void backward_square(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return T(2) * x; });
+}
+
+Var pow(const Var& x, double p) {
+  return unary(Op::pow, x, p, [p](auto v) { return static_cast<decltype(v)>(std::pow(v, p)); });
+}
+template <class T>
+void backward_pow(Tape& tape, Node* n) {
+  const T p = static_cast<T>(n->scalar);
+  if (p == T(0)) return;  // constant 1: no gradient (torch gives 0 here too, even at x = 0)
+  backward_unary<T>(tape, n, [p](T x, T) { return p * std::pow(x, p - T(1)); });
+}
+
+Var sqrt(const Var& x) {
+  return unary(Op::sqrt, x, 0, [](auto v) { return std::sqrt(v); });
+}
+template <class T>
+void backward_sqrt(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return T(0.5) / y; });
+}
+
+Var rsqrt(const Var& x) {
+  return unary(Op::rsqrt, x, 0, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
+}
+template <class T>
+void backward_rsqrt(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T, T y) { return T(-0.5) * y * y * y; });
+}
+
+Var abs(const Var& x) {
+  return unary(Op::abs, x, 0, [](auto v) { return std::fabs(v); });
+}
+template <class T>
+void backward_abs(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return x > 0 ? T(1) : x < 0 ? T(-1) : T(0); });
+}
+
+// ---- smooth activations --------------------------------------------------------------------------------
+
+// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): e^-|x| <= 1 never overflows, and for large |x| the log1p term
+// vanishes (torch switches to x above 20; the two agree to rounding there).
+Var softplus(const Var& x) {
+  return unary(Op::softplus, x, 0, [](auto v) {
+    using T = decltype(v);
+    return (v > 0 ? v : T(0)) + std::log1p(std::exp(-std::fabs(v)));
+  });
+}
+template <class T>
+void backward_softplus(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return kernels::sigmoid(x); });
+}
+
+// log sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(e^-|x|).
+Var log_sigmoid(const Var& x) {
+  return unary(Op::log_sigmoid, x, 0, [](auto v) {
+    using T = decltype(v);
+    return (v < 0 ? v : T(0)) - std::log1p(std::exp(-std::fabs(v)));
+  });
+}
+template <class T>
+void backward_log_sigmoid(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T) { return kernels::sigmoid(-x); });
+}
+
+namespace {
+constexpr double sqrt_2_over_pi = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double inv_sqrt_2 = 0.70710678118654752440;      // 1 / sqrt(2)
+constexpr double inv_sqrt_2pi = 0.39894228040143267794;    // 1 / sqrt(2 pi)
+constexpr double gelu_cubic = 0.044715;
+}  // namespace
+
+// x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, or with Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2.
+Var gelu(const Var& x, GeluApproximation approximate) {
+  Var y;
+  if (approximate == GeluApproximation::tanh) {
+    y = unary(Op::gelu, x, 0, [](auto v) {
+      using T = decltype(v);
+      const T inner = T(sqrt_2_over_pi) * (v + T(gelu_cubic) * v * v * v);
+      return T(0.5) * v * (T(1) + std::tanh(inner));
+    });
+  } else {
+    y = unary(Op::gelu, x, 0, [](auto v) {
+      using T = decltype(v);
+      return T(0.5) * v * (T(1) + std::erf(v * T(inv_sqrt_2)));
+    });
+  }
+  y.node()->arg0 = approximate == GeluApproximation::tanh;
+  return y;
+}
+template <class T>
+void backward_gelu(Tape& tape, Node* n) {
+  if (n->arg0 != 0) {
+    backward_unary<T>(tape, n, [](T x, T) {
+      const T t = std::tanh(T(sqrt_2_over_pi) * (x + T(gelu_cubic) * x * x * x));
+      const T inner_dx = T(sqrt_2_over_pi) * (T(1) + T(3 * gelu_cubic) * x * x);
+      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * inner_dx;
+    });
+  } else {
+    backward_unary<T>(tape, n, [](T x, T) {
+      const T cdf = T(0.5) * (T(1) + std::erf(x * T(inv_sqrt_2)));
+      return cdf + x * T(inv_sqrt_2pi) * std::exp(T(-0.5) * x * x);
+    });
+  }
+}
+
+Var elu(const Var& x, double alpha) {
+  return unary(Op::elu, x, alpha, [alpha](auto v) {
+    using T = decltype(v);
+    return v > 0 ? v : static_cast<T>(alpha) * std::expm1(v);
+  });
+}
+template <class T>
+void backward_elu(Tape& tape, Node* n) {
+  const T alpha = static_cast<T>(n->scalar);
+  backward_unary<T>(tape, n, [alpha](T x, T) { return x > 0 ? T(1) : alpha * std::exp(x); });
+}
+
+Var leaky_relu(const Var& x, double slope) {
+  return unary(Op::leaky_relu, x, slope, [slope](auto v) {
+    using T = decltype(v);
+    return v > 0 ? v : static_cast<T>(slope) * v;
+  });
+}
+template <class T>
+void backward_leaky_relu(Tape& tape, Node* n) {
+  const T slope = static_cast<T>(n->scalar);
+  backward_unary<T>(tape, n, [slope](T x, T) { return x > 0 ? T(1) : slope; });
+}
+
+// A NaN x stays NaN. Backward needs neither bound: x lies in [lo, hi] exactly where clamping left it alone.
+Var clamp(const Var& x, double lo, double hi) {
+  Recorder::tape_of(Op::clamp, std::span<const Var>(&x, 1));  // an invalid x is reported as such first
+  if (!(lo <= hi))
+    fail(Op::clamp,
+         "lo " + std::to_string(lo) + " is not <= hi " + std::to_string(hi) + " for x " + x.shape().str());
+  return unary(Op::clamp, x, lo, [lo, hi](auto v) {
+    using T = decltype(v);
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    return v < l ? l : v > h ? h : v;
+  });
+}
+template <class T>
+void backward_clamp(Tape& tape, Node* n) {
+  backward_unary<T>(tape, n, [](T x, T y) { return x == y ? T(1) : T(0); });
+}
+
+REWIND_INSTANTIATE_BACKWARD(add)
+REWIND_INSTANTIATE_BACKWARD(sub)
+REWIND_INSTANTIATE_BACKWARD(mul)
+REWIND_INSTANTIATE_BACKWARD(div)
+REWIND_INSTANTIATE_BACKWARD(maximum)
+REWIND_INSTANTIATE_BACKWARD(minimum)
+REWIND_INSTANTIATE_BACKWARD(where)
+REWIND_INSTANTIATE_BACKWARD(add_scalar)
+REWIND_INSTANTIATE_BACKWARD(rsub_scalar)
+REWIND_INSTANTIATE_BACKWARD(rdiv_scalar)
+REWIND_INSTANTIATE_BACKWARD(scale)
+REWIND_INSTANTIATE_BACKWARD(neg)
+REWIND_INSTANTIATE_BACKWARD(sigmoid)
+REWIND_INSTANTIATE_BACKWARD(tanh)
+REWIND_INSTANTIATE_BACKWARD(relu)
+REWIND_INSTANTIATE_BACKWARD(exp)
+REWIND_INSTANTIATE_BACKWARD(log)
+REWIND_INSTANTIATE_BACKWARD(square)
+REWIND_INSTANTIATE_BACKWARD(pow)
+REWIND_INSTANTIATE_BACKWARD(sqrt)
+REWIND_INSTANTIATE_BACKWARD(rsqrt)
+REWIND_INSTANTIATE_BACKWARD(abs)
+REWIND_INSTANTIATE_BACKWARD(softplus)
+REWIND_INSTANTIATE_BACKWARD(log_sigmoid)
+REWIND_INSTANTIATE_BACKWARD(gelu)
+REWIND_INSTANTIATE_BACKWARD(elu)
+REWIND_INSTANTIATE_BACKWARD(leaky_relu)
+REWIND_INSTANTIATE_BACKWARD(clamp)
+
+}  // namespace rwd::autodiff

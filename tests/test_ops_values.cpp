@@ -1,0 +1,434 @@
+// Values of the ops against independent formulas (the gradient checks only show that backward matches
+// forward), their edge cases (ties, boundaries, large inputs, broadcasting, views), the refusals of bad
+// input, and layer_norm against the same formula written in primitives.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+#include "rewind/autodiff/ops.hpp"
+
+using namespace rwd::autodiff;
+using Catch::Contains;
+
+namespace {
+
+Shape m(std::int64_t r, std::int64_t c) {
+  return Shape::matrix(r, c);
+}
+Tensor tensor(std::initializer_list<double> values, Shape shape, DType dtype = DType::f64) {
+  return Tensor::from(values, shape, dtype);
+}
+
+// Every element of v equals expected(i) within a relative (and absolute) tolerance.
+void check_values(const Var& v, const std::function<double(std::int64_t)>& expected, double tol) {
+  const Tensor t = v.value();
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    INFO("element " << i << " of " << name_of(v.op()) << " " << v.shape().str());
+    const double e = expected(i);
+    if (std::isnan(e)) {
+      CHECK(std::isnan(t.get(i)));
+    } else if (std::isinf(e)) {
+      CHECK(t.get(i) == e);
+    } else {
+      CHECK(t.get(i) == Approx(e).epsilon(tol).margin(tol));
+    }
+  }
+}
+
+// d sum(f(x) * w) / dx with a fixed w of f's output shape, on an f64 tape.
+Tensor grad_of(const std::function<Var(const Var&)>& f, const Tensor& x, std::uint64_t seed = 7) {
+  Tape tape(DType::f64);
+  Var in = tape.input(x, true);
+  Var y = f(in);
+  const Tensor w = rwd::test::random_tensor(y.shape(), DType::f64, seed, 0.5, 1.5);
+  const Seed s{y, &w};
+  tape.backward(std::span<const Seed>(&s, 1));
+  return tape.grad(in);
+}
+
+const std::vector<double> xs = {-30, -4.5, -1.25, -0.5, -1e-3, 0, 1e-3, 0.3, 0.5, 1, 2.75, 6, 30};
+
+}  // namespace
+
+TEST_CASE("elementwise ops match their formulas in double and float", "[ops][values]") {
+  struct Unary {
+    std::string name;
+    std::function<Var(const Var&)> op;
+    std::function<double(double)> formula;
+    double lo = -1e300;  // inputs below are skipped (outside the domain)
+  };
+  const double k = std::sqrt(2 / M_PI);
+  const std::vector<Unary> ops = {
+      {"x + 0.25", [](const Var& x) { return x + 0.25; }, [](double x) { return x + 0.25; }},
+      {"0.25 + x", [](const Var& x) { return 0.25 + x; }, [](double x) { return x + 0.25; }},
+      {"x - 0.25", [](const Var& x) { return x - 0.25; }, [](double x) { return x - 0.25; }},
+      {"0.25 - x", [](const Var& x) { return 0.25 - x; }, [](double x) { return 0.25 - x; }},
+      {"x * 3", [](const Var& x) { return x * 3.0; }, [](double x) { return x * 3; }},
+      {"x / 4", [](const Var& x) { return x / 4.0; }, [](double x) { return x / 4; }},
+      {"x / 3", [](const Var& x) { return div_scalar(x, 3.0); }, [](double x) { return x / 3; }},
+      {"3 / x", [](const Var& x) { return 3.0 / x; }, [](double x) { return 3 / x; }},
+      {"square", [](const Var& x) { return square(x); }, [](double x) { return x * x; }},
+      {"pow 3", [](const Var& x) { return pow(x, 3.0); }, [](double x) { return x * x * x; }},
+      {"pow 0.5", [](const Var& x) { return pow(x, 0.5); }, [](double x) { return std::sqrt(x); }, 0},
+      {"pow -2", [](const Var& x) { return pow(x, -2.0); }, [](double x) { return 1 / (x * x); }},
+      {"sqrt", [](const Var& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0},
+      {"rsqrt", [](const Var& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); }, 0},
+      {"abs", [](const Var& x) { return abs(x); }, [](double x) { return x < 0 ? -x : x; }},
+      {"softplus", [](const Var& x) { return softplus(x); },
+       [](double x) { return std::log(1 + std::exp(x)); }},
+      {"log_sigmoid", [](const Var& x) { return log_sigmoid(x); },
+       [](double x) { return std::log(1 / (1 + std::exp(-x))); }},
+      {"gelu", [](const Var& x) { return gelu(x); },
+       [](double x) { return x * 0.5 * std::erfc(-x / std::sqrt(2)); }},
+      {"gelu tanh", [](const Var& x) { return gelu(x, GeluApproximation::tanh); },
+       [k](double x) { return 0.5 * x * (1 + std::tanh(k * (x + 0.044715 * std::pow(x, 3)))); }},
+      {"elu", [](const Var& x) { return elu(x); }, [](double x) { return x > 0 ? x : std::exp(x) - 1; }},
+      {"elu 0.5", [](const Var& x) { return elu(x, 0.5); },
+       [](double x) { return x > 0 ? x : 0.5 * (std::exp(x) - 1); }},
+      {"leaky_relu", [](const Var& x) { return leaky_relu(x); },
+       [](double x) { return x > 0 ? x : 0.01 * x; }},
+      {"leaky_relu 0.2", [](const Var& x) { return leaky_relu(x, 0.2); },
+       [](double x) { return x > 0 ? x : 0.2 * x; }},
+      {"clamp", [](const Var& x) { return clamp(x, -1, 2); },
+       [](double x) { return x < -1  ? -1
+                             : x > 2 ? 2
+                                     : x; }},
+  };
+  for (const DType dtype : {DType::f64, DType::f32}) {
+    for (const Unary& u : ops) {
+      std::vector<double> inputs;
+      for (double x : xs)
+        if (x >= u.lo) inputs.push_back(x);
+      const auto count = static_cast<std::int64_t>(inputs.size());
+      Tensor x = Tensor::from(inputs, Shape::vector(count), dtype);
+      Tape tape(dtype);
+      INFO(u.name << " on " << name_of(dtype));
+      // In float, compare against the formula applied to the float-rounded input.
+      check_values(
+          u.op(tape.input(x)), [&](std::int64_t i) { return u.formula(x.get(i)); },
+          dtype == DType::f64 ? 1e-12 : 2e-6);
+    }
+  }
+}
+
+TEST_CASE("gelu agrees with torch.nn.functional.gelu", "[ops][values]") {
+  Tape tape(DType::f64);
+  Var x = tape.input(tensor({1.0, -0.5}, Shape::vector(2)));
+  // torch.nn.functional.gelu(torch.tensor([1.0, -0.5], dtype=torch.float64), approximate=...)
+  const Tensor exact = gelu(x).value(), approx = gelu(x, GeluApproximation::tanh).value();
+  CHECK(exact.get(0) == Approx(0.8413447460685429).epsilon(1e-14));
+  CHECK(exact.get(1) == Approx(-0.15426876936299344).epsilon(1e-13));
+  CHECK(approx.get(0) == Approx(0.8411919906082768).epsilon(1e-13));
+  CHECK(approx.get(1) == Approx(-0.15428599017485606).epsilon(1e-13));
+}
+
+TEST_CASE("softplus and log_sigmoid stay finite and exact for large inputs", "[ops][values]") {
+  for (const DType dtype : {DType::f64, DType::f32}) {
+    Tape tape(dtype);
+    Var x = tape.input(tensor({-1000, -100, 100, 1000}, Shape::vector(4), dtype), true);
+    const Tensor sp = softplus(x).value(), ls = log_sigmoid(x).value();
+    CHECK(sp.get(0) == 0);
+    CHECK(sp.get(1) == Approx(std::exp(-100.0)).epsilon(1e-5).margin(1e-44));  // float: a denormal
+    CHECK(sp.get(2) == 100);
+    CHECK(sp.get(3) == 1000);
+    CHECK(ls.get(0) == -1000);
+    CHECK(ls.get(1) == -100);
+    CHECK(ls.get(2) == Approx(-std::exp(-100.0)).epsilon(1e-5).margin(1e-44));
+    CHECK(ls.get(3) == 0);
+    tape.backward(sum(softplus(x) + log_sigmoid(x)));  // sigmoid(x) + sigmoid(-x) = 1
+    const Tensor g = tape.grad(x);
+    for (std::int64_t i = 0; i < 4; ++i) CHECK(g.get(i) == Approx(1.0));
+  }
+}
+
+TEST_CASE("binary ops broadcast rows, columns and scalars by one rule", "[ops][values][broadcast]") {
+  const Tensor a = rwd::test::random_tensor(m(3, 4), DType::f64, 1, 0.5, 2);
+  const Tensor row = rwd::test::random_tensor(Shape::vector(4), DType::f64, 2, 0.5, 2);
+  const Tensor col = rwd::test::random_tensor(m(3, 1), DType::f64, 3, 0.5, 2);
+  const Tensor one = tensor({1.5}, Shape::scalar());
+  struct Binary {
+    const char* name;
+    Var (*op)(const Var&, const Var&);
+    double (*formula)(double, double);
+  };
+  const Binary ops[] = {{"add", add, [](double u, double v) { return u + v; }},
+                        {"sub", sub, [](double u, double v) { return u - v; }},
+                        {"mul", mul, [](double u, double v) { return u * v; }},
+                        {"div", div, [](double u, double v) { return u / v; }},
+                        {"maximum", maximum, [](double u, double v) { return u > v ? u : v; }},
+                        {"minimum", minimum, [](double u, double v) { return u < v ? u : v; }}};
+  // (r, c) of each operand, read as the rule says.
+  auto at = [](const Tensor& t, std::int64_t r, std::int64_t c) {
+    return t.get((t.shape().rows == 1 ? 0 : r) * t.shape().cols + (t.shape().cols == 1 ? 0 : c));
+  };
+  for (const Binary& b : ops) {
+    for (const auto& [left, right, out] :
+         std::vector<std::tuple<Tensor, Tensor, Shape>>{{a, a, m(3, 4)},
+                                                        {a, row, m(3, 4)},
+                                                        {row, a, m(3, 4)},
+                                                        {a, col, m(3, 4)},
+                                                        {col, a, m(3, 4)},
+                                                        {col, row, m(3, 4)},
+                                                        {a, one, m(3, 4)},
+                                                        {one, row, Shape::vector(4)}}) {
+      Tape tape(DType::f64);
+      const Var y = b.op(tape.input(left), tape.input(right));
+      INFO(b.name << " " << left.shape().str() << " with " << right.shape().str());
+      CHECK(y.shape() == out);
+      check_values(
+          y,
+          [&](std::int64_t i) {
+            return b.formula(at(left, i / out.cols, i % out.cols), at(right, i / out.cols, i % out.cols));
+          },
+          1e-14);
+    }
+  }
+  // The column operand's gradient is summed over the columns, the row operand's over the rows.
+  Tape tape(DType::f64);
+  Var vc = tape.input(col, true), vr = tape.input(row, true);
+  tape.backward(sum(mul(vc, vr)));
+  double row_total = 0, col_total = 0;
+  for (std::int64_t i = 0; i < 4; ++i) row_total += row.get(i);
+  for (std::int64_t i = 0; i < 3; ++i) col_total += col.get(i);
+  for (std::int64_t i = 0; i < 3; ++i) CHECK(tape.grad(vc).get(i) == Approx(row_total));
+  for (std::int64_t i = 0; i < 4; ++i) CHECK(tape.grad(vr).get(i) == Approx(col_total));
+}
+
+TEST_CASE("maximum and minimum split a tie's gradient in half, as torch", "[ops][values]") {
+  const Tensor a = tensor({1, 2, 3}, Shape::vector(3)), b = tensor({1, 5, 0}, Shape::vector(3));
+  for (auto op : {maximum, minimum}) {
+    Tape tape(DType::f64);
+    Var x = tape.input(a, true), y = tape.input(b, true);
+    tape.backward(sum(op(x, y)));
+    const bool is_max = op == maximum;
+    CHECK(tape.grad(x).get(0) == 0.5);
+    CHECK(tape.grad(y).get(0) == 0.5);
+    CHECK(tape.grad(x).get(1) == (is_max ? 0 : 1));
+    CHECK(tape.grad(y).get(1) == (is_max ? 1 : 0));
+    CHECK(tape.grad(x).get(2) == (is_max ? 1 : 0));
+  }
+  Tape tape(DType::f64);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Var p = tape.input(tensor({nan, 1}, Shape::vector(2))),
+            q = tape.input(tensor({0, nan}, Shape::vector(2)));
+  for (const Var& v : {maximum(p, q), minimum(p, q)}) {
+    CHECK(std::isnan(v.value().get(0)));
+    CHECK(std::isnan(v.value().get(1)));
+  }
+}
+
+TEST_CASE("clamp, abs and the relus at their kinks and bounds", "[ops][values]") {
+  const Tensor x = tensor({-2, -1, 0, 1, 3}, Shape::vector(5));
+  // torch.clamp passes the gradient on the bounds themselves (lo <= x <= hi).
+  const Tensor gc = grad_of([](const Var& v) { return clamp(v, -1, 1); }, x);
+  const Tensor w = rwd::test::random_tensor(Shape::vector(5), DType::f64, 7, 0.5, 1.5);
+  const double expected_clamp[] = {0, 1, 1, 1, 0};
+  for (std::int64_t i = 0; i < 5; ++i) CHECK(gc.get(i) == w.get(i) * expected_clamp[i]);
+  CHECK(grad_of([](const Var& v) { return abs(v); }, x).get(2) == 0);
+  CHECK(grad_of([](const Var& v) { return leaky_relu(v, 0.1); }, x).get(2) == Approx(0.1 * w.get(2)));
+  CHECK(grad_of([](const Var& v) { return elu(v); }, x).get(2) == Approx(w.get(2)));  // alpha e^0
+  CHECK(grad_of([](const Var& v) { return pow(v, 0.0); }, x).get(2) == 0);
+  Tape tape;
+  CHECK_THROWS_WITH(clamp(tape.input(Tensor(m(2, 2), DType::f32)), 1, -1),
+                    Contains("clamp: lo 1.000000 is not <= hi -1.000000 for x [2, 2]"));
+}
+
+TEST_CASE("where selects by a constant mask and sends no gradient to it", "[ops][values]") {
+  Tape tape(DType::f64);
+  const Tensor mask = tensor({1, 0, 0, 1, 1, 0}, m(2, 3));
+  Var a = tape.input(tensor({1, 2, 3, 4, 5, 6}, m(2, 3)), true);
+  Var b = tape.input(tensor({-1, -2, -3}, Shape::vector(3)), true);  // a row, broadcast
+  const Var y = where(tape.input(mask), a, b);
+  const double expected[] = {1, -2, -3, 4, 5, -3};
+  check_values(
+      y, [&](std::int64_t i) { return expected[i]; }, 0);
+  tape.backward(sum(y));
+  for (std::int64_t i = 0; i < 6; ++i) CHECK(tape.grad(a).get(i) == mask.get(i));
+  CHECK(tape.grad(b).get(0) == 0);  // column 0: taken from a in both rows
+  CHECK(tape.grad(b).get(1) == 1);  // from b in row 0 only
+  CHECK(tape.grad(b).get(2) == 2);  // from b in both rows
+  Tape other(DType::f64);
+  Var learned_mask = other.input(mask, true);
+  CHECK_THROWS_WITH(where(learned_mask, learned_mask, learned_mask),
+                    Contains("where: the mask [2, 3] requires a gradient"));
+  CHECK_THROWS_WITH(where(other.input(tensor({1, 0}, Shape::vector(2))), learned_mask, learned_mask),
+                    Contains("where: shapes [2] and [2, 3] do not broadcast"));
+}
+
+TEST_CASE("reductions along an axis match their formulas", "[ops][values]") {
+  const Tensor x = tensor({1, 5, 5, -2, 0.5, -1, 7, 7, 3, 3, 3, 3}, m(3, 4));
+  for (const DType dtype : {DType::f64, DType::f32}) {
+    Tape tape(dtype);
+    Var v = tape.input(x.to(dtype), true);
+    auto row = [&](std::int64_t r, auto f) {
+      double acc = f.init;
+      for (std::int64_t c = 0; c < 4; ++c) acc = f(acc, x.at(r, c));
+      return acc;
+    };
+    struct Sum {
+      double init = 0;
+      double operator()(double a, double b) const { return a + b; }
+    };
+    struct Max {
+      double init = -1e300;
+      double operator()(double a, double b) const { return a > b ? a : b; }
+    };
+    struct Lse {
+      double init = 0;
+      double operator()(double a, double b) const { return a + std::exp(b); }
+    };
+    const double tol = dtype == DType::f64 ? 1e-13 : 1e-6;
+    CHECK(sum_cols(v).shape() == m(3, 1));
+    CHECK(sum_rows(v).shape() == m(1, 4));
+    check_values(
+        sum_cols(v), [&](std::int64_t r) { return row(r, Sum{}); }, tol);
+    check_values(
+        mean_cols(v), [&](std::int64_t r) { return row(r, Sum{}) / 4; }, tol);
+    check_values(
+        max_cols(v), [&](std::int64_t r) { return row(r, Max{}); }, tol);
+    check_values(
+        logsumexp_cols(v), [&](std::int64_t r) { return std::log(row(r, Lse{})); }, tol);
+    auto col_sum = [&](std::int64_t c) { return x.at(0, c) + x.at(1, c) + x.at(2, c); };
+    check_values(sum_rows(v), col_sum, tol);
+    check_values(
+        mean_rows(v), [&](std::int64_t c) { return col_sum(c) / 3; }, tol);
+    check_values(
+        softmax(v), [&](std::int64_t i) { return std::exp(x.get(i)) / row(i / 4, Lse{}); }, tol);
+    check_values(
+        log_softmax(v), [&](std::int64_t i) { return x.get(i) - std::log(row(i / 4, Lse{})); }, tol);
+    // max_cols sends the gradient to the first maximum of a row: columns 1, 2 and 0.
+    tape.backward(sum(max_cols(v)));
+    const double expected[] = {0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+    for (std::int64_t i = 0; i < 12; ++i) CHECK(tape.grad(v).get(i) == expected[i]);
+  }
+}
+
+TEST_CASE("logsumexp, softmax and log_softmax are shifted: no overflow", "[ops][values]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const DType dtype : {DType::f64, DType::f32}) {
+    Tape tape(dtype);
+    Var v = tape.input(tensor({1000, 1000, -1000, -1000, -inf, -inf}, m(3, 2), dtype));
+    const Tensor lse = logsumexp_cols(v).value(), p = softmax(v).value(), lp = log_softmax(v).value();
+    CHECK(lse.get(0) == Approx(1000 + std::log(2.0)));
+    CHECK(lse.get(1) == Approx(-1000 + std::log(2.0)));
+    CHECK(lse.get(2) == -inf);  // as torch.logsumexp
+    for (std::int64_t i = 0; i < 4; ++i) {
+      CHECK(p.get(i) == Approx(0.5));
+      CHECK(lp.get(i) == Approx(-std::log(2.0)));
+    }
+  }
+}
+
+TEST_CASE("transpose copies, reshape is a view", "[ops][values]") {
+  Tape tape(DType::f64);
+  Var x = tape.input(tensor({1, 2, 3, 4, 5, 6}, m(2, 3)), true);
+  const Var t = transpose(x);
+  CHECK(t.shape() == m(3, 2));
+  const double transposed[] = {1, 4, 2, 5, 3, 6};
+  check_values(
+      t, [&](std::int64_t i) { return transposed[i]; }, 0);
+  const Var r = reshape(x, m(3, 2));
+  CHECK(r.shape() == m(3, 2));
+  CHECK(r.values<double>().data() == x.values<double>().data());  // no copy
+  CHECK(reshape(x, Shape::vector(6)).shape() == Shape::vector(6));
+  CHECK(reshape(sum(x), Shape::matrix(1, 1)).shape() == m(1, 1));
+  tape.backward(sum(mul(r, reshape(t, m(3, 2)))));  // sum of x[i] * x^T[i] as flat arrays
+  const Tensor g = tape.grad(x);
+  // d/dx_k of sum_i x[i] xt[i]: xt[k] (as r) plus x[j] where xt[j] = x_k (as t).
+  const double x_flat[] = {1, 2, 3, 4, 5, 6};
+  for (std::int64_t k = 0; k < 6; ++k) {
+    double expected = transposed[k];
+    for (std::int64_t j = 0; j < 6; ++j)
+      if (transposed[j] == x_flat[k]) expected += x_flat[j];
+    CHECK(g.get(k) == expected);
+  }
+  CHECK_THROWS_WITH(reshape(x, m(4, 2)), Contains("reshape: x [2, 3] has 6 elements but [4, 2] has 8"));
+  CHECK_THROWS_WITH(reshape(x, Shape{2, 3, 1}), Contains("reshape: target shape {rows 2, cols 3, rank 1}"));
+  CHECK_THROWS_WITH(transpose(reshape(x, Shape::vector(6))), Contains("transpose: needs a matrix, got [6]"));
+}
+
+TEST_CASE("layer_norm matches torch.nn.LayerNorm's formula and its primitive spelling", "[ops][values]") {
+  const Tensor xs_ = rwd::test::random_tensor(m(4, 6), DType::f64, 11, -2, 2);
+  const Tensor gain = rwd::test::random_tensor(Shape::vector(6), DType::f64, 12, 0.5, 1.5);
+  const Tensor bias = rwd::test::random_tensor(Shape::vector(6), DType::f64, 13, -0.5, 0.5);
+  const double eps = 1e-3;
+  auto fused = [&](const Var& x, const Var& g, const Var& b) { return layer_norm(x, g, b, eps); };
+  auto primitives = [&](const Var& x, const Var& g, const Var& b) {
+    const Var centred = x - mean_cols(x);  // [4, 6] - [4, 1]: a column broadcast
+    const Var rstd = rsqrt(mean_cols(square(centred)) + eps);
+    return centred * rstd * g + b;  // times [4, 1], then [6] over the rows
+  };
+  const Tensor w = rwd::test::random_tensor(m(4, 6), DType::f64, 14);
+  std::vector<Tensor> values, grads;
+  for (auto f : {std::function<Var(const Var&, const Var&, const Var&)>(fused),
+                 std::function<Var(const Var&, const Var&, const Var&)>(primitives)}) {
+    Tape tape(DType::f64);
+    Var x = tape.input(xs_, true), g = tape.input(gain, true), b = tape.input(bias, true);
+    const Var y = f(x, g, b);
+    values.push_back(y.value());
+    const Seed s{y, &w};
+    tape.backward(std::span<const Seed>(&s, 1));
+    grads.push_back(tape.grad(x));
+    grads.push_back(tape.grad(g));
+    grads.push_back(tape.grad(b));
+  }
+  for (std::int64_t i = 0; i < 24; ++i) {
+    const std::int64_t r = i / 6, c = i % 6;
+    double mean = 0, var = 0;
+    for (std::int64_t j = 0; j < 6; ++j) mean += xs_.at(r, j) / 6;
+    for (std::int64_t j = 0; j < 6; ++j) var += (xs_.at(r, j) - mean) * (xs_.at(r, j) - mean) / 6;
+    CHECK(values[0].get(i) ==
+          Approx((xs_.get(i) - mean) / std::sqrt(var + eps) * gain.get(c) + bias.get(c)).epsilon(1e-12));
+    CHECK(values[0].get(i) == Approx(values[1].get(i)).epsilon(1e-12));
+  }
+  for (std::size_t k = 0; k < 3; ++k)
+    for (std::int64_t i = 0; i < grads[k].numel(); ++i) {
+      INFO("input " << k << " element " << i);
+      CHECK(grads[k].get(i) == Approx(grads[k + 3].get(i)).epsilon(1e-10).margin(1e-12));
+    }
+  Tape tape;
+  Var x = tape.input(Tensor(m(2, 3), DType::f32)), g = tape.input(Tensor(Shape::vector(4), DType::f32));
+  CHECK_THROWS_WITH(layer_norm(x, g, g), Contains("layer_norm: x [2, 3], gain [4], bias [4] do not fit"));
+  CHECK_THROWS_WITH(layer_norm(x, x, x),
+                    Contains("layer_norm: x [2, 3], gain [2, 3], bias [2, 3] do not fit"));
+}
+
+TEST_CASE("first_nonfinite names the div node after a division by zero", "[ops][values]") {
+  Tape tape;
+  Var x = tape.input(tensor({1, 2}, Shape::vector(2), DType::f32), true);
+  Var y = tape.input(tensor({1, 0}, Shape::vector(2), DType::f32));
+  Var q = x / y;
+  CHECK(tape.first_nonfinite() == "div [2] (node #2)");
+  tape.backward(sum(q));  // still found after backward
+  CHECK(tape.first_nonfinite() == "div [2] (node #2)");
+  Tape other;
+  Var z = other.input(tensor({-1, 4}, Shape::vector(2), DType::f32));
+  sqrt(z);
+  CHECK(other.first_nonfinite() == "sqrt [2] (node #1)");
+}
+
+TEST_CASE("the new ops name themselves and the shapes when inputs do not fit", "[ops][errors]") {
+  Tape tape;
+  Var a = tape.input(Tensor(m(3, 4), DType::f32), true);
+  Var b = tape.input(Tensor(m(2, 4), DType::f32), true);
+  CHECK_THROWS_WITH(div(a, b), Contains("div: shapes [3, 4] and [2, 4] do not broadcast"));
+  CHECK_THROWS_WITH(maximum(a, tape.input(Tensor(m(3, 2), DType::f32))),
+                    Contains("maximum: shapes [3, 4] and [3, 2] do not broadcast"));
+  CHECK_THROWS_WITH(minimum(a, b), Contains("minimum: shapes [3, 4] and [2, 4]"));
+  CHECK_THROWS_WITH(add(a, tape.input(Tensor(m(2, 1), DType::f32))),
+                    Contains("add: shapes [3, 4] and [2, 1]"));
+  Var empty = tape.input(Tensor(m(2, 0), DType::f32));
+  CHECK_THROWS_WITH(max_cols(empty), Contains("max_cols: x [2, 0] has no columns"));
+  CHECK_THROWS_WITH(mean_cols(empty), Contains("mean_cols: x [2, 0] has no columns"));
+  CHECK_THROWS_WITH(logsumexp_cols(empty), Contains("logsumexp_cols: x [2, 0] has no columns"));
+  CHECK_THROWS_WITH(softmax(empty), Contains("softmax: x [2, 0] has no columns"));
+  CHECK_THROWS_WITH(log_softmax(empty), Contains("log_softmax: x [2, 0] has no columns"));
+  CHECK_THROWS_WITH(mean_rows(tape.input(Tensor(m(0, 3), DType::f32))),
+                    Contains("mean_rows: x [0, 3] has no rows"));
+  CHECK(sum_cols(empty).value().get(0) == 0);
+  CHECK_THROWS_WITH(square(Var{}), Contains("square: an input is empty"));
+}
