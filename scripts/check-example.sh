@@ -19,7 +19,7 @@ grep -q "lstm" <<< "$("$work/prefix/bin/rewind" plugins)"
 cmake -S "$source_dir/examples/cells" -B "$work/cells" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_BUILD_TYPE=Release > "$work/cells-configure.log"
 cmake --build "$work/cells" -j "$(nproc)" > "$work/cells-build.log"
-for cell in min_gru ind_rnn peephole_lstm layer_norm_lstm zoneout_gru; do
+for cell in min_gru ind_rnn peephole_lstm layer_norm_lstm mogrifier_lstm sru zoneout_gru; do
   plugin="$work/cells/librewind_model_$cell.so"
   "$work/prefix/bin/rewind" gradcheck --plugin "$plugin" --model "$cell" --layers 2 > "$work/$cell.gradcheck" ||
     { cat "$work/$cell.gradcheck"; echo "$cell: gradcheck failed"; exit 1; }
