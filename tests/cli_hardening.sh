@@ -71,6 +71,13 @@ refused "4 non-finite updates in a row, more than --max-skips 3" \
 # --save is checked before training.
 refused "--save: cannot create directory '/proc/rewind/run'" train --save /proc/rewind/run --max-updates 1
 
+# The vocabulary is stored as bytes 0-255 (Python's bytes() takes it), not as signed chars.
+printf 'caf\xc3\xa9 au lait, caf\xc3\xa9 noir. %.0s' $(seq 1 40) > utf8.txt
+"$rewind" train --data utf8.txt --hidden 4 --batch 2 --max-updates 1 --sample-length 0 --save utf8 > /dev/null
+vocabulary=$(grep -ao 'vocabulary\\":\[[-0-9,]*\]' utf8/model.safetensors)
+grep -q '195' <<< "$vocabulary" || fail "no byte 195 in the stored vocabulary: $vocabulary"
+if grep -q -- '-' <<< "$vocabulary"; then fail "negative bytes in the stored vocabulary: $vocabulary"; fi
+
 # Validation does not depend on the training batch: with lr 0 the weights stay the seed's, whatever --batch.
 for batch in 4 9; do
   "$rewind" train --data corpus.txt --hidden 8 --batch $batch --lr 0 --max-updates 1 --sample-length 0 \
