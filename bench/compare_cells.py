@@ -59,7 +59,8 @@ def cells(torch):
         if name == "layer_norm_lstm":
             return dict(lstm, **{"rnn.ln_ih.weight_l0": (4 * h,), "rnn.ln_hh.weight_l0": (4 * h,),
                                  "rnn.ln_c.weight_l0": (h,), "rnn.ln_c.bias_l0": (h,)}), 2
-        extra = {f"rnn.weight_q{i}_l0": (e, h) if i % 2 else (h, e) for i in range(1, 6)}
+        extra = {(f"rnn.weight_q{i}_l0" if i % 2 else f"rnn.weight_r{i}_l0"): ((e, h) if i % 2 else (h, e))
+                 for i in range(1, 6)}
         return dict(lstm, **extra), 2
 
     return {"min_gru": min_gru, "layer_norm_lstm": layer_norm_lstm, "mogrifier_lstm": mogrifier_lstm}, shapes

@@ -23,14 +23,10 @@ done
 wait "$pid"
 tail -2 "$work/train.log"
 echo "update  tape_reserved_bytes  arena_block_allocations"
-awk -F'[:,]' -v every=10000 '{
-  for (i = 1; i < NF; ++i) {
-    if ($i == "\"update\"") u = $(i + 1);
-    if ($i == "\"tape_reserved_bytes\"") r = $(i + 1);
-    if ($i == "\"arena_block_allocations\"") b = $(i + 1);
-  }
-  if (u % every == 0) printf "%7d  %19d  %23d\n", u, r, b
-}' "$work/metrics.jsonl" | tee "$work/arena" | awk 'NR == 1 || NR % 10 == 0'
+field() { grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
+paste -d' ' <(field update < "$work/metrics.jsonl") <(field tape_reserved_bytes < "$work/metrics.jsonl") \
+  <(field arena_block_allocations < "$work/metrics.jsonl") |
+  awk '$1 % 10000 == 0 { printf "%7d  %19d  %23d\n", $1, $2, $3 }' | tee "$work/arena" | awk 'NR == 1 || NR % 10 == 0'
 echo "seconds  rss_kib (every 10th sample)"
 awk 'NR % 10 == 1' "$work/rss"
 # Flat after warm-up: from the second sample on, nothing grows by more than 1% over its first value.
