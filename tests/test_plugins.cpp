@@ -101,17 +101,30 @@ TEST_CASE("a trainer plugin whose factory returns nothing is refused when asked 
                                                         Contains("null_trainer.so) made no trainer"));
 }
 
+TEST_CASE("a cell factory that throws is named with its plugin file and layer", "[plugins]") {
+  plugins::Registry r;
+  r.load_file(fixture_dir / "librewind_fixture_throwing_cell.so");
+  models::ModelConfig config;
+  config.input_size = 3;
+  config.output_size = 2;
+  CHECK_THROWS_WITH(r.make_model("throwing_cell", config, {}),
+                    Contains("model plugin 'throwing_cell' (") && Contains("throwing_cell.so)") &&
+                        Contains("layer 0") && Contains("the cell refuses to be made"));
+}
+
 TEST_CASE("a directory scan collects problems and keeps the good plugins", "[plugins]") {
   plugins::Registry r;
   r.load_directory(fixture_dir);
-  // One problem per broken fixture, in file name order; the one well-formed plugin is kept.
+  // One problem per broken fixture, in file name order; the two well-formed plugins are kept.
   const char* broken[] = {"no_descriptor", "no_factory", "no_name", "wrong_abi", "wrong_fingerprint"};
   REQUIRE(r.problems().size() == std::size(broken));
   for (std::size_t i = 0; i < std::size(broken); ++i)
     CHECK_THAT(r.problems()[i], Contains("librewind_fixture_" + std::string(broken[i]) + ".so'"));
-  REQUIRE(r.plugins().size() == 1);
+  REQUIRE(r.plugins().size() == 2);
   CHECK(r.find(plugins::Kind::trainer, "null_trainer").file.filename() ==
         "librewind_fixture_null_trainer.so");
+  CHECK(r.find(plugins::Kind::model, "throwing_cell").file.filename() ==
+        "librewind_fixture_throwing_cell.so");
   r.load_directory("/nonexistent/plugins");
   CHECK_THAT(r.problems().back(), Contains("'/nonexistent/plugins': not a directory"));
 }

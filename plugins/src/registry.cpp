@@ -160,7 +160,19 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
   with_dropout.locked_dropout = resolved_own.boolean("locked_dropout");
   const models::Options resolved =
       models::Options::resolve(d.option_specs(), cell_options, "model '" + cell + "'");
-  return std::make_unique<models::Model>(with_dropout, d.create_cell, resolved);
+  // A factory's failure names the plugin, its file and the layer; an allocation failure says so itself.
+  const std::string origin = "model plugin '" + cell + "' (" + find(Kind::model, cell).file.string() + ")";
+  auto make_cell = [&d, &origin](const models::CellSpec& spec) {
+    try {
+      return d.create_cell(spec);
+    } catch (const autodiff::AllocationError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw PluginError(origin + ": making the cell of layer " + std::to_string(spec.layer) +
+                        " failed: " + e.what());
+    }
+  };
+  return std::make_unique<models::Model>(with_dropout, make_cell, resolved);
 }
 
 std::unique_ptr<trainers::Trainer> Registry::make_trainer(
