@@ -41,7 +41,14 @@ std::string RunConfig::to_json() const {
                     {"beta2", optimizer.beta2},
                     {"eps", optimizer.eps},
                     {"step_every", optimizer.step_every},
-                    {"gamma", optimizer.gamma}};
+                    {"gamma", optimizer.gamma},
+                    {"weight_decay", optimizer.weight_decay},
+                    {"nesterov", optimizer.nesterov},
+                    {"alpha", optimizer.alpha},
+                    {"schedule", optimizer.schedule},
+                    {"warmup", optimizer.warmup},
+                    {"lr_min", optimizer.lr_min},
+                    {"total_updates", optimizer.total_updates}};
   j["clip"] = clip;
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
@@ -77,6 +84,14 @@ RunConfig RunConfig::from_json(const std::string& text) {
     const json& o = j.at("optimizer");
     c.optimizer = {o.at("kind"),  o.at("lr"),  o.at("momentum"),   o.at("beta1"),
                    o.at("beta2"), o.at("eps"), o.at("step_every"), o.at("gamma")};
+    // Added later: runs saved before have their defaults.
+    c.optimizer.weight_decay = o.value("weight_decay", 0.0);
+    c.optimizer.nesterov = o.value("nesterov", false);
+    c.optimizer.alpha = o.value("alpha", 0.99);
+    c.optimizer.schedule = o.value("schedule", std::string("constant"));
+    c.optimizer.warmup = o.value("warmup", std::int64_t{0});
+    c.optimizer.lr_min = o.value("lr_min", 0.0);
+    c.optimizer.total_updates = o.value("total_updates", std::int64_t{0});
     c.clip = j.at("clip");
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};

@@ -169,10 +169,12 @@ class Progress {
       std::snprintf(accuracy, sizeof accuracy, "  acc %.3f",
                     static_cast<double>(window_correct_) / static_cast<double>(window_count_));
     std::printf(
-        "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s  %7.0f steps x batch/s  tape %6.1f MiB  ETA "
+        "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s  lr %.3g  %7.0f steps x batch/s  tape %6.1f "
+        "MiB  "
+        "ETA "
         "%s%s",
         s_.tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
-        smoothed_, accuracy, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
+        smoothed_, accuracy, r.lr, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
         eta >= 0 ? duration(eta).c_str() : "?", s_.tty ? "   " : "\n");
     in_line_ = s_.tty;
     window_correct_ = window_count_ = 0;
@@ -295,7 +297,14 @@ int run_train(int argc, const char* const* argv) {
       "max-updates", po::value(&max_updates),
       "updates, counted from the start of training (also when resuming)")(
       "time-limit", po::value(&time_limit), "seconds (default 90 when no other limit is given)")(
-      "optimizer", po::value(&config.optimizer.kind)->default_value("adam"), "adam or sgd")(
+      "optimizer", po::value(&config.optimizer.kind)->default_value("adam"), "adam, adamw, sgd or rmsprop")(
+      "weight-decay", po::value(&config.optimizer.weight_decay)->default_value(0.0, "0"),
+      "L2 on the gradient (sgd, adam, rmsprop) or decoupled decay (adamw), as torch.optim")(
+      "nesterov", po::bool_switch(&config.optimizer.nesterov), "sgd: Nesterov momentum")(
+      "lr-schedule", po::value(&config.optimizer.schedule)->default_value("constant"),
+      "constant, step (--lr-step-every, --lr-gamma) or cosine (--warmup, --lr-min, over --max-updates)")(
+      "warmup", po::value(&config.optimizer.warmup)->default_value(0), "cosine: linear warm-up updates")(
+      "lr-min", po::value(&config.optimizer.lr_min)->default_value(0.0, "0"), "cosine: the final rate")(
       "lr", po::value(&config.optimizer.lr)->default_value(2e-3, "0.002"), "learning rate")(
       "momentum", po::value(&config.optimizer.momentum)->default_value(0.0, "0"),
       "sgd momentum (0: plain SGD)")("clip", po::value(&config.clip)->default_value(0.0, "0"),
@@ -366,6 +375,10 @@ int run_train(int argc, const char* const* argv) {
     if (vm.count("k2")) config.trainer_options["k2"] = std::to_string(k2);
     if (vm.count("segment")) config.trainer_options["segment"] = std::to_string(segment);
     if (vm.count("memory-budget")) config.trainer_options["memory_budget"] = std::to_string(memory_budget);
+    // The schedule's length is fixed when the run starts: a resume with another limit keeps it.
+    if (config.optimizer.schedule == "cosine") config.optimizer.total_updates = max_updates;
+    if (config.optimizer.step_every > 0 && config.optimizer.schedule == "constant")
+      config.optimizer.schedule = "step";
     config.validate();
     config.fingerprint_data();
   }

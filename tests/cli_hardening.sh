@@ -41,6 +41,17 @@ refused "--data '.*' is a directory" train --data "$work" --max-updates 1
 refused "task 'recall:12abc': expected NAME:NUMBER" train --task recall:12abc --max-updates 1
 refused "pass 0 has no targets at all" train --task delay:200 --task-steps 100 --hidden 4 --max-updates 5
 
+# The schedule is part of the run (its length is the --max-updates it started with): AdamW with a cosine
+# schedule stopped early (--epochs) and resumed ends bitwise where the uninterrupted run does.
+recipe=(--task delay:1 --task-steps 100 --hidden 8 --optimizer adamw --weight-decay 0.01 --lr 0.03
+        --lr-schedule cosine --warmup 5 --lr-min 0.001 --sample-length 0 --eval-every 0 --max-updates 40)
+"$rewind" train "${recipe[@]}" --save cosine_whole > /dev/null
+"$rewind" train "${recipe[@]}" --epochs 2 --save cosine_split > split.log
+grep -q "trained [1-9][0-9]* updates" split.log && ! grep -q "to update 40)" split.log || fail "--epochs 2 did not stop early"
+"$rewind" train --resume cosine_split --max-updates 40 --save cosine_split > /dev/null
+cmp -s cosine_whole/model.safetensors cosine_split/model.safetensors || fail "the resumed cosine/adamw run differs"
+refused "--lr-schedule cannot be combined with --resume" train --resume cosine_whole --lr-schedule constant
+
 # CSV: the extension in any case; CSV options on text data are an error.
 printf 'temperature,load\n' > series.CSV
 for i in $(seq 1 80); do echo "$((i % 7)).5,$((i % 3))" >> series.CSV; done

@@ -1,6 +1,8 @@
 #include "rewind/trainers/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <stdexcept>
 #include <string>
 
@@ -22,13 +24,27 @@ void for_each_element(Tensor& t, F&& f) {
 Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
   const OptimizerConfig& c = config_;
   auto refuse = [](const std::string& what) { throw std::invalid_argument("optimizer: " + what); };
-  if (c.kind != "sgd" && c.kind != "adam") refuse("'" + c.kind + "' is not sgd or adam");
+  if (c.kind != "sgd" && c.kind != "adam" && c.kind != "adamw" && c.kind != "rmsprop")
+    refuse("'" + c.kind + "' is not sgd, adam, adamw or rmsprop");
   if (!(c.lr >= 0 && std::isfinite(c.lr)))
     refuse("learning rate must be finite and >= 0, got " + std::to_string(c.lr));
   if (!(c.momentum >= 0 && c.momentum < 1))
     refuse("momentum must be in [0, 1), got " + std::to_string(c.momentum));
   // Adam has its own first moment (beta1): a momentum given with it would be silently ignored.
-  if (c.kind == "adam" && c.momentum != 0) refuse("momentum applies to sgd only; adam uses beta1");
+  if (c.kind != "sgd" && c.momentum != 0)
+    refuse("momentum applies to sgd only; " + c.kind + " has none here");
+  if (c.nesterov && (c.kind != "sgd" || c.momentum == 0)) refuse("nesterov needs sgd with a momentum");
+  if (!(c.weight_decay >= 0 && std::isfinite(c.weight_decay)))
+    refuse("weight decay must be finite and >= 0, got " + std::to_string(c.weight_decay));
+  if (!(c.alpha >= 0 && c.alpha < 1)) refuse("rmsprop's alpha must be in [0, 1)");
+  if (c.schedule != "constant" && c.schedule != "step" && c.schedule != "cosine")
+    refuse("schedule '" + c.schedule + "' is not constant, step or cosine");
+  if (c.schedule == "step" && c.step_every <= 0)
+    refuse("the step schedule needs a step interval (--lr-step-every)");
+  if (c.schedule == "cosine" && c.total_updates <= c.warmup)
+    refuse("the cosine schedule needs an update limit (--max-updates) beyond the warm-up");
+  if (c.warmup < 0) refuse("warm-up must be >= 0 updates");
+  if (!(c.lr_min >= 0 && c.lr_min <= c.lr)) refuse("lr_min must be in [0, lr]");
   if (!(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1)) refuse("adam's betas must be in [0, 1)");
   if (!(c.eps > 0)) refuse("adam's eps must be > 0");
   if (c.step_every < 0) refuse("the step-decay interval must be >= 0");
@@ -38,13 +54,21 @@ Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
 }
 
 double Optimizer::current_lr() const {
-  if (config_.step_every <= 0) return config_.lr;
-  return config_.lr * std::pow(config_.gamma, static_cast<double>(updates_ / config_.step_every));
+  const OptimizerConfig& c = config_;
+  const auto u = static_cast<double>(updates_);  // 0 for the first update
+  if (c.schedule == "cosine") {
+    if (updates_ < c.warmup) return c.lr * (u + 1) / static_cast<double>(c.warmup);
+    const double progress =
+        std::min(1.0, (u - static_cast<double>(c.warmup)) / static_cast<double>(c.total_updates - c.warmup));
+    return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
+  }
+  if (c.step_every <= 0) return c.lr;
+  return c.lr * std::pow(c.gamma, static_cast<double>(updates_ / c.step_every));
 }
 
 void Optimizer::allocate_state(const std::vector<Parameter*>& params) {
-  const bool adam = config_.kind == "adam";
-  if ((adam || config_.momentum > 0) && first_.size() != params.size()) {
+  const bool adam = config_.kind == "adam" || config_.kind == "adamw";
+  if ((adam || config_.kind == "rmsprop" || config_.momentum > 0) && first_.size() != params.size()) {
     first_.clear(), second_.clear();
     for (Parameter* p : params) {
       first_.emplace_back(p->value().shape(), p->value().dtype());
@@ -54,7 +78,8 @@ void Optimizer::allocate_state(const std::vector<Parameter*>& params) {
 }
 
 void Optimizer::step(const std::vector<Parameter*>& params) {
-  const bool adam = config_.kind == "adam";
+  const OptimizerConfig& c = config_;
+  const bool adam = c.kind == "adam" || c.kind == "adamw";
   allocate_state(params);
   const double lr = current_lr();
   ++updates_;
@@ -63,30 +88,48 @@ void Optimizer::step(const std::vector<Parameter*>& params) {
     const Tensor& g = params[i]->grad();
     auto apply = [&]<class T>(T* wv, const T* gv) {
       const std::int64_t n = w.numel();
+      // L2 (torch's weight_decay): the gradient read below is g + wd * p; adamw decays the weight instead.
+      const T l2 = c.kind == "adamw" ? T(0) : static_cast<T>(c.weight_decay);
+      if (c.kind == "adamw" && c.weight_decay > 0) {
+        const T keep = static_cast<T>(1 - lr * c.weight_decay);
+        for (std::int64_t k = 0; k < n; ++k) wv[k] *= keep;
+      }
       if (adam) {
-        // torch.optim.Adam: bias-corrected moments, eps outside the square root.
+        // torch.optim.Adam / AdamW: bias-corrected moments, eps outside the square root.
         T* m = first_[i].data<T>();
         T* v = second_[i].data<T>();
-        const double c1 = 1 - std::pow(config_.beta1, static_cast<double>(updates_));
-        const double c2 = 1 - std::pow(config_.beta2, static_cast<double>(updates_));
-        const T b1 = static_cast<T>(config_.beta1), b2 = static_cast<T>(config_.beta2);
+        const double c1 = 1 - std::pow(c.beta1, static_cast<double>(updates_));
+        const double c2 = 1 - std::pow(c.beta2, static_cast<double>(updates_));
+        const T b1 = static_cast<T>(c.beta1), b2 = static_cast<T>(c.beta2);
         const T step_size = static_cast<T>(lr / c1), root_c2 = static_cast<T>(std::sqrt(c2)),
-                eps = static_cast<T>(config_.eps);
+                eps = static_cast<T>(c.eps);
         for (std::int64_t k = 0; k < n; ++k) {
-          m[k] = b1 * m[k] + (T(1) - b1) * gv[k];
-          v[k] = b2 * v[k] + (T(1) - b2) * gv[k] * gv[k];
+          const T gk = gv[k] + l2 * wv[k];
+          m[k] = b1 * m[k] + (T(1) - b1) * gk;
+          v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
           wv[k] -= step_size * m[k] / (std::sqrt(v[k]) / root_c2 + eps);
         }
-      } else if (config_.momentum > 0) {
-        // torch.optim.SGD: buf = momentum * buf + g (buf = g on the first update), p -= lr * buf.
-        T* buf = first_[i].data<T>();
-        const T mu = updates_ == 1 ? T(0) : static_cast<T>(config_.momentum);
+      } else if (c.kind == "rmsprop") {
+        // torch.optim.RMSprop (not centered, no momentum): square_avg = alpha sq + (1 - alpha) g^2.
+        T* sq = first_[i].data<T>();
+        const T a = static_cast<T>(c.alpha), eps = static_cast<T>(c.eps);
         for (std::int64_t k = 0; k < n; ++k) {
-          buf[k] = mu * buf[k] + gv[k];
-          wv[k] -= static_cast<T>(lr) * buf[k];
+          const T gk = gv[k] + l2 * wv[k];
+          sq[k] = a * sq[k] + (T(1) - a) * gk * gk;
+          wv[k] -= static_cast<T>(lr) * gk / (std::sqrt(sq[k]) + eps);
+        }
+      } else if (c.momentum > 0) {
+        // torch.optim.SGD: buf = momentum * buf + g (buf = g on the first update), p -= lr * buf, or with
+        // nesterov p -= lr * (g + momentum * buf).
+        T* buf = first_[i].data<T>();
+        const T mu = static_cast<T>(c.momentum), first = updates_ == 1 ? T(0) : mu;
+        for (std::int64_t k = 0; k < n; ++k) {
+          const T gk = gv[k] + l2 * wv[k];
+          buf[k] = first * buf[k] + gk;
+          wv[k] -= static_cast<T>(lr) * (c.nesterov ? gk + mu * buf[k] : buf[k]);
         }
       } else {
-        for (std::int64_t k = 0; k < n; ++k) wv[k] -= static_cast<T>(lr) * gv[k];
+        for (std::int64_t k = 0; k < n; ++k) wv[k] -= static_cast<T>(lr) * (gv[k] + l2 * wv[k]);
       }
     };
     if (w.dtype() == autodiff::DType::f32) {
@@ -101,9 +144,10 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::state(const std::vector<
   allocate_state(params);
   std::vector<std::pair<std::string, Tensor*>> out;
   for (std::size_t i = 0; i < first_.size() && i < params.size(); ++i) {
-    out.emplace_back(
-        "optimizer." + params[i]->name() + (config_.kind == "adam" ? ".exp_avg" : ".momentum_buffer"),
-        &first_[i]);
+    const char* first = config_.kind == "rmsprop" ? ".square_avg"
+                        : config_.kind == "sgd"   ? ".momentum_buffer"
+                                                  : ".exp_avg";
+    out.emplace_back("optimizer." + params[i]->name() + first, &first_[i]);
     if (i < second_.size()) out.emplace_back("optimizer." + params[i]->name() + ".exp_avg_sq", &second_[i]);
   }
   return out;

@@ -14,14 +14,24 @@ namespace rwd::trainers {
 using autodiff::Parameter;
 using autodiff::Tensor;
 
+// torch.optim's semantics for every kind; docs/trainers.md has the formulas.
 struct OptimizerConfig {
-  std::string kind = "adam";  // "sgd" or "adam"
+  std::string kind = "adam";  // "sgd", "adam", "adamw" (decoupled weight decay) or "rmsprop"
   double lr = 1e-3;
   double momentum = 0;                            // sgd: 0 is plain SGD, p -= lr * g
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, as torch.optim.Adam
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw, as torch.optim.Adam; rmsprop uses eps
   // Step decay: lr * gamma^(floor(update / step_every)); step_every 0 keeps lr constant.
   std::int64_t step_every = 0;
   double gamma = 0.5;
+  double weight_decay = 0;  // sgd, adam, rmsprop: L2 added to the gradient; adamw: p *= 1 - lr * weight_decay
+  bool nesterov = false;    // sgd with momentum
+  double alpha = 0.99;      // rmsprop's smoothing constant
+  // "constant" (or step decay when step_every > 0), "step", or "cosine": linear warm-up over `warmup`
+  // updates, then cosine from lr down to lr_min at update total_updates.
+  std::string schedule = "constant";
+  std::int64_t warmup = 0;
+  double lr_min = 0;
+  std::int64_t total_updates = 0;
 };
 
 class REWIND_TRAINERS_EXPORT Optimizer {
