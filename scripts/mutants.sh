@@ -43,16 +43,16 @@ mutant sample.feeds_back_prime trainers/src/evaluate.cpp \
   'const std::int32_t token = i < prime.size() ? prime[i] : prime.back();' \
   "$evaluation"
 mutant evaluate.drops_carried_state trainers/src/evaluate.cpp \
-  '.save_step = end, .saved = &carried}' \
-  '.save_step = end, .saved = nullptr}' \
+  '.saved = &carried});' \
+  '.saved = nullptr});' \
   "$evaluation"
 mutant evaluate.count_plus_one trainers/src/evaluate.cpp \
   'e.loss = e.count > 0 ? total / static_cast<double>(e.count) : 0.0;' \
   'e.loss = e.count > 0 ? total / static_cast<double>(e.count + 1) : 0.0;' \
   "$evaluation"
 mutant adam.second_correction_beta1 trainers/src/optim.cpp \
-  'const double c2 = 1 - std::pow(config_.beta2, static_cast<double>(updates_));' \
-  'const double c2 = 1 - std::pow(config_.beta1, static_cast<double>(updates_));' \
+  'const double c2 = 1 - std::pow(c.beta2, static_cast<double>(updates_));' \
+  'const double c2 = 1 - std::pow(c.beta1, static_cast<double>(updates_));' \
   "$optim"
 mutant adam.no_bias_correction trainers/src/optim.cpp \
   'const T step_size = static_cast<T>(lr / c1), root_c2 = static_cast<T>(std::sqrt(c2)),' \
@@ -63,12 +63,12 @@ mutant clip.factor_inverted trainers/src/optim.cpp \
   'const double factor = norm / max_norm;' \
   "$optim"
 mutant sgd.momentum_ignored trainers/src/optim.cpp \
-  'wv[k] -= static_cast<T>(lr) * buf[k];' \
-  'wv[k] -= static_cast<T>(lr) * gv[k];' \
+  'wv[k] -= static_cast<T>(lr) * (c.nesterov ? gk + mu * buf[k] : buf[k]);' \
+  'wv[k] -= static_cast<T>(lr) * (c.nesterov ? gk + mu * buf[k] : gk);' \
   "$optim"
 mutant schedule.modulo trainers/src/optim.cpp \
-  'static_cast<double>(updates_ / config_.step_every)' \
-  'static_cast<double>(updates_ % config_.step_every)' \
+  'static_cast<double>(updates_ / c.step_every)' \
+  'static_cast<double>(updates_ % c.step_every)' \
   "$optim"
 mutant safetensors.reversed_offsets_accepted models/src/safetensors.cpp \
   'if (offsets[0] > offsets[1])' \
@@ -182,6 +182,18 @@ mutant eval.validation_batch_follows_training cli/run_config.cpp \
   'out.validation = trainers::text_streams(held_out, vocab, validation_streams);' \
   'out.validation = trainers::text_streams(held_out, vocab, config.batch);' \
   'cli\.hardening'
+mutant adamw.decay_coupled trainers/src/optim.cpp \
+  'const T l2 = c.kind == "adamw" ? T(0) : static_cast<T>(c.weight_decay);' \
+  'const T l2 = static_cast<T>(c.weight_decay);' \
+  'recipes'
+mutant schedule.cosine_without_warmup trainers/src/optim.cpp \
+  'if (updates_ < c.warmup) return c.lr * (u + 1) / static_cast<double>(c.warmup);' \
+  'if (updates_ < c.warmup) return c.lr;' \
+  'recipes'
+mutant dropout.backward_unmasked autodiff/src/ops_random.cpp \
+  'static_cast<T>(n->scalar), dy_of<T>(n), gx, true);' \
+  'static_cast<T>(1), dy_of<T>(n), gx, true);' \
+  'dropout|gradcheck'
 mutant csv.quotes_not_stripped trainers/src/data.cpp \
   '      quoted = was_quoted = true;
       cell.clear();' \
