@@ -185,11 +185,11 @@ mutant eval.validation_batch_follows_training cli/run_config.cpp \
 mutant adamw.decay_coupled trainers/src/optim.cpp \
   'const T l2 = c.kind == "adamw" ? T(0) : static_cast<T>(c.weight_decay);' \
   'const T l2 = static_cast<T>(c.weight_decay);' \
-  'recipes'
+  'adamw with decoupled decay'
 mutant schedule.cosine_without_warmup trainers/src/optim.cpp \
   'if (updates_ < c.warmup) return c.lr * (u + 1) / static_cast<double>(c.warmup);' \
   'if (updates_ < c.warmup) return c.lr;' \
-  'recipes'
+  'cosine schedule'
 mutant dropout.backward_unmasked autodiff/src/ops_random.cpp \
   'static_cast<T>(n->scalar), dy_of<T>(n), gx, true);' \
   'static_cast<T>(1), dy_of<T>(n), gx, true);' \
