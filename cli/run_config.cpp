@@ -48,7 +48,9 @@ std::string RunConfig::to_json() const {
                     {"schedule", optimizer.schedule},
                     {"warmup", optimizer.warmup},
                     {"lr_min", optimizer.lr_min},
-                    {"total_updates", optimizer.total_updates}};
+                    {"total_updates", optimizer.total_updates},
+                    {"patience", optimizer.patience}};
+  j["eval_every"] = eval_every;
   j["clip"] = clip;
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
@@ -92,6 +94,8 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.optimizer.warmup = o.value("warmup", std::int64_t{0});
     c.optimizer.lr_min = o.value("lr_min", 0.0);
     c.optimizer.total_updates = o.value("total_updates", std::int64_t{0});
+    c.optimizer.patience = o.value("patience", std::int64_t{10});
+    c.eval_every = j.value("eval_every", c.eval_every);
     c.clip = j.at("clip");
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};

@@ -34,6 +34,9 @@ struct RunConfig {
   std::uint64_t seed = 1;
   trainers::OptimizerConfig optimizer;
   double clip = 0;
+  // Updates between validation runs (0: only at the end). Part of the run: the plateau schedule, the best
+  // checkpoint and early stopping count validation runs, so a resume keeps it unless told otherwise.
+  std::int64_t eval_every = 500;
   std::string vocabulary;  // text runs: the characters, in token order
 
   // Refuses sizes and rates that cannot train (batch 0, a negative clip, ...), naming the option.

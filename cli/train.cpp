@@ -121,6 +121,43 @@ void report_evaluation(const char* label, const trainers::Evaluation& e, bool te
              << std::endl;
 }
 
+// The best periodic validation loss so far, for --keep-best and --early-stop. It is part of the checkpoint,
+// so that a resumed run compares with the same best as an uninterrupted one.
+struct BestValidation {
+  double loss = INFINITY;
+  std::int64_t update = 0, evaluations_since = 0;
+
+  // Whether `l` is a new best.
+  bool observe(double l, std::int64_t at) {
+    if (l < loss) {
+      loss = l, update = at, evaluations_since = 0;
+      return true;
+    }
+    ++evaluations_since;
+    return false;
+  }
+  std::map<std::string, std::string> metadata() const {
+    char best[40];
+    std::snprintf(best, sizeof best, "%.17g", loss);  // round-trips exactly
+    return {{"rewind.best_validation_loss", best},
+            {"rewind.best_update", std::to_string(update)},
+            {"rewind.evaluations_since_best", std::to_string(evaluations_since)}};
+  }
+  // Checkpoints saved before it was recorded start afresh.
+  static BestValidation from(const std::map<std::string, std::string>& meta, const std::string& file) {
+    BestValidation b;
+    if (!meta.count("rewind.best_validation_loss")) return b;
+    try {
+      b.loss = std::stod(meta.at("rewind.best_validation_loss"));
+      b.update = std::stoll(meta.at("rewind.best_update"));
+      b.evaluations_since = std::stoll(meta.at("rewind.evaluations_since_best"));
+    } catch (const std::exception&) {
+      throw std::runtime_error("checkpoint '" + file + "': the best validation loss's metadata is malformed");
+    }
+    return b;
+  }
+};
+
 // Progress lines (rewritten in place on a terminal, every --log-every updates otherwise) and metrics lines.
 class Progress {
  public:
@@ -207,7 +244,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
   // clang-format off
   static const std::set<std::string> allowed = {
       "resume", "epochs", "max-updates", "time-limit", "save", "save-every", "save-every-seconds",
-      "keep-checkpoints", "metrics", "eval-every", "log-every", "sample-length", "prime", "temperature",
+      "keep-checkpoints", "keep-best", "early-stop", "metrics", "eval-every", "log-every", "sample-length", "prime", "temperature",
       "on-nonfinite", "max-skips", "plugin", "plugin-dir", "help"};
   // clang-format on
   for (const auto& [name, value] : vm)
@@ -216,7 +253,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
                                   " cannot be combined with --resume: the saved run fixes model, data and "
                                   "hyperparameters (with --resume give only limits and outputs: --epochs, "
                                   "--max-updates, --time-limit, --save, --save-every, --save-every-seconds, "
-                                  "--keep-checkpoints, --metrics, "
+                                  "--keep-checkpoints, --keep-best, --early-stop, --metrics, "
                                   "--eval-every, --log-every, "
                                   "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
 }
@@ -258,10 +295,12 @@ int run_train(int argc, const char* const* argv) {
   RunConfig config;
   PluginOptions plugin_options;
   std::vector<std::string> trainer_settings;
-  std::int64_t epochs = 0, max_updates = 0, eval_every = 500, log_every = 50, sample_length = 300;
+  std::int64_t epochs = 0, max_updates = 0, eval_every = config.eval_every, log_every = 50,
+               sample_length = 300;
   double time_limit = 0, temperature = 0.8;
   std::string save, resume, metrics_path, init, prime = "ROMEO:";
-  std::int64_t save_every = 0, keep_checkpoints = 1, max_skips = 10;
+  std::int64_t save_every = 0, keep_checkpoints = 1, max_skips = 10, early_stop = 0;
+  bool keep_best = false, tie_weights = false;
   std::string on_nonfinite = "stop";
   double save_every_seconds = 0;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
@@ -291,6 +330,8 @@ int run_train(int argc, const char* const* argv) {
       "layers", po::value(&config.layers)->default_value(config.layers), "stacked layers")(
       "embedding", po::value(&config.embedding)->default_value(config.embedding),
       "embedding size (0: hidden)")(
+      "tie-weights", po::bool_switch(&tie_weights),
+      "the head's weight is the embedding's (Press & Wolf 2017; embedding size = hidden size)")(
       "init-range",
       po::value(&config.init_range)->default_value(config.init_range, shortest(config.init_range)),
       "U(-r, r) initialisation (0: PyTorch's)")("epochs", po::value(&epochs), "passes over the data")(
@@ -302,9 +343,13 @@ int run_train(int argc, const char* const* argv) {
       "L2 on the gradient (sgd, adam, rmsprop) or decoupled decay (adamw), as torch.optim")(
       "nesterov", po::bool_switch(&config.optimizer.nesterov), "sgd: Nesterov momentum")(
       "lr-schedule", po::value(&config.optimizer.schedule)->default_value("constant"),
-      "constant, step (--lr-step-every, --lr-gamma) or cosine (--warmup, --lr-min, over --max-updates)")(
+      "constant, step (--lr-step-every, --lr-gamma), cosine (--warmup, --lr-min, over --max-updates) or "
+      "plateau (--patience, --lr-gamma, --lr-min; on the validation loss)")(
       "warmup", po::value(&config.optimizer.warmup)->default_value(0), "cosine: linear warm-up updates")(
-      "lr-min", po::value(&config.optimizer.lr_min)->default_value(0.0, "0"), "cosine: the final rate")(
+      "lr-min", po::value(&config.optimizer.lr_min)->default_value(0.0, "0"),
+      "cosine: the final rate; plateau: the lowest rate")(
+      "patience", po::value(&config.optimizer.patience)->default_value(config.optimizer.patience),
+      "plateau: evaluations without improvement tolerated before the rate is multiplied by --lr-gamma")(
       "lr", po::value(&config.optimizer.lr)->default_value(2e-3, "0.002"), "learning rate")(
       "momentum", po::value(&config.optimizer.momentum)->default_value(0.0, "0"),
       "sgd momentum (0: plain SGD)")("clip", po::value(&config.clip)->default_value(0.0, "0"),
@@ -324,9 +369,13 @@ int run_train(int argc, const char* const* argv) {
       "keep-checkpoints", po::value(&keep_checkpoints)->default_value(keep_checkpoints),
       "checkpoints kept: the latest as checkpoint.safetensors, older ones as checkpoint-UPDATE.safetensors")(
       "resume", po::value(&resume), "continue the run saved in this directory exactly")(
+      "keep-best", po::bool_switch(&keep_best),
+      "keep the checkpoint with the best validation loss so far in DIR/best (with --save)")(
+      "early-stop", po::value(&early_stop),
+      "stop after N validation runs without a new best validation loss")(
       "metrics", po::value(&metrics_path), "append one JSON line per update and evaluation to this file")(
       "eval-every", po::value(&eval_every)->default_value(eval_every),
-      "updates between validation runs (0: only at the end)")(
+      "updates between validation runs (0: only at the end; a resume keeps the run's)")(
       "log-every", po::value(&log_every)->default_value(log_every),
       "updates between progress lines when not on a terminal")(
       "sample-length", po::value(&sample_length)->default_value(sample_length),
@@ -348,10 +397,14 @@ int run_train(int argc, const char* const* argv) {
           "usage: rewind train [options]   (no options: an LSTM on the bundled text, truncated BPTT, 90 s)"))
     return 0;
 
+  BestValidation best;
   if (!resume.empty()) {
     refuse_run_options_on_resume(vm);
-    const auto meta = trainers::read_checkpoint_metadata(fs::path(resume) / "checkpoint.safetensors");
+    const fs::path file = fs::path(resume) / "checkpoint.safetensors";
+    const auto meta = trainers::read_checkpoint_metadata(file);
     config = RunConfig::from_json(meta.at("rewind.run"));
+    best = BestValidation::from(meta, file.string());
+    if (vm["eval-every"].defaulted()) eval_every = config.eval_every;
     config.check_data_unchanged();
   } else {
     if (!config.task.empty() && vm.count("data"))
@@ -367,6 +420,7 @@ int run_train(int argc, const char* const* argv) {
     config.csv.targets = split_list(csv_targets);
     config.csv.target_columns = split_list(csv_target_columns);
     config.model_options = plugin_options.option_map();
+    if (tie_weights) config.model_options["tie_weights"] = "true";
     PluginOptions trainer_map;
     trainer_map.settings = trainer_settings;
     config.trainer_options = trainer_map.option_map("--trainer-option");
@@ -386,6 +440,7 @@ int run_train(int argc, const char* const* argv) {
       (vm.count("time-limit") && !(time_limit > 0)))
     throw std::invalid_argument("--epochs, --max-updates and --time-limit must be positive");
   if (eval_every < 0) throw std::invalid_argument("--eval-every must be >= 0 (0: only at the end)");
+  config.eval_every = eval_every;
   if (log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
   if (sample_length < 0) throw std::invalid_argument("--sample-length must be >= 0 (0: no sample)");
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
@@ -399,11 +454,20 @@ int run_train(int argc, const char* const* argv) {
         "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
   if ((save_every > 0 || save_every_seconds > 0) && save.empty())
     throw std::invalid_argument("--save-every and --save-every-seconds need --save DIR");
+  if (keep_best && save.empty()) throw std::invalid_argument("--keep-best needs --save DIR");
+  if (keep_best) check_writable_directory(fs::path(save) / "best");
+  if (vm.count("early-stop") && early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
+  for (const auto& [wanted, what] : {std::pair{keep_best, "--keep-best"},
+                                     {early_stop > 0, "--early-stop"},
+                                     {config.optimizer.schedule == "plateau", "--lr-schedule plateau"}})
+    if (wanted && (!data.validation() || eval_every == 0))
+      throw std::invalid_argument(std::string(what) +
+                                  " needs validation runs: held-out data and --eval-every > 0");
   auto model = build_model(registry, config, data.train(0));
   auto trainer = registry.make_trainer(config.trainer, config.trainer_options);
   // Serialised now, with the vocabulary known and before training: a config that cannot be stored fails at
@@ -458,26 +522,43 @@ int run_train(int argc, const char* const* argv) {
   // Atomic writes (temporary, fsync, rename, fsync of the directory): DIR holds a complete checkpoint at
   // every moment, so a kill -9 loses at most the updates since the last save.
   double last_save = 0;
-  auto save_run = [&](double seconds) {
-    const fs::path dir = save;
+  auto write_run = [&](const fs::path& dir) {
+    std::map<std::string, std::string> metadata = best.metadata();
+    metadata["rewind.run"] = run_json;
     trainers::save_checkpoint(dir / "checkpoint.safetensors", *model, optimizer, *trainer, loop.position(),
-                              {{"rewind.run", run_json}});
-    models::save_parameters(dir / "model.safetensors", *model, {{"rewind.run", run_json}});
+                              metadata);
+    models::save_parameters(dir / "model.safetensors", *model, metadata);
+  };
+  auto save_run = [&](double seconds) {
+    write_run(save);
     last_save = seconds;
-    if (keep_checkpoints > 1) keep_latest_checkpoints(dir, optimizer.updates(), keep_checkpoints);
+    if (keep_checkpoints > 1) keep_latest_checkpoints(save, optimizer.updates(), keep_checkpoints);
+  };
+  bool stopped_early = false;
+  // Evaluated before the periodic save, so that a checkpoint holds what this evaluation changed (the
+  // plateau schedule, the best loss) and a resumed run does not evaluate it again.
+  auto validate = [&](std::int64_t update) {
+    const trainers::Evaluation e = trainers::evaluate(*model, *data.validation());
+    report_evaluation("validation", e, text, metrics.get(), update);
+    if (e.count == 0) return;
+    if (optimizer.observe_validation(e.loss))
+      std::printf(
+          "plateau: learning rate reduced to %.3g (no improvement in more than %lld validation runs)\n",
+          optimizer.current_lr(), static_cast<long long>(config.optimizer.patience));
+    if (best.observe(e.loss, update) && keep_best) write_run(fs::path(save) / "best");
+    stopped_early = early_stop > 0 && best.evaluations_since >= early_stop;
   };
   try {
     loop.run([&](const trainers::UpdateReport& r) {
       progress.update(r);
+      if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
+        progress.end_line();
+        validate(r.update);
+      }
       if (!save.empty() && ((save_every > 0 && r.update % save_every == 0) ||
                             (save_every_seconds > 0 && r.seconds - last_save >= save_every_seconds)))
         save_run(r.seconds);
-      if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
-        progress.end_line();
-        report_evaluation("validation", trainers::evaluate(*model, *data.validation()), text, metrics.get(),
-                          r.update);
-      }
-      return !interrupted.load();
+      return !interrupted.load() && !stopped_early;
     });
   } catch (const trainers::NonFiniteError& e) {
     progress.end_line();
@@ -496,6 +577,13 @@ int run_train(int argc, const char* const* argv) {
   }
   progress.end_line();
   if (interrupted) std::printf("interrupted at update %lld\n", static_cast<long long>(optimizer.updates()));
+  if (stopped_early)
+    std::printf(
+        "early stop at update %lld: %lld validation runs without improvement (best loss %.4f at update "
+        "%lld%s)\n",
+        static_cast<long long>(optimizer.updates()), static_cast<long long>(best.evaluations_since),
+        best.loss, static_cast<long long>(best.update),
+        keep_best ? (", kept in " + (fs::path(save) / "best").string()).c_str() : "");
   progress.summary(optimizer.updates());
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short

@@ -207,3 +207,50 @@ TEST_CASE("token models embed ids and reject real inputs, and the reverse", "[ce
   CHECK_THROWS_WITH(regression->step(tape, ids, state),
                     Catch::Contains("token ids given to a model with real-valued inputs"));
 }
+
+TEST_CASE("tied weights: one tensor whose gradient is the sum of the embedding's and the head's",
+          "[cells][tied][gradcheck]") {
+  models::ModelConfig c;
+  c.vocab_size = 7;
+  c.hidden_size = c.input_size = 4;
+  c.layers = 2;
+  c.dtype = DType::f64;
+  c.init_range = 0.5;
+  models::ModelConfig tied_config = c;
+  tied_config.tie_weights = true;
+  auto tied = test::make_model("lstm", tied_config, true);
+  std::vector<std::string> names;
+  for (auto* p : tied->parameters()) names.push_back(p->name());
+  CHECK(std::count(names.begin(), names.end(), "head.weight") == 0);
+  CHECK(std::count(names.begin(), names.end(), "embedding.weight") == 1);
+  const autodiff::GradcheckReport report = models::check_gradients(*tied, {.batch = 2, .steps = 3});
+  INFO(report.summary());
+  CHECK(report.passed);
+
+  // The reference: an untied model holding the same values in both places. A window through the whole-window
+  // path (features + fused cross-entropy) gives the tied embedding the sum of the untied two gradients.
+  auto untied = test::make_model("lstm", c, true);
+  for (auto* p : tied->parameters()) untied->parameter(p->name()).value() = p->value();
+  untied->parameter("head.weight").value() = tied->parameter("embedding.weight").value();
+  const std::vector<std::int32_t> tokens = {0, 3, 6, 1, 2, 5, 4, 4}, targets = {3, 6, 1, 2, 5, 4, 4, 0};
+  auto window_gradients = [&](models::Model& model) {
+    Tape tape(DType::f64);
+    models::ModelState state;
+    model.begin(tape, model.initial_state(2), state);
+    const Var loss = model.cross_entropy(tape, model.features(tape, tokens, state), targets, {});
+    tape.backward(loss);
+  };
+  window_gradients(*tied);
+  window_gradients(*untied);
+  Tensor sum = untied->parameter("embedding.weight").grad();
+  for (std::int64_t i = 0; i < sum.numel(); ++i)
+    sum.set(i, sum.get(i) + untied->parameter("head.weight").grad().get(i));
+  CHECK(relative_difference(tied->parameter("embedding.weight").grad(), sum) <= 1e-12);
+  CHECK(relative_difference(tied->parameter("head.bias").grad(), untied->parameter("head.bias").grad()) <=
+        1e-12);
+
+  models::ModelConfig mismatched = tied_config;
+  mismatched.input_size = 3;
+  CHECK_THROWS_WITH(test::make_model("lstm", mismatched, true),
+                    Catch::Contains("tie_weights needs the embedding size (3) to equal the hidden size (4)"));
+}

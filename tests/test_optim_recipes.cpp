@@ -127,3 +127,47 @@ TEST_CASE("optimiser and schedule settings that cannot work are refused", "[opti
                     Catch::Contains("needs an update limit"));
   CHECK_THROWS_WITH(Optimizer({.schedule = "step"}), Catch::Contains("needs a step interval"));
 }
+
+TEST_CASE("the plateau schedule follows torch's ReduceLROnPlateau and survives a checkpoint",
+          "[optim][recipes]") {
+  // torch.optim.lr_scheduler.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=0.2), mode min, threshold 1e-4
+  // relative: a loss improves on the best when it is below best * (1 - 1e-4) (0.79995 does not improve on
+  // 0.8, 0.7999 does); after more than `patience` evaluations without improvement the rate is multiplied by
+  // the factor, not below min_lr, and the count starts again. The rates are torch's for these losses.
+  const std::vector<std::pair<double, double>> loss_rate = {
+      {1.0, 1.0},     {0.9, 1.0},  {0.95, 1.0},  {0.95, 1.0},    {0.95, 0.5},  {0.8, 0.5},
+      {0.79995, 0.5}, {0.85, 0.5}, {0.85, 0.25}, {0.7999, 0.25}, {0.85, 0.25}, {0.85, 0.25},
+      {0.85, 0.2},    {0.85, 0.2}, {0.85, 0.2},  {0.85, 0.2}};
+  const trainers::OptimizerConfig config{
+      .lr = 1.0, .gamma = 0.5, .schedule = "plateau", .lr_min = 0.2, .patience = 2};
+  trainers::Optimizer o(config);
+  std::size_t i = 0;
+  for (; i < loss_rate.size(); ++i) {
+    INFO("evaluation " << i << ", loss " << loss_rate[i].first);
+    const double before = o.current_lr();
+    const bool reduced = o.observe_validation(loss_rate[i].first);
+    CHECK(reduced == (o.current_lr() < before));
+    CHECK(o.current_lr() == loss_rate[i].second);
+    if (i == 7) break;  // a checkpoint here: best 0.8, two evaluations without improvement
+  }
+  trainers::Optimizer resumed(config);
+  resumed.restore_schedule_state(o.schedule_state());
+  for (++i; i < loss_rate.size(); ++i) {
+    INFO("evaluation " << i << " after the restore, loss " << loss_rate[i].first);
+    resumed.observe_validation(loss_rate[i].first);
+    CHECK(resumed.current_lr() == loss_rate[i].second);
+  }
+  std::map<std::string, std::string> broken = o.schedule_state();
+  broken["rewind.plateau.bad"] = "two";
+  CHECK_THROWS_WITH(resumed.restore_schedule_state(broken), Catch::Contains("plateau schedule's state"));
+  broken.erase("rewind.plateau.best");
+  CHECK_THROWS_WITH(resumed.restore_schedule_state(broken),
+                    Catch::Contains("'rewind.plateau.best' is missing"));
+  // Other schedules neither react to validation nor store anything.
+  trainers::Optimizer constant({.lr = 1.0});
+  CHECK_FALSE(constant.observe_validation(5.0));
+  CHECK(constant.schedule_state().empty());
+  CHECK_THROWS_WITH(trainers::Optimizer({.gamma = 1.0, .schedule = "plateau"}),
+                    Catch::Contains("must be < 1"));
+  CHECK_THROWS_WITH(trainers::Optimizer({.warmup = 3}), Catch::Contains("warm-up applies to the cosine"));
+}

@@ -79,6 +79,13 @@ Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Opti
   if (config_.output_size == 0)
     throw std::invalid_argument("model: output_size is required for real-valued inputs");
 
+  if (config_.tie_weights && config_.vocab_size == 0)
+    throw std::invalid_argument("model: tie_weights needs token inputs (an embedding to share)");
+  if (config_.tie_weights &&
+      (config_.input_size != config_.hidden_size || config_.output_size != config_.vocab_size))
+    throw std::invalid_argument("model: tie_weights needs the embedding size (" +
+                                std::to_string(config_.input_size) + ") to equal the hidden size (" +
+                                std::to_string(config_.hidden_size) + ")");
   if (!(config_.dropout >= 0 && config_.dropout < 1))
     throw std::invalid_argument("model: dropout must be in [0, 1), got " + std::to_string(config_.dropout));
   Initializer init(config_.seed, config_.init_range);
@@ -106,12 +113,14 @@ Model::Model(const ModelConfig& config, const CellFactory& make_cell, const Opti
     for (Parameter* p : cells_.back()->parameters()) parameters_.push_back(p);
   }
   const double bound = 1.0 / std::sqrt(static_cast<double>(config_.hidden_size));
-  head_weight_ = std::make_unique<Parameter>(
-      "head.weight",
-      init.uniform(Shape::matrix(config_.output_size, config_.hidden_size), config_.dtype, bound));
+  if (!config_.tie_weights) {
+    head_weight_ = std::make_unique<Parameter>(
+        "head.weight",
+        init.uniform(Shape::matrix(config_.output_size, config_.hidden_size), config_.dtype, bound));
+    parameters_.push_back(head_weight_.get());
+  }
   head_bias_ = std::make_unique<Parameter>(
       "head.bias", init.uniform(Shape::vector(config_.output_size), config_.dtype, bound));
-  parameters_.push_back(head_weight_.get());
   parameters_.push_back(head_bias_.get());
 }
 
@@ -204,12 +213,12 @@ Var Model::features(Tape& tape, const Var& x, ModelState& state, std::span<const
 }
 
 Var Model::head(Tape& tape, const Var& features) {
-  return autodiff::linear(features, tape.param(*head_weight_), tape.param(*head_bias_));
+  return autodiff::linear(features, tape.param(head_weight()), tape.param(*head_bias_));
 }
 
 Var Model::cross_entropy(Tape& tape, const Var& features, std::span<const std::int32_t> targets,
                          const autodiff::CrossEntropyOptions& options) {
-  return autodiff::linear_cross_entropy(features, tape.param(*head_weight_), tape.param(*head_bias_), targets,
+  return autodiff::linear_cross_entropy(features, tape.param(head_weight()), tape.param(*head_bias_), targets,
                                         options);
 }
 

@@ -150,14 +150,21 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
   constexpr models::OptionSpec model_options[] = {
       {"dropout", models::OptionType::real, "0",
        "dropout on the embedding, between layers and before the head (training only)"},
-      {"locked_dropout", models::OptionType::boolean, "false", "one dropout mask per window and row"}};
+      {"locked_dropout", models::OptionType::boolean, "false", "one dropout mask per window and row"},
+      {"tie_weights", models::OptionType::boolean, "false",
+       "the head's weight is the embedding's (needs embedding size = hidden size)"}};
   std::map<std::string, std::string> own, cell_options;
-  for (const auto& [key, value] : options)
-    (key == "dropout" || key == "locked_dropout" ? own : cell_options)[key] = value;
+  for (const auto& [key, value] : options) {
+    const bool model_option = std::any_of(std::begin(model_options), std::end(model_options),
+                                          [&](const models::OptionSpec& spec) { return key == spec.name; });
+    (model_option ? own : cell_options)[key] = value;
+  }
   const models::Options resolved_own = models::Options::resolve(model_options, own, "model '" + cell + "'");
-  models::ModelConfig with_dropout = config;
-  with_dropout.dropout = resolved_own.real("dropout");
-  with_dropout.locked_dropout = resolved_own.boolean("locked_dropout");
+  // Given options override the config; the config's own values stand otherwise.
+  models::ModelConfig with_own = config;
+  if (own.count("dropout")) with_own.dropout = resolved_own.real("dropout");
+  if (own.count("locked_dropout")) with_own.locked_dropout = resolved_own.boolean("locked_dropout");
+  if (own.count("tie_weights")) with_own.tie_weights = resolved_own.boolean("tie_weights");
   const models::Options resolved =
       models::Options::resolve(d.option_specs(), cell_options, "model '" + cell + "'");
   // A factory's failure names the plugin, its file and the layer; an allocation failure says so itself.
@@ -172,7 +179,7 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
                         " failed: " + e.what());
     }
   };
-  return std::make_unique<models::Model>(with_dropout, make_cell, resolved);
+  return std::make_unique<models::Model>(with_own, make_cell, resolved);
 }
 
 std::unique_ptr<trainers::Trainer> Registry::make_trainer(

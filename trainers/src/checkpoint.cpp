@@ -39,6 +39,7 @@ void save_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, c
   meta["rewind.in_pass"] = position.in_pass ? "1" : "0";
   meta["rewind.position"] = std::to_string(trainer.position());
   meta["rewind.stored_step"] = std::to_string(trainer.stored_step());
+  for (const auto& [key, value] : optimizer.schedule_state()) meta[key] = value;
   models::save_safetensors(file, tensors, meta);
 }
 
@@ -87,6 +88,7 @@ RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& op
   const std::int64_t at = integer(meta, "rewind.position", file),
                      stored_step = integer(meta, "rewind.stored_step", file);
   try {
+    probe.restore_schedule_state(meta);
     trainer.restore(at, stored_step, std::move(stored));
   } catch (const std::invalid_argument& e) {
     throw SafetensorsError(where + ": " + e.what());
@@ -94,6 +96,7 @@ RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& op
   models::assign_parameters(tensors, model, file, false);  // checks everything before it copies
   for (auto& [name, t] : optimizer.state(params)) std::memcpy(t->raw(), tensors.at(name).raw(), t->bytes());
   optimizer.set_updates(updates);
+  optimizer.restore_schedule_state(meta);
   return position;
 }
 

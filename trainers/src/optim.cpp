@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 #include <stdexcept>
 #include <string>
@@ -37,13 +38,20 @@ Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
   if (!(c.weight_decay >= 0 && std::isfinite(c.weight_decay)))
     refuse("weight decay must be finite and >= 0, got " + std::to_string(c.weight_decay));
   if (!(c.alpha >= 0 && c.alpha < 1)) refuse("rmsprop's alpha must be in [0, 1)");
-  if (c.schedule != "constant" && c.schedule != "step" && c.schedule != "cosine")
-    refuse("schedule '" + c.schedule + "' is not constant, step or cosine");
+  if (c.schedule != "constant" && c.schedule != "step" && c.schedule != "cosine" && c.schedule != "plateau")
+    refuse("schedule '" + c.schedule + "' is not constant, step, cosine or plateau");
   if (c.schedule == "step" && c.step_every <= 0)
     refuse("the step schedule needs a step interval (--lr-step-every)");
   if (c.schedule == "cosine" && c.total_updates <= c.warmup)
     refuse("the cosine schedule needs an update limit (--max-updates) beyond the warm-up");
   if (c.warmup < 0) refuse("warm-up must be >= 0 updates");
+  // Given with another schedule they would be ignored without a word.
+  if (c.warmup > 0 && c.schedule != "cosine") refuse("warm-up applies to the cosine schedule only");
+  if (c.lr_min > 0 && c.schedule != "cosine" && c.schedule != "plateau")
+    refuse("lr_min applies to the cosine and plateau schedules only");
+  if (c.schedule == "plateau" && !(c.gamma < 1))
+    refuse("the plateau schedule's factor gamma must be < 1, got " + std::to_string(c.gamma));
+  if (c.patience < 0) refuse("patience must be >= 0 evaluations");
   if (!(c.lr_min >= 0 && c.lr_min <= c.lr)) refuse("lr_min must be in [0, lr]");
   if (!(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1)) refuse("adam's betas must be in [0, 1)");
   if (!(c.eps > 0)) refuse("adam's eps must be > 0");
@@ -62,8 +70,58 @@ double Optimizer::current_lr() const {
         std::min(1.0, (u - static_cast<double>(c.warmup)) / static_cast<double>(c.total_updates - c.warmup));
     return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
   }
+  if (c.schedule == "plateau") {
+    double lr = c.lr;  // step by step as torch does, so that the rate is bitwise torch's
+    for (std::int64_t i = 0; i < plateau_reductions_; ++i) lr = std::max(lr * c.gamma, c.lr_min);
+    return lr;
+  }
   if (c.step_every <= 0) return c.lr;
   return c.lr * std::pow(c.gamma, static_cast<double>(updates_ / c.step_every));
+}
+
+bool Optimizer::observe_validation(double loss) {
+  if (config_.schedule != "plateau") return false;
+  constexpr double threshold = 1e-4, min_change = 1e-8;  // torch's defaults
+  if (loss < plateau_best_ * (1 - threshold)) {
+    plateau_best_ = loss, plateau_bad_ = 0;
+    return false;
+  }
+  if (++plateau_bad_ <= config_.patience) return false;
+  plateau_bad_ = 0;
+  const double before = current_lr();
+  if (before - std::max(before * config_.gamma, config_.lr_min) <= min_change) return false;
+  ++plateau_reductions_;
+  return true;
+}
+
+std::map<std::string, std::string> Optimizer::schedule_state() const {
+  if (config_.schedule != "plateau") return {};
+  char best[40];
+  std::snprintf(best, sizeof best, "%.17g", plateau_best_);  // round-trips exactly
+  return {{"rewind.plateau.best", best},
+          {"rewind.plateau.bad", std::to_string(plateau_bad_)},
+          {"rewind.plateau.reductions", std::to_string(plateau_reductions_)}};
+}
+
+void Optimizer::restore_schedule_state(const std::map<std::string, std::string>& metadata) {
+  if (config_.schedule != "plateau") return;
+  auto field = [&](const std::string& key) -> const std::string& {
+    const auto it = metadata.find(key);
+    if (it == metadata.end()) throw std::invalid_argument("the plateau schedule's '" + key + "' is missing");
+    return it->second;
+  };
+  try {
+    std::size_t used = 0;
+    const std::string& best = field("rewind.plateau.best");
+    const double b = std::stod(best, &used);
+    if (used != best.size()) throw std::invalid_argument(best);
+    const std::int64_t bad = std::stoll(field("rewind.plateau.bad")),
+                       reductions = std::stoll(field("rewind.plateau.reductions"));
+    if (bad < 0 || reductions < 0) throw std::invalid_argument("negative count");
+    plateau_best_ = b, plateau_bad_ = bad, plateau_reductions_ = reductions;
+  } catch (const std::logic_error& e) {
+    throw std::invalid_argument(std::string("the plateau schedule's state is malformed (") + e.what() + ")");
+  }
 }
 
 void Optimizer::allocate_state(const std::vector<Parameter*>& params) {

@@ -29,6 +29,9 @@ struct ModelConfig {
   // and before the head; training mode only. Locked: one mask per window and row (docs/models.md).
   double dropout = 0;
   bool locked_dropout = false;
+  // Press & Wolf 2017: the head's weight is embedding.weight (one tensor, both uses' gradients summed), so
+  // input_size must equal hidden_size. The model then has no head.weight of its own.
+  bool tie_weights = false;
 };
 
 using CellFactory = std::function<std::unique_ptr<Cell>(const CellSpec&)>;
@@ -76,13 +79,14 @@ class REWIND_MODELS_EXPORT Model {
 
  private:
   void check_state(const ModelState& state) const;
+  Parameter& head_weight() const { return config_.tie_weights ? *embedding_ : *head_weight_; }
   // Dropout at `site` (0: the embedding, l: after layer l) of x, whose rows are steps of `batch` rows.
   Var drop(const Var& x, std::int64_t site, std::int64_t batch) const;
 
   ModelConfig config_;
   std::vector<std::unique_ptr<Cell>> cells_;
-  std::unique_ptr<Parameter> embedding_;  // null for real-valued inputs
-  std::unique_ptr<Parameter> head_weight_;
+  std::unique_ptr<Parameter> embedding_;    // null for real-valued inputs
+  std::unique_ptr<Parameter> head_weight_;  // null when tied to the embedding
   std::unique_ptr<Parameter> head_bias_;
   std::vector<Parameter*> parameters_;  // embedding, rnn.* by layer, head: PyTorch's state_dict order
 };

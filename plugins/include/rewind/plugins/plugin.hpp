@@ -14,8 +14,9 @@
 
 namespace rwd::plugins {
 
-// Bumped whenever Descriptor, Cell or anything a factory exchanges changes layout.
-inline constexpr std::uint32_t abi_version = 1;
+// Bumped whenever Descriptor, Cell, Model or anything a factory or trainer exchanges changes layout
+// (2: ModelConfig gained dropout and tie_weights, which moved Model's members).
+inline constexpr std::uint32_t abi_version = 2;
 
 #define REWIND_PLUGIN_STR2(x) #x
 #define REWIND_PLUGIN_STR(x) REWIND_PLUGIN_STR2(x)

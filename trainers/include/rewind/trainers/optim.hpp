@@ -2,7 +2,9 @@
 // check that nothing went non-finite.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,12 +28,15 @@ struct OptimizerConfig {
   double weight_decay = 0;  // sgd, adam, rmsprop: L2 added to the gradient; adamw: p *= 1 - lr * weight_decay
   bool nesterov = false;    // sgd with momentum
   double alpha = 0.99;      // rmsprop's smoothing constant
-  // "constant" (or step decay when step_every > 0), "step", or "cosine": linear warm-up over `warmup`
-  // updates, then cosine from lr down to lr_min at update total_updates.
+  // "constant" (or step decay when step_every > 0), "step", "cosine": linear warm-up over `warmup`
+  // updates, then cosine from lr down to lr_min at update total_updates; or "plateau": torch's
+  // ReduceLROnPlateau (mode min, relative threshold 1e-4): the rate is multiplied by gamma, not below lr_min,
+  // once the validation loss has not improved for more than `patience` evaluations.
   std::string schedule = "constant";
   std::int64_t warmup = 0;
   double lr_min = 0;
   std::int64_t total_updates = 0;
+  std::int64_t patience = 10;
 };
 
 class REWIND_TRAINERS_EXPORT Optimizer {
@@ -47,12 +52,21 @@ class REWIND_TRAINERS_EXPORT Optimizer {
   std::vector<std::pair<std::string, Tensor*>> state(const std::vector<Parameter*>& params);
   void set_updates(std::int64_t n) { updates_ = n; }
 
+  // The plateau schedule's input: one validation loss per evaluation. Returns whether the rate was reduced.
+  bool observe_validation(double loss);
+  // What the schedule remembers beyond the update count (the plateau's best loss, evaluations without
+  // improvement and reductions), as checkpoint metadata; restoring checks it is complete and well formed.
+  std::map<std::string, std::string> schedule_state() const;
+  void restore_schedule_state(const std::map<std::string, std::string>& metadata);
+
  private:
   void allocate_state(const std::vector<Parameter*>& params);
 
   OptimizerConfig config_;
   std::int64_t updates_ = 0;
   std::vector<Tensor> first_, second_;  // momentum buffer (sgd) or moments (adam), per parameter
+  double plateau_best_ = INFINITY;
+  std::int64_t plateau_bad_ = 0, plateau_reductions_ = 0;
 };
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
