@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "parse.hpp"
+#include "plot.hpp"
 #include "plugin_options.hpp"
 #include "rewind/trainers/loop.hpp"
 
@@ -112,12 +113,11 @@ std::string mib(double bytes) {
 
 void write_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs,
                 const BenchSetup& s) {
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+  if (!have_gnuplot()) {
     std::printf("--plot: gnuplot is not installed (apt-get install gnuplot-nox); skipped\n");
     return;
   }
-  const std::string script_path = png + ".gp";
-  std::ofstream gp(script_path);
+  std::ostringstream gp;
   gp << "set terminal pngcairo size 1400,560 font ',10'\nset output '" << png << "'\n"
      << "set datafile separator ','\nset key top left\nset grid\nset logscale x\n"
      << "set multiplot layout 1,2 title '" << s.model << ", hidden " << s.hidden << ", batch " << s.batch
@@ -135,10 +135,8 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
     gp << (i ? ", " : "") << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):8 with linespoints title '"
        << specs[i] << "'";
   gp << "\nunset multiplot\n";
-  gp.close();
-  if (std::system(("gnuplot " + shell_quote(script_path)).c_str()) != 0)
-    throw std::runtime_error("gnuplot failed on " + script_path);
-  std::printf("wrote %s (gnuplot script %s)\n", png.c_str(), script_path.c_str());
+  run_gnuplot(png, gp.str());
+  std::printf("wrote %s (gnuplot script %s.gp)\n", png.c_str(), png.c_str());
 }
 
 }  // namespace

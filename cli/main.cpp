@@ -19,6 +19,7 @@ constexpr Command commands[] = {
      rwd::cli::run_train},
     {"sample", "generate text from a saved character model", rwd::cli::run_sample},
     {"eval", "loss of a saved model on a text file", rwd::cli::run_eval},
+    {"plot", "draw a run's loss and learning-rate curves from its metrics (gnuplot PNG)", rwd::cli::run_plot},
     {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
      rwd::cli::run_bench_memory},
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",

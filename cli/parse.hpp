@@ -11,13 +11,17 @@
 
 namespace rwd::cli {
 
-// Parses argv into vm and checks required options; for --help prints usage and the options and returns
-// false, so the command returns 0 without running.
-inline bool parse_command_line(int argc, const char* const* argv,
-                               const boost::program_options::options_description& options,
-                               boost::program_options::variables_map& vm, const char* usage) {
+// Parses argv into vm (with positional arguments when given) and checks required options; for --help prints
+// usage and the options and returns false, so the command returns 0 without running.
+inline bool parse_command_line(
+    int argc, const char* const* argv, const boost::program_options::options_description& options,
+    boost::program_options::variables_map& vm, const char* usage,
+    const boost::program_options::positional_options_description* positional = nullptr) {
   namespace po = boost::program_options;
-  po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+  po::command_line_parser parser(argc, argv);
+  parser.options(options);
+  if (positional) parser.positional(*positional);
+  po::store(parser.run(), vm);
   if (vm.count("help")) {
     std::cout << usage << '\n' << options;
     return false;

@@ -20,6 +20,7 @@
 
 #include "commands.hpp"
 #include "parse.hpp"
+#include "plot.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
 #include "rewind/trainers/checkpoint.hpp"
@@ -244,7 +245,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
   // clang-format off
   static const std::set<std::string> allowed = {
       "resume", "epochs", "max-updates", "time-limit", "save", "save-every", "save-every-seconds",
-      "keep-checkpoints", "keep-best", "early-stop", "metrics", "eval-every", "log-every", "sample-length", "prime", "temperature",
+      "keep-checkpoints", "keep-best", "early-stop", "metrics", "plot", "eval-every", "log-every", "sample-length", "prime", "temperature",
       "on-nonfinite", "max-skips", "plugin", "plugin-dir", "help"};
   // clang-format on
   for (const auto& [name, value] : vm)
@@ -253,7 +254,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
                                   " cannot be combined with --resume: the saved run fixes model, data and "
                                   "hyperparameters (with --resume give only limits and outputs: --epochs, "
                                   "--max-updates, --time-limit, --save, --save-every, --save-every-seconds, "
-                                  "--keep-checkpoints, --keep-best, --early-stop, --metrics, "
+                                  "--keep-checkpoints, --keep-best, --early-stop, --metrics, --plot, "
                                   "--eval-every, --log-every, "
                                   "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
 }
@@ -298,7 +299,7 @@ int run_train(int argc, const char* const* argv) {
   std::int64_t epochs = 0, max_updates = 0, eval_every = config.eval_every, log_every = 50,
                sample_length = 300;
   double time_limit = 0, temperature = 0.8;
-  std::string save, resume, metrics_path, init, prime = "ROMEO:";
+  std::string save, resume, metrics_path, plot_path, init, prime = "ROMEO:";
   std::int64_t save_every = 0, keep_checkpoints = 1, max_skips = 10, early_stop = 0;
   bool keep_best = false, tie_weights = false;
   std::string on_nonfinite = "stop";
@@ -374,6 +375,7 @@ int run_train(int argc, const char* const* argv) {
       "early-stop", po::value(&early_stop),
       "stop after N validation runs without a new best validation loss")(
       "metrics", po::value(&metrics_path), "append one JSON line per update and evaluation to this file")(
+      "plot", po::value(&plot_path), "at the end, draw the run's curves from --metrics into this PNG")(
       "eval-every", po::value(&eval_every)->default_value(eval_every),
       "updates between validation runs (0: only at the end; a resume keeps the run's)")(
       "log-every", po::value(&log_every)->default_value(log_every),
@@ -455,6 +457,10 @@ int run_train(int argc, const char* const* argv) {
   if ((save_every > 0 || save_every_seconds > 0) && save.empty())
     throw std::invalid_argument("--save-every and --save-every-seconds need --save DIR");
   if (keep_best && save.empty()) throw std::invalid_argument("--keep-best needs --save DIR");
+  if (!plot_path.empty() && metrics_path.empty())
+    throw std::invalid_argument("--plot draws from the run's metrics: give --metrics FILE too");
+  if (!plot_path.empty() && !have_gnuplot())
+    throw std::runtime_error("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
   if (keep_best) check_writable_directory(fs::path(save) / "best");
   if (vm.count("early-stop") && early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
 
@@ -593,6 +599,11 @@ int run_train(int argc, const char* const* argv) {
     save_run(0);
     std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
                 static_cast<long long>(optimizer.updates()));
+  }
+  if (!plot_path.empty()) {
+    metrics->flush();
+    plot_runs({metrics_path}, plot_path);
+    std::printf("wrote %s (gnuplot script %s.gp)\n", plot_path.c_str(), plot_path.c_str());
   }
   if (text && sample_length > 0) {
     std::string usable;
