@@ -110,6 +110,17 @@ TEST_CASE("a cell factory that throws is named with its plugin file and layer", 
   CHECK_THROWS_WITH(r.make_model("throwing_cell", config, {}),
                     Contains("model plugin 'throwing_cell' (") && Contains("throwing_cell.so)") &&
                         Contains("layer 0") && Contains("the cell refuses to be made"));
+  // A step that throws is named the same way, through the model's step and its whole-window run.
+  config.layers = 2;
+  auto model = r.make_model("throwing_cell", config, {{"throw_in", "step"}});
+  autodiff::Tape tape;
+  models::ModelState state;
+  model->begin(tape, model->initial_state(1), state);
+  const autodiff::Var x = tape.input(autodiff::Tensor(autodiff::Shape::matrix(1, 3), autodiff::DType::f32));
+  for (const bool whole_window : {false, true})
+    CHECK_THROWS_WITH(whole_window ? model->features(tape, x, state) : model->step(tape, x, state),
+                      Contains("model plugin 'throwing_cell' (") && Contains("throwing_cell.so), layer 0") &&
+                          Contains("the cell refuses to step"));
 }
 
 TEST_CASE("a directory scan collects problems and keeps the good plugins", "[plugins]") {

@@ -21,6 +21,49 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
   return *libraries;
 }
 
+// A plugin's cell, whose failures name the plugin, its file and the layer: a message from deep inside a
+// user's cell ("slice_cols: columns 0..512 of [32, 256]") says nothing about where it came from. Allocation
+// failures pass unchanged: they name what and how much themselves.
+class NamedCell final : public models::Cell {
+  using Tape = autodiff::Tape;
+  using Var = autodiff::Var;
+  using Parameter = autodiff::Parameter;
+
+ public:
+  NamedCell(std::unique_ptr<models::Cell> cell, std::string origin)
+      : cell_(std::move(cell)), origin_(std::move(origin)) {}
+  std::int64_t input_size() const override { return cell_->input_size(); }
+  std::int64_t hidden_size() const override { return cell_->hidden_size(); }
+  int state_size() const override { return cell_->state_size(); }
+  models::State step(Tape& tape, const Var& x, const models::State& state) override {
+    try {
+      return cell_->step(tape, x, state);
+    } catch (const autodiff::AllocationError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw PluginError(origin_ + ": step failed: " + e.what());
+    }
+  }
+  Var output(const models::State& state) const override { return cell_->output(state); }
+  models::Sequence run(Tape& tape, const Var& inputs, const models::State& state,
+                       std::span<const std::uint8_t> resets) override {
+    try {
+      return cell_->run(tape, inputs, state, resets);
+    } catch (const autodiff::AllocationError&) {
+      throw;
+    } catch (const PluginError&) {
+      throw;  // from the default run's calls of step(), already named
+    } catch (const std::exception& e) {
+      throw PluginError(origin_ + ": run failed: " + e.what());
+    }
+  }
+  std::vector<Parameter*> parameters() override { return cell_->parameters(); }
+
+ private:
+  std::unique_ptr<models::Cell> cell_;
+  std::string origin_;
+};
+
 // Whether the file starts like a shared library; throws when it cannot be read at all.
 bool looks_like_elf(const fs::path& file, const std::string& where) {
   std::ifstream in(file, std::ios::binary);
@@ -169,15 +212,18 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
       models::Options::resolve(d.option_specs(), cell_options, "model '" + cell + "'");
   // A factory's failure names the plugin, its file and the layer; an allocation failure says so itself.
   const std::string origin = "model plugin '" + cell + "' (" + find(Kind::model, cell).file.string() + ")";
-  auto make_cell = [&d, &origin](const models::CellSpec& spec) {
+  auto make_cell = [&d, &origin](const models::CellSpec& spec) -> std::unique_ptr<models::Cell> {
+    std::unique_ptr<models::Cell> cell;
     try {
-      return d.create_cell(spec);
+      cell = d.create_cell(spec);
     } catch (const autodiff::AllocationError&) {
       throw;
     } catch (const std::exception& e) {
       throw PluginError(origin + ": making the cell of layer " + std::to_string(spec.layer) +
                         " failed: " + e.what());
     }
+    if (!cell) return nullptr;
+    return std::make_unique<NamedCell>(std::move(cell), origin + ", layer " + std::to_string(spec.layer));
   };
   return std::make_unique<models::Model>(with_own, make_cell, resolved);
 }
