@@ -2,11 +2,11 @@
 # Long-run soak: UPDATES (default 10^6) truncated updates of a small LSTM on a synthetic task, with the process's
 # resident memory sampled every second and the tape arena's reserve and block count read from the metrics every
 # 10^4 updates. After warm-up all three must stay flat (<= 1% growth); the table goes to bench/README.md.
-# Usage: bench/soak.sh [UPDATES] (run from a build: ./build/bin/rewind must exist).
+# Usage: [REWIND=path/to/rewind] bench/soak.sh [UPDATES] (default ./build/bin/rewind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 updates=${1:-1000000}
-rewind=./build/bin/rewind
+rewind=${REWIND:-./build/bin/rewind}  # or an installed copy, so that a rebuild cannot disturb the run
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} REWIND_NUM_THREADS=${REWIND_NUM_THREADS:-default}"
