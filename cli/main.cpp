@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "commands.hpp"
+#include "distributed.hpp"
 
 namespace {
 
@@ -65,12 +66,20 @@ int main(int argc, char** argv) {
         std::cout << "rewind " << REWIND_VERSION << '\n';
         return 0;
       }
+    rwd::cli::World::init(argc, argv);
+    int status = 1;
     try {
-      return c.run(argc - 1, argv + 1);
+      status = c.run(argc - 1, argv + 1);
     } catch (const std::exception& e) {
+      if (rwd::cli::World::distributed()) {
+        std::cerr << "rewind " << c.name << " (rank " << rwd::cli::World::rank() << " of "
+                  << rwd::cli::World::size() << "): " << e.what() << std::endl;
+        rwd::cli::World::abort();
+      }
       std::cerr << "rewind " << c.name << ": " << e.what() << '\n';
-      return 1;
     }
+    rwd::cli::World::finalize();
+    return status;
   }
   std::cerr << "rewind: unknown command '" << first << "'\n";
   usage(std::cerr);

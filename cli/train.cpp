@@ -19,6 +19,7 @@
 #include <set>
 
 #include "commands.hpp"
+#include "distributed.hpp"
 #include "parse.hpp"
 #include "plot.hpp"
 #include "plugin_options.hpp"
@@ -77,30 +78,61 @@ class PassData {
     const std::string& reason = series_.train ? series_.no_validation_reason : text_.no_validation_reason;
     if (!reason.empty()) std::printf("%s\n", reason.c_str());
   }
+  // This rank's streams of the pass (all of them in one process): the same global layout whatever the
+  // number of ranks.
   const trainers::Dataset& train(std::int64_t pass) {
+    const trainers::Dataset& whole = whole_train(pass);
+    if (!World::distributed()) return whole;
+    const auto [begin, end] = World::share(whole.batch(), "--batch");
+    return share_of(whole, begin, end, train_share_);
+  }
+  // Validation streams are shared as evenly as they go (10 among 4 ranks: 2, 3, 2, 3); World::combine adds
+  // the ranks' sums.
+  const trainers::Dataset* validation() {
+    const trainers::Dataset* whole = whole_validation();
+    if (!whole || !World::distributed()) return whole;
+    const std::int64_t n = whole->batch(), r = World::rank(), ranks = World::size();
+    if (n < ranks)
+      throw std::invalid_argument(std::to_string(n) + " validation streams cannot be shared by " +
+                                  std::to_string(ranks) + " ranks");
+    return &share_of(*whole, r * n / ranks, (r + 1) * n / ranks, validation_share_);
+  }
+
+ private:
+  const trainers::Dataset& whole_train(std::int64_t pass) {
     if (series_.train) return *series_.train;
     if (config_.task.empty()) return *text_.train;
     if (pass != task_pass_) {
+      train_share_ = {};  // its slice refers to (and copied rows of) the sample being replaced
       task_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
                                        task_seed(config_.seed, static_cast<std::uint64_t>(pass)));
       task_pass_ = pass;
     }
     return *task_;
   }
-  const trainers::Dataset* validation() {
+  const trainers::Dataset* whole_validation() {
     if (!config_.task.empty() && !held_out_)  // a sample no training pass sees
       held_out_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
                                            task_seed(config_.seed, validation_stream));
     if (series_.train) return series_.validation.get();
     return config_.task.empty() ? text_.validation.get() : held_out_.get();
   }
+  struct Share {
+    const trainers::Dataset* whole = nullptr;
+    std::unique_ptr<trainers::StreamSlice> slice;
+  };
+  static const trainers::Dataset& share_of(const trainers::Dataset& whole, std::int64_t begin,
+                                           std::int64_t end, Share& share) {
+    if (share.whole != &whole) share = {&whole, std::make_unique<trainers::StreamSlice>(whole, begin, end)};
+    return *share.slice;
+  }
 
- private:
   RunConfig& config_;
   TextData text_;
   SeriesSplit series_;
   std::unique_ptr<trainers::Dataset> task_, held_out_;
   std::int64_t task_pass_ = -1;
+  Share train_share_, validation_share_;
 };
 
 void report_evaluation(const char* label, const trainers::Evaluation& e, bool text, std::ofstream* metrics,
@@ -400,6 +432,17 @@ int run_train(int argc, const char* const* argv) {
     return 0;
 
   BestValidation best;
+  if (World::distributed()) {
+    for (const char* name : {"resume", "save-every", "save-every-seconds", "keep-best", "keep-checkpoints"})
+      if (vm.count(name) && !vm[name].defaulted())
+        throw std::invalid_argument(std::string("--") + name +
+                                    " is not available under MPI yet: checkpoints need every rank's carried "
+                                    "state (--save writes model.safetensors)");
+    if (World::rank() != 0) {  // rank 0 speaks and writes for all
+      metrics_path.clear(), plot_path.clear(), sample_length = 0;
+      if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence rank output");
+    }
+  }
   if (!resume.empty()) {
     refuse_run_options_on_resume(vm);
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
@@ -450,7 +493,7 @@ int run_train(int argc, const char* const* argv) {
     throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
   if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
-  if (!save.empty()) check_writable_directory(save);  // before training, not after it
+  if (!save.empty() && World::rank() == 0) check_writable_directory(save);  // before training, not after it
   if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
     throw std::invalid_argument(
         "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
@@ -480,13 +523,15 @@ int run_train(int argc, const char* const* argv) {
   // once.
   const std::string run_json = config.to_json();
   trainers::Optimizer optimizer(config.optimizer);
-  trainers::Loop loop(*model, *trainer, optimizer,
-                      [&](std::int64_t pass) -> const trainers::Dataset& { return data.train(pass); },
-                      {.clip = config.clip,
-                       .max_updates = max_updates,
-                       .max_passes = epochs,
-                       .time_limit_seconds = time_limit,
-                       .max_nonfinite_skips = on_nonfinite == "skip" ? max_skips : 0});
+  trainers::LoopOptions loop_options{.clip = config.clip,
+                                     .max_updates = max_updates,
+                                     .max_passes = epochs,
+                                     .time_limit_seconds = time_limit,
+                                     .max_nonfinite_skips = on_nonfinite == "skip" ? max_skips : 0};
+  if (World::distributed()) loop_options.reduce = &World::reduce, loop_options.agree = &World::any;
+  trainers::Loop loop(
+      *model, *trainer, optimizer,
+      [&](std::int64_t pass) -> const trainers::Dataset& { return data.train(pass); }, loop_options);
   if (!resume.empty()) {
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
     const std::int64_t pass = std::stoll(trainers::read_checkpoint_metadata(file).at("rewind.pass"));
@@ -510,6 +555,10 @@ int run_train(int argc, const char* const* argv) {
       config.trainer.c_str(),
       config.task.empty() ? ("data " + config.data).c_str() : ("task " + config.task).c_str(),
       static_cast<long long>(config.batch));
+  if (World::distributed())
+    std::printf("MPI: %d ranks, %lld streams each, %s threads per rank\n", World::size(),
+                static_cast<long long>(config.batch / World::size()),
+                std::getenv("REWIND_NUM_THREADS") ? std::getenv("REWIND_NUM_THREADS") : "all");
   std::printf("limits:%s%s%s\n", max_updates ? (" " + std::to_string(max_updates) + " updates").c_str() : "",
               epochs ? (" " + std::to_string(epochs) + " passes").c_str() : "",
               time_limit > 0 ? (" " + duration(time_limit)).c_str() : "");
@@ -531,6 +580,10 @@ int run_train(int argc, const char* const* argv) {
   auto write_run = [&](const fs::path& dir) {
     std::map<std::string, std::string> metadata = best.metadata();
     metadata["rewind.run"] = run_json;
+    if (World::distributed()) {  // the parameters are the same on every rank; the carried state is not
+      if (World::rank() == 0) models::save_parameters(dir / "model.safetensors", *model, metadata);
+      return;
+    }
     trainers::save_checkpoint(dir / "checkpoint.safetensors", *model, optimizer, *trainer, loop.position(),
                               metadata);
     models::save_parameters(dir / "model.safetensors", *model, metadata);
@@ -544,7 +597,7 @@ int run_train(int argc, const char* const* argv) {
   // Evaluated before the periodic save, so that a checkpoint holds what this evaluation changed (the
   // plateau schedule, the best loss) and a resumed run does not evaluate it again.
   auto validate = [&](std::int64_t update) {
-    const trainers::Evaluation e = trainers::evaluate(*model, *data.validation());
+    const trainers::Evaluation e = World::combine(trainers::evaluate(*model, *data.validation()));
     report_evaluation("validation", e, text, metrics.get(), update);
     if (e.count == 0) return;
     if (optimizer.observe_validation(e.loss))
@@ -593,11 +646,12 @@ int run_train(int argc, const char* const* argv) {
   progress.summary(optimizer.updates());
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
-    report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), text,
-                      metrics.get(), optimizer.updates());
+    report_evaluation("validation (final)", World::combine(trainers::evaluate(*model, *data.validation())),
+                      text, metrics.get(), optimizer.updates());
   if (!save.empty()) {
     save_run(0);
-    std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
+    std::printf("saved %s (%s) at update %lld\n", save.c_str(),
+                World::distributed() ? "model.safetensors" : "model.safetensors, checkpoint.safetensors",
                 static_cast<long long>(optimizer.updates()));
   }
   if (!plot_path.empty()) {

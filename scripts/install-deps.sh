@@ -7,6 +7,7 @@ packages=(
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libboost-graph-dev
   catch2 libbenchmark-dev libopenblas-dev nlohmann-json3-dev libxxhash-dev
   gnuplot-nox
+  openmpi-bin libopenmpi-dev
 )
 
 missing=()

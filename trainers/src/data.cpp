@@ -254,6 +254,40 @@ std::vector<std::int32_t> CharVocabulary::encode(const std::string& text) const 
   return ids;
 }
 
+StreamSlice::StreamSlice(const Dataset& whole, std::int64_t begin, std::int64_t end)
+    : whole_(whole), begin_(begin), end_(end) {
+  if (!(begin >= 0 && begin < end && end <= whole.batch()))
+    throw std::invalid_argument("streams [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") are not a share of " + std::to_string(whole.batch()) + " streams");
+  if (whole.vocab_size() > 0) return;
+  auto rows = [&](const Tensor* t) {
+    if (!t) return Tensor();
+    const std::int64_t cols = t->shape().cols, element = t->bytes() / std::max<std::int64_t>(t->numel(), 1);
+    Tensor out(autodiff::Shape::matrix(end - begin, cols), t->dtype());
+    std::memcpy(out.raw(), static_cast<const char*>(t->raw()) + begin * cols * element,
+                static_cast<std::size_t>((end - begin) * cols * element));
+    return out;
+  };
+  for (std::int64_t t = 0; t < whole.steps(); ++t) {
+    const Step s = whole.step(t);
+    features_.push_back(rows(s.features));
+    targets_.push_back(rows(s.target_values));
+  }
+}
+
+Step StreamSlice::step(std::int64_t t) const {
+  Step s = whole_.step(t);
+  const auto offset = static_cast<std::size_t>(begin_), count = static_cast<std::size_t>(end_ - begin_);
+  auto share = [&](auto span) { return span.empty() ? span : span.subspan(offset, count); };
+  s.tokens = share(s.tokens);
+  s.target_tokens = share(s.target_tokens);
+  s.loss_rows = share(s.loss_rows);
+  s.reset = share(s.reset);
+  if (s.features) s.features = &features_[static_cast<std::size_t>(t)];
+  if (s.target_values) s.target_values = &targets_[static_cast<std::size_t>(t)];
+  return s;
+}
+
 std::unique_ptr<TokenData> text_streams(const std::vector<std::int32_t>& ids, std::int64_t vocab,
                                         std::int64_t batch) {
   const std::int64_t steps = batch > 0 ? (static_cast<std::int64_t>(ids.size()) - 1) / batch : 0;

@@ -24,6 +24,7 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<autodiff::Parameter*> params = model_.parameters();
   std::int64_t steps_since_report = 0;
+  const auto agreed = [&](bool stop) { return options_.agree ? options_.agree(stop) : stop; };
   while (true) {
     if (options_.max_updates > 0 && optimizer_.updates() >= options_.max_updates) return;
     if (!in_pass_) {
@@ -38,6 +39,7 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
     tape_.random_key().update = static_cast<std::uint64_t>(optimizer_.updates());
     UpdateReport report;
     report.stats = trainer_.next(model_, data, tape_);
+    if (options_.reduce) options_.reduce(params, report.stats);
     report.update = optimizer_.updates() + 1;
     report.pass = pass_;
     steps_since_report += report.stats.steps_recorded;
@@ -59,7 +61,7 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
     // No counted target, no update: the gradient is zero, and an optimizer step would still move weights by
     // momentum or Adam's moments (PyTorch skips parameters without a gradient). docs/trainers.md.
     if (!counted) {
-      if (out_of_time()) return;
+      if (agreed(out_of_time())) return;
       continue;
     }
     std::string nonfinite;  // the diagnosis, when the loss or the gradient is not finite
@@ -86,7 +88,7 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
                                        " non-finite updates in a row, more than --max-skips " +
                                        std::to_string(options_.max_nonfinite_skips) + ")");
       ++skipped_since_report_;
-      if (out_of_time()) return;
+      if (agreed(out_of_time())) return;
       continue;
     }
     consecutive_skips_ = 0;
@@ -97,8 +99,9 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
     report.steps_recorded = steps_since_report;
     steps_since_report = 0;
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (!on_update(report)) return;
-    if (options_.time_limit_seconds > 0 && report.seconds >= options_.time_limit_seconds) return;
+    const bool stop = !on_update(report) ||
+                      (options_.time_limit_seconds > 0 && report.seconds >= options_.time_limit_seconds);
+    if (agreed(stop)) return;
   }
 }
 

@@ -91,6 +91,24 @@ class REWIND_TRAINERS_EXPORT SeriesData : public Dataset {
   std::vector<std::uint8_t> has_loss_, resets_, any_reset_, loss_rows_, any_row_masked_;
 };
 
+// Streams [begin, end) of another dataset, as a dataset of their own: one process's share under data
+// parallelism. Token spans point into the whole; real-valued rows are copied once, here.
+class REWIND_TRAINERS_EXPORT StreamSlice : public Dataset {
+ public:
+  StreamSlice(const Dataset& whole, std::int64_t begin, std::int64_t end);
+  std::int64_t batch() const override { return end_ - begin_; }
+  std::int64_t steps() const override { return whole_.steps(); }
+  Step step(std::int64_t t) const override;
+  std::int64_t vocab_size() const override { return whole_.vocab_size(); }
+  std::int64_t input_size() const override { return whole_.input_size(); }
+  std::int64_t output_size() const override { return whole_.output_size(); }
+
+ private:
+  const Dataset& whole_;
+  std::int64_t begin_, end_;
+  std::vector<Tensor> features_, targets_;  // real-valued data: this slice's rows of every step
+};
+
 // A numeric CSV file with a header row of column names.
 struct REWIND_TRAINERS_EXPORT CsvTable {
   std::vector<std::string> columns;

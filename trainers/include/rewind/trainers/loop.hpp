@@ -27,6 +27,11 @@ struct LoopOptions {
   // Updates with a non-finite loss or gradient discarded in a row before training stops with the diagnosis
   // (0: stop at the first, the default). A discarded update changes no parameter and no optimizer state.
   std::int64_t max_nonfinite_skips = 0;
+  // Data parallelism (each process trains its share of the streams): `reduce` turns this process's gradients
+  // and stats into the global ones, identical on every process, before anything looks at them; `agree` turns
+  // this process's wish to stop into everyone's decision. Unset: one process.
+  std::function<void(const std::vector<Parameter*>&, UpdateStats&)> reduce = {};
+  std::function<bool(bool)> agree = {};
 };
 
 // An update is a trainer window with at least one counted target: windows without one (the first steps of a
