@@ -47,12 +47,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-std::string text_of(const std::string& vocabulary, const std::vector<std::int32_t>& ids) {
-  std::string s;
-  for (std::int32_t id : ids) s += vocabulary[static_cast<std::size_t>(id)];
-  return s;
-}
-
 // Seeds of the synthetic samples: one stream per training pass and one for validation, never equal.
 constexpr std::uint64_t validation_stream = ~std::uint64_t{0};
 std::uint64_t task_seed(std::uint64_t seed, std::uint64_t stream) {
@@ -86,6 +80,7 @@ class PassData {
     }
     return *task_;
   }
+  const trainers::Dataset* test() const { return text_.test.get(); }
   const trainers::Dataset* validation() {
     if (!config_.task.empty() && !held_out_)  // a sample no training pass sees
       held_out_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
@@ -102,20 +97,25 @@ class PassData {
   std::int64_t task_pass_ = -1;
 };
 
-void report_evaluation(const char* label, const trainers::Evaluation& e, bool text, std::ofstream* metrics,
-                       std::int64_t update) {
+// How an evaluation of token data reads: perplexity for any tokens, bits per character for characters.
+struct Scores {
+  bool perplexity = false, bits = false;
+};
+
+void report_evaluation(const char* label, const trainers::Evaluation& e, Scores scores,
+                       std::ofstream* metrics, std::int64_t update, const char* metric = "eval") {
   if (e.count == 0) return;
   std::printf("%s: loss %.4f", label, e.loss);
-  if (text)
-    std::printf(", %.3f bits per character, perplexity %.2f", e.loss / std::log(2.0), std::exp(e.loss));
-  if (e.correct > 0 || text)
+  if (scores.bits) std::printf(", %.3f bits per character", e.loss / std::log(2.0));
+  if (scores.perplexity) std::printf(", perplexity %.2f", std::exp(e.loss));
+  if (e.correct > 0 || scores.perplexity)
     std::printf(", accuracy %.3f", static_cast<double>(e.correct) / static_cast<double>(e.count));
   std::printf("\n");
   if (metrics)
     *metrics << nlohmann::json{{"update", update},
-                               {"eval_loss", e.loss},
-                               {"eval_count", e.count},
-                               {"eval_accuracy",
+                               {std::string(metric) + "_loss", e.loss},
+                               {std::string(metric) + "_count", e.count},
+                               {std::string(metric) + "_accuracy",
                                 static_cast<double>(e.correct) / static_cast<double>(e.count)}}
                     .dump()
              << std::endl;
@@ -266,6 +266,7 @@ int run_train(int argc, const char* const* argv) {
   double save_every_seconds = 0;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
   std::string csv_inputs, csv_targets, csv_target_columns;
+  std::string token_mode = "bytes", vocab_file;
 
   po::options_description options("rewind train options");
   options.add_options()("help,h", "show this help")("model",
@@ -281,6 +282,15 @@ int run_train(int argc, const char* const* argv) {
       "KEY=VALUE for the trainer plugin (repeatable)")(
       "data", po::value(&config.data), "text file, character level (default: the bundled tinyshakespeare)")(
       "task", po::value(&config.task), "synthetic task instead: recall:L, adding:L, delay:D")(
+      "tokens", po::value(&token_mode)->default_value(token_mode),
+      "text: bytes (every byte a symbol), chars (UTF-8 code points) or words (whitespace, <eos> per line)")(
+      "vocab-size", po::value(&config.vocab_size),
+      "words: keep the N most frequent (the rest: <unk>); token files: ids are below N")(
+      "token-dtype", po::value(&config.token_dtype),
+      "--data is a token file of little-endian uint16 or uint32 ids (nanoGPT's train.bin)")(
+      "vocab", po::value(&vocab_file), "vocabulary file written by rewind tokenize (token files: to print)")(
+      "val-data", po::value(&config.val_data), "validation file instead of --val-fraction (same format)")(
+      "test-data", po::value(&config.test_data), "test file, evaluated at the end of training")(
       "task-steps", po::value(&config.task_steps)->default_value(config.task_steps),
       "steps per row per pass of a task")(
       "val-fraction",
@@ -330,8 +340,8 @@ int run_train(int argc, const char* const* argv) {
       "log-every", po::value(&log_every)->default_value(log_every),
       "updates between progress lines when not on a terminal")(
       "sample-length", po::value(&sample_length)->default_value(sample_length),
-      "characters sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
-                                                       "text the sample starts from")(
+      "tokens sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
+                                                   "text the sample starts from")(
       "temperature", po::value(&temperature)->default_value(temperature, shortest(temperature)),
       "sampling temperature");
   options.add_options()("inputs", po::value(&csv_inputs),
@@ -363,6 +373,29 @@ int run_train(int argc, const char* const* argv) {
         throw std::invalid_argument(
             std::string("--") + name + " applies to CSV data (a .csv file), not to " +
             (config.task.empty() ? "the text file '" + config.data + "'" : "task '" + config.task + "'"));
+    for (const char* name : {"tokens", "vocab-size", "token-dtype", "vocab", "val-data", "test-data"})
+      if (vm.count(name) && !vm[name].defaulted() && (csv || !config.task.empty()))
+        throw std::invalid_argument(
+            std::string("--") + name + " applies to text and token files, not to " +
+            (csv ? "the CSV file '" + config.data + "'" : "task '" + config.task + "'"));
+    config.vocabulary.mode = trainers::token_mode(token_mode);
+    if (!vocab_file.empty()) {
+      config.vocabulary = read_vocabulary(vocab_file);
+      if (!vm["tokens"].defaulted() && config.vocabulary.mode != trainers::token_mode(token_mode))
+        throw std::invalid_argument("--tokens " + token_mode + " does not match the vocabulary file '" +
+                                    vocab_file + "' (" + trainers::name_of(config.vocabulary.mode) + ")");
+      if (config.token_file() && vm.count("vocab-size") && config.vocab_size != config.vocabulary.size())
+        throw std::invalid_argument("--vocab-size " + std::to_string(config.vocab_size) +
+                                    " differs from the " + std::to_string(config.vocabulary.size()) +
+                                    " symbols of '" + vocab_file + "'");
+      if (config.token_file()) config.vocab_size = config.vocabulary.size();
+    }
+    if (vm.count("vocab-size") && !config.token_file() &&
+        config.vocabulary.mode != trainers::TokenMode::words)
+      throw std::invalid_argument(
+          "--vocab-size applies to --tokens words and to token files (--token-dtype)");
+    if (vm.count("val-data") && vm.count("val-fraction") && !vm["val-fraction"].defaulted())
+      throw std::invalid_argument("give --val-data or --val-fraction, not both");
     config.csv.inputs = split_list(csv_inputs);
     config.csv.targets = split_list(csv_targets);
     config.csv.target_columns = split_list(csv_target_columns);
@@ -404,6 +437,14 @@ int run_train(int argc, const char* const* argv) {
   PassData data(config);
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
+  const Scores scores{.perplexity = text,
+                      .bits = text && config.vocabulary.mode != trainers::TokenMode::words &&
+                              !config.vocabulary.symbols.empty()};
+  if (text && (config.token_file() || config.vocabulary.mode != trainers::TokenMode::bytes))
+    std::printf("tokens: %s, vocabulary of %lld\n",
+                config.token_file() ? (config.token_dtype + " ids").c_str()
+                                    : trainers::name_of(config.vocabulary.mode),
+                static_cast<long long>(config.token_count()));
   auto model = build_model(registry, config, data.train(0));
   auto trainer = registry.make_trainer(config.trainer, config.trainer_options);
   // Serialised now, with the vocabulary known and before training: a config that cannot be stored fails at
@@ -474,7 +515,7 @@ int run_train(int argc, const char* const* argv) {
         save_run(r.seconds);
       if (eval_every > 0 && r.update % eval_every == 0 && data.validation()) {
         progress.end_line();
-        report_evaluation("validation", trainers::evaluate(*model, *data.validation()), text, metrics.get(),
+        report_evaluation("validation", trainers::evaluate(*model, *data.validation()), scores, metrics.get(),
                           r.update);
       }
       return !interrupted.load();
@@ -499,23 +540,26 @@ int run_train(int argc, const char* const* argv) {
   progress.summary(optimizer.updates());
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
-    report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), text,
+    report_evaluation("validation (final)", trainers::evaluate(*model, *data.validation()), scores,
                       metrics.get(), optimizer.updates());
+  if (data.test() && !interrupted)
+    report_evaluation("test", trainers::evaluate(*model, *data.test()), scores, metrics.get(),
+                      optimizer.updates(), "test");
   if (!save.empty()) {
     save_run(0);
     std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
                 static_cast<long long>(optimizer.updates()));
   }
-  if (text && sample_length > 0) {
-    std::string usable;
-    for (char c : prime)
-      if (config.vocabulary.find(c) != std::string::npos) usable += c;
-    if (usable.empty()) usable = config.vocabulary.substr(0, 1);
+  if (text && sample_length > 0 && !config.vocabulary.symbols.empty()) {
+    // The prime's symbols the vocabulary knows, or its first symbol.
+    std::vector<std::int32_t> primed =
+        config.vocabulary.encode(prime, "--prime", {.skip_unknown = true, .final_eos = false});
+    if (primed.empty()) primed = {0};
     std::mt19937_64 rng(config.seed);
-    const auto ids = trainers::sample(*model, trainers::CharVocabulary{config.vocabulary}.encode(usable),
-                                      sample_length, temperature, rng);
-    std::printf("\nsample (temperature %.2f):\n%s%s\n", temperature, usable.c_str(),
-                text_of(config.vocabulary, ids).c_str());
+    std::vector<std::int32_t> ids = primed;
+    std::ranges::copy(trainers::sample(*model, primed, sample_length, temperature, rng),
+                      std::back_inserter(ids));
+    std::printf("\nsample (temperature %.2f):\n%s\n", temperature, config.vocabulary.decode(ids).c_str());
   }
   return 0;
 }
