@@ -273,11 +273,10 @@ TextData load_text(RunConfig& config, std::int64_t validation_streams) {
     const std::string text = read_file(config.data);
     if (config.vocabulary.symbols.empty()) {
       std::vector<std::string> files = {config.data}, texts = {text};
-      if (config.vocabulary.mode == trainers::TokenMode::words)  // word_language_model's Corpus
+      if (config.vocabulary.mode == trainers::TokenMode::words)  // only words count held-out text
         for (const std::string& f : {config.val_data, config.test_data})
           if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));
-      config.vocabulary = trainers::Vocabulary::of(config.vocabulary.mode, {texts.begin(), texts.end()},
-                                                   files, config.vocab_size);
+      config.vocabulary = vocabulary_of(config.vocabulary.mode, config.vocab_size, files, texts);
     }
     const std::vector<std::int32_t> ids = config.vocabulary.encode(text, config.data);
     const auto split =
@@ -298,6 +297,15 @@ TextData load_text(RunConfig& config, std::int64_t validation_streams) {
                                " streams of at least 2";
   if (!config.test_data.empty()) out.test = token_streams(config, config.test_data, validation_streams);
   return out;
+}
+
+trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
+                                   const std::vector<std::string>& files,
+                                   const std::vector<std::string>& texts) {
+  const std::size_t counted =
+      mode == trainers::TokenMode::words ? texts.size() : std::min<std::size_t>(1, texts.size());
+  return trainers::Vocabulary::of(mode, {texts.begin(), texts.begin() + static_cast<std::ptrdiff_t>(counted)},
+                                  files, vocab_size);
 }
 
 trainers::Vocabulary read_vocabulary(const std::string& path) {

@@ -79,6 +79,12 @@ TextData load_text(RunConfig& config, std::int64_t validation_streams = validati
 std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
                                                  std::int64_t batch, bool skip_unknown = false,
                                                  std::int64_t* skipped = nullptr);
+// The vocabulary of a run's files (texts[0] the training text, then validation and test): bytes and chars
+// from the training text alone (a held-out symbol it lacks is an error), words from all of them, as
+// word_language_model's Corpus does (held-out words are known, or <unk> with --vocab-size).
+trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
+                                   const std::vector<std::string>& files,
+                                   const std::vector<std::string>& texts);
 // Reads a vocabulary file written by rewind tokenize (JSON: tokens, symbols); errors name the file.
 trainers::Vocabulary read_vocabulary(const std::string& path);
 std::string vocabulary_json(const trainers::Vocabulary& vocabulary);

@@ -426,7 +426,6 @@ int run_train(int argc, const char* const* argv) {
     throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
   if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
-  if (!save.empty()) check_writable_directory(save);  // before training, not after it
   if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
     throw std::invalid_argument(
         "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
@@ -435,6 +434,8 @@ int run_train(int argc, const char* const* argv) {
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
+  // After the data are read (bad data leave nothing behind), before training (not after it).
+  if (!save.empty()) check_writable_directory(save);
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
   const Scores scores{.perplexity = text,
