@@ -293,11 +293,17 @@ TokenFile::TokenFile(const std::string& path, TokenDType dtype, std::int64_t voc
         data_ = nullptr;
         throw std::invalid_argument(message);
       }
-    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    const std::size_t from = static_cast<std::size_t>(begin) * width_ / page * page;
-    const std::size_t to = static_cast<std::size_t>(end) * width_ / page * page;
-    if (to > from) ::madvise(const_cast<unsigned char*>(data_) + from, to - from, MADV_DONTNEED);
+    release(begin, end);
   }
+}
+
+void TokenFile::release(std::int64_t begin, std::int64_t end) const {
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t from = (static_cast<std::size_t>(begin) * width_ + page - 1) / page * page;
+  const std::size_t to = static_cast<std::size_t>(end) * width_ / page * page;
+  // Advice only: a failure leaves the pages resident, which is no error.
+  if (data_ != nullptr && to > from)
+    (void)::madvise(const_cast<unsigned char*>(data_) + from, to - from, MADV_DONTNEED);
 }
 
 TokenFile::~TokenFile() {
@@ -306,7 +312,7 @@ TokenFile::~TokenFile() {
 
 TokenFileStreams::TokenFileStreams(std::shared_ptr<const TokenFile> file, std::int64_t begin,
                                    std::int64_t end, std::int64_t batch)
-    : file_(std::move(file)), begin_(begin), batch_(batch) {
+    : file_(std::move(file)), begin_(begin), batch_(batch), release_every_(0) {
   if (!file_ || begin < 0 || end > file_->size() || begin > end)
     throw std::invalid_argument("token streams: range outside the file");
   steps_ = batch > 0 ? (end - begin - 1) / batch : 0;
@@ -315,6 +321,7 @@ TokenFileStreams::TokenFileStreams(std::shared_ptr<const TokenFile> file, std::i
                                 " tokens are too few for " + std::to_string(batch) + " streams");
   inputs_.resize(static_cast<std::size_t>(batch));
   targets_.resize(static_cast<std::size_t>(batch));
+  release_every_ = static_cast<std::int64_t>((std::size_t{64} << 10) / file_->width());
 }
 
 Step TokenFileStreams::step(std::int64_t t) const {
@@ -323,6 +330,12 @@ Step TokenFileStreams::step(std::int64_t t) const {
     inputs_[static_cast<std::size_t>(b)] = (*file_)[at];
     targets_[static_cast<std::size_t>(b)] = (*file_)[at + 1];
   }
+  if (t > 0 && t % release_every_ == 0)
+    for (std::int64_t b = 0; b < batch_; ++b) {
+      // Twice the stride back: the page across the previous boundary, partly used then, is passed now.
+      const std::int64_t row = begin_ + b * steps_;
+      file_->release(row + std::max<std::int64_t>(0, t - 2 * release_every_), row + t);
+    }
   Step s;
   s.tokens = inputs_;
   s.target_tokens = targets_;

@@ -68,7 +68,11 @@ class REWIND_TRAINERS_EXPORT TokenFile {
 
   std::int64_t size() const { return count_; }  // tokens
   std::int64_t vocab_size() const { return vocab_; }
+  std::size_t width() const { return width_; }  // bytes per id
   const std::string& path() const { return path_; }
+  // Drops the whole pages of tokens [begin, end) from this process's resident set (they stay in the page
+  // cache, and a later read maps them again): what a reader has passed need not stay resident.
+  void release(std::int64_t begin, std::int64_t end) const;
   std::int32_t operator[](std::int64_t i) const {
     const unsigned char* p = data_ + static_cast<std::size_t>(i) * width_;
     std::uint32_t v = 0;
@@ -85,7 +89,9 @@ class REWIND_TRAINERS_EXPORT TokenFile {
 
 // Tokens [begin, end) of a file as `batch` contiguous streams (text_streams' layout), read in place: step(t)
 // gathers its [B] inputs and targets into buffers the dataset owns, so a Step's spans stay valid until the
-// next step() on this dataset, and stepping allocates nothing.
+// next step() on this dataset, and stepping allocates nothing. Every release_every steps, the pages each
+// stream has passed are released, so resident memory stays near B x release_every tokens whatever the file's
+// size.
 class REWIND_TRAINERS_EXPORT TokenFileStreams : public Dataset {
  public:
   TokenFileStreams(std::shared_ptr<const TokenFile> file, std::int64_t begin, std::int64_t end,
@@ -101,6 +107,7 @@ class REWIND_TRAINERS_EXPORT TokenFileStreams : public Dataset {
   std::shared_ptr<const TokenFile> file_;
   std::int64_t begin_, batch_, steps_;
   mutable std::vector<std::int32_t> inputs_, targets_;
+  std::int64_t release_every_;
 };
 
 // Writes ids as a token file, atomically; an id that does not fit the width is an error naming the file.
