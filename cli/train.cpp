@@ -390,6 +390,9 @@ int run_train(int argc, const char* const* argv) {
                                     " symbols of '" + vocab_file + "'");
       if (config.token_file()) config.vocab_size = config.vocabulary.size();
     }
+    if (!config.token_file() && fs::path(config.data).extension() == ".bin")
+      std::fprintf(stderr, "note: '%s' is read as text (--tokens %s); a token file needs --token-dtype\n",
+                   config.data.c_str(), trainers::name_of(config.vocabulary.mode));
     if (vm.count("vocab-size") && !config.token_file() &&
         config.vocabulary.mode != trainers::TokenMode::words)
       throw std::invalid_argument(

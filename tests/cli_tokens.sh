@@ -83,6 +83,15 @@ cmp <(tensors text_run/model.safetensors) <(tensors bin_run/model.safetensors) |
   fail "validation differs"
 [ "$("$rewind" eval --checkpoint text_run --data valid.txt | cut -d: -f2-)" = \
   "$("$rewind" eval --checkpoint bin_run --data valid.bin | cut -d: -f2-)" ] || fail "eval differs"
+# Both resume exactly: the saved run holds the tokenisation, vocabulary and files.
+small_10=("${small[@]/20/10}")
+"$rewind" train --data train.txt --val-data valid.txt "${words[@]/20/10}" --sample-length 0 --save text_half > /dev/null
+"$rewind" train --resume text_half --max-updates 20 --save text_half > /dev/null
+cmp text_run/model.safetensors text_half/model.safetensors || fail "words: resumed run differs"
+"$rewind" train --data train.bin --val-data valid.bin --token-dtype uint16 --vocab train.vocab.json \
+  "${small_10[@]}" --seed 3 --sample-length 0 --save bin_half > /dev/null
+"$rewind" train --resume bin_half --max-updates 20 --save bin_half > /dev/null
+cmp bin_run/model.safetensors bin_half/model.safetensors || fail "token file: resumed run differs"
 # A later file with the saved vocabulary.
 "$rewind" tokenize --data test.txt --vocab train.vocab.json --out test2.bin > /dev/null
 "$rewind" eval --checkpoint bin_run --data test2.bin | grep -q "nats per token" || fail "eval of test2.bin"
