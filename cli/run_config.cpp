@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -310,7 +311,13 @@ trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_
 
 trainers::Vocabulary read_vocabulary(const std::string& path) {
   try {
-    return get_vocabulary(json::parse(read_file(path)));
+    trainers::Vocabulary v = get_vocabulary(json::parse(read_file(path)));
+    std::vector<std::string> sorted = v.symbols;
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted.empty()) throw std::runtime_error("it holds no symbols");
+    if (const auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end())
+      throw std::runtime_error("symbol '" + *twice + "' appears twice");
+    return v;
   } catch (const std::exception& e) {
     throw std::runtime_error("vocabulary file '" + path + "': " + e.what());
   }

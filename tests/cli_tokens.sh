@@ -115,5 +115,9 @@ refused "a token file (--token-dtype) needs --vocab-size N or --vocab FILE" trai
 refused "--token-dtype must be uint16 or uint32, got 'int8'" train --data fr.bin --token-dtype int8 --vocab-size 9
 refused "--tokens must be bytes, chars or words, got 'bpe'" train --data fr.txt --tokens bpe
 refused "--vocab-size applies to --tokens words" train --data fr.txt --tokens chars --vocab-size 10
-[ ! -e nothing ] || fail "a refused run wrote files"
+printf '{"tokens": "words", "vocabulary": ["a", "b", "a"]}' > twice.json
+refused "vocabulary file 'twice.json': symbol 'a' appears twice" tokenize --data train.txt --vocab twice.json --out x.bin
+refused "--tokens chars does not match the vocabulary file 'train.vocab.json' (words)" \
+  train --data train.bin --token-dtype uint16 --vocab train.vocab.json --tokens chars
+[ ! -e nothing ] && [ ! -e x.bin ] || fail "a refused run wrote files"
 echo "tokens checked"
