@@ -170,6 +170,13 @@ TEST_CASE("token files: a size off the width or an id past the vocabulary is ref
                              trainers::TokenDType::uint32);
   CHECK_THAT(message_of([&] { trainers::TokenFile(dir.file("ids.bin"), trainers::TokenDType::uint32, 10); }),
              Catch::Contains("ids.bin': token 3 (byte offset 12) is 10, not below the vocabulary size 10"));
+  {  // past 2^31: not a negative id slipping through as "no target"
+    std::ofstream out(dir.file("huge.bin"), std::ios::binary);
+    out.write("\x01\x00\x00\x00\xff\xff\xff\xff", 8);
+  }
+  CHECK_THAT(
+      message_of([&] { trainers::TokenFile(dir.file("huge.bin"), trainers::TokenDType::uint32, 10); }),
+      Catch::Contains("huge.bin': token 1 (byte offset 4) is 4294967295, not below the vocabulary size 10"));
   CHECK_THAT(message_of([&] { trainers::TokenFile(dir.file("none.bin"), trainers::TokenDType::uint32, 10); }),
              Catch::Contains("cannot open data file") && Catch::Contains("none.bin"));
   CHECK_THAT(

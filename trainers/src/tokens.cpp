@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -248,7 +249,8 @@ std::size_t width_of(TokenDType dtype) {
 TokenFile::TokenFile(const std::string& path, TokenDType dtype, std::int64_t vocab)
     : path_(path), width_(width_of(dtype)), vocab_(vocab) {
   const std::string name = "token file " + quoted(path) + ": ";
-  if (vocab < 1) throw std::invalid_argument(name + "--vocab-size must be >= 1");
+  if (vocab < 1 || vocab > std::numeric_limits<std::int32_t>::max())
+    throw std::invalid_argument(name + "--vocab-size must be in [1, 2^31 - 1], got " + std::to_string(vocab));
   if (dtype == TokenDType::uint16 && vocab > 65536)
     throw std::invalid_argument(name + "--vocab-size " + std::to_string(vocab) +
                                 " does not fit uint16 ids (at most 65536): use --token-dtype uint32");
@@ -284,11 +286,11 @@ TokenFile::TokenFile(const std::string& path, TokenDType dtype, std::int64_t voc
   for (std::int64_t begin = 0; begin < count_; begin += chunk) {
     const std::int64_t end = std::min(count_, begin + chunk);
     for (std::int64_t i = begin; i < end; ++i)
-      if ((*this)[i] >= vocab) {
+      if (id(i) >= static_cast<std::uint64_t>(vocab)) {
         const std::string message = name + "token " + std::to_string(i) + " (byte offset " +
                                     std::to_string(static_cast<std::size_t>(i) * width_) + ") is " +
-                                    std::to_string(static_cast<std::uint32_t>((*this)[i])) +
-                                    ", not below the vocabulary size " + std::to_string(vocab);
+                                    std::to_string(id(i)) + ", not below the vocabulary size " +
+                                    std::to_string(vocab);
         ::munmap(const_cast<unsigned char*>(data_), bytes_);
         data_ = nullptr;
         throw std::invalid_argument(message);

@@ -73,11 +73,12 @@ class REWIND_TRAINERS_EXPORT TokenFile {
   // Drops the whole pages of tokens [begin, end) from this process's resident set (they stay in the page
   // cache, and a later read maps them again): what a reader has passed need not stay resident.
   void release(std::int64_t begin, std::int64_t end) const;
-  std::int32_t operator[](std::int64_t i) const {
+  std::int32_t operator[](std::int64_t i) const { return static_cast<std::int32_t>(id(i)); }
+  std::uint32_t id(std::int64_t i) const {  // as stored
     const unsigned char* p = data_ + static_cast<std::size_t>(i) * width_;
     std::uint32_t v = 0;
     for (std::size_t k = width_; k-- > 0;) v = v << 8 | p[k];
-    return static_cast<std::int32_t>(v);
+    return v;
   }
 
  private:
