@@ -12,5 +12,6 @@ int run_sample(int argc, const char* const* argv);
 int run_eval(int argc, const char* const* argv);
 int run_bench_memory(int argc, const char* const* argv);
 int run_plot(int argc, const char* const* argv);
+int run_tokenize(int argc, const char* const* argv);
 
 }  // namespace rwd::cli

@@ -1,4 +1,5 @@
 // rewind sample | eval: use a model saved by rewind train (its model.safetensors carries the run's config).
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
@@ -31,8 +32,8 @@ std::unique_ptr<models::Model> load_saved(const plugins::Registry& registry, con
     throw std::runtime_error("'" + file.string() +
                              "' holds no run configuration (rewind.run); was it saved by rewind train?");
   config = RunConfig::from_json(meta.at("rewind.run"));
-  if (config.vocabulary.empty()) throw std::runtime_error("'" + file.string() + "' is not a character model");
-  trainers::TokenData shape(1, 1, static_cast<std::int64_t>(config.vocabulary.size()));
+  if (config.token_count() == 0) throw std::runtime_error("'" + file.string() + "' is not a token model");
+  trainers::TokenData shape(1, 1, config.token_count());
   auto model = build_model(registry, config, shape);
   // A checkpoint also holds optimizer and trainer state: only its parameters are read.
   models::assign_parameters(tensors, *model, file, !meta.count("rewind.checkpoint"));
@@ -53,7 +54,7 @@ int run_sample(int argc, const char* const* argv) {
       "checkpoint", po::value(&checkpoint)->required(),
       "model.safetensors saved by rewind train, or its directory")(
       "prime", po::value(&prime), "text to start from (default: a newline, or the first symbol without one)")(
-      "length", po::value(&length)->default_value(length), "characters to generate")(
+      "length", po::value(&length)->default_value(length), "tokens to generate")(
       "temperature", po::value(&temperature)->default_value(temperature, shortest(temperature)),
       "softmax temperature, > 0 (towards 0: the most likely character every time)")(
       "seed", po::value(&seed)->default_value(seed), "sampling seed");
@@ -67,14 +68,24 @@ int run_sample(int argc, const char* const* argv) {
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
   RunConfig config;
   auto model = load_saved(plugin_options.load(), checkpoint, config);
-  if (!vm.count("prime"))
-    prime = config.vocabulary.find('\n') != std::string::npos ? "\n" : config.vocabulary.substr(0, 1);
+  const trainers::Vocabulary& vocabulary = config.vocabulary;
+  if (vocabulary.symbols.empty())
+    throw std::runtime_error("'" + checkpoint +
+                             "' was trained on token ids without a vocabulary: nothing to print them with "
+                             "(train with --vocab FILE, written by rewind tokenize)");
+  std::vector<std::int32_t> ids;
+  if (vm.count("prime")) {
+    ids = vocabulary.encode(prime, "--prime", {.final_eos = false});
+    if (ids.empty()) throw std::invalid_argument("--prime holds no token");
+  } else {  // a line start: the newline or <eos>, else the first symbol
+    const std::string start(vocabulary.mode == trainers::TokenMode::words ? trainers::end_of_line_token
+                                                                          : "\n");
+    const auto it = std::find(vocabulary.symbols.begin(), vocabulary.symbols.end(), start);
+    ids = {it == vocabulary.symbols.end() ? 0 : static_cast<std::int32_t>(it - vocabulary.symbols.begin())};
+  }
   std::mt19937_64 rng(seed);
-  const auto ids = trainers::sample(*model, trainers::CharVocabulary{config.vocabulary}.encode(prime), length,
-                                    temperature, rng);
-  std::string text = prime;
-  for (std::int32_t id : ids) text += config.vocabulary[static_cast<std::size_t>(id)];
-  std::printf("%s\n", text.c_str());
+  std::ranges::copy(trainers::sample(*model, ids, length, temperature, rng), std::back_inserter(ids));
+  std::printf("%s\n", vocabulary.decode(ids).c_str());
   return 0;
 }
 
@@ -85,12 +96,13 @@ int run_eval(int argc, const char* const* argv) {
   po::options_description options("rewind eval options");
   options.add_options()("help,h", "show this help")(
       "checkpoint", po::value(&checkpoint)->required(),
-      "model.safetensors saved by rewind train, or its directory")("data", po::value(&data)->required(),
-                                                                   "text file to evaluate on (all of it)")(
+      "model.safetensors saved by rewind train, or its directory")(
+      "data", po::value(&data)->required(),
+      "file to evaluate on, all of it (text, or a token file for a token-file run)")(
       "batch", po::value(&batch)->default_value(batch),
       "streams the text is cut into, each from a zero state (1: every character scored once, in order)")(
       "unknown", po::value(&unknown)->default_value(unknown),
-      "characters outside the model's vocabulary: fail, or skip them");
+      "symbols outside the model's vocabulary: fail, or skip them (words with <unk>: always <unk>)");
   plugin_options.add_to(options, false);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, vm, "usage: rewind eval --checkpoint DIR --data FILE"))
@@ -100,23 +112,28 @@ int run_eval(int argc, const char* const* argv) {
     throw std::invalid_argument("--unknown must be fail or skip, got '" + unknown + "'");
   RunConfig config;
   auto model = load_saved(plugin_options.load(), checkpoint, config);
-  std::string text = read_file(data);
-  if (unknown == "skip") {
-    const std::size_t before = text.size();
-    std::erase_if(text, [&](char ch) { return config.vocabulary.find(ch) == std::string::npos; });
-    if (text.size() != before)
-      std::printf("skipped %zu characters outside the model's vocabulary\n", before - text.size());
-  }
-  const std::vector<std::int32_t> ids = trainers::CharVocabulary{config.vocabulary}.encode(text);
-  const auto streams =
-      trainers::text_streams(ids, static_cast<std::int64_t>(config.vocabulary.size()), batch);
+  std::int64_t skipped = 0;
+  const auto streams = token_streams(config, data, batch, unknown == "skip", &skipped);
+  const bool characters =
+      config.vocabulary.mode != trainers::TokenMode::words && !config.vocabulary.symbols.empty();
+  const char* unit = characters                                             ? "character"
+                     : config.vocabulary.mode == trainers::TokenMode::words ? "word"
+                                                                            : "token";
+  if (skipped > 0)
+    std::printf("skipped %lld %ss outside the model's vocabulary\n", static_cast<long long>(skipped), unit);
   const trainers::Evaluation e = trainers::evaluate(*model, *streams);
-  std::printf(
-      "%s: loss %.4f nats per character, %.3f bits per character, perplexity %.2f, accuracy %.3f (%lld "
-      "characters, batch %lld)\n",
-      data.c_str(), e.loss, e.loss / std::log(2.0), std::exp(e.loss),
-      static_cast<double>(e.correct) / static_cast<double>(std::max<std::int64_t>(e.count, 1)),
-      static_cast<long long>(e.count), static_cast<long long>(batch));
+  const double accuracy =
+      static_cast<double>(e.correct) / static_cast<double>(std::max<std::int64_t>(e.count, 1));
+  if (characters)
+    std::printf(
+        "%s: loss %.4f nats per character, %.3f bits per character, perplexity %.2f, accuracy %.3f (%lld "
+        "characters, batch %lld)\n",
+        data.c_str(), e.loss, e.loss / std::log(2.0), std::exp(e.loss), accuracy,
+        static_cast<long long>(e.count), static_cast<long long>(batch));
+  else
+    std::printf("%s: loss %.4f nats per token, perplexity %.2f, accuracy %.3f (%lld tokens, batch %lld)\n",
+                data.c_str(), e.loss, std::exp(e.loss), accuracy, static_cast<long long>(e.count),
+                static_cast<long long>(batch));
   return 0;
 }
 

@@ -18,8 +18,11 @@ struct Command {
 constexpr Command commands[] = {
     {"train", "train a model plugin with a trainer plugin (no options: LSTM on the bundled text, 90 s)",
      rwd::cli::run_train},
-    {"sample", "generate text from a saved character model", rwd::cli::run_sample},
-    {"eval", "loss of a saved model on a text file", rwd::cli::run_eval},
+    {"sample", "generate text from a saved token model (bytes, characters or words)", rwd::cli::run_sample},
+    {"eval", "loss per token, perplexity and bits per character of a saved model on a file",
+     rwd::cli::run_eval},
+    {"tokenize", "text to a token file (flat uint16/uint32 ids, nanoGPT's train.bin) and its vocabulary",
+     rwd::cli::run_tokenize},
     {"plot", "draw a run's loss and learning-rate curves from its metrics (gnuplot PNG)", rwd::cli::run_plot},
     {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
      rwd::cli::run_bench_memory},

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +17,36 @@ namespace rwd::cli {
 
 using json = nlohmann::json;
 
+namespace {
+// bytes: the byte values 0-255 (not text: any file can be a corpus; not signed chars: Python's bytes() takes
+// 0-255), as runs stored them before --tokens; chars and words: UTF-8 strings.
+void put_vocabulary(json& j, const trainers::Vocabulary& v) {
+  j["tokens"] = trainers::name_of(v.mode);
+  if (v.mode == trainers::TokenMode::bytes) {
+    std::vector<int> bytes;
+    for (const std::string& s : v.symbols) bytes.push_back(static_cast<unsigned char>(s.at(0)));
+    j["vocabulary"] = bytes;
+  } else {
+    j["vocabulary"] = v.symbols;
+  }
+}
+
+trainers::Vocabulary get_vocabulary(const json& j) {
+  trainers::Vocabulary v;
+  v.mode = trainers::token_mode(j.value("tokens", std::string("bytes")));
+  if (v.mode != trainers::TokenMode::bytes) {
+    v.symbols = j.at("vocabulary").get<std::vector<std::string>>();
+    return v;
+  }
+  for (int b : j.at("vocabulary").get<std::vector<int>>()) {
+    if (b < -128 || b > 255)
+      throw std::runtime_error("vocabulary byte " + std::to_string(b) + " out of range");
+    v.symbols.emplace_back(1, static_cast<char>(b));  // runs saved before 0.1.1 stored signed chars
+  }
+  return v;
+}
+}  // namespace
+
 std::string RunConfig::to_json() const {
   json j;
   j["model"] = model;
@@ -25,6 +56,10 @@ std::string RunConfig::to_json() const {
   j["data"] = data;
   j["data_bytes"] = data_bytes;
   j["data_xxh64"] = data_xxh64;
+  j["val_data"] = val_data;
+  j["test_data"] = test_data;
+  j["vocab_size"] = vocab_size;
+  j["token_dtype"] = token_dtype;
   j["task"] = task;
   j["task_steps"] = task_steps;
   j["val_fraction"] = val_fraction;
@@ -56,10 +91,7 @@ std::string RunConfig::to_json() const {
               {"targets", csv.targets},
               {"target_columns", csv.target_columns},
               {"reset_column", csv.reset_column}};
-  // Bytes 0-255, not text (any file can be a corpus) and not signed chars (Python's bytes() takes 0-255).
-  std::vector<int> bytes;
-  for (char ch : vocabulary) bytes.push_back(static_cast<unsigned char>(ch));
-  j["vocabulary"] = bytes;
+  put_vocabulary(j, vocabulary);
   return j.dump();
 }
 
@@ -74,6 +106,10 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.data = j.at("data");
     c.data_bytes = j.value("data_bytes", std::int64_t{-1});
     c.data_xxh64 = j.value("data_xxh64", std::string());
+    c.val_data = j.value("val_data", std::string());
+    c.test_data = j.value("test_data", std::string());
+    c.vocab_size = j.value("vocab_size", std::int64_t{0});
+    c.token_dtype = j.value("token_dtype", std::string());
     c.task = j.at("task");
     c.task_steps = j.at("task_steps");
     c.val_fraction = j.at("val_fraction");
@@ -99,11 +135,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.clip = j.at("clip");
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};
-    for (int b : j.at("vocabulary").get<std::vector<int>>()) {
-      if (b < -128 || b > 255)
-        throw std::runtime_error("vocabulary byte " + std::to_string(b) + " out of range");
-      c.vocabulary.push_back(static_cast<char>(b));  // runs saved before 0.1.1 stored signed chars
-    }
+    c.vocabulary = get_vocabulary(j);
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("the run configuration stored with the model is unreadable: ") +
                              e.what());
@@ -121,6 +153,9 @@ void RunConfig::validate() const {
   if (task_steps < 1) refuse("--task-steps must be >= 1, got " + std::to_string(task_steps));
   if (!(init_range >= 0)) refuse("--init-range must be >= 0 (0: PyTorch's initialisation)");
   if (!(val_fraction >= 0 && val_fraction < 1)) refuse("--val-fraction must be in [0, 1)");
+  if (vocab_size < 0) refuse("--vocab-size must be >= 0, got " + std::to_string(vocab_size));
+  if (token_file() && vocab_size < 1)
+    refuse("a token file (--token-dtype) needs --vocab-size N or --vocab FILE");
   if (!(clip >= 0 && std::isfinite(clip)))
     refuse("--clip must be >= 0 (0: no clipping), got " + std::to_string(clip));
   trainers::Optimizer{optimizer};  // refuses its own options, naming them
@@ -157,6 +192,8 @@ void RunConfig::fingerprint_data() {
   if (std::filesystem::is_directory(data, ec))
     throw std::invalid_argument("--data '" + data + "' is a directory, not a text or CSV file");
   data = std::filesystem::absolute(data).lexically_normal().string();
+  for (std::string* held_out : {&val_data, &test_data})
+    if (!held_out->empty()) *held_out = std::filesystem::absolute(*held_out).lexically_normal().string();
   const FileDigest d = digest_of(data);
   data_bytes = d.bytes;
   data_xxh64 = d.xxh64;
@@ -196,25 +233,104 @@ std::string read_file(const std::string& path) {
   return buffer.str();
 }
 
+namespace {
+// The streams of text ids, with errors naming the file.
+std::unique_ptr<trainers::Dataset> streams_of(const std::vector<std::int32_t>& ids, std::int64_t vocab,
+                                              std::int64_t batch, const std::string& path) {
+  try {
+    return trainers::text_streams(ids, vocab, batch);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("'" + path + "': " + e.what());
+  }
+}
+}  // namespace
+
+std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
+                                                 std::int64_t batch, bool skip_unknown,
+                                                 std::int64_t* skipped) {
+  if (config.token_file()) {
+    auto file = std::make_shared<const trainers::TokenFile>(path, trainers::token_dtype(config.token_dtype),
+                                                            config.vocab_size);
+    return std::make_unique<trainers::TokenFileStreams>(file, 0, file->size(), batch);
+  }
+  const std::vector<std::int32_t> ids =
+      config.vocabulary.encode(read_file(path), path, {.skip_unknown = skip_unknown, .skipped = skipped});
+  return streams_of(ids, config.token_count(), batch, path);
+}
+
 TextData load_text(RunConfig& config, std::int64_t validation_streams) {
-  const std::string text = read_file(config.data);
-  if (config.vocabulary.empty()) config.vocabulary = trainers::CharVocabulary::of(text).symbols;
-  const std::vector<std::int32_t> ids = trainers::CharVocabulary{config.vocabulary}.encode(text);
   if (!(config.val_fraction >= 0 && config.val_fraction < 1))
     throw std::invalid_argument("--val-fraction must be in [0, 1)");
-  const auto split = static_cast<std::size_t>(static_cast<double>(ids.size()) * (1 - config.val_fraction));
-  const auto vocab = static_cast<std::int64_t>(config.vocabulary.size());
+  const bool held_out_file = !config.val_data.empty();
   TextData out;
-  out.train = trainers::text_streams({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(split)}, vocab,
-                                     config.batch);
-  const std::vector<std::int32_t> held_out(ids.begin() + static_cast<std::ptrdiff_t>(split), ids.end());
-  if (held_out.size() > static_cast<std::size_t>(validation_streams) * 2)
-    out.validation = trainers::text_streams(held_out, vocab, validation_streams);
-  else if (!held_out.empty())
-    out.no_validation_reason = "no validation: " + std::to_string(held_out.size()) +
-                               " held-out characters are too few for " + std::to_string(validation_streams) +
+  std::int64_t held_out = 0;  // tokens of the data file held out for validation
+  if (config.token_file()) {
+    auto file = std::make_shared<const trainers::TokenFile>(
+        config.data, trainers::token_dtype(config.token_dtype), config.vocab_size);
+    const std::int64_t n = file->size();
+    const auto split =
+        held_out_file ? n : static_cast<std::int64_t>(static_cast<double>(n) * (1 - config.val_fraction));
+    out.train = std::make_unique<trainers::TokenFileStreams>(file, 0, split, config.batch);
+    held_out = n - split;
+    if (held_out > validation_streams * 2)
+      out.validation = std::make_unique<trainers::TokenFileStreams>(file, split, n, validation_streams);
+  } else {
+    const std::string text = read_file(config.data);
+    if (config.vocabulary.symbols.empty()) {
+      std::vector<std::string> files = {config.data}, texts = {text};
+      if (config.vocabulary.mode == trainers::TokenMode::words)  // only words count held-out text
+        for (const std::string& f : {config.val_data, config.test_data})
+          if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));
+      config.vocabulary = vocabulary_of(config.vocabulary.mode, config.vocab_size, files, texts);
+    }
+    const std::vector<std::int32_t> ids = config.vocabulary.encode(text, config.data);
+    const auto split =
+        held_out_file ? ids.size()
+                      : static_cast<std::size_t>(static_cast<double>(ids.size()) * (1 - config.val_fraction));
+    out.train = streams_of({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(split)},
+                           config.token_count(), config.batch, config.data);
+    const std::vector<std::int32_t> rest(ids.begin() + static_cast<std::ptrdiff_t>(split), ids.end());
+    held_out = static_cast<std::int64_t>(rest.size());
+    if (held_out > validation_streams * 2)
+      out.validation = streams_of(rest, config.token_count(), validation_streams, config.data);
+  }
+  if (held_out_file)
+    out.validation = token_streams(config, config.val_data, validation_streams);
+  else if (!out.validation && held_out > 0)
+    out.no_validation_reason = "no validation: " + std::to_string(held_out) +
+                               " held-out tokens are too few for " + std::to_string(validation_streams) +
                                " streams of at least 2";
+  if (!config.test_data.empty()) out.test = token_streams(config, config.test_data, validation_streams);
   return out;
+}
+
+trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
+                                   const std::vector<std::string>& files,
+                                   const std::vector<std::string>& texts) {
+  const std::size_t counted =
+      mode == trainers::TokenMode::words ? texts.size() : std::min<std::size_t>(1, texts.size());
+  return trainers::Vocabulary::of(mode, {texts.begin(), texts.begin() + static_cast<std::ptrdiff_t>(counted)},
+                                  files, vocab_size);
+}
+
+trainers::Vocabulary read_vocabulary(const std::string& path) {
+  try {
+    trainers::Vocabulary v = get_vocabulary(json::parse(read_file(path)));
+    std::vector<std::string> sorted = v.symbols;
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted.empty()) throw std::runtime_error("it holds no symbols");
+    if (const auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end())
+      throw std::runtime_error("symbol '" + *twice + "' appears twice");
+    return v;
+  } catch (const std::exception& e) {
+    throw std::runtime_error("vocabulary file '" + path + "': " + e.what());
+  }
+}
+
+std::string vocabulary_json(const trainers::Vocabulary& vocabulary) {
+  json j;
+  put_vocabulary(j, vocabulary);
+  return j.dump(1) + "\n";
 }
 
 bool is_csv(const std::string& path) {

@@ -11,6 +11,7 @@
 #include "rewind/plugins/registry.hpp"
 #include "rewind/trainers/data.hpp"
 #include "rewind/trainers/optim.hpp"
+#include "rewind/trainers/tokens.hpp"
 
 namespace rwd::cli {
 
@@ -19,7 +20,8 @@ struct RunConfig {
   std::map<std::string, std::string> model_options;
   std::string trainer = "truncated";
   std::map<std::string, std::string> trainer_options;
-  std::string data;  // text file, character level; or a .csv time series (an absolute path once trained)
+  std::string data;  // text file, a .csv time series, or a token file (an absolute path once trained)
+  std::string val_data, test_data;  // held-out files instead of --val-fraction (absolute once trained)
   // What the data file held when the run started (size in bytes, XXH64 as hex), so that a resume notices a
   // changed file. Empty for tasks and for runs saved before they were recorded.
   std::int64_t data_bytes = -1;
@@ -37,7 +39,16 @@ struct RunConfig {
   // Updates between validation runs (0: only at the end). Part of the run: the plateau schedule, the best
   // checkpoint and early stopping count validation runs, so a resume keeps it unless told otherwise.
   std::int64_t eval_every = 500;
-  std::string vocabulary;  // text runs: the characters, in token order
+  // Token runs: the tokenisation and its symbols in token order. Empty symbols for a token file trained
+  // without --vocab (ids only: eval works, sample cannot print).
+  trainers::Vocabulary vocabulary;
+  std::int64_t vocab_size = 0;  // words: --vocab-size (0: every word); token files: ids are below it
+  std::string token_dtype;      // token files: uint16 or uint32; empty for text
+
+  bool token_file() const { return !token_dtype.empty(); }
+  std::int64_t token_count() const {  // the model's vocabulary
+    return token_file() ? vocab_size : vocabulary.size();
+  }
 
   // Refuses sizes and rates that cannot train (batch 0, a negative clip, ...), naming the option.
   void validate() const;
@@ -54,16 +65,32 @@ struct RunConfig {
 // on --batch (PyTorch's word_language_model evaluates with 10 as well). rewind eval uses its own --batch.
 constexpr std::int64_t validation_batch = 10;
 
-// Text split into training and validation streams; the vocabulary is the config's, or the text's own.
+// Text or a token file as training, validation and test streams; the vocabulary is the config's, or built
+// from the data (words: over the training, validation and test text, as word_language_model's Corpus).
 struct TextData {
-  std::unique_ptr<trainers::TokenData> train, validation;
+  std::unique_ptr<trainers::Dataset> train, validation, test;
   std::string no_validation_reason;  // when validation is null although some text was held out
 };
 // The whole file; errors name it and say why.
 std::string read_file(const std::string& path);
 
-// Validation, when held out, is cut into `validation_streams` streams; note says why there is none.
+// Validation (--val-data, or the last --val-fraction of the data) and test are cut into
+// `validation_streams` streams; no_validation_reason says why there is none.
 TextData load_text(RunConfig& config, std::int64_t validation_streams = validation_batch);
+// A whole file as `batch` token streams with the run's tokenisation (text or token file), for eval; with
+// skip_unknown, symbols outside the vocabulary are dropped and counted in *skipped.
+std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
+                                                 std::int64_t batch, bool skip_unknown = false,
+                                                 std::int64_t* skipped = nullptr);
+// The vocabulary of a run's files (texts[0] the training text, then validation and test): bytes and chars
+// from the training text alone (a held-out symbol it lacks is an error), words from all of them, as
+// word_language_model's Corpus does (held-out words are known, or <unk> with --vocab-size).
+trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
+                                   const std::vector<std::string>& files,
+                                   const std::vector<std::string>& texts);
+// Reads a vocabulary file written by rewind tokenize (JSON: tokens, symbols); errors name the file.
+trainers::Vocabulary read_vocabulary(const std::string& path);
+std::string vocabulary_json(const trainers::Vocabulary& vocabulary);
 // A .csv file, whatever the case of its extension.
 bool is_csv(const std::string& path);
 // A CSV time series split by rows into training and validation streams.

@@ -49,12 +49,6 @@ std::string duration(double seconds) {
   return buf;
 }
 
-std::string text_of(const std::string& vocabulary, const std::vector<std::int32_t>& ids) {
-  std::string s;
-  for (std::int32_t id : ids) s += vocabulary[static_cast<std::size_t>(id)];
-  return s;
-}
-
 // Seeds of the synthetic samples: one stream per training pass and one for validation, never equal.
 constexpr std::uint64_t validation_stream = ~std::uint64_t{0};
 std::uint64_t task_seed(std::uint64_t seed, std::uint64_t stream) {
@@ -86,6 +80,7 @@ class PassData {
     const auto [begin, end] = World::share(whole.batch(), "--batch");
     return share_of(whole, begin, end, train_share_);
   }
+  const trainers::Dataset* test() const { return text_.test.get(); }
   // Validation streams are shared as evenly as they go (10 among 4 ranks: 2, 3, 2, 3); World::combine adds
   // the ranks' sums.
   const trainers::Dataset* validation() {
@@ -135,20 +130,25 @@ class PassData {
   Share train_share_, validation_share_;
 };
 
-void report_evaluation(const char* label, const trainers::Evaluation& e, bool text, std::ofstream* metrics,
-                       std::int64_t update) {
+// How an evaluation of token data reads: perplexity for any tokens, bits per character for characters.
+struct Scores {
+  bool perplexity = false, bits = false;
+};
+
+void report_evaluation(const char* label, const trainers::Evaluation& e, Scores scores,
+                       std::ofstream* metrics, std::int64_t update, const char* metric = "eval") {
   if (e.count == 0) return;
   std::printf("%s: loss %.4f", label, e.loss);
-  if (text)
-    std::printf(", %.3f bits per character, perplexity %.2f", e.loss / std::log(2.0), std::exp(e.loss));
-  if (e.correct > 0 || text)
+  if (scores.bits) std::printf(", %.3f bits per character", e.loss / std::log(2.0));
+  if (scores.perplexity) std::printf(", perplexity %.2f", std::exp(e.loss));
+  if (e.correct > 0 || scores.perplexity)
     std::printf(", accuracy %.3f", static_cast<double>(e.correct) / static_cast<double>(e.count));
   std::printf("\n");
   if (metrics)
     *metrics << nlohmann::json{{"update", update},
-                               {"eval_loss", e.loss},
-                               {"eval_count", e.count},
-                               {"eval_accuracy",
+                               {std::string(metric) + "_loss", e.loss},
+                               {std::string(metric) + "_count", e.count},
+                               {std::string(metric) + "_accuracy",
                                 static_cast<double>(e.correct) / static_cast<double>(e.count)}}
                     .dump()
              << std::endl;
@@ -338,6 +338,7 @@ int run_train(int argc, const char* const* argv) {
   double save_every_seconds = 0;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
   std::string csv_inputs, csv_targets, csv_target_columns;
+  std::string token_mode = "bytes", vocab_file;
 
   po::options_description options("rewind train options");
   options.add_options()("help,h", "show this help")("model",
@@ -353,6 +354,15 @@ int run_train(int argc, const char* const* argv) {
       "KEY=VALUE for the trainer plugin (repeatable)")(
       "data", po::value(&config.data), "text file, character level (default: the bundled tinyshakespeare)")(
       "task", po::value(&config.task), "synthetic task instead: recall:L, adding:L, delay:D")(
+      "tokens", po::value(&token_mode)->default_value(token_mode),
+      "text: bytes (every byte a symbol), chars (UTF-8 code points) or words (whitespace, <eos> per line)")(
+      "vocab-size", po::value(&config.vocab_size),
+      "words: keep the N most frequent (the rest: <unk>); token files: ids are below N")(
+      "token-dtype", po::value(&config.token_dtype),
+      "--data is a token file of little-endian uint16 or uint32 ids (nanoGPT's train.bin)")(
+      "vocab", po::value(&vocab_file), "vocabulary file written by rewind tokenize (token files: to print)")(
+      "val-data", po::value(&config.val_data), "validation file instead of --val-fraction (same format)")(
+      "test-data", po::value(&config.test_data), "test file, evaluated at the end of training")(
       "task-steps", po::value(&config.task_steps)->default_value(config.task_steps),
       "steps per row per pass of a task")(
       "val-fraction",
@@ -413,8 +423,8 @@ int run_train(int argc, const char* const* argv) {
       "log-every", po::value(&log_every)->default_value(log_every),
       "updates between progress lines when not on a terminal")(
       "sample-length", po::value(&sample_length)->default_value(sample_length),
-      "characters sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
-                                                       "text the sample starts from")(
+      "tokens sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
+                                                   "text the sample starts from")(
       "temperature", po::value(&temperature)->default_value(temperature, shortest(temperature)),
       "sampling temperature");
   options.add_options()("inputs", po::value(&csv_inputs),
@@ -461,6 +471,32 @@ int run_train(int argc, const char* const* argv) {
         throw std::invalid_argument(
             std::string("--") + name + " applies to CSV data (a .csv file), not to " +
             (config.task.empty() ? "the text file '" + config.data + "'" : "task '" + config.task + "'"));
+    for (const char* name : {"tokens", "vocab-size", "token-dtype", "vocab", "val-data", "test-data"})
+      if (vm.count(name) && !vm[name].defaulted() && (csv || !config.task.empty()))
+        throw std::invalid_argument(
+            std::string("--") + name + " applies to text and token files, not to " +
+            (csv ? "the CSV file '" + config.data + "'" : "task '" + config.task + "'"));
+    config.vocabulary.mode = trainers::token_mode(token_mode);
+    if (!vocab_file.empty()) {
+      config.vocabulary = read_vocabulary(vocab_file);
+      if (!vm["tokens"].defaulted() && config.vocabulary.mode != trainers::token_mode(token_mode))
+        throw std::invalid_argument("--tokens " + token_mode + " does not match the vocabulary file '" +
+                                    vocab_file + "' (" + trainers::name_of(config.vocabulary.mode) + ")");
+      if (config.token_file() && vm.count("vocab-size") && config.vocab_size != config.vocabulary.size())
+        throw std::invalid_argument("--vocab-size " + std::to_string(config.vocab_size) +
+                                    " differs from the " + std::to_string(config.vocabulary.size()) +
+                                    " symbols of '" + vocab_file + "'");
+      if (config.token_file()) config.vocab_size = config.vocabulary.size();
+    }
+    if (!config.token_file() && fs::path(config.data).extension() == ".bin")
+      std::fprintf(stderr, "note: '%s' is read as text (--tokens %s); a token file needs --token-dtype\n",
+                   config.data.c_str(), trainers::name_of(config.vocabulary.mode));
+    if (vm.count("vocab-size") && !config.token_file() &&
+        config.vocabulary.mode != trainers::TokenMode::words)
+      throw std::invalid_argument(
+          "--vocab-size applies to --tokens words and to token files (--token-dtype)");
+    if (vm.count("val-data") && vm.count("val-fraction") && !vm["val-fraction"].defaulted())
+      throw std::invalid_argument("give --val-data or --val-fraction, not both");
     config.csv.inputs = split_list(csv_inputs);
     config.csv.targets = split_list(csv_targets);
     config.csv.target_columns = split_list(csv_target_columns);
@@ -493,7 +529,6 @@ int run_train(int argc, const char* const* argv) {
     throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
   if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
-  if (!save.empty() && World::rank() == 0) check_writable_directory(save);  // before training, not after it
   if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
     throw std::invalid_argument(
         "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
@@ -504,11 +539,13 @@ int run_train(int argc, const char* const* argv) {
     throw std::invalid_argument("--plot draws from the run's metrics: give --metrics FILE too");
   if (!plot_path.empty() && !have_gnuplot())
     throw std::runtime_error("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
-  if (keep_best) check_writable_directory(fs::path(save) / "best");
   if (vm.count("early-stop") && early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
+  // After the data are read (bad data leave nothing behind), before training (not after it).
+  if (!save.empty() && World::rank() == 0) check_writable_directory(save);
+  if (keep_best) check_writable_directory(fs::path(save) / "best");
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
   for (const auto& [wanted, what] : {std::pair{keep_best, "--keep-best"},
@@ -517,6 +554,14 @@ int run_train(int argc, const char* const* argv) {
     if (wanted && (!data.validation() || eval_every == 0))
       throw std::invalid_argument(std::string(what) +
                                   " needs validation runs: held-out data and --eval-every > 0");
+  const Scores scores{.perplexity = text,
+                      .bits = text && config.vocabulary.mode != trainers::TokenMode::words &&
+                              !config.vocabulary.symbols.empty()};
+  if (text && (config.token_file() || config.vocabulary.mode != trainers::TokenMode::bytes))
+    std::printf("tokens: %s, vocabulary of %lld\n",
+                config.token_file() ? (config.token_dtype + " ids").c_str()
+                                    : trainers::name_of(config.vocabulary.mode),
+                static_cast<long long>(config.token_count()));
   auto model = build_model(registry, config, data.train(0));
   auto trainer = registry.make_trainer(config.trainer, config.trainer_options);
   // Serialised now, with the vocabulary known and before training: a config that cannot be stored fails at
@@ -598,7 +643,7 @@ int run_train(int argc, const char* const* argv) {
   // plateau schedule, the best loss) and a resumed run does not evaluate it again.
   auto validate = [&](std::int64_t update) {
     const trainers::Evaluation e = World::combine(trainers::evaluate(*model, *data.validation()));
-    report_evaluation("validation", e, text, metrics.get(), update);
+    report_evaluation("validation", e, scores, metrics.get(), update);
     if (e.count == 0) return;
     if (optimizer.observe_validation(e.loss))
       std::printf(
@@ -647,7 +692,10 @@ int run_train(int argc, const char* const* argv) {
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
     report_evaluation("validation (final)", World::combine(trainers::evaluate(*model, *data.validation())),
-                      text, metrics.get(), optimizer.updates());
+                      scores, metrics.get(), optimizer.updates());
+  if (data.test() && !interrupted)  // every rank holds the whole test set: no combining
+    report_evaluation("test", trainers::evaluate(*model, *data.test()), scores, metrics.get(),
+                      optimizer.updates(), "test");
   if (!save.empty()) {
     save_run(0);
     std::printf("saved %s (%s) at update %lld\n", save.c_str(),
@@ -659,16 +707,16 @@ int run_train(int argc, const char* const* argv) {
     plot_runs({metrics_path}, plot_path);
     std::printf("wrote %s (gnuplot script %s.gp)\n", plot_path.c_str(), plot_path.c_str());
   }
-  if (text && sample_length > 0) {
-    std::string usable;
-    for (char c : prime)
-      if (config.vocabulary.find(c) != std::string::npos) usable += c;
-    if (usable.empty()) usable = config.vocabulary.substr(0, 1);
+  if (text && sample_length > 0 && !config.vocabulary.symbols.empty()) {
+    // The prime's symbols the vocabulary knows, or its first symbol.
+    std::vector<std::int32_t> primed =
+        config.vocabulary.encode(prime, "--prime", {.skip_unknown = true, .final_eos = false});
+    if (primed.empty()) primed = {0};
     std::mt19937_64 rng(config.seed);
-    const auto ids = trainers::sample(*model, trainers::CharVocabulary{config.vocabulary}.encode(usable),
-                                      sample_length, temperature, rng);
-    std::printf("\nsample (temperature %.2f):\n%s%s\n", temperature, usable.c_str(),
-                text_of(config.vocabulary, ids).c_str());
+    std::vector<std::int32_t> ids = primed;
+    std::ranges::copy(trainers::sample(*model, primed, sample_length, temperature, rng),
+                      std::back_inserter(ids));
+    std::printf("\nsample (temperature %.2f):\n%s\n", temperature, config.vocabulary.decode(ids).c_str());
   }
   return 0;
 }

@@ -9,6 +9,9 @@
 
 namespace rwd::test {
 
+// Heap allocations of this test binary so far (counted in test_allocation.cpp).
+std::size_t heap_allocations();
+
 // Uniform values in [lo, hi), optionally kept at least min_abs away from zero (for kinks like relu's).
 inline autodiff::Tensor random_tensor(autodiff::Shape shape, autodiff::DType dtype, std::uint64_t seed,
                                       double lo = -1, double hi = 1, double min_abs = 0) {

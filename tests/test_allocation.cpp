@@ -14,6 +14,10 @@ namespace {
 std::atomic<std::size_t> allocations{0};
 }  // namespace
 
+std::size_t rwd::test::heap_allocations() {
+  return allocations.load();
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 // Declared by hand: GCC ships the sanitizer runtime's function but not clang's allocator_interface.h.
 extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void*, std::size_t),

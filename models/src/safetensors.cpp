@@ -1,5 +1,7 @@
 #include "rewind/models/safetensors.hpp"
 
+#include "rewind/models/atomic_file.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -43,37 +45,6 @@ void write_all(std::FILE* f, const void* data, std::size_t bytes, const fs::path
     throw SafetensorsError("safetensors '" + file.string() + "': write failed: " + reason());
 }
 
-constexpr const char* temp_marker = ".tmp.";
-
-// Temporaries of saves into the same file by processes that no longer run (killed mid-save) are removed.
-void remove_stale_temporaries(const fs::path& file) {
-  const std::string prefix = file.filename().string() + temp_marker;
-  std::error_code ec;
-  for (const auto& entry :
-       fs::directory_iterator(file.parent_path().empty() ? "." : file.parent_path(), ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string pid_text = name.substr(prefix.size());
-    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-    const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
-    if (pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-      fs::remove(entry.path(), ec);
-  }
-}
-
-// After a rename, the directory entry itself must reach the disk for the new file to survive a power cut.
-void sync_directory(const fs::path& file) {
-  const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    const std::string why = reason();
-    if (fd >= 0) ::close(fd);
-    throw SafetensorsError("safetensors '" + file.string() + "': cannot sync directory '" + dir.string() +
-                           "': " + why);
-  }
-  ::close(fd);
-}
-
 }  // namespace
 
 // Integrity (docs/models.md): the metadata holds an XXH64 of every tensor's bytes ("rewind.xxh64.NAME") and
@@ -111,36 +82,20 @@ void save_safetensors(const fs::path& file, const std::vector<std::pair<std::str
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as the reference writer does
   const std::uint64_t length = text.size();
 
-  remove_stale_temporaries(file);
-  fs::path temp = file;
-  temp += temp_marker + std::to_string(::getpid());
-  std::FILE* f = std::fopen(temp.c_str(), "wb");
-  if (f == nullptr)
-    throw SafetensorsError("safetensors '" + file.string() + "': cannot create '" + temp.string() +
-                           "': " + reason());
   try {
-    write_all(f, &length, sizeof length, file);
-    write_all(f, text.data(), text.size(), file);
-    for (const auto& entry : tensors) write_all(f, entry.second->raw(), entry.second->bytes(), file);
-    if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)
-      throw SafetensorsError("safetensors '" + file.string() + "': flush failed: " + reason());
-  } catch (...) {
-    std::fclose(f);
-    std::remove(temp.c_str());
+    write_file_atomically(
+        file,
+        [&](std::FILE* f) {
+          write_all(f, &length, sizeof length, file);
+          write_all(f, text.data(), text.size(), file);
+          for (const auto& entry : tensors) write_all(f, entry.second->raw(), entry.second->bytes(), file);
+        },
+        "safetensors");
+  } catch (const SafetensorsError&) {
     throw;
+  } catch (const std::runtime_error& e) {
+    throw SafetensorsError(e.what());
   }
-  if (std::fclose(f) != 0) {
-    const std::string why = reason();
-    std::remove(temp.c_str());
-    throw SafetensorsError("safetensors '" + file.string() + "': close failed: " + why);
-  }
-  std::error_code ec;
-  fs::rename(temp, file, ec);
-  if (ec) {
-    std::remove(temp.c_str());
-    throw SafetensorsError("safetensors '" + file.string() + "': cannot rename into place: " + ec.message());
-  }
-  sync_directory(file);
 }
 
 TensorMap load_safetensors(const fs::path& file, std::map<std::string, std::string>* metadata) {

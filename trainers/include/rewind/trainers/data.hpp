@@ -17,7 +17,8 @@ using autodiff::Tensor;
 
 inline constexpr std::int32_t no_target = -1;  // a token target that carries no loss (PyTorch's ignore_index)
 
-// What the rows see and must predict at one step. Spans point into the dataset and live as long as it.
+// What the rows see and must predict at one step. Spans point into the dataset and stay valid until the next
+// step() on it (a dataset read in place, TokenFileStreams, gathers each step into one buffer of its own).
 struct Step {
   std::span<const std::int32_t> tokens;         // token inputs [B], or empty for real-valued data
   const Tensor* features = nullptr;             // real-valued inputs [B, input_size]

@@ -1,0 +1,372 @@
+#include "rewind/trainers/tokens.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "rewind/models/atomic_file.hpp"
+
+namespace rwd::trainers {
+
+TokenMode token_mode(const std::string& name) {
+  if (name == "bytes") return TokenMode::bytes;
+  if (name == "chars") return TokenMode::chars;
+  if (name == "words") return TokenMode::words;
+  throw std::invalid_argument("--tokens must be bytes, chars or words, got '" + name + "'");
+}
+
+const char* name_of(TokenMode mode) {
+  return mode == TokenMode::bytes ? "bytes" : mode == TokenMode::chars ? "chars" : "words";
+}
+
+namespace {
+
+std::string quoted(const std::string& source) {
+  return "'" + source + "'";
+}
+
+std::string hex_byte(unsigned char b) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", b);
+  return buf;
+}
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no surrogates, nothing past
+// U+10FFFF), or 0.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = at(i);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k)
+    if ((at(i + k) & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+void check_utf8(std::string_view text, const std::string& source) {
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t n = utf8_length(text, i);
+    if (n == 0)
+      throw std::invalid_argument(quoted(source) + ": invalid UTF-8 at byte offset " + std::to_string(i) +
+                                  " (byte " + hex_byte(static_cast<unsigned char>(text[i])) +
+                                  "); --tokens bytes reads any file");
+    i += n;
+  }
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+// Calls f(symbol, byte offset) for each symbol of text in order. words: line.split() + ['<eos>'] for each
+// line, as word_language_model reads a file (a last line without a newline ends with <eos> too, when
+// final_eos).
+void for_each_symbol(TokenMode mode, std::string_view text, const std::string& source, bool final_eos,
+                     const std::function<void(std::string_view, std::size_t)>& f) {
+  if (mode == TokenMode::bytes) {
+    for (std::size_t i = 0; i < text.size(); ++i) f(text.substr(i, 1), i);
+    return;
+  }
+  check_utf8(text, source);
+  if (mode == TokenMode::chars) {
+    for (std::size_t i = 0; i < text.size();) {
+      const std::size_t n = utf8_length(text, i);
+      f(text.substr(i, n), i);
+      i += n;
+    }
+    return;
+  }
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t newline = std::min(text.find('\n', i), text.size());
+    for (std::size_t j = i; j < newline;) {
+      if (is_space(text[j])) {
+        ++j;
+        continue;
+      }
+      std::size_t k = j;
+      while (k < newline && !is_space(text[k])) ++k;
+      f(text.substr(j, k - j), j);
+      j = k;
+    }
+    if (newline < text.size() || final_eos) f(end_of_line_token, newline);
+    i = newline + 1;
+  }
+}
+
+}  // namespace
+
+Vocabulary Vocabulary::of(TokenMode mode, const std::vector<std::string_view>& texts,
+                          const std::vector<std::string>& names, std::int64_t max_words) {
+  Vocabulary v;
+  v.mode = mode;
+  if (max_words < 0) throw std::invalid_argument("--vocab-size must be >= 0 (0: every word)");
+  if (mode == TokenMode::bytes) {
+    std::string all;
+    for (std::string_view t : texts) all.append(t);
+    for (char c : CharVocabulary::of(all).symbols) v.symbols.emplace_back(1, c);
+    return v;
+  }
+  std::unordered_map<std::string, std::int64_t> counts;
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    for_each_symbol(mode, texts[i], i < names.size() ? names[i] : "text", true,
+                    [&](std::string_view s, std::size_t) { ++counts[std::string(s)]; });
+  std::vector<std::pair<std::string, std::int64_t>> ranked(counts.begin(), counts.end());
+  if (mode == TokenMode::chars) {
+    std::sort(ranked.begin(), ranked.end());  // byte order of UTF-8 is code point order
+  } else {
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+  }
+  const bool limited = mode == TokenMode::words && max_words > 0;
+  if (limited && static_cast<std::int64_t>(ranked.size()) > max_words)
+    ranked.resize(static_cast<std::size_t>(max_words));
+  for (auto& [symbol, count] : ranked) v.symbols.push_back(std::move(symbol));
+  if (limited && std::find(v.symbols.begin(), v.symbols.end(), unknown_token) == v.symbols.end())
+    v.symbols.emplace_back(unknown_token);
+  return v;
+}
+
+std::int32_t Vocabulary::unknown() const {
+  if (mode != TokenMode::words) return -1;
+  const auto it = std::find(symbols.begin(), symbols.end(), unknown_token);
+  return it == symbols.end() ? -1 : static_cast<std::int32_t>(it - symbols.begin());
+}
+
+std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::string& source,
+                                             const EncodeOptions& options) const {
+  std::vector<std::int32_t> ids;
+  std::int64_t skipped = 0;
+  if (mode == TokenMode::bytes) {
+    std::int32_t index[256];
+    std::fill(std::begin(index), std::end(index), -1);
+    for (std::size_t i = 0; i < symbols.size(); ++i)
+      index[static_cast<unsigned char>(symbols[i].at(0))] = static_cast<std::int32_t>(i);
+    ids.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const std::int32_t id = index[static_cast<unsigned char>(text[i])];
+      if (id >= 0) {
+        ids.push_back(id);
+      } else if (options.skip_unknown) {
+        ++skipped;
+      } else {
+        // CharVocabulary's message, which users and tests know, with the source named.
+        const auto byte = static_cast<unsigned char>(text[i]);
+        throw std::invalid_argument(
+            quoted(source) + ": character " +
+            (std::isprint(byte) ? "'" + std::string(1, text[i]) + "' " : std::string()) + "(byte " +
+            std::to_string(byte) + ") at offset " + std::to_string(i) + " is not in the model's vocabulary");
+      }
+    }
+  } else {
+    std::unordered_map<std::string, std::int32_t> index;
+    for (std::size_t i = 0; i < symbols.size(); ++i) index.emplace(symbols[i], static_cast<std::int32_t>(i));
+    const std::int32_t unk = unknown();
+    for_each_symbol(mode, text, source, options.final_eos, [&](std::string_view s, std::size_t offset) {
+      const auto it = index.find(std::string(s));
+      if (it != index.end()) {
+        ids.push_back(it->second);
+      } else if (unk >= 0) {
+        ids.push_back(unk);
+      } else if (options.skip_unknown) {
+        ++skipped;
+      } else {
+        throw std::invalid_argument(
+            quoted(source) + ": " + (mode == TokenMode::chars ? "character" : "word") + " '" +
+            std::string(s) + "' at byte offset " + std::to_string(offset) +
+            " is not in the model's vocabulary" +
+            (mode == TokenMode::words ? " (a --vocab-size run maps it to <unk>)" : ""));
+      }
+    });
+  }
+  if (options.skipped) *options.skipped = skipped;
+  return ids;
+}
+
+std::string Vocabulary::decode(std::span<const std::int32_t> ids) const {
+  std::string out;
+  bool line_start = true;
+  for (std::int32_t id : ids) {
+    if (id < 0 || id >= size())
+      throw std::out_of_range("token " + std::to_string(id) + " is outside the vocabulary of " +
+                              std::to_string(size()));
+    const std::string& s = symbols[static_cast<std::size_t>(id)];
+    if (mode != TokenMode::words) {
+      out += s;
+    } else if (s == end_of_line_token) {
+      out += '\n';
+      line_start = true;
+    } else {
+      if (!line_start) out += ' ';
+      out += s;
+      line_start = false;
+    }
+  }
+  return out;
+}
+
+TokenDType token_dtype(const std::string& name) {
+  if (name == "uint16") return TokenDType::uint16;
+  if (name == "uint32") return TokenDType::uint32;
+  throw std::invalid_argument("--token-dtype must be uint16 or uint32, got '" + name + "'");
+}
+
+const char* name_of(TokenDType dtype) {
+  return dtype == TokenDType::uint16 ? "uint16" : "uint32";
+}
+
+std::size_t width_of(TokenDType dtype) {
+  return dtype == TokenDType::uint16 ? 2 : 4;
+}
+
+TokenFile::TokenFile(const std::string& path, TokenDType dtype, std::int64_t vocab)
+    : path_(path), width_(width_of(dtype)), vocab_(vocab) {
+  const std::string name = "token file " + quoted(path) + ": ";
+  if (vocab < 1 || vocab > std::numeric_limits<std::int32_t>::max())
+    throw std::invalid_argument(name + "--vocab-size must be in [1, 2^31 - 1], got " + std::to_string(vocab));
+  if (dtype == TokenDType::uint16 && vocab > 65536)
+    throw std::invalid_argument(name + "--vocab-size " + std::to_string(vocab) +
+                                " does not fit uint16 ids (at most 65536): use --token-dtype uint32");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open data file " + quoted(path) + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const std::string why = S_ISDIR(st.st_mode) ? "a directory" : std::strerror(errno);
+    ::close(fd);
+    throw std::runtime_error(name + "cannot read it: " + why);
+  }
+  bytes_ = static_cast<std::size_t>(st.st_size);
+  if (bytes_ % width_ != 0) {
+    ::close(fd);
+    throw std::invalid_argument(name + std::to_string(bytes_) + " bytes is not a multiple of " +
+                                std::to_string(width_) + " (the width of " + name_of(dtype) +
+                                " ids): the wrong --token-dtype, or a truncated file");
+  }
+  count_ = static_cast<std::int64_t>(bytes_ / width_);
+  if (bytes_ > 0) {
+    void* p = ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      throw std::runtime_error(name + "cannot map it: " + why);
+    }
+    data_ = static_cast<const unsigned char*>(p);
+  }
+  ::close(fd);  // the mapping keeps the file
+  // Every id checked once, a chunk at a time; each checked chunk is dropped from this process's resident
+  // set (the page cache keeps it), so the check of a file larger than memory stays flat too.
+  constexpr std::int64_t chunk = std::int64_t{1} << 22;
+  for (std::int64_t begin = 0; begin < count_; begin += chunk) {
+    const std::int64_t end = std::min(count_, begin + chunk);
+    for (std::int64_t i = begin; i < end; ++i)
+      if (id(i) >= static_cast<std::uint64_t>(vocab)) {
+        const std::string message = name + "token " + std::to_string(i) + " (byte offset " +
+                                    std::to_string(static_cast<std::size_t>(i) * width_) + ") is " +
+                                    std::to_string(id(i)) + ", not below the vocabulary size " +
+                                    std::to_string(vocab);
+        ::munmap(const_cast<unsigned char*>(data_), bytes_);
+        data_ = nullptr;
+        throw std::invalid_argument(message);
+      }
+    release(begin, end);
+  }
+}
+
+void TokenFile::release(std::int64_t begin, std::int64_t end) const {
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t from = (static_cast<std::size_t>(begin) * width_ + page - 1) / page * page;
+  const std::size_t to = static_cast<std::size_t>(end) * width_ / page * page;
+  // Advice only: a failure leaves the pages resident, which is no error.
+  if (data_ != nullptr && to > from)
+    (void)::madvise(const_cast<unsigned char*>(data_) + from, to - from, MADV_DONTNEED);
+}
+
+TokenFile::~TokenFile() {
+  if (data_ != nullptr) ::munmap(const_cast<unsigned char*>(data_), bytes_);
+}
+
+TokenFileStreams::TokenFileStreams(std::shared_ptr<const TokenFile> file, std::int64_t begin,
+                                   std::int64_t end, std::int64_t batch)
+    : file_(std::move(file)), begin_(begin), batch_(batch), release_every_(0) {
+  if (!file_ || begin < 0 || end > file_->size() || begin > end)
+    throw std::invalid_argument("token streams: range outside the file");
+  steps_ = batch > 0 ? (end - begin - 1) / batch : 0;
+  if (steps_ < 1)
+    throw std::invalid_argument("token file " + quoted(file_->path()) + ": " + std::to_string(end - begin) +
+                                " tokens are too few for " + std::to_string(batch) + " streams");
+  inputs_.resize(static_cast<std::size_t>(batch));
+  targets_.resize(static_cast<std::size_t>(batch));
+  release_every_ = static_cast<std::int64_t>((std::size_t{64} << 10) / file_->width());
+}
+
+Step TokenFileStreams::step(std::int64_t t) const {
+  for (std::int64_t b = 0; b < batch_; ++b) {
+    const std::int64_t at = begin_ + b * steps_ + t;
+    inputs_[static_cast<std::size_t>(b)] = (*file_)[at];
+    targets_[static_cast<std::size_t>(b)] = (*file_)[at + 1];
+  }
+  if (t > 0 && t % release_every_ == 0)
+    for (std::int64_t b = 0; b < batch_; ++b) {
+      // Twice the stride back: the page across the previous boundary, partly used then, is passed now.
+      const std::int64_t row = begin_ + b * steps_;
+      file_->release(row + std::max<std::int64_t>(0, t - 2 * release_every_), row + t);
+    }
+  Step s;
+  s.tokens = inputs_;
+  s.target_tokens = targets_;
+  return s;
+}
+
+void write_token_file(const std::string& path, std::span<const std::int32_t> ids, TokenDType dtype) {
+  const std::size_t width = width_of(dtype);
+  const std::int64_t limit = dtype == TokenDType::uint16 ? 65536 : std::int64_t{1} << 32;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= limit)
+      throw std::invalid_argument("token file " + quoted(path) + ": id " + std::to_string(ids[i]) +
+                                  " does not fit " + name_of(dtype));
+  models::write_file_atomically(
+      path,
+      [&](std::FILE* f) {
+        std::vector<unsigned char> buffer;
+        constexpr std::size_t chunk = 1 << 16;
+        for (std::size_t begin = 0; begin < ids.size(); begin += chunk) {
+          buffer.clear();
+          for (std::size_t i = begin; i < std::min(ids.size(), begin + chunk); ++i)
+            for (std::size_t k = 0; k < width; ++k)
+              buffer.push_back(static_cast<unsigned char>(static_cast<std::uint32_t>(ids[i]) >> (8 * k)));
+          if (std::fwrite(buffer.data(), 1, buffer.size(), f) != buffer.size())
+            throw std::runtime_error("token file " + quoted(path) +
+                                     ": write failed: " + std::strerror(errno));
+        }
+      },
+      "token file");
+}
+
+}  // namespace rwd::trainers
