@@ -11,5 +11,6 @@ int run_train(int argc, const char* const* argv);
 int run_sample(int argc, const char* const* argv);
 int run_eval(int argc, const char* const* argv);
 int run_bench_memory(int argc, const char* const* argv);
+int run_analyze(int argc, const char* const* argv);
 
 }  // namespace rwd::cli

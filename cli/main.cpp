@@ -21,6 +21,10 @@ constexpr Command commands[] = {
     {"eval", "loss of a saved model on a text file", rwd::cli::run_eval},
     {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
      rwd::cli::run_bench_memory},
+    {"analyze",
+     "what truncation costs in gradient: truncated vs full per k (truncation), gradient decay with lag "
+     "(horizon)",
+     rwd::cli::run_analyze},
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
      rwd::cli::run_demo},
     {"plugins", "list the model and trainer plugins found, with their options and files",
