@@ -212,92 +212,90 @@ std::int64_t suggested_truncation(const std::vector<double>& norms, double lambd
   return static_cast<std::int64_t>(J + std::max(1.0, std::ceil(extra)));
 }
 
-HorizonAnalysis analyze_horizon(Model& model, const Dataset& data, std::int64_t steps, std::int64_t segments,
-                                std::int64_t lags, double tolerance, std::int64_t loss_steps_per_segment) {
-  check_segments(data, steps, segments);
-  if (lags < 2)
-    throw std::invalid_argument("--lags must be >= 2 to fit a decay, got " + std::to_string(lags));
-  if (!(tolerance > 0 && tolerance < 1))
-    throw std::invalid_argument("--tolerance must lie in (0, 1), got " + std::to_string(tolerance));
-  if (loss_steps_per_segment < 1)
-    throw std::invalid_argument("--loss-steps must be >= 1, got " + std::to_string(loss_steps_per_segment));
-  autodiff::EvalModeGuard eval;
-  HorizonAnalysis out;
-  out.tolerance = tolerance;
-  std::vector<double> sums(static_cast<std::size_t>(lags), 0.0);
-  out.samples.assign(static_cast<std::size_t>(lags), 0);
-  Tape tape(model.config().dtype);
-  const std::int64_t batch = data.batch();
-  std::vector<Tensor> start = model.initial_state(batch);
-  for (std::int64_t seg = 0; seg < segments; ++seg) {
-    const SegmentView view(data, seg * steps, steps);
-    // S[s]: the state before step s of the segment, from one forward pass without history.
-    std::vector<std::vector<Tensor>> S(static_cast<std::size_t>(steps + 1));
-    S[0] = start;
-    {
-      autodiff::NoGradGuard no_grad;
-      for (std::int64_t s = 0; s < steps; ++s) {
-        tape.clear();
-        ModelState state;
-        model.begin(tape, S[static_cast<std::size_t>(s)], state);
-        record_window(model, tape, view, state,
-                      {.begin = s,
-                       .end = s + 1,
-                       .loss_begin = s + 1,
-                       .save_step = s + 1,
-                       .saved = &S[static_cast<std::size_t>(s + 1)]});
-      }
-    }
-    std::int64_t measured = 0;
-    for (std::int64_t t = steps - 1; t >= 0 && measured < loss_steps_per_segment; --t) {
-      if (count_targets(view, t, t + 1) == 0) continue;
-      ++measured;
-      const Step target_step = view.step(t);
-      // dL_t / dS_t, S_t = h_{t-1}: lag 1. Then one step back at a time, as checkpointed BPTT does: record
-      // step s from its state as a leaf, seed its end with the gradient found so far, read the leaf's.
+namespace {
+
+struct LagSums {
+  std::vector<double> sum;
+  std::vector<std::int64_t> count;
+  std::int64_t loss_steps = 0;
+};
+
+// Adds the per-row norms of dL_t / dh_{t-j}, j = 1..lags, for the latest `loss_steps` steps t of `view` that
+// have targets, entered from `start`. Returns the state after the view.
+std::vector<Tensor> add_lag_norms(Model& model, const Dataset& view, const std::vector<Tensor>& start,
+                                  std::int64_t lags, std::int64_t loss_steps, Tape& tape, LagSums& sums) {
+  const std::int64_t steps = view.steps(), batch = view.batch();
+  // S[s]: the state before step s of the view, from one forward pass without history.
+  std::vector<std::vector<Tensor>> S(static_cast<std::size_t>(steps + 1));
+  S[0] = start;
+  {
+    autodiff::NoGradGuard no_grad;
+    for (std::int64_t s = 0; s < steps; ++s) {
       tape.clear();
       ModelState state;
-      model.begin(tape, S[static_cast<std::size_t>(t)], state, true);
-      ModelState leaves = state;
-      const WindowResult w = record_window(model, tape, view, state,
-                                           {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = 1});
-      tape.backward(w.loss);
-      std::vector<Tensor> grad = leaf_grads(tape, leaves);
-      add_row_norms(grad, target_step, batch, sums[0], out.samples[0]);
-      for (std::int64_t j = 2; j <= lags && t - j + 1 >= 0; ++j) {
-        const std::int64_t s = t - j + 1;  // dL_t / dS_s, S_s = h_{t-j}
-        tape.clear();
-        ModelState st;
-        model.begin(tape, S[static_cast<std::size_t>(s)], st, true);
-        leaves = st;
-        record_window(model, tape, view, st, {.begin = s, .end = s + 1, .loss_begin = s + 1});
-        std::vector<autodiff::Seed> seeds;
-        std::size_t k = 0;
-        for (const models::State& layer : st)
-          for (const Var& v : layer) {
-            if (v.requires_grad()) seeds.push_back({v, &grad[k]});
-            ++k;
-          }
-        if (seeds.empty()) break;  // a reset for every row: nothing further back
-        tape.backward(seeds);
-        grad = leaf_grads(tape, leaves);
-        add_row_norms(grad, target_step, batch, sums[static_cast<std::size_t>(j - 1)],
-                      out.samples[static_cast<std::size_t>(j - 1)]);
-      }
+      model.begin(tape, S[static_cast<std::size_t>(s)], state);
+      record_window(model, tape, view, state,
+                    {.begin = s,
+                     .end = s + 1,
+                     .loss_begin = s + 1,
+                     .save_step = s + 1,
+                     .saved = &S[static_cast<std::size_t>(s + 1)]});
     }
-    out.loss_steps += measured;
-    start = std::move(S.back());
   }
+  std::int64_t measured = 0;
+  for (std::int64_t t = steps - 1; t >= 0 && measured < loss_steps; --t) {
+    if (count_targets(view, t, t + 1) == 0) continue;
+    ++measured;
+    const Step target_step = view.step(t);
+    // dL_t / dS_t, S_t = h_{t-1}: lag 1. Then one step back at a time, as checkpointed BPTT does: record
+    // step s from its state as a leaf, seed its end with the gradient found so far, read the leaf's.
+    tape.clear();
+    ModelState state;
+    model.begin(tape, S[static_cast<std::size_t>(t)], state, true);
+    ModelState leaves = state;
+    const WindowResult w =
+        record_window(model, tape, view, state, {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = 1});
+    tape.backward(w.loss);
+    std::vector<Tensor> grad = leaf_grads(tape, leaves);
+    add_row_norms(grad, target_step, batch, sums.sum[0], sums.count[0]);
+    for (std::int64_t j = 2; j <= lags && t - j + 1 >= 0; ++j) {
+      const std::int64_t s = t - j + 1;  // dL_t / dS_s, S_s = h_{t-j}
+      tape.clear();
+      ModelState st;
+      model.begin(tape, S[static_cast<std::size_t>(s)], st, true);
+      leaves = st;
+      record_window(model, tape, view, st, {.begin = s, .end = s + 1, .loss_begin = s + 1});
+      std::vector<autodiff::Seed> seeds;
+      std::size_t k = 0;
+      for (const models::State& layer : st)
+        for (const Var& v : layer) {
+          if (v.requires_grad()) seeds.push_back({v, &grad[k]});
+          ++k;
+        }
+      if (seeds.empty()) break;  // a reset for every row: nothing further back
+      tape.backward(seeds);
+      grad = leaf_grads(tape, leaves);
+      add_row_norms(grad, target_step, batch, sums.sum[static_cast<std::size_t>(j - 1)],
+                    sums.count[static_cast<std::size_t>(j - 1)]);
+    }
+  }
+  sums.loss_steps += measured;
   tape.clear();
   for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
-  if (out.loss_steps == 0)
-    throw std::invalid_argument("no step of the " + std::to_string(segments) + " segment(s) has a target");
-  out.mean_norm.resize(static_cast<std::size_t>(lags));
-  for (std::size_t j = 0; j < sums.size(); ++j)
-    out.mean_norm[j] = out.samples[j] > 0 ? sums[j] / static_cast<double>(out.samples[j]) : 0.0;
+  return std::move(S.back());
+}
+
+HorizonAnalysis finish(const LagSums& sums, double tolerance) {
+  HorizonAnalysis out;
+  out.tolerance = tolerance;
+  out.loss_steps = sums.loss_steps;
+  out.samples = sums.count;
+  out.mean_norm.resize(sums.sum.size());
+  for (std::size_t j = 0; j < sums.sum.size(); ++j)
+    out.mean_norm[j] = out.samples[j] > 0 ? sums.sum[j] / static_cast<double>(out.samples[j]) : 0.0;
   // Least squares on the lags with signal; a zero (past a reset) says nothing about the rate.
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t j = 0; j < sums.size(); ++j) {
+  for (std::size_t j = 0; j < out.mean_norm.size(); ++j) {
     if (!(out.mean_norm[j] > 0)) continue;
     const double x = static_cast<double>(j + 1), y = std::log(out.mean_norm[j]);
     n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
@@ -315,6 +313,44 @@ HorizonAnalysis analyze_horizon(Model& model, const Dataset& data, std::int64_t 
   out.bias = truncation_bias(norms, out.lambda);
   out.suggested_k = suggested_truncation(norms, out.lambda, tolerance);
   return out;
+}
+
+void check_horizon(std::int64_t lags, double tolerance, std::int64_t loss_steps) {
+  if (lags < 2)
+    throw std::invalid_argument("--lags must be >= 2 to fit a decay, got " + std::to_string(lags));
+  if (!(tolerance > 0 && tolerance < 1))
+    throw std::invalid_argument("--tolerance must lie in (0, 1), got " + std::to_string(tolerance));
+  if (loss_steps < 1)
+    throw std::invalid_argument("--loss-steps must be >= 1, got " + std::to_string(loss_steps));
+}
+
+}  // namespace
+
+HorizonAnalysis analyze_horizon(Model& model, const Dataset& data, std::int64_t steps, std::int64_t segments,
+                                std::int64_t lags, double tolerance, std::int64_t loss_steps_per_segment) {
+  check_segments(data, steps, segments);
+  check_horizon(lags, tolerance, loss_steps_per_segment);
+  autodiff::EvalModeGuard eval;
+  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags), 0.0),
+               std::vector<std::int64_t>(static_cast<std::size_t>(lags), 0), 0};
+  Tape tape(model.config().dtype);
+  std::vector<Tensor> start = model.initial_state(data.batch());
+  for (std::int64_t seg = 0; seg < segments; ++seg)
+    start = add_lag_norms(model, SegmentView(data, seg * steps, steps), start, lags, loss_steps_per_segment,
+                          tape, sums);
+  if (sums.loss_steps == 0)
+    throw std::invalid_argument("no step of the " + std::to_string(segments) + " segment(s) has a target");
+  return finish(sums, tolerance);
+}
+
+HorizonAnalysis estimate_horizon(Model& model, const Dataset& view, const std::vector<Tensor>& start,
+                                 std::int64_t lags, double tolerance, std::int64_t loss_steps, Tape& tape) {
+  check_horizon(lags, tolerance, loss_steps);
+  autodiff::EvalModeGuard eval;
+  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags), 0.0),
+               std::vector<std::int64_t>(static_cast<std::size_t>(lags), 0), 0};
+  add_lag_norms(model, view, start, lags, loss_steps, tape, sums);
+  return finish(sums, tolerance);
 }
 
 }  // namespace rwd::trainers

@@ -15,7 +15,8 @@
 namespace rwd::plugins {
 
 // Bumped whenever Descriptor, Cell or anything a factory exchanges changes layout.
-inline constexpr std::uint32_t abi_version = 1;
+// 2: Trainer::settings / restore_settings, UpdateStats::k1 / k2 (issue 12).
+inline constexpr std::uint32_t abi_version = 2;
 
 #define REWIND_PLUGIN_STR2(x) #x
 #define REWIND_PLUGIN_STR(x) REWIND_PLUGIN_STR2(x)

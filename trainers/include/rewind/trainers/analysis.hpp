@@ -111,6 +111,13 @@ REWIND_TRAINERS_EXPORT HorizonAnalysis analyze_horizon(Model& model, const Datas
                                                        std::int64_t segments, std::int64_t lags,
                                                        double tolerance, std::int64_t loss_steps_per_segment);
 
+// The same on one stretch of data entered from `start` (a trainer's stored state), with the caller's tape:
+// what the adaptive trainer runs on its current parameters. loss_steps == 0 in the result: no target there.
+REWIND_TRAINERS_EXPORT HorizonAnalysis estimate_horizon(Model& model, const Dataset& view,
+                                                        const std::vector<Tensor>& start, std::int64_t lags,
+                                                        double tolerance, std::int64_t loss_steps,
+                                                        Tape& tape);
+
 // Relative bias of k-step unrolls from norms phi_1..phi_J and a geometric tail phi_J lambda^(j - J) beyond:
 // sum_{j >= k} phi_j / sum_{j >= 1} phi_j, for k = 1..J (the bound of Aicher, Foti & Fox 2019 under
 // geometric decay; docs/truncation.md). lambda >= 1 gives no finite tail: every entry is 1.

@@ -1,0 +1,158 @@
+// The adaptive trainer: every update is the exact TBPTT gradient of the window it reports (an explicit
+// unroll with stop_gradient written here), its k2 changes with the estimate, and a run saved and restored
+// mid-way continues bitwise as an uninterrupted one.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "plugin_fixtures.hpp"
+#include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/checkpoint.hpp"
+#include "rewind/trainers/loop.hpp"
+
+using namespace rwd;
+using autodiff::DType;
+using autodiff::Tape;
+using autodiff::Tensor;
+using autodiff::Var;
+
+namespace {
+
+models::ModelConfig config() {
+  models::ModelConfig c;
+  c.vocab_size = 4;
+  c.input_size = 3;
+  c.hidden_size = 5;
+  c.dtype = DType::f64;
+  c.init_range = 0.8;
+  return c;
+}
+
+std::vector<Tensor> layer_values(const models::ModelState& state) {
+  std::vector<Tensor> out;
+  for (const auto& layer : state)
+    for (const Var& v : layer) out.push_back(v.value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive: each update is the brute-force TBPTT gradient of the window it reports, k2 moves",
+          "[trainers][adaptive]") {
+  auto model = test::make_model("lstm", config(), true);
+  // Dense random targets, no resets: every step has a loss, so the states are one forward pass.
+  trainers::TokenData data(2, 60, 4);
+  std::mt19937_64 rng(5);
+  for (std::int64_t t = 0; t < 60; ++t)
+    for (std::int64_t b = 0; b < 2; ++b)
+      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+  std::vector<std::vector<Tensor>> S;
+  {
+    Tape tape(DType::f64);
+    autodiff::NoGradGuard no_grad;
+    models::ModelState state;
+    model->begin(tape, model->initial_state(2), state);
+    S.push_back(layer_values(state));
+    for (std::int64_t t = 0; t < 60; ++t) {
+      model->step(tape, data.step(t).tokens, state);
+      S.push_back(layer_values(state));
+    }
+  }
+  auto trainer = test::builtin_plugins().make_trainer("adaptive", {{"every", "1"},
+                                                                   {"tolerance", "0.02"},
+                                                                   {"k_min", "1"},
+                                                                   {"k_max", "12"},
+                                                                   {"k1", "1"},
+                                                                   {"k_start", "1"},
+                                                                   {"loss_steps", "2"}});
+  Tape tape(DType::f64);
+  trainer->begin(*model, data, tape);
+  std::set<std::int64_t> seen;
+  std::int64_t expected_first = 0;
+  while (!trainer->done()) {
+    const trainers::UpdateStats s = trainer->next(*model, data, tape);
+    std::vector<Tensor> got;
+    for (auto* p : model->parameters()) got.push_back(p->grad());
+    INFO("update at " << s.first_step << ", k1 = " << s.k1 << ", k2 = " << s.k2);
+    CHECK(s.first_step == expected_first);
+    CHECK(s.end_step == std::min<std::int64_t>(s.first_step + s.k1, 60));
+    const std::int64_t start = std::max<std::int64_t>(0, s.end_step - s.k2);
+    CHECK(s.steps_recorded == s.end_step - start);
+    seen.insert(s.k2);
+    // The reference: unroll [start, end) from the forward state, cut, loss = mean over [first, end).
+    for (auto* p : model->parameters()) p->zero_grad();
+    Tape ref(DType::f64);
+    models::ModelState state;
+    model->begin(ref, S[static_cast<std::size_t>(start)], state);
+    for (auto& layer : state)
+      for (Var& v : layer) v = autodiff::stop_gradient(v);
+    Var loss;
+    const double count = 2.0 * static_cast<double>(s.end_step - s.first_step);
+    for (std::int64_t t = start; t < s.end_step; ++t) {
+      const Var y = model->step(ref, data.step(t).tokens, state);
+      if (t < s.first_step) continue;
+      const Var l = autodiff::softmax_cross_entropy(y, data.step(t).target_tokens, {.normalizer = count});
+      loss = loss.valid() ? loss + l : l;
+    }
+    ref.backward(loss);
+    CHECK(s.loss == Approx(loss.item()).epsilon(1e-12));
+    const auto params = model->parameters();
+    for (std::size_t p = 0; p < params.size(); ++p)
+      for (std::int64_t e = 0; e < got[p].numel(); ++e)
+        CHECK(got[p].get(e) == Approx(params[p]->grad().get(e)).epsilon(1e-10).margin(1e-14));
+    expected_first = s.end_step;
+  }
+  CHECK(seen.size() >= 2);  // the estimate moved k2: the check above covered more than one window
+}
+
+TEST_CASE("adaptive: options are checked by name", "[trainers][adaptive]") {
+  using Catch::Matchers::Contains;
+  const auto& r = test::builtin_plugins();
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"tolerance", "1"}}), Contains("tolerance"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"tolerance", "0"}}), Contains("tolerance"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"k_min", "9"}, {"k_max", "4"}}), Contains("k_min <= k_max"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"k1", "5"}, {"k_min", "2"}}), Contains("k1"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"every", "0"}}), Contains("every"));
+}
+
+TEST_CASE("adaptive: a run restored from a checkpoint mid-pass continues bitwise", "[trainers][adaptive]") {
+  const auto data = trainers::recall_task(6, 4, 3, 12, 9);
+  const std::map<std::string, std::string> options = {{"every", "3"}, {"tolerance", "0.05"},
+                                                      {"k_min", "2"}, {"k_max", "9"},
+                                                      {"k1", "2"},    {"loss_steps", "2"}};
+  const auto dir = std::filesystem::temp_directory_path() / ("rewind_adaptive_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "checkpoint.safetensors";
+  auto run = [&](std::int64_t updates, bool save, bool restore) {
+    auto model = test::make_model("gru", config(), true);
+    auto trainer = test::builtin_plugins().make_trainer("adaptive", options);
+    trainers::Optimizer optimizer({.kind = "adam", .lr = 0.05});
+    trainers::Loop loop(*model, *trainer, optimizer,
+                        [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                        {.max_updates = updates});
+    if (restore) {
+      trainer->begin(*model, *data, loop.tape());
+      loop.resume(trainers::restore_checkpoint(file, *model, optimizer, *trainer));
+    }
+    std::set<std::int64_t> k2s;
+    loop.run([&](const trainers::UpdateReport& r) {
+      k2s.insert(r.stats.k2);
+      return true;
+    });
+    if (save) trainers::save_checkpoint(file, *model, optimizer, *trainer, loop.position(), {});
+    std::vector<Tensor> values;
+    for (auto* p : model->parameters()) values.push_back(p->value());
+    return std::pair{values, k2s};
+  };
+  const auto [straight, k2s] = run(40, false, false);
+  run(17, true, false);
+  const auto [resumed, unused] = run(40, false, true);
+  std::filesystem::remove_all(dir);
+  CHECK(k2s.size() >= 2);
+  for (std::size_t p = 0; p < straight.size(); ++p)
+    for (std::int64_t e = 0; e < straight[p].numel(); ++e) CHECK(resumed[p].get(e) == straight[p].get(e));
+}
