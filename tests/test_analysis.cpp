@@ -282,6 +282,12 @@ TEST_CASE("the truncation bias of a geometric curve is lambda^(k - 1), and the s
   CHECK(trainers::suggested_truncation(norms, 0.8, 0.1) == 12);
   CHECK(trainers::suggested_truncation(norms, 0.8, 0.5) == 5);  // 0.8^4 = 0.41
   CHECK(trainers::suggested_truncation(norms, 1.0, 0.1) == -1);
+  // Norms that end at zero (a reset cut every path further back) need no tail, whatever the fitted rate.
+  const std::vector<double> cut = trainers::truncation_bias({1.0, 0.5, 0.0}, 1.5);
+  CHECK(cut[0] == Approx(1.0));
+  CHECK(cut[1] == Approx(0.5 / 1.5));
+  CHECK(cut[2] == 0.0);
+  CHECK(trainers::suggested_truncation({1.0, 0.5, 0.0}, 1.5, 0.2) == 3);
   auto model = test::make_model("gru", f64_config(1), true);
   const auto data = random_tokens(2, 20, 1);
   using Catch::Matchers::Contains;

@@ -2,8 +2,9 @@
 // control gradient bias"): truncated BPTT(k1, k2) whose k2 is re-chosen every `every` updates as the smallest
 // unroll whose estimated relative gradient bias is at most `tolerance`, from the decay of ||dL_t / dh_{t-j}||
 // measured on the current parameters (estimate_horizon, docs/truncation.md). Each update is the truncated
-// trainer's (Trainer::truncated_update); a new k2 takes effect from the update after the estimate, growing by
-// at most k1 per update, because the state a longer unroll starts from must have been stored on the way.
+// trainer's (Trainer::truncated_update); a new k2 takes effect from the update after the estimate and grows
+// towards it by at most k1 per update, because the state a longer unroll starts from must have been stored
+// on the way; it shrinks at once.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -38,17 +39,18 @@ class Adaptive final : public Trainer {
     const std::int64_t start = spec.options.integer("k_start");
     k2_ = std::clamp<std::int64_t>(start > 0 ? start : k_min_, k_min_, k_max_);
     k1_ = k1_for(k2_);
+    target_k2_ = k2_;
     since_estimate_ = every_;  // the first update estimates
   }
 
   UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    std::int64_t next_k2 = k2_;
     if (since_estimate_ >= every_) {
       if (const std::int64_t wanted = estimate(model, data, tape); wanted > 0) {
-        next_k2 = wanted;
+        target_k2_ = wanted;
         since_estimate_ = 0;
       }
     }
+    std::int64_t next_k2 = target_k2_;
     if (budget_ > 0 && bytes_per_step_ > 0)
       next_k2 = std::min(next_k2, std::max<std::int64_t>(k_min_, budget_ / bytes_per_step_));
     // A longer unroll starts where no state was stored yet: grow by at most one update's k1 at a time
@@ -66,23 +68,25 @@ class Adaptive final : public Trainer {
 
   std::map<std::string, std::string> settings() const override {
     return {{"adaptive.k2", std::to_string(k2_)},
+            {"adaptive.target_k2", std::to_string(target_k2_)},
             {"adaptive.since_estimate", std::to_string(since_estimate_)},
             {"adaptive.bytes_per_step", std::to_string(bytes_per_step_)}};
   }
   void restore_settings(const std::map<std::string, std::string>& s) override {
-    std::int64_t k2 = 0, since = 0, bytes = 0;
+    std::int64_t k2 = 0, target = 0, since = 0, bytes = 0;
     try {
       k2 = std::stoll(s.at("adaptive.k2"));
+      target = std::stoll(s.at("adaptive.target_k2"));
       since = std::stoll(s.at("adaptive.since_estimate"));
       bytes = std::stoll(s.at("adaptive.bytes_per_step"));
     } catch (const std::exception&) {
       throw std::invalid_argument(
           "trainer 'adaptive': the saved k2 and estimate counter are missing or unreadable");
     }
-    if (k2 < k_min_ || k2 > k_max_ || since < 0 || bytes < 0)
+    if (k2 < k_min_ || k2 > k_max_ || target < k_min_ || target > k_max_ || since < 0 || bytes < 0)
       throw std::invalid_argument("trainer 'adaptive': saved k2 = " + std::to_string(k2) +
                                   " is outside [k_min, k_max]");
-    k2_ = k2, k1_ = k1_for(k2), since_estimate_ = since, bytes_per_step_ = bytes;
+    k2_ = k2, k1_ = k1_for(k2), target_k2_ = target, since_estimate_ = since, bytes_per_step_ = bytes;
   }
 
  private:
@@ -105,7 +109,8 @@ class Adaptive final : public Trainer {
 
   std::int64_t every_, k_min_, k_max_, k1_fixed_, lags_, loss_steps_, budget_;
   double tolerance_, k1_fraction_;
-  std::int64_t k1_ = 0, k2_ = 0, since_estimate_ = 0, bytes_per_step_ = 0;
+  // k2_: this update's; target_k2_: the last estimate's, which k2 approaches by at most k1 per update.
+  std::int64_t k1_ = 0, k2_ = 0, target_k2_ = 0, since_estimate_ = 0, bytes_per_step_ = 0;
 };
 
 std::unique_ptr<Trainer> create(const TrainerSpec& spec) {

@@ -186,8 +186,14 @@ std::vector<Tensor> leaf_grads(const Tape& tape, const ModelState& leaves) {
 
 std::vector<double> truncation_bias(const std::vector<double>& norms, double lambda) {
   std::vector<double> bias(norms.size(), 1.0);
-  if (norms.empty() || !(lambda < 1) || !(lambda >= 0)) return bias;
-  const double tail = norms.back() * lambda / (1 - lambda);  // sum over j > J of phi_J lambda^(j - J)
+  if (norms.empty()) return bias;
+  // Beyond lag J the geometric tail of the last norm: none when that norm is zero (every path back was cut,
+  // by resets), unbounded when the norms do not decay.
+  double tail = 0;
+  if (norms.back() > 0) {
+    if (!(lambda >= 0 && lambda < 1)) return bias;
+    tail = norms.back() * lambda / (1 - lambda);
+  }
   double total = tail;
   for (double n : norms) total += n;
   if (!(total > 0)) return bias;

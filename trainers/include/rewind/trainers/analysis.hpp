@@ -120,7 +120,8 @@ REWIND_TRAINERS_EXPORT HorizonAnalysis estimate_horizon(Model& model, const Data
 
 // Relative bias of k-step unrolls from norms phi_1..phi_J and a geometric tail phi_J lambda^(j - J) beyond:
 // sum_{j >= k} phi_j / sum_{j >= 1} phi_j, for k = 1..J (the bound of Aicher, Foti & Fox 2019 under
-// geometric decay; docs/truncation.md). lambda >= 1 gives no finite tail: every entry is 1.
+// geometric decay; docs/truncation.md). A last norm of zero has no tail (resets cut every path further back);
+// otherwise lambda >= 1 gives no finite tail, and every entry is 1.
 REWIND_TRAINERS_EXPORT std::vector<double> truncation_bias(const std::vector<double>& norms, double lambda);
 // The smallest k in [1, bias.size()] with bias[k - 1] <= tolerance, else extrapolated along the geometric
 // tail (lambda < 1), else -1.
