@@ -10,6 +10,7 @@
 
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/analysis.hpp"
 #include "rewind/trainers/checkpoint.hpp"
 #include "rewind/trainers/loop.hpp"
 
@@ -155,4 +156,89 @@ TEST_CASE("adaptive: a run restored from a checkpoint mid-pass continues bitwise
   CHECK(k2s.size() >= 2);
   for (std::size_t p = 0; p < straight.size(); ++p)
     for (std::int64_t e = 0; e < straight[p].numel(); ++e) CHECK(resumed[p].get(e) == straight[p].get(e));
+}
+
+namespace {
+
+std::vector<double> flat(const std::vector<Tensor>& g) {
+  std::vector<double> out;
+  for (const Tensor& t : g)
+    for (std::int64_t e = 0; e < t.numel(); ++e) out.push_back(t.get(e));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient; truncated's is not",
+          "[trainers][artbp]") {
+  // Tiny GRU, f64, one pass of 12 steps from a non-zero state. The full gradient comes from the full trainer
+  // (itself checked against an explicit unroll in test_trainers.cpp); each ARTBP pass gradient sums its
+  // updates weighted by their share of the targets (pass_gradient).
+  constexpr std::int64_t T = 12, seeds = 800;
+  models::ModelConfig c = config();
+  c.hidden_size = 3;
+  c.init_range = 1.2;  // long memory: truncation visibly biases the gradient
+  auto model = test::make_model("gru", c, true);
+  trainers::TokenData data(2, T, 4);
+  std::mt19937_64 rng(21);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t b = 0; b < 2; ++b)
+      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+  const std::vector<Tensor> start = model->initial_state(2);
+  Tape tape(DType::f64);
+  auto full = test::builtin_plugins().make_trainer("full", {});
+  const std::vector<double> g = flat(trainers::pass_gradient(*model, *full, data, start, tape));
+  std::vector<double> mean(g.size(), 0.0), squares(g.size(), 0.0);
+  double mean_length = 0;
+  for (std::int64_t seed = 1; seed <= seeds; ++seed) {
+    auto artbp =
+        test::builtin_plugins().make_trainer("artbp", {{"c", "0.3"}, {"seed", std::to_string(seed)}});
+    trainers::PassGradientStats stats;
+    const std::vector<double> x = flat(trainers::pass_gradient(*model, *artbp, data, start, tape, &stats));
+    mean_length += static_cast<double>(T) / static_cast<double>(stats.updates) / seeds;
+    for (std::size_t i = 0; i < g.size(); ++i) mean[i] += x[i] / seeds, squares[i] += x[i] * x[i] / seeds;
+  }
+  // E ||mean - g||^2 = sum of the variances / n =: sigma^2. Over the ~60 gradient elements the norm of the
+  // error concentrates near sigma, so 3 sigma is a wide margin for the unbiased estimator.
+  double variance = 0, error = 0, norm = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    variance += (squares[i] - mean[i] * mean[i]) / (seeds - 1);
+    error += (mean[i] - g[i]) * (mean[i] - g[i]);
+    norm += g[i] * g[i];
+  }
+  const double tolerance = 3 * std::sqrt(variance);
+  INFO("||mean - g|| = " << std::sqrt(error) << ", tolerance " << tolerance << ", ||g|| = " << std::sqrt(norm)
+                         << ", mean update length " << mean_length);
+  CHECK(std::sqrt(error) <= tolerance);
+  CHECK(tolerance < 0.05 * std::sqrt(norm));  // the check is tight enough to mean something
+  // Truncated BPTT with windows as long as ARTBP's on average is biased by far more than that tolerance.
+  const auto k = std::to_string(std::max<std::int64_t>(1, std::llround(mean_length)));
+  auto truncated = test::builtin_plugins().make_trainer("truncated", {{"k", k}});
+  const std::vector<double> gk = flat(trainers::pass_gradient(*model, *truncated, data, start, tape));
+  double bias = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) bias += (gk[i] - g[i]) * (gk[i] - g[i]);
+  CHECK(std::sqrt(bias) > 3 * tolerance);
+}
+
+TEST_CASE("artbp: the same seed repeats, another differs; options are checked", "[trainers][artbp]") {
+  auto model = test::make_model("gru", config(), true);
+  const auto data = trainers::recall_task(5, 4, 2, 8, 3);
+  Tape tape(DType::f64);
+  auto ends = [&](const std::string& seed) {
+    auto t = test::builtin_plugins().make_trainer("artbp", {{"c", "0.4"}, {"seed", seed}, {"k_min", "2"}});
+    t->begin(*model, *data, tape);
+    std::vector<std::int64_t> out;
+    while (!t->done()) {
+      const auto s = t->next(*model, *data, tape);
+      CHECK(s.end_step - s.first_step >= std::min<std::int64_t>(2, data->steps() - s.first_step));
+      out.push_back(s.end_step);
+    }
+    return out;
+  };
+  CHECK(ends("7") == ends("7"));
+  CHECK(ends("7") != ends("8"));
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"c", "1"}}), Contains("c,"));
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"k_min", "0"}}), Contains("k_min"));
 }
