@@ -78,8 +78,8 @@ struct TruncationAnalysis {
   std::vector<TruncationResult> results;  // one per setting, in the order given
 };
 
-// Makes a trainer plugin by name with options (the registry's make_trainer): the analysis compares the
-// trainers' own gradients, so any truncated-like plugin can be measured.
+// Makes a trainer plugin by name with options (the registry's make_trainer): the analysis takes g and g_k
+// from the "full" and "truncated" plugins themselves, not from a second implementation of either.
 using TrainerMaker =
     std::function<std::unique_ptr<Trainer>(const std::string&, const std::map<std::string, std::string>&)>;
 
