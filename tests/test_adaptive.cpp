@@ -248,3 +248,23 @@ TEST_CASE("artbp: the same seed repeats, another differs; options are checked", 
   CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"c", "1"}}), Contains("c,"));
   CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"k_min", "0"}}), Contains("k_min"));
 }
+
+TEST_CASE("adaptive: a memory budget caps k2 by the bytes per step it measured", "[trainers][adaptive]") {
+  auto model = test::make_model("lstm", config(), true);
+  const auto data = trainers::recall_task(8, 4, 2, 6, 2);
+  auto k2s = [&](const std::string& budget) {
+    auto trainer = test::builtin_plugins().make_trainer("adaptive", {{"every", "1"},
+                                                                     {"tolerance", "0.001"},
+                                                                     {"k_min", "2"},
+                                                                     {"k_max", "12"},
+                                                                     {"k1", "2"},
+                                                                     {"memory_budget", budget}});
+    Tape tape(DType::f64);
+    trainer->begin(*model, *data, tape);
+    std::set<std::int64_t> seen;
+    while (!trainer->done()) seen.insert(trainer->next(*model, *data, tape).k2);
+    return seen;
+  };
+  CHECK(k2s("1") == std::set<std::int64_t>{2});  // one byte: never more than k_min
+  CHECK(*k2s("0").rbegin() > 2);                 // no budget: the estimate raises k2
+}

@@ -51,8 +51,11 @@ class Adaptive final : public Trainer {
       }
     }
     std::int64_t next_k2 = target_k2_;
-    if (budget_ > 0 && bytes_per_step_ > 0)
-      next_k2 = std::min(next_k2, std::max<std::int64_t>(k_min_, budget_ / bytes_per_step_));
+    // Under a budget k2 grows only once an update has measured the bytes a step takes.
+    if (budget_ > 0)
+      next_k2 = bytes_per_step_ > 0
+                    ? std::min(next_k2, std::max<std::int64_t>(k_min_, budget_ / bytes_per_step_))
+                    : std::min(next_k2, k2_);
     // A longer unroll starts where no state was stored yet: grow by at most one update's k1 at a time
     // (k1_for grows with k2, so the next update's k1 is at least this one's).
     next_k2 = std::min(next_k2, k2_ + k1_for(k2_));
