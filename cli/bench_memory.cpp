@@ -7,7 +7,6 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -113,13 +112,8 @@ std::string mib(double bytes) {
 
 void write_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs,
                 const BenchSetup& s) {
-  if (!have_gnuplot()) {
-    std::printf("--plot: gnuplot is not installed (apt-get install gnuplot-nox); skipped\n");
-    return;
-  }
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 1400,560 font ',10'\nset output '" << png << "'\n"
-     << "set datafile separator ','\nset key top left\nset grid\nset logscale x\n"
+  gp << "set datafile separator ','\nset key top left\nset grid\nset logscale x\n"
      << "set multiplot layout 1,2 title '" << s.model << ", hidden " << s.hidden << ", batch " << s.batch
      << ", input " << s.input << "'\n"
      << "set logscale y\nset title 'tape peak memory'\nset xlabel 'sequence length T'\nset ylabel "
@@ -135,8 +129,7 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
     gp << (i ? ", " : "") << "'" << csv << "' using ($1 == " << i << " ? $3 : 1/0):8 with linespoints title '"
        << specs[i] << "'";
   gp << "\nunset multiplot\n";
-  run_gnuplot(png, gp.str());
-  std::printf("wrote %s (gnuplot script %s.gp)\n", png.c_str(), png.c_str());
+  render_gnuplot(png, "1400,560", gp.str());
 }
 
 }  // namespace
@@ -233,15 +226,16 @@ int run_bench_memory(int argc, const char* const* argv) {
       min_floats, s.model.c_str());
   std::string csv_for_plot = csv_path.empty() && !plot.empty() ? plot + ".csv" : csv_path;
   if (!csv_for_plot.empty()) {
-    std::ofstream csv(csv_for_plot);
+    std::ostringstream csv;
     csv << "trainer_index,trainer,steps,tape_peak_bytes,peak_rss_bytes,minimum_saved_bytes_full,us_per_step,"
            "steps_x_batch_per_second\n";
     for (const json& r : results)
       csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ','
           << r["tape_peak_bytes"] << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ','
           << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << '\n';
+    write_text_file(csv_for_plot, csv.str(), csv_path.empty() ? "--plot" : "--csv");
   }
-  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << '\n';
+  if (!json_path.empty()) write_text_file(json_path, results.dump(2) + "\n", "--json");
   if (!plot.empty()) write_plot(plot, csv_for_plot, specs, s);
   if (failed > 0) {
     std::fprintf(stderr, "rewind bench-memory: %d configuration(s) failed\n", failed);

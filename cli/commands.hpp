@@ -13,5 +13,6 @@ int run_eval(int argc, const char* const* argv);
 int run_bench_memory(int argc, const char* const* argv);
 int run_plot(int argc, const char* const* argv);
 int run_tokenize(int argc, const char* const* argv);
+int run_analyze(int argc, const char* const* argv);
 
 }  // namespace rwd::cli

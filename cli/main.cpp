@@ -26,6 +26,10 @@ constexpr Command commands[] = {
     {"plot", "draw a run's loss and learning-rate curves from its metrics (gnuplot PNG)", rwd::cli::run_plot},
     {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
      rwd::cli::run_bench_memory},
+    {"analyze",
+     "what truncation costs in gradient: truncated vs full per k (truncation), gradient decay with lag "
+     "(horizon)",
+     rwd::cli::run_analyze},
     {"demo", "record an RNN on text, backpropagate full and truncated, print gradients and tape memory",
      rwd::cli::run_demo},
     {"plugins", "list the model and trainer plugins found, with their options and files",

@@ -2,7 +2,9 @@
 #include "plot.hpp"
 
 #include <boost/program_options.hpp>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +15,7 @@
 
 #include "commands.hpp"
 #include "parse.hpp"
+#include "rewind/models/atomic_file.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -84,19 +87,38 @@ std::string label_of(const std::string& path) {
 
 }  // namespace
 
-bool have_gnuplot() {
-  return std::system("command -v gnuplot > /dev/null 2>&1") == 0;
+bool have_gnuplot() { return std::system("command -v gnuplot > /dev/null 2>&1") == 0; }
+
+void write_text_file(const std::string& path, const std::string& text, const std::string& option) {
+  models::write_file_atomically(
+      path,
+      [&](std::FILE* file) {
+        if (std::fwrite(text.data(), 1, text.size(), file) != text.size())
+          throw std::runtime_error(option + ": cannot write '" + path + "': " + std::strerror(errno));
+      },
+      option);
 }
 
-void run_gnuplot(const std::string& png, const std::string& script) {
-  const std::string script_path = png + ".gp";
-  {
-    std::ofstream gp(script_path);
-    gp << script;
-    if (!gp) throw std::runtime_error("cannot write gnuplot script '" + script_path + "'");
+bool render_gnuplot(const std::string& png, const std::string& size, const std::string& script) {
+  if (!have_gnuplot()) {
+    std::printf("--plot: gnuplot is not installed (apt-get install gnuplot-nox); skipped\n");
+    return false;
   }
-  if (std::system(("gnuplot " + shell_quote(script_path)).c_str()) != 0)
-    throw std::runtime_error("gnuplot failed on " + script_path);
+  const auto header = [&](const std::string& output) {
+    return "set terminal pngcairo noenhanced size " + size + " font ',10'\nset output '" + output + "'\n";
+  };
+  // The kept script writes the PNG itself when run by hand; this run sends it to a temporary file.
+  const std::string script_path = png + ".gp", run_path = png + ".run.gp", temp_png = png + ".tmp";
+  write_text_file(script_path, header(png) + script, "--plot");
+  write_text_file(run_path, header(temp_png) + script, "--plot");
+  const int status = std::system(("gnuplot " + shell_quote(run_path)).c_str());
+  std::remove(run_path.c_str());
+  if (status != 0 || std::rename(temp_png.c_str(), png.c_str()) != 0) {
+    std::remove(temp_png.c_str());
+    throw std::runtime_error("--plot: gnuplot failed on " + script_path);
+  }
+  std::printf("wrote %s (gnuplot script %s)\n", png.c_str(), script_path.c_str());
+  return true;
 }
 
 void plot_runs(const std::vector<std::string>& metrics_files, const std::string& png) {
@@ -124,8 +146,7 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   std::ofstream(best_csv) << "update,seconds,eval_loss,run\n" << best_marks.str();
 
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 1800,560 font ',10'\nset output '" << png << "'\n"
-     << "set datafile separator ','\nset datafile missing 'nan'\nset key top right\nset grid\n"
+  gp << "set datafile separator ','\nset datafile missing 'nan'\nset key top right\nset grid\n"
      << "set multiplot layout 1,3 title 'training (smoothed) and validation loss; * best validation'\n";
   auto loss_panel = [&](const char* title, const char* xlabel, int x) {
     gp << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel 'loss (nats)'\nplot ";
@@ -143,7 +164,7 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
     gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:5 every ::1 with lines lc " << i + 1 << " title '"
        << labels[i] << "'";
   gp << "\nunset multiplot\n";
-  run_gnuplot(png, gp.str());
+  render_gnuplot(png, "1800,560", gp.str());
 }
 
 int run_plot(int argc, const char* const* argv) {
@@ -168,7 +189,6 @@ int run_plot(int argc, const char* const* argv) {
   std::vector<std::string> files{metrics};
   files.insert(files.end(), compare.begin(), compare.end());
   plot_runs(files, out);
-  std::printf("wrote %s (gnuplot script %s.gp)\n", out.c_str(), out.c_str());
   return 0;
 }
 

@@ -210,20 +210,21 @@ class Progress {
     step_items_ += static_cast<double>(r.steps_recorded * s_.batch);
     window_correct_ += r.stats.correct, window_count_ += r.stats.loss_count;
     const double rate = step_items_ / std::max(r.seconds, 1e-9);
-    if (metrics_)
-      *metrics_ << nlohmann::json{{"update", r.update},
-                                  {"pass", r.pass},
-                                  {"loss", r.stats.loss},
-                                  {"grad_norm", r.grad_norm},
-                                  {"lr", r.lr},
-                                  {"seconds", r.seconds},
-                                  {"steps_x_batch_per_second", rate},
-                                  {"skipped_nonfinite", r.skipped_nonfinite},
-                                  {"tape_peak_bytes", r.stats.tape.peak_bytes},
-                                  {"tape_reserved_bytes", r.stats.tape.reserved_bytes},
-                                  {"arena_block_allocations", r.stats.tape.block_allocations}}
-                       .dump()
-                << std::endl;
+    if (metrics_) {
+      nlohmann::json line{{"update", r.update},
+                          {"pass", r.pass},
+                          {"loss", r.stats.loss},
+                          {"grad_norm", r.grad_norm},
+                          {"lr", r.lr},
+                          {"seconds", r.seconds},
+                          {"steps_x_batch_per_second", rate},
+                          {"skipped_nonfinite", r.skipped_nonfinite},
+                          {"tape_peak_bytes", r.stats.tape.peak_bytes},
+                          {"tape_reserved_bytes", r.stats.tape.reserved_bytes},
+                          {"arena_block_allocations", r.stats.tape.block_allocations}};
+      if (r.stats.k2 > 0) line["k1"] = r.stats.k1, line["k2"] = r.stats.k2;  // the window in use
+      *metrics_ << line.dump() << std::endl;
+    }
     const std::int64_t done_here = r.update - s_.start_updates;
     const bool due =
         s_.tty ? r.seconds - last_print_ >= 0.25 : (r.update % s_.log_every == 0 || done_here == 1);
@@ -238,13 +239,18 @@ class Progress {
     if (s_.tokens && window_count_ > 0)
       std::snprintf(accuracy, sizeof accuracy, "  acc %.3f",
                     static_cast<double>(window_correct_) / static_cast<double>(window_count_));
+    char window[48] = "";
+    if (r.stats.k2 > 0)
+      std::snprintf(window, sizeof window, "  k %lld/%lld", static_cast<long long>(r.stats.k1),
+                    static_cast<long long>(r.stats.k2));
     std::printf(
-        "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s  lr %.3g  %7.0f steps x batch/s  tape %6.1f "
+        "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s%s  lr %.3g  %7.0f steps x batch/s  tape "
+        "%6.1f "
         "MiB  "
         "ETA "
         "%s%s",
         s_.tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
-        smoothed_, accuracy, r.lr, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
+        smoothed_, accuracy, window, r.lr, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
         eta >= 0 ? duration(eta).c_str() : "?", s_.tty ? "   " : "\n");
     in_line_ = s_.tty;
     window_correct_ = window_count_ = 0;

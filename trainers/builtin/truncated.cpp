@@ -22,30 +22,7 @@ class Truncated final : public Trainer {
   }
 
   UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    const std::int64_t end = std::min(position_ + k1_, steps_);
-    const std::int64_t start = std::max<std::int64_t>(0, end - k2_);
-    // The next update unrolls from next_start, which lies in [start, end]: save its state on the way. After
-    // the last update the state at the end of the pass is kept.
-    const std::int64_t next_start =
-        end == steps_ ? end : std::max<std::int64_t>(0, std::min(end + k1_, steps_) - k2_);
-    if (stored_step_ != start)
-      throw std::logic_error("trainer 'truncated': stored state is for step " + std::to_string(stored_step_) +
-                             ", the update starts at " + std::to_string(start));
-    for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
-    tape.clear();
-    ModelState state;
-    model.begin(tape, stored_, state);
-    std::vector<Tensor> next_state;
-    const WindowResult w = record_window(
-        model, tape, data, state,
-        {.begin = start, .end = end, .loss_begin = position_, .save_step = next_start, .saved = &next_state});
-    if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
-    UpdateStats stats{
-        w.loss.valid() ? w.loss.item() : 0.0, w.count, w.correct, position_, end, end - start, tape.memory()};
-    stored_ = std::move(next_state);
-    stored_step_ = next_start;
-    position_ = end;
-    return stats;
+    return truncated_update(model, data, tape, k1_, k2_, k1_, k2_);
   }
 
  private:

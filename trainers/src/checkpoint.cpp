@@ -13,6 +13,7 @@ using models::SafetensorsError;
 namespace {
 constexpr const char* format_key = "rewind.checkpoint";
 constexpr const char* format_version = "1";
+constexpr const char* trainer_prefix = "rewind.trainer.";  // a trainer's own settings (Trainer::settings)
 
 std::int64_t integer(const std::map<std::string, std::string>& m, const std::string& key,
                      const fs::path& file) {
@@ -40,6 +41,7 @@ void save_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, c
   meta["rewind.position"] = std::to_string(trainer.position());
   meta["rewind.stored_step"] = std::to_string(trainer.stored_step());
   for (const auto& [key, value] : optimizer.schedule_state()) meta[key] = value;
+  for (const auto& [key, value] : trainer.settings()) meta[std::string(trainer_prefix) + key] = value;
   models::save_safetensors(file, tensors, meta);
 }
 
@@ -87,8 +89,12 @@ RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& op
   const std::int64_t updates = integer(meta, "rewind.updates", file);
   const std::int64_t at = integer(meta, "rewind.position", file),
                      stored_step = integer(meta, "rewind.stored_step", file);
+  std::map<std::string, std::string> settings;
+  for (const auto& [key, value] : meta)
+    if (key.starts_with(trainer_prefix)) settings[key.substr(std::strlen(trainer_prefix))] = value;
   try {
     probe.restore_schedule_state(meta);
+    trainer.restore_settings(settings);
     trainer.restore(at, stored_step, std::move(stored));
   } catch (const std::invalid_argument& e) {
     throw SafetensorsError(where + ": " + e.what());

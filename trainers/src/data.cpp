@@ -369,7 +369,22 @@ std::unique_ptr<Dataset> synthetic_task(const std::string& spec, std::int64_t ba
   const std::string kind = spec.substr(0, colon);
   std::int64_t n = 0;
   std::size_t used = 0;
-  const std::string number = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  std::string number = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  // recall:L:V draws from V symbols instead of 4.
+  std::int64_t symbols = 4;
+  if (const auto second = number.find(':'); kind == "recall" && second != std::string::npos) {
+    const std::string v = number.substr(second + 1);
+    std::size_t v_used = 0;
+    try {
+      symbols = std::stoll(v, &v_used);
+    } catch (const std::exception&) {
+      v_used = 0;
+    }
+    if (v_used == 0 || v_used != v.size() || symbols < 2)
+      throw std::invalid_argument("task '" + spec +
+                                  "': expected recall:L:V with V >= 2 symbols, e.g. recall:30:8");
+    number = number.substr(0, second);
+  }
   try {
     n = std::stoll(number, &used);
   } catch (const std::exception&) {
@@ -379,11 +394,12 @@ std::unique_ptr<Dataset> synthetic_task(const std::string& spec, std::int64_t ba
     throw std::invalid_argument("task '" + spec +
                                 "': expected NAME:NUMBER with a positive number, e.g. recall:20");
   if (kind == "recall")
-    return recall_task(n, 4, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
+    return recall_task(n, symbols, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)),
+                       seed);
   if (kind == "adding")
     return adding_task(n, batch, std::max<std::int64_t>(1, steps / std::max<std::int64_t>(n, 1)), seed);
   if (kind == "delay") return delay_task(n, 4, batch, steps, seed);
-  throw std::invalid_argument("task '" + spec + "': unknown (recall:L, adding:L or delay:D)");
+  throw std::invalid_argument("task '" + spec + "': unknown (recall:L[:V], adding:L or delay:D)");
 }
 
 }  // namespace rwd::trainers

@@ -39,6 +39,45 @@ void Trainer::restore(std::int64_t position, std::int64_t stored_step, std::vect
   stored_ = std::move(stored);
 }
 
+UpdateStats Trainer::truncated_update(Model& model, const Dataset& data, Tape& tape, std::int64_t k1,
+                                      std::int64_t k2, std::int64_t next_k1, std::int64_t next_k2) {
+  const std::int64_t end = std::min(position_ + k1, steps_);
+  const std::int64_t start = std::max<std::int64_t>(0, end - k2);
+  // The next update unrolls from next_start, saved on the way: it must lie in [start, end], which holds while
+  // next_k2 <= k2 + next_k1 (a k2 that grows faster has no stored state to start from; refused below). After
+  // the last update the state at the end of the pass is kept.
+  const std::int64_t next_start =
+      end == steps_ ? end : std::max<std::int64_t>(0, std::min(end + next_k1, steps_) - next_k2);
+  if (stored_step_ != start)
+    throw std::logic_error("trainer: stored state is for step " + std::to_string(stored_step_) +
+                           ", the update starts at " + std::to_string(start));
+  if (next_start < start)
+    throw std::logic_error("trainer: the next update would start at step " + std::to_string(next_start) +
+                           ", before this update's unroll (" + std::to_string(start) + ")");
+  for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
+  tape.clear();
+  ModelState state;
+  model.begin(tape, stored_, state);
+  std::vector<Tensor> next_state;
+  const WindowResult w = record_window(
+      model, tape, data, state,
+      {.begin = start, .end = end, .loss_begin = position_, .save_step = next_start, .saved = &next_state});
+  if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
+  UpdateStats stats{w.loss.valid() ? w.loss.item() : 0.0,
+                    w.count,
+                    w.correct,
+                    position_,
+                    end,
+                    end - start,
+                    tape.memory(),
+                    k1,
+                    k2};
+  stored_ = std::move(next_state);
+  stored_step_ = next_start;
+  position_ = end;
+  return stats;
+}
+
 std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t end) {
   std::int64_t count = 0;
   for (std::int64_t t = begin; t < end; ++t) {

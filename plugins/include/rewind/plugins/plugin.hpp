@@ -14,8 +14,9 @@
 
 namespace rwd::plugins {
 
-// Bumped whenever Descriptor, Cell, Model or anything a factory or trainer exchanges changes layout
-// (2: ModelConfig gained dropout and tie_weights, which moved Model's members).
+// Bumped whenever Descriptor, Cell, Model, Trainer or anything a factory or trainer exchanges changes layout
+// (2: ModelConfig gained dropout and tie_weights, which moved Model's members; Trainer::settings and
+// restore_settings, UpdateStats::k1 and k2).
 inline constexpr std::uint32_t abi_version = 2;
 
 #define REWIND_PLUGIN_STR2(x) #x

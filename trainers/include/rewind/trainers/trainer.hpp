@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct UpdateStats {
   std::int64_t end_step = 0;
   std::int64_t steps_recorded = 0;  // forward steps run for this update (recomputation included)
   autodiff::MemoryStats tape;       // the tape's figures at the end of the update (peak since begin())
+  std::int64_t k1 = 0, k2 = 0;      // a truncating trainer's window for this update (0: not truncating)
 };
 
 class REWIND_TRAINERS_EXPORT Trainer {
@@ -50,8 +52,19 @@ class REWIND_TRAINERS_EXPORT Trainer {
   std::int64_t stored_step() const { return stored_step_; }
   // Restores a position and stored state saved from an identical trainer on the same data.
   void restore(std::int64_t position, std::int64_t stored_step, std::vector<Tensor> stored);
+  // Settings a trainer changes as it runs (the adaptive trainer's k), saved with a checkpoint as metadata
+  // "rewind.trainer.KEY" and handed back before restore() on resume, so that the run continues exactly.
+  // restore_settings throws std::invalid_argument on a value it cannot take.
+  virtual std::map<std::string, std::string> settings() const { return {}; }
+  virtual void restore_settings(const std::map<std::string, std::string>& /*settings*/) {}
 
  protected:
+  // One truncated update (docs/trainers.md): the loss over [position, min(position + k1, T)) through an
+  // unroll of k2 steps from the stored state, which must be the state at that unroll's start; on the way the
+  // state where the next update, with next_k1 and next_k2, starts is stored. Truncated and adaptive share it.
+  UpdateStats truncated_update(Model& model, const Dataset& data, Tape& tape, std::int64_t k1,
+                               std::int64_t k2, std::int64_t next_k1, std::int64_t next_k2);
+
   std::int64_t position_ = 0;
   std::int64_t steps_ = 0;
   std::vector<Tensor> stored_;

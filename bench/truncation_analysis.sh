@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue 12, acceptance 2 and 5: what truncation costs in gradient on a trained model.
+#   recall: LSTM 32 (forget bias 3) trained on recall:20 with TBPTT(5, 25), then analyze truncation with
+#           k1 = 1 (every loss sees exactly k2 steps) and analyze horizon. About a minute.
+#   text:   a 1 x 256 LSTM trained on the bundled text with TBPTT(64) for TRAIN_SECONDS (default 150; the
+#           figures in docs/truncation.md come from that short run, a longer one gives a better model), then
+#           the bias-vs-k table and the horizon curve. A few minutes.
+# usage: bench/truncation_analysis.sh [path/to/rewind] [recall|text|all] [output dir]
+set -euo pipefail
+rewind=${1:-build/bin/rewind} which=${2:-all} out=${3:-bench/results}
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ "$which" = recall ] || [ "$which" = all ]; then
+  "$rewind" train --task recall:20 --task-steps 600 --batch 32 --hidden 32 --option forget_bias=3 --lr 0.01 \
+    --trainer truncated --k1 5 --k2 25 --max-updates 1000 --eval-every 500 --log-every 500 --seed 1 \
+    --sample-length 0 --save "$work/recall20" | tail -2
+  "$rewind" analyze truncation --checkpoint "$work/recall20" --steps 80 --segments 8 --k1 1 \
+    --k2 1,5,10,15,18,19,20,21,25,40 --csv "$out/truncation_recall20.csv" --plot "$out/truncation_recall20.png" |
+    tee "$out/truncation_recall20.txt"
+  for tolerance in 0.1 0.05; do
+    "$rewind" analyze horizon --checkpoint "$work/recall20" --steps 80 --segments 8 --lags 40 \
+      --tolerance "$tolerance" --csv "$out/horizon_recall20_$tolerance.csv" \
+      --plot "$out/horizon_recall20_$tolerance.png" | tee "$out/horizon_recall20_$tolerance.txt"
+  done
+fi
+if [ "$which" = text ] || [ "$which" = all ]; then
+  "$rewind" train --data "$here/data/tinyshakespeare.txt" --hidden 256 --batch 32 --trainer truncated --k 64 \
+    --lr 0.002 --time-limit "${TRAIN_SECONDS:-150}" --eval-every 0 --log-every 200 --sample-length 0 --seed 1 \
+    --save "$work/text256" | tail -3
+  "$rewind" analyze truncation --checkpoint "$work/text256" --batch 8 --steps 256 --segments 4 \
+    --k 1,5,10,20,35,64,100,150,256 --csv "$out/truncation_text256.csv" --plot "$out/truncation_text256.png" |
+    tee "$out/truncation_text256.txt"
+  "$rewind" analyze horizon --checkpoint "$work/text256" --batch 8 --steps 256 --segments 4 --lags 120 \
+    --loss-steps 8 --csv "$out/horizon_text256.csv" --plot "$out/horizon_text256.png" |
+    tee "$out/horizon_text256.txt"
+fi

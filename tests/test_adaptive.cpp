@@ -1,0 +1,270 @@
+// The adaptive trainer: every update is the exact TBPTT gradient of the window it reports (an explicit
+// unroll with stop_gradient written here), its k2 changes with the estimate, and a run saved and restored
+// mid-way continues bitwise as an uninterrupted one.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "plugin_fixtures.hpp"
+#include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/analysis.hpp"
+#include "rewind/trainers/checkpoint.hpp"
+#include "rewind/trainers/loop.hpp"
+
+using namespace rwd;
+using autodiff::DType;
+using autodiff::Tape;
+using autodiff::Tensor;
+using autodiff::Var;
+
+namespace {
+
+models::ModelConfig config() {
+  models::ModelConfig c;
+  c.vocab_size = 4;
+  c.input_size = 3;
+  c.hidden_size = 5;
+  c.dtype = DType::f64;
+  c.init_range = 0.8;
+  return c;
+}
+
+std::vector<Tensor> layer_values(const models::ModelState& state) {
+  std::vector<Tensor> out;
+  for (const auto& layer : state)
+    for (const Var& v : layer) out.push_back(v.value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive: each update is the brute-force TBPTT gradient of the window it reports, k2 moves",
+          "[trainers][adaptive]") {
+  auto model = test::make_model("lstm", config(), true);
+  // Dense random targets, no resets: every step has a loss, so the states are one forward pass.
+  trainers::TokenData data(2, 60, 4);
+  std::mt19937_64 rng(5);
+  for (std::int64_t t = 0; t < 60; ++t)
+    for (std::int64_t b = 0; b < 2; ++b)
+      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+  std::vector<std::vector<Tensor>> S;
+  {
+    Tape tape(DType::f64);
+    autodiff::NoGradGuard no_grad;
+    models::ModelState state;
+    model->begin(tape, model->initial_state(2), state);
+    S.push_back(layer_values(state));
+    for (std::int64_t t = 0; t < 60; ++t) {
+      model->step(tape, data.step(t).tokens, state);
+      S.push_back(layer_values(state));
+    }
+  }
+  auto trainer = test::builtin_plugins().make_trainer("adaptive", {{"every", "1"},
+                                                                   {"tolerance", "0.02"},
+                                                                   {"k_min", "1"},
+                                                                   {"k_max", "12"},
+                                                                   {"k1", "1"},
+                                                                   {"k_start", "1"},
+                                                                   {"loss_steps", "2"}});
+  Tape tape(DType::f64);
+  trainer->begin(*model, data, tape);
+  std::set<std::int64_t> seen;
+  std::int64_t expected_first = 0;
+  while (!trainer->done()) {
+    const trainers::UpdateStats s = trainer->next(*model, data, tape);
+    std::vector<Tensor> got;
+    for (auto* p : model->parameters()) got.push_back(p->grad());
+    INFO("update at " << s.first_step << ", k1 = " << s.k1 << ", k2 = " << s.k2);
+    CHECK(s.first_step == expected_first);
+    CHECK(s.end_step == std::min<std::int64_t>(s.first_step + s.k1, 60));
+    const std::int64_t start = std::max<std::int64_t>(0, s.end_step - s.k2);
+    CHECK(s.steps_recorded == s.end_step - start);
+    seen.insert(s.k2);
+    // The reference: unroll [start, end) from the forward state, cut, loss = mean over [first, end).
+    for (auto* p : model->parameters()) p->zero_grad();
+    Tape ref(DType::f64);
+    models::ModelState state;
+    model->begin(ref, S[static_cast<std::size_t>(start)], state);
+    for (auto& layer : state)
+      for (Var& v : layer) v = autodiff::stop_gradient(v);
+    Var loss;
+    const double count = 2.0 * static_cast<double>(s.end_step - s.first_step);
+    for (std::int64_t t = start; t < s.end_step; ++t) {
+      const Var y = model->step(ref, data.step(t).tokens, state);
+      if (t < s.first_step) continue;
+      const Var l = autodiff::softmax_cross_entropy(y, data.step(t).target_tokens, {.normalizer = count});
+      loss = loss.valid() ? loss + l : l;
+    }
+    ref.backward(loss);
+    CHECK(s.loss == Approx(loss.item()).epsilon(1e-12));
+    const auto params = model->parameters();
+    for (std::size_t p = 0; p < params.size(); ++p)
+      for (std::int64_t e = 0; e < got[p].numel(); ++e)
+        CHECK(got[p].get(e) == Approx(params[p]->grad().get(e)).epsilon(1e-10).margin(1e-14));
+    expected_first = s.end_step;
+  }
+  CHECK(seen.size() >= 2);  // the estimate moved k2: the check above covered more than one window
+}
+
+TEST_CASE("adaptive: options are checked by name", "[trainers][adaptive]") {
+  using Catch::Matchers::Contains;
+  const auto& r = test::builtin_plugins();
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"tolerance", "1"}}), Contains("tolerance"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"tolerance", "0"}}), Contains("tolerance"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"k_min", "9"}, {"k_max", "4"}}), Contains("k_min <= k_max"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"k1", "5"}, {"k_min", "2"}}), Contains("k1"));
+  CHECK_THROWS_WITH(r.make_trainer("adaptive", {{"every", "0"}}), Contains("every"));
+}
+
+TEST_CASE("adaptive and artbp: a run restored from a checkpoint mid-pass continues bitwise",
+          "[trainers][adaptive][artbp]") {
+  const auto data = trainers::recall_task(6, 4, 3, 12, 9);
+  const std::string name = GENERATE(as<std::string>(), "adaptive", "artbp");
+  INFO(name);
+  using Options = std::map<std::string, std::string>;
+  const Options options = name == "adaptive"
+                              ? Options{{"every", "3"}, {"tolerance", "0.05"}, {"k_min", "2"},
+                                        {"k_max", "9"}, {"k1", "2"},           {"loss_steps", "2"}}
+                              : Options{{"c", "0.3"}, {"seed", "4"}};
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("rewind_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "checkpoint.safetensors";
+  auto run = [&](std::int64_t updates, bool save, bool restore) {
+    auto model = test::make_model("gru", config(), true);
+    auto trainer = test::builtin_plugins().make_trainer(name, options);
+    trainers::Optimizer optimizer({.kind = "adam", .lr = 0.05});
+    trainers::Loop loop(*model, *trainer, optimizer,
+                        [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                        {.max_updates = updates});
+    if (restore) {
+      trainer->begin(*model, *data, loop.tape());
+      loop.resume(trainers::restore_checkpoint(file, *model, optimizer, *trainer));
+    }
+    std::set<std::int64_t> k2s;
+    loop.run([&](const trainers::UpdateReport& r) {
+      k2s.insert(r.stats.k2);
+      return true;
+    });
+    if (save) trainers::save_checkpoint(file, *model, optimizer, *trainer, loop.position(), {});
+    std::vector<Tensor> values;
+    for (auto* p : model->parameters()) values.push_back(p->value());
+    return std::pair{values, k2s};
+  };
+  const auto [straight, k2s] = run(60, false, false);
+  run(31, true, false);  // in a later pass than the first: the pass count matters for artbp
+  const auto [resumed, unused] = run(60, false, true);
+  std::filesystem::remove_all(dir);
+  CHECK(k2s.size() >= 2);
+  for (std::size_t p = 0; p < straight.size(); ++p)
+    for (std::int64_t e = 0; e < straight[p].numel(); ++e) CHECK(resumed[p].get(e) == straight[p].get(e));
+}
+
+namespace {
+
+std::vector<double> flat(const std::vector<Tensor>& g) {
+  std::vector<double> out;
+  for (const Tensor& t : g)
+    for (std::int64_t e = 0; e < t.numel(); ++e) out.push_back(t.get(e));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient; truncated's is not",
+          "[trainers][artbp]") {
+  // Tiny GRU, f64, one pass of 12 steps from a non-zero state. The full gradient comes from the full trainer
+  // (itself checked against an explicit unroll in test_trainers.cpp); each ARTBP pass gradient sums its
+  // updates weighted by their share of the targets (pass_gradient).
+  constexpr std::int64_t T = 12, seeds = 800;
+  models::ModelConfig c = config();
+  c.hidden_size = 3;
+  c.init_range = 1.2;  // long memory: truncation visibly biases the gradient
+  auto model = test::make_model("gru", c, true);
+  trainers::TokenData data(2, T, 4);
+  std::mt19937_64 rng(21);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t b = 0; b < 2; ++b)
+      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+  const std::vector<Tensor> start = model->initial_state(2);
+  Tape tape(DType::f64);
+  auto full = test::builtin_plugins().make_trainer("full", {});
+  const std::vector<double> g = flat(trainers::pass_gradient(*model, *full, data, start, tape));
+  std::vector<double> mean(g.size(), 0.0), squares(g.size(), 0.0);
+  double mean_length = 0;
+  for (std::int64_t seed = 1; seed <= seeds; ++seed) {
+    auto artbp =
+        test::builtin_plugins().make_trainer("artbp", {{"c", "0.3"}, {"seed", std::to_string(seed)}});
+    trainers::PassGradientStats stats;
+    const std::vector<double> x = flat(trainers::pass_gradient(*model, *artbp, data, start, tape, &stats));
+    mean_length += static_cast<double>(T) / static_cast<double>(stats.updates) / seeds;
+    for (std::size_t i = 0; i < g.size(); ++i) mean[i] += x[i] / seeds, squares[i] += x[i] * x[i] / seeds;
+  }
+  // E ||mean - g||^2 = sum of the variances / n =: sigma^2. Over the ~60 gradient elements the norm of the
+  // error concentrates near sigma, so 3 sigma is a wide margin for the unbiased estimator.
+  double variance = 0, error = 0, norm = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    variance += (squares[i] - mean[i] * mean[i]) / (seeds - 1);
+    error += (mean[i] - g[i]) * (mean[i] - g[i]);
+    norm += g[i] * g[i];
+  }
+  const double tolerance = 3 * std::sqrt(variance);
+  INFO("||mean - g|| = " << std::sqrt(error) << ", tolerance " << tolerance << ", ||g|| = " << std::sqrt(norm)
+                         << ", mean update length " << mean_length);
+  CHECK(std::sqrt(error) <= tolerance);
+  CHECK(tolerance < 0.05 * std::sqrt(norm));  // the check is tight enough to mean something
+  // Truncated BPTT with windows as long as ARTBP's on average is biased by far more than that tolerance.
+  const auto k = std::to_string(std::max<std::int64_t>(1, std::llround(mean_length)));
+  auto truncated = test::builtin_plugins().make_trainer("truncated", {{"k", k}});
+  const std::vector<double> gk = flat(trainers::pass_gradient(*model, *truncated, data, start, tape));
+  double bias = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) bias += (gk[i] - g[i]) * (gk[i] - g[i]);
+  CHECK(std::sqrt(bias) > 3 * tolerance);
+}
+
+TEST_CASE("artbp: the same seed repeats, another differs; options are checked", "[trainers][artbp]") {
+  auto model = test::make_model("gru", config(), true);
+  const auto data = trainers::recall_task(5, 4, 2, 8, 3);
+  Tape tape(DType::f64);
+  auto ends = [&](const std::string& seed) {
+    auto t = test::builtin_plugins().make_trainer("artbp", {{"c", "0.4"}, {"seed", seed}, {"k_min", "2"}});
+    t->begin(*model, *data, tape);
+    std::vector<std::int64_t> out;
+    while (!t->done()) {
+      const auto s = t->next(*model, *data, tape);
+      CHECK(s.end_step - s.first_step >= std::min<std::int64_t>(2, data->steps() - s.first_step));
+      out.push_back(s.end_step);
+    }
+    return out;
+  };
+  CHECK(ends("7") == ends("7"));
+  CHECK(ends("7") != ends("8"));
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"c", "1"}}), Contains("c,"));
+  CHECK_THROWS_WITH(test::builtin_plugins().make_trainer("artbp", {{"k_min", "0"}}), Contains("k_min"));
+}
+
+TEST_CASE("adaptive: a memory budget caps k2 by the bytes per step it measured", "[trainers][adaptive]") {
+  auto model = test::make_model("lstm", config(), true);
+  const auto data = trainers::recall_task(8, 4, 2, 6, 2);
+  auto k2s = [&](const std::string& budget) {
+    auto trainer = test::builtin_plugins().make_trainer("adaptive", {{"every", "1"},
+                                                                     {"tolerance", "0.001"},
+                                                                     {"k_min", "2"},
+                                                                     {"k_max", "12"},
+                                                                     {"k1", "2"},
+                                                                     {"memory_budget", budget}});
+    Tape tape(DType::f64);
+    trainer->begin(*model, *data, tape);
+    std::set<std::int64_t> seen;
+    while (!trainer->done()) seen.insert(trainer->next(*model, *data, tape).k2);
+    return seen;
+  };
+  CHECK(k2s("1") == std::set<std::int64_t>{2});  // one byte: never more than k_min
+  CHECK(*k2s("0").rbegin() > 2);                 // no budget: the estimate raises k2
+}
