@@ -146,6 +146,25 @@ trainers::Evaluation World::combine(const trainers::Evaluation& local) {
           static_cast<std::int64_t>(correct)};
 }
 
+std::vector<autodiff::Tensor> World::gather_rows(const std::vector<autodiff::Tensor>& local) {
+  std::vector<autodiff::Tensor> all;
+  if (world_size == 1) return all;
+#ifdef REWIND_WITH_MPI
+  for (const autodiff::Tensor& t : local) {  // every rank's share has the same shape
+    autodiff::Tensor whole;
+    if (world_rank == 0)
+      whole =
+          autodiff::Tensor(autodiff::Shape::matrix(t.shape().rows * world_size, t.shape().cols), t.dtype());
+    MPI_Gather(t.raw(), static_cast<int>(t.bytes()), MPI_BYTE, world_rank == 0 ? whole.raw() : nullptr,
+               static_cast<int>(t.bytes()), MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (world_rank == 0) all.push_back(std::move(whole));
+  }
+#else
+  (void)local;
+#endif
+  return all;
+}
+
 void World::abort() {
 #ifdef REWIND_WITH_MPI
   if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);

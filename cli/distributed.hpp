@@ -33,6 +33,9 @@ class World {
   static bool any(bool local);
   // The evaluation of all ranks' shares of the validation streams.
   static trainers::Evaluation combine(const trainers::Evaluation& local);
+  // Rank 0 receives every rank's rows of these [rows, cols] tensors, stacked in rank order (the stored state
+  // of all streams, for a checkpoint); other ranks and a world of one receive nothing.
+  static std::vector<autodiff::Tensor> gather_rows(const std::vector<autodiff::Tensor>& local);
   // Ends every rank after this one printed why (a failing rank must not leave the others waiting).
   [[noreturn]] static void abort();
 };

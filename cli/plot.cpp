@@ -4,9 +4,9 @@
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -87,7 +87,9 @@ std::string label_of(const std::string& path) {
 
 }  // namespace
 
-bool have_gnuplot() { return std::system("command -v gnuplot > /dev/null 2>&1") == 0; }
+bool have_gnuplot() {
+  return std::system("command -v gnuplot > /dev/null 2>&1") == 0;
+}
 
 void write_text_file(const std::string& path, const std::string& text, const std::string& option) {
   models::write_file_atomically(

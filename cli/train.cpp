@@ -449,11 +449,9 @@ int run_train(int argc, const char* const* argv) {
 
   BestValidation best;
   if (World::distributed()) {
-    for (const char* name : {"resume", "save-every", "save-every-seconds", "keep-best", "keep-checkpoints"})
-      if (vm.count(name) && !vm[name].defaulted())
-        throw std::invalid_argument(std::string("--") + name +
-                                    " is not available under MPI yet: checkpoints need every rank's carried "
-                                    "state (--save writes model.safetensors)");
+    // Its horizon estimate would differ between the ranks' shares, and so would its window.
+    if (config.trainer == "adaptive")
+      throw std::invalid_argument("--trainer adaptive is not available under MPI yet");
     if (World::rank() != 0) {  // rank 0 speaks and writes for all
       metrics_path.clear(), plot_path.clear(), sample_length = 0;
       if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence rank output");
@@ -551,7 +549,7 @@ int run_train(int argc, const char* const* argv) {
   PassData data(config);
   // After the data are read (bad data leave nothing behind), before training (not after it).
   if (!save.empty() && World::rank() == 0) check_writable_directory(save);
-  if (keep_best) check_writable_directory(fs::path(save) / "best");
+  if (keep_best && World::rank() == 0) check_writable_directory(fs::path(save) / "best");
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
   for (const auto& [wanted, what] : {std::pair{keep_best, "--keep-best"},
@@ -587,7 +585,9 @@ int run_train(int argc, const char* const* argv) {
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
     const std::int64_t pass = std::stoll(trainers::read_checkpoint_metadata(file).at("rewind.pass"));
     trainer->begin(*model, data.train(pass), loop.tape());
-    loop.resume(trainers::restore_checkpoint(file, *model, optimizer, *trainer));
+    loop.resume(trainers::restore_checkpoint(
+        file, *model, optimizer, *trainer,
+        World::distributed() ? World::share(config.batch, "--batch").first : 0, config.batch));
     std::printf("resumed %s at update %lld (pass %lld)\n", resume.c_str(),
                 static_cast<long long>(optimizer.updates()), static_cast<long long>(pass));
   } else if (!init.empty()) {
@@ -631,18 +631,19 @@ int run_train(int argc, const char* const* argv) {
   auto write_run = [&](const fs::path& dir) {
     std::map<std::string, std::string> metadata = best.metadata();
     metadata["rewind.run"] = run_json;
-    if (World::distributed()) {  // the parameters are the same on every rank; the carried state is not
-      if (World::rank() == 0) models::save_parameters(dir / "model.safetensors", *model, metadata);
-      return;
-    }
+    // The parameters and optimizer are the same on every rank; the carried state of each rank's streams is
+    // gathered (every rank takes part) and rank 0 writes the run as one process would have.
+    const std::vector<autodiff::Tensor> all_streams = World::gather_rows(trainer->stored_state());
+    if (World::rank() != 0) return;
     trainers::save_checkpoint(dir / "checkpoint.safetensors", *model, optimizer, *trainer, loop.position(),
-                              metadata);
+                              metadata, World::distributed() ? &all_streams : nullptr);
     models::save_parameters(dir / "model.safetensors", *model, metadata);
   };
   auto save_run = [&](double seconds) {
     write_run(save);
     last_save = seconds;
-    if (keep_checkpoints > 1) keep_latest_checkpoints(save, optimizer.updates(), keep_checkpoints);
+    if (keep_checkpoints > 1 && World::rank() == 0)
+      keep_latest_checkpoints(save, optimizer.updates(), keep_checkpoints);
   };
   bool stopped_early = false;
   // Evaluated before the periodic save, so that a checkpoint holds what this evaluation changed (the
@@ -665,8 +666,9 @@ int run_train(int argc, const char* const* argv) {
         progress.end_line();
         validate(r.update);
       }
-      if (!save.empty() && ((save_every > 0 && r.update % save_every == 0) ||
-                            (save_every_seconds > 0 && r.seconds - last_save >= save_every_seconds)))
+      if (!save.empty() &&
+          ((save_every > 0 && r.update % save_every == 0) ||
+           (save_every_seconds > 0 && World::any(r.seconds - last_save >= save_every_seconds))))
         save_run(r.seconds);
       return !interrupted.load() && !stopped_early;
     });
@@ -674,7 +676,7 @@ int run_train(int argc, const char* const* argv) {
     progress.end_line();
     // The check runs before the optimizer step: the parameters are still those of the last update, and
     // worth keeping when they are finite (a loss overflowed, not the weights).
-    if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty()) throw;
+    if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty() || World::rank() != 0) throw;
     const std::string last = std::to_string(optimizer.updates());
     models::save_parameters(fs::path(save) / "model.safetensors", *model,
                             {{"rewind.run", run_json},
@@ -704,8 +706,7 @@ int run_train(int argc, const char* const* argv) {
                       optimizer.updates(), "test");
   if (!save.empty()) {
     save_run(0);
-    std::printf("saved %s (%s) at update %lld\n", save.c_str(),
-                World::distributed() ? "model.safetensors" : "model.safetensors, checkpoint.safetensors",
+    std::printf("saved %s (model.safetensors, checkpoint.safetensors) at update %lld\n", save.c_str(),
                 static_cast<long long>(optimizer.updates()));
   }
   if (!plot_path.empty()) {

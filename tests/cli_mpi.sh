@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data parallelism (issue 14): two MPI ranks with B/2 streams each train to the parameters of one process with
 # B streams (to float rounding; the gradient is summed in another order), for the truncated, full and
-# checkpointed trainers on text and on a CSV series; two runs with the same ranks are bitwise identical; a
-# batch the ranks cannot share is refused by every rank without a hang.
+# checkpointed trainers on text and on a CSV series; two runs with the same ranks are bitwise identical;
+# checkpoints resume across 1 <-> 2 ranks; a batch the ranks cannot share is refused by every rank without a
+# hang.
 set -euo pipefail
 rewind=$1 compare=$2 text=$3 series=$4
 # shellcheck source=tests/cli_common.sh
@@ -41,6 +42,24 @@ cmp -s again/model.safetensors again2/model.safetensors || fail "two runs with 2
 
 out=$("${mpi[@]}" "$rewind" train --data corpus.txt --batch 5 --max-updates 1 2>&1) && fail "batch 5 was accepted"
 grep -q "(rank [01] of 2): --batch 5 cannot be shared evenly by 2 ranks" <<< "$out" || fail "batch 5: $out"
-out=$("${mpi[@]}" "$rewind" train --data corpus.txt --resume nowhere 2>&1) && fail "--resume was accepted"
-grep -q "resume is not available under MPI yet" <<< "$out" || fail "--resume: $out"
+out=$("${mpi[@]}" "$rewind" train --data corpus.txt --trainer adaptive --max-updates 1 2>&1) &&
+  fail "the adaptive trainer was accepted"
+grep -q "adaptive is not available under MPI yet" <<< "$out" || fail "adaptive: $out"
+
+# Checkpoints hold every stream's carried state: a run resumes with another number of ranks (1 -> 2, 2 -> 1)
+# and ends where one process does; with the same number it ends bitwise where an uninterrupted run does.
+resume_run=(--data corpus.txt --hidden 24 --batch 8 --eval-every 10 --clip 1 --k 16 --sample-length 0)
+"$rewind" train "${resume_run[@]}" --max-updates 40 --save whole > /dev/null
+"$compare" one_truncated/checkpoint.safetensors two_truncated/checkpoint.safetensors 1e-5 > /dev/null ||
+  fail "the checkpoints of 1 process and 2 ranks differ"
+"$rewind" train "${resume_run[@]}" --max-updates 20 --save up > /dev/null
+"${mpi[@]}" "$rewind" train --resume up --max-updates 40 --save up > up.log 2>&1 || fail "1 -> 2: $(tail -3 up.log)"
+"$compare" whole/model.safetensors up/model.safetensors 1e-5 || fail "resumed 1 -> 2 ranks: differs"
+"${mpi[@]}" "$rewind" train "${resume_run[@]}" --max-updates 20 --save down > /dev/null 2>&1
+"$rewind" train --resume down --max-updates 40 --save down > /dev/null
+"$compare" whole/model.safetensors down/model.safetensors 1e-5 || fail "resumed 2 -> 1 rank: differs"
+"${mpi[@]}" "$rewind" train "${resume_run[@]}" --max-updates 40 --save both > /dev/null 2>&1
+"${mpi[@]}" "$rewind" train "${resume_run[@]}" --max-updates 20 --save split > /dev/null 2>&1
+"${mpi[@]}" "$rewind" train --resume split --max-updates 40 --save split > /dev/null 2>&1
+cmp -s both/checkpoint.safetensors split/checkpoint.safetensors || fail "resumed 2 -> 2 ranks: not bitwise equal"
 echo "1 process and 2 ranks checked: $(cat one_*.log | grep -c '^saved') runs each"

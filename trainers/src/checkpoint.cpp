@@ -1,5 +1,6 @@
 #include "rewind/trainers/checkpoint.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -28,11 +29,13 @@ std::int64_t integer(const std::map<std::string, std::string>& m, const std::str
 }  // namespace
 
 void save_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, const Trainer& trainer,
-                     const RunPosition& position, const std::map<std::string, std::string>& metadata) {
+                     const RunPosition& position, const std::map<std::string, std::string>& metadata,
+                     const std::vector<Tensor>* all_streams) {
   std::vector<std::pair<std::string, const Tensor*>> tensors = models::parameter_tensors(model);
   for (const auto& [name, t] : optimizer.state(model.parameters())) tensors.emplace_back(name, t);
-  for (std::size_t i = 0; i < trainer.stored_state().size(); ++i)
-    tensors.emplace_back("trainer.state." + std::to_string(i), &trainer.stored_state()[i]);
+  const std::vector<Tensor>& stored = all_streams ? *all_streams : trainer.stored_state();
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    tensors.emplace_back("trainer.state." + std::to_string(i), &stored[i]);
   std::map<std::string, std::string> meta = metadata;
   meta[format_key] = format_version;
   meta["rewind.updates"] = std::to_string(optimizer.updates());
@@ -58,7 +61,8 @@ std::map<std::string, std::string> read_checkpoint_metadata(const fs::path& file
   return meta;
 }
 
-RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, Trainer& trainer) {
+RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& optimizer, Trainer& trainer,
+                               std::int64_t first_stream, std::int64_t all_streams) {
   std::map<std::string, std::string> meta;
   const models::TensorMap tensors = models::load_safetensors(file, &meta);
   if (meta[format_key] != format_version)
@@ -79,11 +83,22 @@ RunPosition restore_checkpoint(const fs::path& file, Model& model, Optimizer& op
   for (std::size_t i = 0; i < trainer.stored_state().size(); ++i) {
     const auto it = tensors.find("trainer.state." + std::to_string(i));
     const Tensor& expected = trainer.stored_state()[i];
-    if (it == tensors.end() || it->second.shape() != expected.shape() ||
-        it->second.dtype() != expected.dtype())
+    const std::int64_t rows = expected.shape().rows;
+    const std::int64_t saved_rows = all_streams > 0 ? all_streams : rows;
+    if (it == tensors.end() || it->second.shape().cols != expected.shape().cols ||
+        it->second.dtype() != expected.dtype() || it->second.shape().rows != saved_rows ||
+        first_stream + rows > saved_rows)
       throw SafetensorsError(where + ": trainer state " + std::to_string(i) +
                              " is missing or does not fit the model and batch");
-    stored.push_back(it->second);
+    if (saved_rows == rows) {
+      stored.push_back(it->second);
+    } else {  // this process's streams of a run saved with all of them
+      Tensor share(expected.shape(), expected.dtype());
+      const std::int64_t row_bytes = share.bytes() / std::max<std::int64_t>(rows, 1);
+      std::memcpy(share.raw(), static_cast<const char*>(it->second.raw()) + first_stream * row_bytes,
+                  static_cast<std::size_t>(share.bytes()));
+      stored.push_back(std::move(share));
+    }
   }
   const RunPosition position{integer(meta, "rewind.pass", file), integer(meta, "rewind.in_pass", file) != 0};
   const std::int64_t updates = integer(meta, "rewind.updates", file);
