@@ -3,10 +3,8 @@
 # seed, the update and the window), changes the result, learns, and is off in evaluation.
 set -euo pipefail
 rewind=$1 text=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAILED: $*"; exit 1; }
+# shellcheck source=tests/cli_common.sh
+source "$(dirname "$0")/cli_common.sh"
 head -c 30000 "$text" > corpus.txt
 for locked in false true; do
   run=(--data corpus.txt --model lstm --layers 2 --hidden 32 --batch 8 --k 20 --lr 0.01 --sample-length 0

@@ -3,18 +3,8 @@
 # case must exit non-zero with a message naming the option or file at fault, or behave as documented.
 set -euo pipefail
 rewind=$1 text=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAILED: $*"; exit 1; }
-# refused <regex> <rewind arguments>...: a non-zero exit (not a crash) whose output matches.
-refused() {
-  local expect=$1 out code=0
-  shift
-  out=$("$rewind" "$@" 2>&1) || code=$?
-  [ "$code" -ne 0 ] && [ "$code" -lt 128 ] || fail "rewind $* exited $code: $out"
-  grep -Eq -- "$expect" <<< "$out" || fail "rewind $*: '$out' does not match '$expect'"
-}
+# shellcheck source=tests/cli_common.sh
+source "$(dirname "$0")/cli_common.sh"
 small=(--hidden 8 --batch 4 --sample-length 0 --eval-every 0)
 head -c 6000 "$text" > corpus.txt
 "$rewind" train --data corpus.txt "${small[@]}" --max-updates 3 --save run > /dev/null

@@ -4,10 +4,8 @@
 # --keep-checkpoints keeps that many.
 set -euo pipefail
 rewind=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAILED: $*"; exit 1; }
+# shellcheck source=tests/cli_common.sh
+source "$(dirname "$0")/cli_common.sh"
 updates=1500
 run=(--task recall:10 --task-steps 400 --hidden 48 --batch 16 --trainer truncated --k1 5 --k2 15 --lr 0.01
      --clip 1 --sample-length 0 --eval-every 0)

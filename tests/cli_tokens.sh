@@ -4,10 +4,8 @@
 # bad input is refused by file and offset with nothing written.
 set -euo pipefail
 rewind=$1 text=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAILED: $*"; exit 1; }
+# shellcheck source=tests/cli_common.sh
+source "$(dirname "$0")/cli_common.sh"
 holds() { awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }"; }
 # Exit status 1 (an error, not a crash or success) and the message on stderr.
 refused() {

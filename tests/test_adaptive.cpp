@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
 #include <filesystem>
 #include <random>
 #include <set>
+#include "trainer_fixtures.hpp"
 
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
@@ -20,6 +22,9 @@ using autodiff::Tape;
 using autodiff::Tensor;
 using autodiff::Var;
 
+using test::layer_values;
+using test::random_tokens;
+
 namespace {
 
 models::ModelConfig config() {
@@ -30,13 +35,6 @@ models::ModelConfig config() {
   c.dtype = DType::f64;
   c.init_range = 0.8;
   return c;
-}
-
-std::vector<Tensor> layer_values(const models::ModelState& state) {
-  std::vector<Tensor> out;
-  for (const auto& layer : state)
-    for (const Var& v : layer) out.push_back(v.value());
-  return out;
 }
 
 }  // namespace

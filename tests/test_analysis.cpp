@@ -2,8 +2,10 @@
 // explicit unrolls with stop_gradient at each update's start (not the trainers' record_window), forward
 // states from Model::step, gradients w.r.t. a state from an unroll whose starting state is a leaf.
 #include <catch2/catch.hpp>
+
 #include <cmath>
 #include <random>
+#include "trainer_fixtures.hpp"
 
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
@@ -14,6 +16,9 @@ using autodiff::DType;
 using autodiff::Tape;
 using autodiff::Tensor;
 using autodiff::Var;
+
+using test::layer_values;
+using test::random_tokens;
 
 namespace {
 
@@ -26,25 +31,6 @@ models::ModelConfig f64_config(int layers) {
   c.dtype = DType::f64;
   c.init_range = 0.6;
   return c;
-}
-
-std::unique_ptr<trainers::TokenData> random_tokens(std::int64_t batch, std::int64_t steps,
-                                                   std::uint64_t seed) {
-  auto data = std::make_unique<trainers::TokenData>(batch, steps, 5);
-  std::mt19937_64 rng(seed);
-  for (std::int64_t t = 0; t < steps; ++t)
-    for (std::int64_t b = 0; b < batch; ++b) {
-      data->input(t, b) = static_cast<std::int32_t>(rng() % 5);
-      data->target(t, b) = (t + 2 * b) % 5 == 0 ? trainers::no_target : static_cast<std::int32_t>(rng() % 5);
-    }
-  return data;
-}
-
-std::vector<Tensor> layer_values(const models::ModelState& state) {
-  std::vector<Tensor> out;
-  for (const auto& layer : state)
-    for (const Var& v : layer) out.push_back(v.value());
-  return out;
 }
 
 // S_t for t = 0..T of one untruncated forward pass from zero.

@@ -11,12 +11,16 @@
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/trainers/loop.hpp"
+#include "trainer_fixtures.hpp"
 
 using namespace rwd;
 using autodiff::DType;
 using autodiff::Tape;
 using autodiff::Tensor;
 using autodiff::Var;
+
+using test::layer_values;
+using test::random_tokens;
 
 namespace {
 
@@ -29,19 +33,6 @@ models::ModelConfig token_config(int layers = 1) {
   c.dtype = DType::f64;
   c.init_range = 0.5;
   return c;
-}
-
-std::unique_ptr<trainers::TokenData> random_tokens(std::int64_t batch, std::int64_t steps,
-                                                   std::uint64_t seed) {
-  auto data = std::make_unique<trainers::TokenData>(batch, steps, 5);
-  std::mt19937_64 rng(seed);
-  for (std::int64_t t = 0; t < steps; ++t)
-    for (std::int64_t b = 0; b < batch; ++b) {
-      data->input(t, b) = static_cast<std::int32_t>(rng() % 5);
-      // Some targets carry no loss, so the counts differ between windows.
-      data->target(t, b) = (t * 3 + b) % 7 == 0 ? trainers::no_target : static_cast<std::int32_t>(rng() % 5);
-    }
-  return data;
 }
 
 std::vector<Tensor> gradients(models::Model& m) {
