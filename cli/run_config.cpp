@@ -86,6 +86,7 @@ std::string RunConfig::to_json() const {
                     {"total_updates", optimizer.total_updates},
                     {"patience", optimizer.patience}};
   j["eval_every"] = eval_every;
+  j["accumulate"] = accumulate;
   j["clip"] = clip;
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
@@ -132,6 +133,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.optimizer.total_updates = o.value("total_updates", std::int64_t{0});
     c.optimizer.patience = o.value("patience", std::int64_t{10});
     c.eval_every = j.value("eval_every", c.eval_every);
+    c.accumulate = j.value("accumulate", c.accumulate);
     c.clip = j.at("clip");
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};

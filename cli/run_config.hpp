@@ -36,6 +36,7 @@ struct RunConfig {
   std::uint64_t seed = 1;
   trainers::OptimizerConfig optimizer;
   double clip = 0;
+  std::int64_t accumulate = 1;  // windows per update (gradient accumulation)
   // Updates between validation runs (0: only at the end). Part of the run: the plateau schedule, the best
   // checkpoint and early stopping count validation runs, so a resume keeps it unless told otherwise.
   std::int64_t eval_every = 500;

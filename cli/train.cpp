@@ -403,6 +403,8 @@ int run_train(int argc, const char* const* argv) {
       "momentum", po::value(&config.optimizer.momentum)->default_value(0.0, "0"),
       "sgd momentum (0: plain SGD)")("clip", po::value(&config.clip)->default_value(0.0, "0"),
                                      "clip the global gradient norm to this (0: no clipping)")(
+      "accumulate", po::value(&config.accumulate)->default_value(config.accumulate),
+      "windows per update: their gradients summed into one update (gradient accumulation)")(
       "on-nonfinite", po::value(&on_nonfinite)->default_value(on_nonfinite),
       "a non-finite loss or gradient: stop (save the last good parameters), or skip the update")(
       "max-skips", po::value(&max_skips)->default_value(max_skips),
@@ -573,6 +575,7 @@ int run_train(int argc, const char* const* argv) {
   const std::string run_json = config.to_json();
   trainers::Optimizer optimizer(config.optimizer);
   trainers::LoopOptions loop_options{.clip = config.clip,
+                                     .accumulate = config.accumulate,
                                      .max_updates = max_updates,
                                      .max_passes = epochs,
                                      .time_limit_seconds = time_limit,

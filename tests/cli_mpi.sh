@@ -34,6 +34,7 @@ same truncated "${text_run[@]}" --trainer truncated --k1 8 --k2 16
 same full --data corpus.txt --hidden 16 --batch 16 --trainer full --epochs 3 --eval-every 0
 same checkpointed --data corpus.txt --hidden 16 --batch 16 --trainer checkpointed --segment 40 --epochs 3 \
   --eval-every 0
+same accumulate "${text_run[@]}" --trainer truncated --k 8 --accumulate 3
 same csv --data "$series" --hidden 8 --batch 2 --k 5 --max-updates 20 --eval-every 0
 
 "${mpi[@]}" "$rewind" train "${text_run[@]}" --k 16 --sample-length 0 --save again > again.log 2>&1

@@ -60,4 +60,10 @@ grep -aq '"embedding.weight"' tied/model.safetensors || fail "no embedding.weigh
 "$rewind" eval --checkpoint tied --data corpus.txt > /dev/null || fail "the tied model does not evaluate"
 refused '^rewind train: model: tie_weights needs the embedding size \(8\) to equal the hidden size \(16\)' \
   train "${tied[@]}" --embedding 8 --max-updates 1
-echo "plateau, keep-best, early stop and tied weights checked"
+refused '^rewind train: accumulate: windows per update must be >= 1, got 0' train "${base[@]}" --accumulate 0
+# Accumulated runs resume bitwise too (checkpoints fall between updates, never inside one).
+"$rewind" train "${base[@]}" --accumulate 3 --max-updates 12 --save acc_whole > /dev/null
+"$rewind" train "${base[@]}" --accumulate 3 --max-updates 5 --save acc_split > /dev/null
+"$rewind" train --resume acc_split --max-updates 12 --save acc_split > /dev/null
+cmp -s acc_whole/checkpoint.safetensors acc_split/checkpoint.safetensors || fail "an accumulated run resumed differs"
+echo "plateau, keep-best, early stop, tied weights and accumulation checked"

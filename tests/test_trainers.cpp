@@ -438,3 +438,51 @@ TEST_CASE("each loop update is the scheduled rate times the clipped full gradien
     CHECK(updates == 4);
   }
 }
+
+TEST_CASE("--accumulate: one update from several windows, their gradients weighted by their targets",
+          "[trainers][accumulate]") {
+  // 9 steps, truncated(3): three windows a pass. Accumulating 2: the first update is windows [0, 3) and [3,
+  // 6) at the same parameters; the second is the pass's last window alone (a shorter group).
+  const auto data = random_tokens(2, 9, 5);
+  auto model = test::make_model("lstm", token_config(2), true);
+  auto reference_model = test::make_model("lstm", token_config(2), true);
+  auto trainer = test::builtin_plugins().make_trainer("truncated", {{"k", "3"}});
+  const double lr = 0.3;
+  trainers::Optimizer sgd({.kind = "sgd", .lr = lr});
+  trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                      {.accumulate = 2, .max_passes = 1});
+  std::vector<Tensor> before;
+  for (auto* p : model->parameters()) before.push_back(p->value());
+  int updates = 0;
+  loop.run([&](const trainers::UpdateReport& r) {
+    ++updates;
+    if (updates == 1) {
+      // The reference: both windows' brute-force gradients at the initial parameters, each the mean over its
+      // own targets, combined into the mean over all of them.
+      for (std::size_t i = 0; i < before.size(); ++i) reference_model->parameters()[i]->value() = before[i];
+      const auto states = forward_states(*reference_model, *data);
+      const Reference a = reference_update(*reference_model, *data, states, 0, 3, 3);
+      const Reference b = reference_update(*reference_model, *data, states, 3, 6, 3);
+      const double n = static_cast<double>(a.count + b.count);
+      CHECK(r.stats.loss_count == a.count + b.count);
+      CHECK(r.stats.loss == Approx((a.count * a.loss + b.count * b.loss) / n).epsilon(1e-12));
+      CHECK(r.stats.first_step == 0);
+      CHECK(r.stats.end_step == 6);
+      for (std::size_t i = 0; i < before.size(); ++i)
+        for (std::int64_t k = 0; k < before[i].numel(); ++k) {
+          const double g = (a.count * a.gradients[i].get(k) + b.count * b.gradients[i].get(k)) / n;
+          CHECK(model->parameters()[i]->value().get(k) ==
+                Approx(before[i].get(k) - lr * g).epsilon(1e-10).margin(1e-12));
+        }
+    } else {
+      CHECK(r.stats.first_step == 6);
+      CHECK(r.stats.end_step == 9);
+    }
+    return true;
+  });
+  CHECK(updates == 2);
+  CHECK_THROWS_WITH(
+      trainers::Loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                     {.accumulate = 0}),
+      Catch::Contains("accumulate: windows per update must be >= 1"));
+}

@@ -15,9 +15,57 @@ Loop::Loop(Model& model, Trainer& trainer, Optimizer& optimizer,
       data_for_pass_(std::move(data_for_pass)),
       options_(options),
       tape_(model.config().dtype) {
+  if (options_.accumulate < 1)
+    throw std::invalid_argument("accumulate: windows per update must be >= 1, got " +
+                                std::to_string(options_.accumulate));
   if (!(options_.clip >= 0 && std::isfinite(options_.clip)))
     throw std::invalid_argument("clip: the gradient-norm limit must be >= 0 (0: no clipping), got " +
                                 std::to_string(options_.clip));
+}
+
+namespace {
+// y += a x over every element (f32 or f64, as the parameters).
+void add_scaled(Tensor& y, double a, const Tensor& x) {
+  if (y.dtype() == autodiff::DType::f32) {
+    float* out = y.data<float>();
+    const float* in = x.data<float>();
+    for (std::int64_t i = 0; i < y.numel(); ++i) out[i] += static_cast<float>(a) * in[i];
+  } else {
+    double* out = y.data<double>();
+    const double* in = x.data<double>();
+    for (std::int64_t i = 0; i < y.numel(); ++i) out[i] += a * in[i];
+  }
+}
+}  // namespace
+
+void Loop::add_to_group(const std::vector<Parameter*>& params, const UpdateStats& window) {
+  if (group_gradients_.size() != params.size()) {
+    group_gradients_.clear();
+    for (const Parameter* p : params) group_gradients_.emplace_back(p->grad().shape(), p->grad().dtype());
+  }
+  if (group_windows_++ == 0) {
+    for (Tensor& g : group_gradients_) g.fill(0);
+    group_ = window, group_loss_sum_ = 0, group_.loss_count = group_.correct = group_.steps_recorded = 0;
+  }
+  const auto n = static_cast<double>(window.loss_count);
+  if (window.loss_count > 0) {
+    for (std::size_t i = 0; i < params.size(); ++i) add_scaled(group_gradients_[i], n, params[i]->grad());
+    group_loss_sum_ += n * window.loss;
+  }
+  group_.loss_count += window.loss_count, group_.correct += window.correct;
+  group_.steps_recorded += window.steps_recorded;
+  group_.end_step = window.end_step, group_.tape = window.tape, group_.k1 = window.k1, group_.k2 = window.k2;
+}
+
+UpdateStats Loop::close_group(const std::vector<Parameter*>& params) {
+  const double count = static_cast<double>(group_.loss_count);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    params[i]->grad().fill(0);
+    if (count > 0) add_scaled(params[i]->grad(), 1 / count, group_gradients_[i]);
+  }
+  group_.loss = count > 0 ? group_loss_sum_ / count : 0;
+  group_windows_ = 0;
+  return group_;
 }
 
 void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
@@ -39,6 +87,11 @@ void Loop::run(const std::function<bool(const UpdateReport&)>& on_update) {
     tape_.random_key().update = static_cast<std::uint64_t>(optimizer_.updates());
     UpdateReport report;
     report.stats = trainer_.next(model_, data, tape_);
+    if (options_.accumulate > 1) {
+      add_to_group(params, report.stats);
+      if (group_windows_ < options_.accumulate && !trainer_.done()) continue;
+      report.stats = close_group(params);
+    }
     if (options_.reduce) options_.reduce(params, report.stats);
     report.update = optimizer_.updates() + 1;
     report.pass = pass_;

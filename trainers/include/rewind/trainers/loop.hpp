@@ -21,6 +21,10 @@ class REWIND_TRAINERS_EXPORT NonFiniteError : public std::runtime_error {
 
 struct LoopOptions {
   double clip = 0;                // max global gradient norm; 0: no clipping
+  // Windows per update: their gradients are summed, weighted by their counted targets, into one update (the
+  // mean over all of them, as one longer window would give); a pass's last group may be shorter. Under data
+  // parallelism the ranks combine once per update, not per window.
+  std::int64_t accumulate = 1;
   std::int64_t max_updates = 0;   // total updates, counted from the start of training (0: no limit)
   std::int64_t max_passes = 0;    // passes over the data (0: no limit)
   double time_limit_seconds = 0;  // 0: no limit
@@ -75,6 +79,13 @@ class REWIND_TRAINERS_EXPORT Loop {
   bool in_pass_ = false;
   std::int64_t counted_in_pass_ = 0;  // updates of the current pass that had targets
   std::int64_t consecutive_skips_ = 0, skipped_since_report_ = 0;
+  // The windows of the update being accumulated: their count, summed stats and count-weighted gradients.
+  std::int64_t group_windows_ = 0;
+  UpdateStats group_;
+  double group_loss_sum_ = 0;
+  std::vector<Tensor> group_gradients_;
+  void add_to_group(const std::vector<Parameter*>& params, const UpdateStats& window);
+  UpdateStats close_group(const std::vector<Parameter*>& params);
 };
 
 }  // namespace rwd::trainers
