@@ -15,6 +15,7 @@
 namespace rwd::cli {
 namespace {
 int world_rank = 0, world_size = 1;
+World::Traffic traffic_so_far;
 
 // Every rank's values of one small record, in rank order.
 std::vector<double> gather_all(const std::vector<double>& local) {
@@ -71,8 +72,15 @@ std::pair<std::int64_t, std::int64_t> World::share(std::int64_t batch, const std
   return {world_rank * per_rank, (world_rank + 1) * per_rank};
 }
 
+World::Traffic World::traffic() {
+  return traffic_so_far;
+}
+
 void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::UpdateStats& stats) {
   if (world_size == 1) return;
+  const auto began = std::chrono::steady_clock::now();
+  ++traffic_so_far.exchanges;
+  traffic_so_far.bytes += 3 * static_cast<std::int64_t>(sizeof(double));
   const std::vector<double> all =
       gather_all({stats.loss * static_cast<double>(stats.loss_count), static_cast<double>(stats.loss_count),
                   static_cast<double>(stats.correct)});
@@ -86,7 +94,10 @@ void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::Up
   stats.loss = count > 0 ? loss_sum / count : 0;
   stats.loss_count = static_cast<std::int64_t>(count);
   stats.correct = static_cast<std::int64_t>(correct);
-  if (count == 0) return;  // no counted target anywhere: no update (the loop skips it)
+  if (count == 0) {  // no counted target anywhere: no update (the loop skips it)
+    traffic_so_far.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    return;
+  }
   for (double& w : weight) w /= count;
 #ifdef REWIND_WITH_MPI
   // One message: every gradient, packed. Each rank sums the R copies in rank order itself, so the result does
@@ -105,6 +116,7 @@ void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::Up
   }
   MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, everyone.data(),
                 static_cast<int>(mine.size()), MPI_BYTE, MPI_COMM_WORLD);
+  traffic_so_far.bytes += static_cast<std::int64_t>(mine.size());
   auto sum = [&]<class T>(T*) {
     const T* parts = reinterpret_cast<const T*>(everyone.data());
     std::int64_t at = 0;
@@ -125,6 +137,7 @@ void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::Up
 #else
   (void)params;
 #endif
+  traffic_so_far.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 }
 
 bool World::any(bool local) {

@@ -4,6 +4,7 @@
 // Without MPI, or outside mpirun, the world is this one process and every call here is the identity.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -29,6 +30,13 @@ class World {
   // The global gradient from every rank's (each the mean over its counted targets): sum_r n_r g_r / sum_r
   // n_r, summed in rank order, so that repeated runs are bitwise identical; the stats become the global ones.
   static void reduce(const std::vector<autodiff::Parameter*>& params, trainers::UpdateStats& stats);
+  // What the gradient exchange of reduce() cost this rank so far: bytes sent (its packed gradients and
+  // counts) and wall time inside the collectives, over `exchanges` updates.
+  struct Traffic {
+    std::int64_t exchanges = 0, bytes = 0;
+    double seconds = 0;
+  };
+  static Traffic traffic();
   // Whether any rank wants to stop (a limit, a signal): every rank stops at the same update.
   static bool any(bool local);
   // The evaluation of all ranks' shares of the validation streams.

@@ -700,6 +700,14 @@ int run_train(int argc, const char* const* argv) {
         best.loss, static_cast<long long>(best.update),
         keep_best ? (", kept in " + (fs::path(save) / "best").string()).c_str() : "");
   progress.summary(optimizer.updates());
+  if (World::distributed()) {
+    const World::Traffic t = World::traffic();
+    const double per = static_cast<double>(std::max<std::int64_t>(t.exchanges, 1));
+    std::printf(
+        "MPI gradient exchange: %lld updates, %.0f bytes sent per update and rank, %.3f ms per update "
+        "(gather and sum, rank 0)\n",
+        static_cast<long long>(t.exchanges), static_cast<double>(t.bytes) / per, 1e3 * t.seconds / per);
+  }
 
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
     report_evaluation("validation (final)", World::combine(trainers::evaluate(*model, *data.validation())),
