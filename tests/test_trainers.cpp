@@ -439,7 +439,7 @@ TEST_CASE("each loop update is the scheduled rate times the clipped full gradien
   }
 }
 
-TEST_CASE("--accumulate: one update from several windows, their gradients weighted by their targets",
+TEST_CASE("gradient accumulation: one update from several windows, their gradients weighted by their targets",
           "[trainers][accumulate]") {
   // 9 steps, truncated(3): three windows a pass. Accumulating 2: the first update is windows [0, 3) and [3,
   // 6) at the same parameters; the second is the pass's last window alone (a shorter group).

@@ -59,22 +59,34 @@ int configured_threads() {
 thread_local bool inside_part = false;
 
 // Never destroyed (see pool()): its workers sleep until the process ends.
+//
+// Parts are claimed, not assigned: the caller runs part 0, then every thread, the caller included, takes the
+// next unclaimed part until none is left. A worker the scheduler has not run yet (more busy threads than
+// cores: another process, MPI ranks, a build) does not hold its part hostage for a time slice; the caller
+// runs it. The claim word holds the generation beside the next part, so a worker that wakes late cannot
+// claim a part of a generation it did not see; the caller returns only when every part of its generation is
+// done, so body_, context_ and parts_ stay as they were for whoever claimed a part of it.
 class Pool {
  public:
   explicit Pool(int threads) {
-    for (int i = 1; i < threads; ++i, ++workers_) std::thread([this, i] { work(i); }).detach();
+    for (int i = 1; i < threads; ++i, ++workers_) std::thread([this] { work(); }).detach();
   }
   int size() const { return workers_ + 1; }
 
   void run(int parts, void (*body)(void*, int), void* context) {
     body_ = body;
     context_ = context;
-    parts_ = parts;
-    pending_.store(workers_);
-    generation_.fetch_add(1, std::memory_order_release);
+    done_.store(0, std::memory_order_relaxed);
+    const std::uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store(generation << 32 | static_cast<std::uint64_t>(parts) << 16 | 1,  // part 0 is the caller's
+                 std::memory_order_release);
+    generation_.store(generation, std::memory_order_release);
     generation_.notify_all();
     run_part(0);
-    wait_until_zero();
+    finished_one(parts);
+    work_on(generation);
+    for (int done = done_.load(std::memory_order_acquire); done != parts;)
+      done = wait_for_change(done_, done);
   }
 
  private:
@@ -83,27 +95,40 @@ class Pool {
     body_(context_, part);
     inside_part = false;
   }
+  // The part count comes from the claim, never from a member the next run() may already be rewriting.
+  void finished_one(int parts) {
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == parts) done_.notify_one();
+  }
 
-  void work(int index) {
-    std::uint64_t seen = 0;
-    while (true) {
-      seen = wait_for_change(generation_, seen);
-      if (index < parts_) run_part(index);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+  // Claims and runs parts of `generation` until none is left (or a newer generation began).
+  void work_on(std::uint64_t generation) {
+    std::uint64_t claim = claim_.load(std::memory_order_acquire);
+    while ((claim >> 32) == (generation & 0xffffffffu)) {
+      const auto parts = static_cast<int>((claim >> 16) & 0xffffu), part = static_cast<int>(claim & 0xffffu);
+      if (part >= parts) return;
+      if (claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+        run_part(part);
+        finished_one(parts);
+        claim = claim_.load(std::memory_order_acquire);
+      }
     }
   }
 
-  void wait_until_zero() {
-    for (int left = pending_.load(std::memory_order_acquire); left != 0;)
-      left = wait_for_change(pending_, left);
+  void work() {
+    std::uint64_t seen = 0;
+    while (true) {
+      seen = wait_for_change(generation_, seen);
+      work_on(seen);
+    }
   }
 
   int workers_ = 0;
   std::atomic<std::uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<std::uint64_t> claim_{0};  // generation << 32 | parts << 16 | the next unclaimed part
+  std::atomic<int> done_{0};             // parts of the current generation finished
   void (*body_)(void*, int) = nullptr;
   void* context_ = nullptr;
-  int parts_ = 0;
 };
 
 // One caller at a time uses the workers; another thread that calls meanwhile runs its parts itself.
