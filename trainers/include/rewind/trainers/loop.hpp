@@ -20,7 +20,7 @@ class REWIND_TRAINERS_EXPORT NonFiniteError : public std::runtime_error {
 };
 
 struct LoopOptions {
-  double clip = 0;                // max global gradient norm; 0: no clipping
+  double clip = 0;  // max global gradient norm; 0: no clipping
   // Windows per update: their gradients are summed, weighted by their counted targets, into one update (the
   // mean over all of them, as one longer window would give); a pass's last group may be shorter. Under data
   // parallelism the ranks combine once per update, not per window.
