@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import have_torch, save_safetensors  # noqa: E402
+from compare_pytorch import save_safetensors, torch_or_reexec  # noqa: E402
 
 
 def cells(torch):
@@ -96,11 +96,7 @@ def main():
     parser.add_argument("--rewind", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin", "rewind"))
     parser.add_argument("--cells", required=True, help="directory of the zoo's built plugins")
     args = parser.parse_args()
-    if not have_torch():
-        if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
-            if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0:
-                os.execv("/usr/bin/python3", ["/usr/bin/python3", __file__] + sys.argv[1:])
-        print("PyTorch is not installed; install it with: apt-get install python3-torch   (then run this again)")
+    if not torch_or_reexec(__file__):
         return 0
     import torch
     torch.manual_seed(5)

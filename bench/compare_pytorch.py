@@ -42,6 +42,19 @@ def have_torch():
         return False
 
 
+def torch_or_reexec(script):
+    """Whether torch imports here. If not, and Debian's /usr/bin/python3 has it (python3-torch installs there), runs
+    `script` again under that interpreter (does not return); otherwise says how to install it."""
+    if have_torch():
+        return True
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
+        if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0:
+            os.execv("/usr/bin/python3", ["/usr/bin/python3", script] + sys.argv[1:])
+    print("PyTorch is not installed; install it with: apt-get install python3-torch   (then run this again)")
+    return False
+
+
+
 # ---- safetensors, written by hand (the format is 8 bytes of header length, a JSON header, raw data) ----
 
 def save_safetensors(path, tensors):
@@ -172,12 +185,7 @@ def main():
     parser.add_argument("--cells", default="lstm,gru,rnn")
     args = parser.parse_args()
 
-    if not have_torch():
-        if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
-            probe = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True)
-            if probe.returncode == 0:
-                os.execv("/usr/bin/python3", ["/usr/bin/python3", __file__] + sys.argv[1:])
-        print("PyTorch is not installed; install it with: apt-get install python3-torch   (then run this again)")
+    if not torch_or_reexec(__file__):
         return 0
     import torch
     rewind = os.path.abspath(args.rewind)

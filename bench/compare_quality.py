@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import TORCH_ENV, have_torch, save_safetensors  # noqa: E402
+from compare_pytorch import TORCH_ENV, save_safetensors, torch_or_reexec  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = {
@@ -181,11 +181,7 @@ def main():
     parser.add_argument("--data", help="override the recipe's data file")
     parser.add_argument("--dropout", type=float, help="override the recipe's dropout (0: a deterministic check)")
     args = parser.parse_args()
-    if not have_torch():
-        if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
-            if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0:
-                os.execv("/usr/bin/python3", ["/usr/bin/python3", __file__] + sys.argv[1:])
-        print("PyTorch is not installed; install it with: apt-get install python3-torch   (then run this again)")
+    if not torch_or_reexec(__file__):
         return 0
     import torch
     r = RECIPES[args.kind]

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_pytorch import TORCH_ENV, have_torch  # noqa: E402
+from compare_pytorch import TORCH_ENV, torch_or_reexec  # noqa: E402
 
 CELLS = ["min_gru", "ind_rnn", "peephole_lstm", "layer_norm_lstm", "mogrifier_lstm", "sru", "zoneout_gru"]
 EMBEDDING, BATCH, K, LR, WARMUP = 64, 32, 64, 2e-3, 5
@@ -231,11 +231,7 @@ def main():
     parser.add_argument("--updates", type=int, default=40, help="updates per run (the first 5 are not timed)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per configuration (median kept)")
     args = parser.parse_args()
-    if not have_torch():
-        if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
-            if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0:
-                os.execv("/usr/bin/python3", ["/usr/bin/python3", __file__] + sys.argv[1:])
-        print("PyTorch is not installed; install it with: apt-get install python3-torch   (then run this again)")
+    if not torch_or_reexec(__file__):
         return 0
     import torch
     rewind = os.path.abspath(args.rewind)
