@@ -17,6 +17,7 @@ using autodiff::Tape;
 using autodiff::Tensor;
 using autodiff::Var;
 
+using test::forward_states;
 using test::layer_values;
 using test::random_tokens;
 
@@ -31,20 +32,6 @@ models::ModelConfig f64_config(int layers) {
   c.dtype = DType::f64;
   c.init_range = 0.6;
   return c;
-}
-
-// S_t for t = 0..T of one untruncated forward pass from zero.
-std::vector<std::vector<Tensor>> forward_states(models::Model& model, const trainers::Dataset& data) {
-  Tape tape(DType::f64);
-  autodiff::NoGradGuard no_grad;
-  models::ModelState state;
-  model.begin(tape, model.initial_state(data.batch()), state);
-  std::vector<std::vector<Tensor>> out{layer_values(state)};
-  for (std::int64_t t = 0; t < data.steps(); ++t) {
-    model.step(tape, data.step(t).tokens, state);
-    out.push_back(layer_values(state));
-  }
-  return out;
 }
 
 std::int64_t targets_in(const trainers::Dataset& data, std::int64_t begin, std::int64_t end) {

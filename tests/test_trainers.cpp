@@ -19,6 +19,7 @@ using autodiff::Tape;
 using autodiff::Tensor;
 using autodiff::Var;
 
+using test::forward_states;
 using test::layer_values;
 using test::random_tokens;
 
@@ -50,29 +51,6 @@ double max_relative(const std::vector<Tensor>& a, const std::vector<Tensor>& b) 
       worst = std::max(worst, std::abs(x - y) / std::max({std::abs(x), std::abs(y), 1e-12}));
     }
   return worst;
-}
-
-// The carried state as the trainers store it: layer 0's tensors first (h, then c for an LSTM), then layer
-// 1's.
-std::vector<Tensor> by_layer(const models::ModelState& state) {
-  std::vector<Tensor> out;
-  for (std::size_t layer = 0; layer < state.size(); ++layer)
-    for (const Var& v : state[layer]) out.push_back(v.value());
-  return out;
-}
-
-// States S_t (before step t) of one untruncated forward pass, t = 0..T, for data without resets.
-std::vector<std::vector<Tensor>> forward_states(models::Model& model, const trainers::Dataset& data) {
-  Tape tape(DType::f64);
-  autodiff::NoGradGuard no_grad;
-  models::ModelState state;
-  model.begin(tape, model.initial_state(data.batch()), state);
-  std::vector<std::vector<Tensor>> out{by_layer(state)};
-  for (std::int64_t t = 0; t < data.steps(); ++t) {
-    model.step(tape, data.step(t).tokens, state);
-    out.push_back(by_layer(state));
-  }
-  return out;
 }
 
 struct Reference {

@@ -32,4 +32,20 @@ inline std::vector<autodiff::Tensor> layer_values(const models::ModelState& stat
   return out;
 }
 
+// States S_t (before step t) of one untruncated forward pass from zero, t = 0..T, in f64, for data without
+// resets: what every truncated window's start must equal.
+inline std::vector<std::vector<autodiff::Tensor>> forward_states(models::Model& model,
+                                                                 const trainers::Dataset& data) {
+  autodiff::Tape tape(autodiff::DType::f64);
+  autodiff::NoGradGuard no_grad;
+  models::ModelState state;
+  model.begin(tape, model.initial_state(data.batch()), state);
+  std::vector<std::vector<autodiff::Tensor>> out{layer_values(state)};
+  for (std::int64_t t = 0; t < data.steps(); ++t) {
+    model.step(tape, data.step(t).tokens, state);
+    out.push_back(layer_values(state));
+  }
+  return out;
+}
+
 }  // namespace rwd::test
