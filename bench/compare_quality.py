@@ -14,9 +14,9 @@ side, `--lr-schedule plateau --patience 0 --lr-gamma 0.5` on rewind's; word_lang
 Both sides start from the same initial weights (PyTorch's initialisation, handed to rewind with --init), cut the
 data the same way (the first 90% into B contiguous streams, the last 10% into 10 validation streams, each carried
 from a zero state; rewind's layout) and validate every --eval-every updates. PyTorch runs first for --minutes,
-then rewind for the same time (2 threads each; PyTorch with compare_pytorch.py's settings). Each side writes
-metrics in rewind's format, so `rewind plot DIR/rewind.jsonl --compare DIR/pytorch.jsonl --out q.png` draws
-them; the script prints the validation losses at equal updates, their ratio, and how long each side took to
+then rewind for the same time or until it has made a quarter more updates than PyTorch (2 threads each;
+PyTorch with compare_pytorch.py's settings). Each side writes metrics in rewind's format, so
+`rewind plot DIR/rewind.jsonl --compare DIR/pytorch.jsonl --out q.png` draws them; the script prints the validation losses at equal updates, their ratio, and how long each side took to
 reach PyTorch's best validation loss. Needs PyTorch (apt-get install python3-torch, for /usr/bin/python3).
 """
 import argparse
@@ -143,9 +143,9 @@ def torch_worker(kind, seconds, init_path, metrics_path):
     out.close()
 
 
-def run_rewind(rewind, kind, seconds, init_path, metrics_path):
+def run_rewind(rewind, kind, seconds, updates, init_path, metrics_path):
     r = RECIPES[kind]
-    command = [rewind, "train", "--data", r["data"], "--layers", str(r["layers"]), "--hidden", str(r["hidden"]),
+    command = [rewind, "train", "--max-updates", str(updates), "--data", r["data"], "--layers", str(r["layers"]), "--hidden", str(r["hidden"]),
                "--embedding", str(r["embedding"]), "--batch", str(r["batch"]), "--k", str(r["k"]),
                "--optimizer", r["optimizer"], "--lr", str(r["lr"]), "--clip", str(r["clip"]),
                "--eval-every", str(r["eval_every"]), "--time-limit", str(seconds), "--init", init_path,
@@ -200,10 +200,11 @@ def main():
           f"recipe {args.kind}: {json.dumps(r)}; {args.minutes} minutes per side", flush=True)
     env = dict(os.environ, **TORCH_ENV, REWIND_QUALITY_RECIPE=json.dumps(r))
     subprocess.run([sys.executable, __file__, "--worker", args.kind, str(seconds), init, theirs], env=env, check=True)
-    run_rewind(os.path.abspath(args.rewind), args.kind, seconds, init, ours)
-
-    ours_eval, ours_time = read_curves(ours)
     theirs_eval, theirs_time = read_curves(theirs)
+    # rewind stops at the same time or a quarter more updates than PyTorch made, whichever comes first: enough
+    # to compare every update PyTorch validated at and to reach its best loss, without a second 20 minutes.
+    run_rewind(os.path.abspath(args.rewind), args.kind, seconds, max(theirs_time) * 5 // 4, init, ours)
+    ours_eval, ours_time = read_curves(ours)
     print(f"\n| update | rewind validation | PyTorch validation | rewind / PyTorch | rewind s | PyTorch s |")
     print("|---:|---:|---:|---:|---:|---:|")
     worst = 0.0
