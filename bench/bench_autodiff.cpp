@@ -66,6 +66,57 @@ void BM_TinyAdds(benchmark::State& state) {
 }
 BENCHMARK(BM_TinyAdds)->Arg(1)->Arg(16);
 
+// The same chain with one of the ops custom cells use, h = op(h) (w and the mask are ones): each op's record
+// plus backward step alone, next to BM_TinyAdds. Starting from ones keeps every chain finite.
+using TinyOp = Var (*)(const Var& h, const Var& w);
+const std::pair<const char*, TinyOp> tiny_ops[] = {
+    {"add_scalar", [](const Var& h, const Var&) { return h + 0.001; }},
+    {"rsub_scalar", [](const Var& h, const Var&) { return 1.0 - h; }},
+    {"div", [](const Var& h, const Var& w) { return h / w; }},
+    {"rdiv_scalar", [](const Var& h, const Var&) { return 1.0 / h; }},
+    {"square", [](const Var& h, const Var&) { return square(h); }},
+    {"pow", [](const Var& h, const Var&) { return pow(h, 1.5); }},
+    {"sqrt", [](const Var& h, const Var&) { return sqrt(h); }},
+    {"rsqrt", [](const Var& h, const Var&) { return rsqrt(h); }},
+    {"abs", [](const Var& h, const Var&) { return abs(h); }},
+    {"softplus", [](const Var& h, const Var&) { return softplus(h); }},
+    {"log_sigmoid", [](const Var& h, const Var&) { return log_sigmoid(h); }},
+    {"gelu", [](const Var& h, const Var&) { return gelu(h); }},
+    {"gelu_tanh", [](const Var& h, const Var&) { return gelu(h, GeluApproximation::tanh); }},
+    {"elu", [](const Var& h, const Var&) { return elu(h); }},
+    {"leaky_relu", [](const Var& h, const Var&) { return leaky_relu(h); }},
+    {"clamp", [](const Var& h, const Var&) { return clamp(h, -2.0, 2.0); }},
+    {"maximum", [](const Var& h, const Var& w) { return maximum(h, w); }},
+    {"minimum", [](const Var& h, const Var& w) { return minimum(h, w); }},
+    {"where", [](const Var& h, const Var& w) { return where(w, h, w); }},
+    {"softmax", [](const Var& h, const Var&) { return softmax(h); }},
+    {"log_softmax", [](const Var& h, const Var&) { return log_softmax(h); }},
+    {"layer_norm", [](const Var& h, const Var& w) { return layer_norm(h, w, w); }},
+    {"reshape", [](const Var& h, const Var&) { return reshape(h, h.shape()); }},
+};
+
+void BM_TinyOp(benchmark::State& state) {
+  const auto [name, op] = tiny_ops[state.range(0)];
+  const std::int64_t width = state.range(1);
+  constexpr int links = 1000;
+  Tape tape;
+  const Tensor ones = filled(Shape::matrix(1, width), 1.0);
+  for (auto _ : state) {
+    tape.clear();
+    const Var x = tape.input(ones, true);
+    const Var w = tape.input(ones);
+    Var h = x;
+    for (int i = 0; i < links; ++i) h = op(h, w);
+    const Seed seed{h, &ones};
+    tape.backward(std::span<const Seed>(&seed, 1));
+    benchmark::DoNotOptimize(tape.grad(x).raw());
+  }
+  state.SetLabel(name);
+  state.counters["s_per_op"] =
+      benchmark::Counter(links, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_TinyOp)->ArgsProduct({benchmark::CreateDenseRange(0, std::size(tiny_ops) - 1, 1), {1, 16}});
+
 void report_gflops(benchmark::State& state, double flops_per_iteration) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);

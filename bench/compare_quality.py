@@ -16,8 +16,9 @@ data the same way (the first 90% into B contiguous streams, the last 10% into 10
 from a zero state; rewind's layout) and validate every --eval-every updates. PyTorch runs first for --minutes,
 then rewind for the same time or until it has made a quarter more updates than PyTorch (2 threads each;
 PyTorch with compare_pytorch.py's settings). Each side writes metrics in rewind's format, so
-`rewind plot DIR/rewind.jsonl --compare DIR/pytorch.jsonl --out q.png` draws them; the script prints the validation losses at equal updates, their ratio, and how long each side took to
-reach PyTorch's best validation loss. Needs PyTorch (apt-get install python3-torch, for /usr/bin/python3).
+`rewind plot DIR/rewind.jsonl --compare DIR/pytorch.jsonl --out q.png` draws them; the script prints the
+validation losses at equal updates, their ratio, and how long each side took to reach PyTorch's best
+validation loss. Needs PyTorch (apt-get install python3-torch, for /usr/bin/python3).
 """
 import argparse
 import json

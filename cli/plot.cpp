@@ -161,7 +161,9 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   };
   loss_panel("against updates", "update", 1);
   loss_panel("against wall time", "seconds", 2);
-  gp << "set title 'learning rate'\nset xlabel 'update'\nset ylabel 'lr'\nset yrange [0:*]\nplot ";
+  // The offset keeps a constant rate off the top border, where gnuplot's autoscale would hide it.
+  gp << "set title 'learning rate'\nset xlabel 'update'\nset ylabel 'lr'\nset yrange [0:*]\n"
+     << "set offsets 0, 0, graph 0.1, 0\nplot ";
   for (std::size_t i = 0; i < csvs.size(); ++i)
     gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:5 every ::1 with lines lc " << i + 1 << " title '"
        << labels[i] << "'";

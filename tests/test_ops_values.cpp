@@ -432,3 +432,46 @@ TEST_CASE("the new ops name themselves and the shapes when inputs do not fit", "
   CHECK(sum_cols(empty).value().get(0) == 0);
   CHECK_THROWS_WITH(square(Var{}), Contains("square: an input is empty"));
 }
+
+TEST_CASE("a few rows times a parameter equal the same product by a plain input, before and after backward",
+          "[ops][values][matmul]") {
+  // The parameter path packs the weights once per window (ops.cpp, packed_parameter); the input path is
+  // OpenBLAS. Shapes that leave partial panels and tiles, both transposes of B, the pack reused by a second
+  // product, and dA through the other packing.
+  const DType dtype = GENERATE(DType::f32, DType::f64);
+  const bool transposed = GENERATE(false, true);
+  const std::int64_t rows = GENERATE(1, 7, 32), k = 37, n = 53;
+  const double tol = dtype == DType::f32 ? 1e-5 : 1e-12;
+  const Shape shape_w = transposed ? m(n, k) : m(k, n);
+  const Transpose tb = transposed ? Transpose::yes : Transpose::no;
+  Parameter w("w", rwd::test::random_tensor(shape_w, dtype, 1));
+  const Tensor x0 = rwd::test::random_tensor(m(rows, k), dtype, 2);
+  const Tensor x1 = rwd::test::random_tensor(m(rows, k), dtype, 3);
+  const Tensor seed = rwd::test::random_tensor(m(rows, n), dtype, 4);
+
+  Tape by_input(dtype), by_parameter(dtype);
+  const Var xi0 = by_input.input(x0, true), xi1 = by_input.input(x1, true), wi = by_input.input(w.value(), true);
+  const Var yi = matmul(xi0, wi, Transpose::no, tb) + matmul(xi1, wi, Transpose::no, tb);
+  const Var xp0 = by_parameter.input(x0, true), xp1 = by_parameter.input(x1, true);
+  const Var yp = matmul(xp0, by_parameter.param(w), Transpose::no, tb) +
+                 matmul(xp1, by_parameter.param(w), Transpose::no, tb);
+  const Tensor expected = yi.value();
+  check_values(yp, [&](std::int64_t i) { return expected.get(i); }, tol);
+
+  const Seed si{yi, &seed}, sp{yp, &seed};
+  by_input.backward(std::span<const Seed>(&si, 1));
+  by_parameter.backward(std::span<const Seed>(&sp, 1));
+  for (auto [input, parameter] : {std::pair{xi0, xp0}, std::pair{xi1, xp1}}) {
+    const Tensor gi = by_input.grad(input), gp = by_parameter.grad(parameter);
+    for (std::int64_t i = 0; i < gi.numel(); ++i) CHECK(gp.get(i) == Approx(gi.get(i)).epsilon(tol).margin(tol));
+  }
+  const Tensor gw = by_input.grad(wi);
+  for (std::int64_t i = 0; i < gw.numel(); ++i) CHECK(w.grad().get(i) == Approx(gw.get(i)).epsilon(tol).margin(tol));
+
+  // Recorded after backward, when an optimiser may have changed the value: the new value counts.
+  for (std::int64_t i = 0; i < w.value().numel(); ++i) w.value().set(i, 2 * w.value().get(i));
+  const Var after = matmul(by_parameter.input(x0), by_parameter.param(w), Transpose::no, tb);
+  Tape fresh(dtype);
+  const Tensor doubled = matmul(fresh.input(x0), fresh.input(w.value()), Transpose::no, tb).value();
+  check_values(after, [&](std::int64_t i) { return doubled.get(i); }, tol);
+}

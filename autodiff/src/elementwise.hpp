@@ -44,12 +44,14 @@ inline Operand operand_in(Shape s, Shape out) {
 template <int CA, int CB, class T, class F>
 void broadcast_rows(Shape out, const T* a, Operand oa, const T* b, Operand ob, T* z, F& f) {
   const std::int64_t cols = out.cols;
-  for (std::int64_t r = 0; r < out.rows; ++r) {
-    const T* ar = a + r * oa.row;
-    const T* br = b + r * ob.row;
-    T* zr = z + r * cols;
-    for (std::int64_t c = 0; c < cols; ++c) zr[c] = f(ar[c * CA], br[c * CB]);
-  }
+  over_parts(out.rows, cols, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t r = first; r < last; ++r) {
+      const T* ar = a + r * oa.row;
+      const T* br = b + r * ob.row;
+      T* zr = z + r * cols;
+      for (std::int64_t c = 0; c < cols; ++c) zr[c] = f(ar[c * CA], br[c * CB]);
+    }
+  });
 }
 template <class T, class F>
 void broadcast_apply(Shape out, const T* a, Operand oa, const T* b, Operand ob, T* z, F f) {
@@ -70,19 +72,22 @@ template <int Which, int CA, int CB, class T, class D>
 void broadcast_grad_rows(Shape out, T* g, const T* dy, const T* a, Operand oa, const T* b, Operand ob, D& d) {
   constexpr int CG = Which == 0 ? CA : CB;
   const std::int64_t g_row = Which == 0 ? oa.row : ob.row, cols = out.cols;
-  for (std::int64_t r = 0; r < out.rows; ++r) {
-    const T* ar = a + r * oa.row;
-    const T* br = b + r * ob.row;
-    const T* dyr = dy + r * cols;
-    T* gr = g + r * g_row;
-    if constexpr (CG == 1) {
-      for (std::int64_t c = 0; c < cols; ++c) gr[c] += dyr[c] * d(ar[c * CA], br[c * CB]);
-    } else {
-      T total = 0;
-      for (std::int64_t c = 0; c < cols; ++c) total += dyr[c] * d(ar[c * CA], br[c * CB]);
-      gr[0] += total;
+  auto rows = [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t r = first; r < last; ++r) {
+      const T* ar = a + r * oa.row;
+      const T* br = b + r * ob.row;
+      const T* dyr = dy + r * cols;
+      T* gr = g + r * g_row;
+      if constexpr (CG == 1) {
+        for (std::int64_t c = 0; c < cols; ++c) gr[c] += dyr[c] * d(ar[c * CA], br[c * CB]);
+      } else {
+        gr[0] += lane_sum<T>(cols, [&](std::int64_t c) { return dyr[c] * d(ar[c * CA], br[c * CB]); });
+      }
     }
-  }
+  };
+  // An operand repeated over the rows sums every row into the same place: that stays on one thread.
+  if (g_row == 0) return rows(0, out.rows);
+  over_parts(out.rows, cols, rows);
 }
 template <int Which, class T, class D>
 void broadcast_grad(Shape out, T* g, const T* dy, const T* a, Operand oa, const T* b, Operand ob, D d) {
@@ -109,7 +114,9 @@ Var unary(Op op, const Var& x, double constant, F&& f) {
   dispatch(tape.dtype(), [&]<class T>() {
     const T* in = value_of<T>(nx);
     T* y = out_of<T>(n);
-    for (std::int64_t i = 0; i < count; ++i) y[i] = f(in[i]);
+    over_parts(count, 1, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t i = first; i < last; ++i) y[i] = f(in[i]);
+    });
   });
   return finish(tape, n);
 }
@@ -121,8 +128,9 @@ void backward_unary(Tape& tape, Node* n, G&& g) {
   const T* dy = dy_of<T>(n);
   const T* x = value_of<T>(n->inputs[0]);
   const T* y = value_of<T>(n);
-  const std::int64_t count = n->shape.numel();
-  for (std::int64_t i = 0; i < count; ++i) gx[i] += dy[i] * g(x[i], y[i]);
+  over_parts(n->shape.numel(), 1, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t i = first; i < last; ++i) gx[i] += dy[i] * g(x[i], y[i]);
+  });
 }
 
 }  // namespace rwd::autodiff::kernels

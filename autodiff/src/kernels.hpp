@@ -68,6 +68,38 @@ void add_column_sums(T* dst, const T* src, std::int64_t rows, std::int64_t cols,
   for (std::int64_t r = 0; r < rows; ++r) add_into(dst, src + r * ld, cols);
 }
 
+// The sum over i < n of term(i), accumulated in A: in `lanes` partial sums (element i in sum i mod lanes)
+// that are added at the end. One accumulator is a serial chain that GCC may not reorder without -ffast-math,
+// so such a loop stays scalar at one add per 4 cycles; this order is fixed (the same for any threads) and
+// vectorises.
+template <class A, class F>
+A lane_sum(std::int64_t n, F&& term) {
+  constexpr int lanes = 8;
+  A part[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    for (int j = 0; j < lanes; ++j) part[j] += static_cast<A>(term(i + j));
+  for (int j = 0; i < n; ++i, ++j) part[j] += static_cast<A>(term(i));
+  A total = 0;
+  for (int j = 0; j < lanes; ++j) total += part[j];
+  return total;
+}
+
+// body(begin, end) over [0, items) in parts shared out to the pool when there is enough work (items of
+// `item_size` elements each). Parts never touch each other's items, so results do not depend on the number
+// of threads. Used by the elementwise and row-wise ops: at hidden 256 a step's [32, 256] blocks are worth
+// splitting, at 64 handing a part out costs more than it saves.
+constexpr std::int64_t elementwise_min_part = 4096;  // elements
+template <class Body>
+void over_parts(std::int64_t items, std::int64_t item_size, Body&& body) {
+  const int parts = parallel::parts_for(
+      items, std::max<std::int64_t>(1, elementwise_min_part / std::max<std::int64_t>(1, item_size)));
+  parallel::run(parts, [&](int part) {
+    const auto [begin, end] = parallel::range(items, part, parts);
+    body(begin, end);
+  });
+}
+
 [[noreturn]] inline void fail(Op op, const std::string& why) {
   throw std::invalid_argument(std::string(name_of(op)) + ": " + why);
 }

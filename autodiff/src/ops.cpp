@@ -19,6 +19,32 @@ using namespace kernels;
 
 // ---- matmul --------------------------------------------------------------------------------------------
 
+namespace {
+// A custom cell's step multiplies a few rows (the batch) by the same weights at every step of a window, and
+// OpenBLAS packs the weights again on every call, which at 32 rows costs about as much as the product (the
+// sequence ops avoid it by packing W_hh once per window). So a parameter used as the B of such a product is
+// packed on first use, as op(B) = B or B^T, and kept on its leaf (in `saved`, unused by leaves) for the rest
+// of the window. Sound because a parameter's value does not change between recording and backward
+// (docs/tape.md); recording after backward (when an optimiser may have stepped) does not use it.
+bool packs_parameter(const Node* b, bool ta, std::int64_t m) {
+  return b->op == Op::parameter && !ta && m < gemm_min_packed_rows;
+}
+
+template <class T>
+PackedB<T> packed_parameter(Tape& tape, Node* leaf, bool transposed, std::int64_t k, std::int64_t n) {
+  if (leaf->saved == nullptr) {
+    leaf->saved = Recorder::allocate_tensor(tape, 2 * sizeof(void*));
+    std::memset(leaf->saved, 0, 2 * sizeof(void*));
+  }
+  void*& packed = static_cast<void**>(leaf->saved)[transposed ? 1 : 0];
+  if (packed == nullptr) {
+    packed = Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(PackedB<T>::size(k, n)));
+    PackedB<T>(value_of<T>(leaf), leaf->shape.cols, transposed, k, n, static_cast<T*>(packed));
+  }
+  return PackedB<T>(static_cast<const T*>(packed), k, n);
+}
+}  // namespace
+
 Var matmul(const Var& a, const Var& b, Transpose ta, Transpose tb) {
   const std::array<Var, 2> inputs{a, b};
   Tape& tape = Recorder::tape_of(Op::matmul, inputs);
@@ -36,7 +62,12 @@ Var matmul(const Var& a, const Var& b, Transpose ta, Transpose tb) {
   n->arg0 = ta_;
   n->arg1 = tb_;
   dispatch(tape.dtype(), [&]<class T>() {
-    gemm<T>(ta_, tb_, m, nn, k, value_of<T>(na), sa.cols, value_of<T>(nb), sb.cols, T(0), out_of<T>(n));
+    if (!tape.consumed() && packs_parameter(nb, ta_, m)) {
+      gemm_packed(m, value_of<T>(na), sa.cols, packed_parameter<T>(tape, nb, tb_, k, nn), T(0), out_of<T>(n),
+                  nn);
+    } else {
+      gemm<T>(ta_, tb_, m, nn, k, value_of<T>(na), sa.cols, value_of<T>(nb), sb.cols, T(0), out_of<T>(n));
+    }
   });
   return finish(tape, n);
 }
@@ -54,7 +85,9 @@ void backward_matmul(Tape& tape, Node* n) {
   const T* dy = dy_of<T>(n);
   const std::int64_t lda = na->shape.cols, ldb = nb->shape.cols;
   if (T* ga = grad_in<T>(tape, n, 0)) {
-    if (!ta) {
+    if (packs_parameter(nb, ta, m)) {
+      gemm_packed(m, dy, nn, packed_parameter<T>(tape, nb, !tb, nn, k), T(1), ga, k);
+    } else if (!ta) {
       gemm<T>(false, !tb, m, k, nn, dy, nn, b, ldb, T(1), ga);  // [m,k] = dY op(B)^T
     } else {
       gemm<T>(tb, true, k, m, nn, b, ldb, dy, nn, T(1), ga);  // [k,m] = op(B) dY^T
@@ -278,16 +311,16 @@ double softmax_rows(const T* logits, T* probs, Shape s, std::span<const std::int
     const bool counted = targets[r] != options.ignore_index;
     correct += counted && top - xr == targets[r];
     const T target_logit = counted ? xr[targets[r]] : T(0);
-    // exp(x - shift) is in (0, 1] with at least one 1, so summing in T loses nothing that matters, and the
-    // loop vectorises.
-    T denom = 0;
+    // exp(x - shift) is in (0, 1] with at least one 1, so summing in T loses nothing that matters.
+    T denom;
     if (probs != nullptr) {
       T* pr = probs + r * s.cols;
-      for (std::int64_t c = 0; c < s.cols; ++c) denom += pr[c] = kernels::exp<T>(xr[c] - shift);
+      for (std::int64_t c = 0; c < s.cols; ++c) pr[c] = kernels::exp<T>(xr[c] - shift);
+      denom = lane_sum<T>(s.cols, [&](std::int64_t c) { return pr[c]; });
       const T inverse = T(1) / denom;
       for (std::int64_t c = 0; c < s.cols; ++c) pr[c] *= inverse;
     } else {
-      for (std::int64_t c = 0; c < s.cols; ++c) denom += kernels::exp<T>(xr[c] - shift);
+      denom = lane_sum<T>(s.cols, [&](std::int64_t c) { return kernels::exp<T>(xr[c] - shift); });
     }
     if (counted) total += std::log(static_cast<double>(denom)) + shift - target_logit;
   }
@@ -485,8 +518,10 @@ Var mse(const Var& a, const Var& b) {
   dispatch(tape.dtype(), [&]<class T>() {
     const T* x = value_of<T>(na);
     const T* y = value_of<T>(nb);
-    double total = 0;
-    for (std::int64_t i = 0; i < count; ++i) total += static_cast<double>(x[i] - y[i]) * (x[i] - y[i]);
+    const double total = lane_sum<double>(count, [&](std::int64_t i) {
+      const double d = x[i] - y[i];
+      return d * d;
+    });
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
   });
   return finish(tape, n);

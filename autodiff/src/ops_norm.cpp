@@ -29,22 +29,25 @@ Var layer_norm(const Var& x, const Var& gain, const Var& bias, double eps) {
     const T* b = value_of<T>(n->inputs[2]);
     T* y = out_of<T>(n);
     const double inv_n = 1.0 / static_cast<double>(s.cols);
-    for (std::int64_t r = 0; r < s.rows; ++r) {
-      const T* row = v + r * s.cols;
-      double total = 0;  // in double: the two-pass mean and variance of a long float row stay accurate
-      for (std::int64_t c = 0; c < s.cols; ++c) total += row[c];
-      const auto mean = static_cast<T>(total * inv_n);
-      double squares = 0;
-      for (std::int64_t c = 0; c < s.cols; ++c)
-        squares += static_cast<double>(row[c] - mean) * (row[c] - mean);
-      const auto rstd = static_cast<T>(1.0 / std::sqrt(squares * inv_n + eps));
-      T* out = y + r * s.cols;
-      for (std::int64_t c = 0; c < s.cols; ++c) out[c] = (row[c] - mean) * rstd * g[c] + b[c];
-      if (stats != nullptr) {
-        stats[2 * r] = mean;
-        stats[2 * r + 1] = rstd;
+    over_parts(s.rows, s.cols, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t r = first; r < last; ++r) {
+        const T* row = v + r * s.cols;
+        // In double: the two-pass mean and variance of a long float row stay accurate.
+        const double total = lane_sum<double>(s.cols, [&](std::int64_t c) { return row[c]; });
+        const auto mean = static_cast<T>(total * inv_n);
+        const double squares = lane_sum<double>(s.cols, [&](std::int64_t c) {
+          const double d = row[c] - mean;
+          return d * d;
+        });
+        const auto rstd = static_cast<T>(1.0 / std::sqrt(squares * inv_n + eps));
+        T* out = y + r * s.cols;
+        for (std::int64_t c = 0; c < s.cols; ++c) out[c] = (row[c] - mean) * rstd * g[c] + b[c];
+        if (stats != nullptr) {
+          stats[2 * r] = mean;
+          stats[2 * r + 1] = rstd;
+        }
       }
-    }
+    });
   });
   return finish(tape, n);
 }
@@ -62,6 +65,7 @@ void backward_layer_norm(Tape& tape, Node* n) {
   T* gg = grad_in<T>(tape, n, 1);
   T* gb = grad_in<T>(tape, n, 2);
   const T inv_n = T(1) / static_cast<T>(s.cols);
+  // gain and bias sum over the rows: one thread; x's rows are independent: shared out.
   for (std::int64_t r = 0; r < s.rows; ++r) {
     const T* row = v + r * s.cols;
     const T* dyr = dy + r * s.cols;
@@ -69,20 +73,24 @@ void backward_layer_norm(Tape& tape, Node* n) {
     if (gg != nullptr)
       for (std::int64_t c = 0; c < s.cols; ++c) gg[c] += dyr[c] * (row[c] - mean) * rstd;
     if (gb != nullptr) add_into(gb, dyr, s.cols);
-    if (gx == nullptr) continue;
-    T sum_g = 0, sum_g_xhat = 0;
-    for (std::int64_t c = 0; c < s.cols; ++c) {
-      const T g = dyr[c] * gain[c];
-      sum_g += g;
-      sum_g_xhat += g * (row[c] - mean) * rstd;
-    }
-    const T mean_g = sum_g * inv_n, mean_g_xhat = sum_g_xhat * inv_n;
-    T* gr = gx + r * s.cols;
-    for (std::int64_t c = 0; c < s.cols; ++c) {
-      const T xhat = (row[c] - mean) * rstd;
-      gr[c] += rstd * (dyr[c] * gain[c] - mean_g - xhat * mean_g_xhat);
-    }
   }
+  if (gx == nullptr) return;
+  over_parts(s.rows, s.cols, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t r = first; r < last; ++r) {
+      const T* row = v + r * s.cols;
+      const T* dyr = dy + r * s.cols;
+      const T mean = stats[2 * r], rstd = stats[2 * r + 1];
+      const T sum_g = lane_sum<T>(s.cols, [&](std::int64_t c) { return dyr[c] * gain[c]; });
+      const T sum_g_xhat =
+          lane_sum<T>(s.cols, [&](std::int64_t c) { return dyr[c] * gain[c] * (row[c] - mean) * rstd; });
+      const T mean_g = sum_g * inv_n, mean_g_xhat = sum_g_xhat * inv_n;
+      T* gr = gx + r * s.cols;
+      for (std::int64_t c = 0; c < s.cols; ++c) {
+        const T xhat = (row[c] - mean) * rstd;
+        gr[c] += rstd * (dyr[c] * gain[c] - mean_g - xhat * mean_g_xhat);
+      }
+    }
+  });
 }
 
 REWIND_INSTANTIATE_BACKWARD(layer_norm)

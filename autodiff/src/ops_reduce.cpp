@@ -23,8 +23,8 @@ Var reduce(Op op, const Var& x) {
   n->scalar = op == Op::mean ? 1.0 / static_cast<double>(count) : 1.0;
   dispatch(tape.dtype(), [&]<class T>() {
     const T* v = value_of<T>(nx);
-    double total = 0;  // accumulate in double so a long float sum stays accurate
-    for (std::int64_t i = 0; i < count; ++i) total += v[i];
+    // Accumulated in double so a long float sum stays accurate.
+    const double total = lane_sum<double>(count, [&](std::int64_t i) { return v[i]; });
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
   });
   return finish(tape, n);
@@ -102,8 +102,8 @@ Var reduce_cols(Op op, const Var& x) {
     const T* v = value_of<T>(n->inputs[0]);
     T* y = out_of<T>(n);
     for (std::int64_t r = 0; r < s.rows; ++r) {
-      double total = 0;  // in double, as sum
-      for (std::int64_t c = 0; c < s.cols; ++c) total += v[r * s.cols + c];
+      const double total =
+          lane_sum<double>(s.cols, [&](std::int64_t c) { return v[r * s.cols + c]; });  // as sum
       y[r] = static_cast<T>(total * n->scalar);
     }
   });
@@ -225,8 +225,8 @@ Var logsumexp_cols(const Var& x) {
     for (std::int64_t r = 0; r < s.rows; ++r) {
       const T* row = v + r * s.cols;
       const T shift = row_shift(row, s.cols);
-      T total = 0;  // terms in (0, 1], one of them 1: summing in T loses nothing that matters
-      for (std::int64_t c = 0; c < s.cols; ++c) total += kernels::exp<T>(row[c] - shift);
+      // Terms in (0, 1], one of them 1: summing in T loses nothing that matters.
+      const T total = lane_sum<T>(s.cols, [&](std::int64_t c) { return kernels::exp<T>(row[c] - shift); });
       y[r] = shift + std::log(total);
     }
   });
@@ -268,9 +268,8 @@ Var softmax(const Var& x) {
       const T* row = v + r * s.cols;
       T* out = y + r * s.cols;
       const T shift = row_shift(row, s.cols);
-      T total = 0;
-      for (std::int64_t c = 0; c < s.cols; ++c) total += out[c] = kernels::exp<T>(row[c] - shift);
-      const T inverse = T(1) / total;
+      for (std::int64_t c = 0; c < s.cols; ++c) out[c] = kernels::exp<T>(row[c] - shift);
+      const T inverse = T(1) / lane_sum<T>(s.cols, [&](std::int64_t c) { return out[c]; });
       for (std::int64_t c = 0; c < s.cols; ++c) out[c] *= inverse;
     }
   });
@@ -285,8 +284,7 @@ void backward_softmax(Tape& tape, Node* n) {
   for (std::int64_t r = 0; r < n->shape.rows; ++r) {
     const T* yr = y + r * cols;
     const T* dyr = dy + r * cols;
-    T dot = 0;
-    for (std::int64_t c = 0; c < cols; ++c) dot += dyr[c] * yr[c];
+    const T dot = lane_sum<T>(cols, [&](std::int64_t c) { return dyr[c] * yr[c]; });
     T* gr = gx + r * cols;
     for (std::int64_t c = 0; c < cols; ++c) gr[c] += yr[c] * (dyr[c] - dot);
   }
@@ -303,8 +301,7 @@ Var log_softmax(const Var& x) {
       const T* row = v + r * s.cols;
       T* out = y + r * s.cols;
       const T shift = row_shift(row, s.cols);
-      T total = 0;
-      for (std::int64_t c = 0; c < s.cols; ++c) total += kernels::exp<T>(row[c] - shift);
+      const T total = lane_sum<T>(s.cols, [&](std::int64_t c) { return kernels::exp<T>(row[c] - shift); });
       const T log_total = std::log(total);  // subtracted after the shift: shift + log_total would round
       for (std::int64_t c = 0; c < s.cols; ++c) out[c] = (row[c] - shift) - log_total;
     }
@@ -320,8 +317,7 @@ void backward_log_softmax(Tape& tape, Node* n) {
   for (std::int64_t r = 0; r < n->shape.rows; ++r) {
     const T* yr = y + r * cols;
     const T* dyr = dy + r * cols;
-    T total = 0;
-    for (std::int64_t c = 0; c < cols; ++c) total += dyr[c];
+    const T total = lane_sum<T>(cols, [&](std::int64_t c) { return dyr[c]; });
     T* gr = gx + r * cols;
     for (std::int64_t c = 0; c < cols; ++c) gr[c] += dyr[c] - kernels::exp<T>(yr[c]) * total;
   }

@@ -52,6 +52,9 @@ struct PackedB {
     }
   }
 
+  // B packed before (by the constructor above, into `packed`).
+  PackedB(const T* packed, std::int64_t k, std::int64_t n) : data(packed), k(k), n(n) {}
+
   const T* data;
   std::int64_t k, n;
 };
