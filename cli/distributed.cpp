@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <vector>
 
 #ifdef REWIND_WITH_MPI
 #define OMPI_SKIP_MPICXX 1  // the C API only: the deprecated C++ bindings need a library not linked here
@@ -28,6 +30,64 @@ std::vector<double> gather_all(const std::vector<double>& local) {
 #endif
   return all;
 }
+#ifdef REWIND_WITH_MPI
+template <class T>
+MPI_Datatype mpi_type() {
+  return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+// Every rank's gradients, each scaled by its rank's weight, summed, and the sum written back into every
+// rank's gradients: a ring allreduce written out, so that the order of the additions is fixed. The packed
+// gradients are cut into R chunks; in R - 1 steps each rank passes a partial sum of one chunk to the next
+// rank, which adds its own share, so chunk c is summed as ((g_c + g_c+1) + g_c+2) + ... in rank order from
+// c around the ring, on whichever machine and MPI. Then the complete chunks are gathered everywhere. Each
+// rank sends 2 (R - 1) / R of the gradient bytes: what an allreduce costs at best, and what
+// bench/scaling_model.py assumes.
+template <class T>
+void ring_allreduce(const std::vector<autodiff::Parameter*>& params, double weight) {
+  std::int64_t elements = 0;
+  for (const autodiff::Parameter* p : params) elements += p->grad().numel();
+  static thread_local std::vector<T> mine, incoming;
+  mine.resize(static_cast<std::size_t>(elements));
+  std::int64_t at = 0;
+  for (const autodiff::Parameter* p : params) {
+    const T* g = p->grad().template data<T>();
+    for (std::int64_t i = 0; i < p->grad().numel(); ++i)
+      mine[static_cast<std::size_t>(at++)] = static_cast<T>(weight) * g[i];
+  }
+  const int R = world_size, next = (world_rank + 1) % R, previous = (world_rank + R - 1) % R;
+  std::vector<int> first(static_cast<std::size_t>(R) + 1), count(static_cast<std::size_t>(R));
+  for (int c = 0; c <= R; ++c) first[static_cast<std::size_t>(c)] = static_cast<int>(elements * c / R);
+  for (int c = 0; c < R; ++c)
+    count[static_cast<std::size_t>(c)] =
+        first[static_cast<std::size_t>(c) + 1] - first[static_cast<std::size_t>(c)];
+  incoming.resize(static_cast<std::size_t>(elements / R + 1));
+  for (int step = 0; step < R - 1; ++step) {
+    const auto send = static_cast<std::size_t>((world_rank - step + R) % R);
+    const auto receive = static_cast<std::size_t>((world_rank - step - 1 + 2 * R) % R);
+    MPI_Sendrecv(mine.data() + first[send], count[send], mpi_type<T>(), next, step, incoming.data(),
+                 count[receive], mpi_type<T>(), previous, step, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    T* partial = mine.data() + first[receive];
+    for (int i = 0; i < count[receive]; ++i) partial[i] = incoming[static_cast<std::size_t>(i)] + partial[i];
+    traffic_so_far.bytes += static_cast<std::int64_t>(count[send]) * static_cast<std::int64_t>(sizeof(T));
+  }
+  // Rank r now holds chunk r + 1 complete; every rank receives every complete chunk in place.
+  std::vector<int> owned_count(static_cast<std::size_t>(R)), owned_first(static_cast<std::size_t>(R));
+  for (int r = 0; r < R; ++r) {
+    owned_count[static_cast<std::size_t>(r)] = count[static_cast<std::size_t>((r + 1) % R)];
+    owned_first[static_cast<std::size_t>(r)] = first[static_cast<std::size_t>((r + 1) % R)];
+  }
+  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, mine.data(), owned_count.data(), owned_first.data(),
+                 mpi_type<T>(), MPI_COMM_WORLD);
+  traffic_so_far.bytes += static_cast<std::int64_t>(owned_count[static_cast<std::size_t>(world_rank)]) *
+                          static_cast<std::int64_t>(sizeof(T)) * (R - 1);
+  at = 0;
+  for (autodiff::Parameter* p : params) {
+    T* g = p->grad().template data<T>();
+    for (std::int64_t i = 0; i < p->grad().numel(); ++i) g[i] = mine[static_cast<std::size_t>(at++)];
+  }
+}
+#endif
 }  // namespace
 
 void World::init(int& argc, char**& argv) {
@@ -100,40 +160,11 @@ void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::Up
   }
   for (double& w : weight) w /= count;
 #ifdef REWIND_WITH_MPI
-  // One message: every gradient, packed. Each rank sums the R copies in rank order itself, so the result does
-  // not depend on MPI's reduction algorithm and is the same bits on every rank and in every run.
-  std::int64_t elements = 0;
-  for (const autodiff::Parameter* p : params) elements += p->grad().numel();
   const bool f32 = params.empty() || params[0]->grad().dtype() == autodiff::DType::f32;
-  const std::size_t width = f32 ? sizeof(float) : sizeof(double);
-  static thread_local std::vector<char> mine, everyone;
-  mine.resize(static_cast<std::size_t>(elements) * width);
-  everyone.resize(mine.size() * static_cast<std::size_t>(world_size));
-  std::size_t offset = 0;
-  for (const autodiff::Parameter* p : params) {
-    std::memcpy(mine.data() + offset, p->grad().raw(), p->grad().bytes());
-    offset += static_cast<std::size_t>(p->grad().bytes());
-  }
-  MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, everyone.data(),
-                static_cast<int>(mine.size()), MPI_BYTE, MPI_COMM_WORLD);
-  traffic_so_far.bytes += static_cast<std::int64_t>(mine.size());
-  auto sum = [&]<class T>(T*) {
-    const T* parts = reinterpret_cast<const T*>(everyone.data());
-    std::int64_t at = 0;
-    for (autodiff::Parameter* p : params) {
-      T* g = p->grad().template data<T>();
-      for (std::int64_t i = 0; i < p->grad().numel(); ++i, ++at) {
-        T total = 0;
-        for (int r = 0; r < world_size; ++r)
-          total += static_cast<T>(weight[static_cast<std::size_t>(r)]) * parts[r * elements + at];
-        g[i] = total;
-      }
-    }
-  };
   if (f32)
-    sum(static_cast<float*>(nullptr));
+    ring_allreduce<float>(params, weight[static_cast<std::size_t>(world_rank)]);
   else
-    sum(static_cast<double*>(nullptr));
+    ring_allreduce<double>(params, weight[static_cast<std::size_t>(world_rank)]);
 #else
   (void)params;
 #endif

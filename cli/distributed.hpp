@@ -28,7 +28,8 @@ class World {
   // This rank's streams of `batch`; refuses a batch the ranks cannot share evenly, naming both.
   static std::pair<std::int64_t, std::int64_t> share(std::int64_t batch, const std::string& what);
   // The global gradient from every rank's (each the mean over its counted targets): sum_r n_r g_r / sum_r
-  // n_r, summed in rank order, so that repeated runs are bitwise identical; the stats become the global ones.
+  // n_r, by a ring allreduce whose additions come in a fixed order, so that repeated runs are bitwise
+  // identical; the stats become the global ones.
   static void reduce(const std::vector<autodiff::Parameter*>& params, trainers::UpdateStats& stats);
   // What the gradient exchange of reduce() cost this rank so far: bytes sent (its packed gradients and
   // counts) and wall time inside the collectives, over `exchanges` updates.

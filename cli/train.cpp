@@ -705,7 +705,7 @@ int run_train(int argc, const char* const* argv) {
     const double per = static_cast<double>(std::max<std::int64_t>(t.exchanges, 1));
     std::printf(
         "MPI gradient exchange: %lld updates, %.0f bytes sent per update and rank, %.3f ms per update "
-        "(gather and sum, rank 0)\n",
+        "(ring allreduce and waiting for the slower ranks, rank 0)\n",
         static_cast<long long>(t.exchanges), static_cast<double>(t.bytes) / per, 1e3 * t.seconds / per);
   }
 
