@@ -92,6 +92,8 @@ A lane_sum(std::int64_t n, F&& term) {
 constexpr std::int64_t elementwise_min_part = 4096;  // elements
 template <class Body>
 void over_parts(std::int64_t items, std::int64_t item_size, Body&& body) {
+  // Tiny tensors return before asking the pool (a call and a thread-local read, 15 ns of a 70 ns op).
+  if (items * item_size < 2 * elementwise_min_part) return body(std::int64_t{0}, items);
   const int parts = parallel::parts_for(
       items, std::max<std::int64_t>(1, elementwise_min_part / std::max<std::int64_t>(1, item_size)));
   parallel::run(parts, [&](int part) {
