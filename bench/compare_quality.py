@@ -3,6 +3,7 @@
 
     python3 bench/compare_quality.py char [--minutes 20] [--rewind build/bin/rewind] [--out DIR]
     python3 bench/compare_quality.py words [--minutes 20] ...
+    python3 bench/compare_quality.py char|words --report --out DIR   # the comparison of an earlier run again
 
 char: the bundled text at the character level (every byte a symbol), 2 x 512 LSTM, embedding 64, dropout 0.25
 on the embedding's output, between the layers and before the head, batch 32, TBPTT(64), Adam 2e-3, clip 5.
@@ -181,7 +182,10 @@ def main():
     parser.add_argument("--eval-every", type=int, help="override the recipe's validation interval")
     parser.add_argument("--data", help="override the recipe's data file")
     parser.add_argument("--dropout", type=float, help="override the recipe's dropout (0: a deterministic check)")
+    parser.add_argument("--report", action="store_true", help="only compare the metrics already in --out")
     args = parser.parse_args()
+    if args.report:
+        return report(os.path.join(args.out, "rewind.jsonl"), os.path.join(args.out, "pytorch.jsonl"), args.out)
     if not torch_or_reexec(__file__):
         return 0
     import torch
@@ -201,33 +205,42 @@ def main():
           f"recipe {args.kind}: {json.dumps(r)}; {args.minutes} minutes per side", flush=True)
     env = dict(os.environ, **TORCH_ENV, REWIND_QUALITY_RECIPE=json.dumps(r))
     subprocess.run([sys.executable, __file__, "--worker", args.kind, str(seconds), init, theirs], env=env, check=True)
-    theirs_eval, theirs_time = read_curves(theirs)
+    _, theirs_time = read_curves(theirs)
     # rewind stops at the same time or a quarter more updates than PyTorch made, whichever comes first: enough
     # to compare every update PyTorch validated at and to reach its best loss, without a second 20 minutes.
     run_rewind(os.path.abspath(args.rewind), args.kind, seconds, max(theirs_time) * 5 // 4, init, ours)
+    return report(ours, theirs, args.out)
+
+
+def report(ours, theirs, out):
     ours_eval, ours_time = read_curves(ours)
-    print(f"\n| update | rewind validation | PyTorch validation | rewind / PyTorch | rewind s | PyTorch s |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    worst = 0.0
+    theirs_eval, theirs_time = read_curves(theirs)
+    print(f"\n| update | rewind validation | PyTorch validation | rewind / PyTorch | perplexity ratio | rewind s "
+          f"| PyTorch s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    worst = worst_perplexity = 0.0
     for u in sorted(set(ours_eval) & set(theirs_eval)):
         ratio = ours_eval[u] / theirs_eval[u]
+        perplexity_ratio = math.exp(ours_eval[u] - theirs_eval[u])
         worst = max(worst, abs(ratio - 1))
-        print(f"| {u} | {ours_eval[u]:.4f} | {theirs_eval[u]:.4f} | {ratio:.4f} | {ours_time.get(u, math.nan):.0f} "
-              f"| {theirs_time.get(u, math.nan):.0f} |")
+        worst_perplexity = max(worst_perplexity, abs(perplexity_ratio - 1))
+        print(f"| {u} | {ours_eval[u]:.4f} | {theirs_eval[u]:.4f} | {ratio:.4f} | {perplexity_ratio:.4f} "
+              f"| {ours_time.get(u, math.nan):.0f} | {theirs_time.get(u, math.nan):.0f} |")
     if not theirs_eval:
         print("PyTorch made no validation run: lengthen --minutes or shorten --eval-every")
         return 1
     best_update = min(theirs_eval, key=theirs_eval.get)
     best = theirs_eval[best_update]
     reached = [u for u in sorted(ours_eval) if ours_eval[u] <= best]
-    print(f"\nlargest difference at equal updates: {100 * worst:.2f}%")
+    print(f"\nlargest difference at equal updates: {100 * worst:.2f}% in loss, {100 * worst_perplexity:.2f}% in "
+          f"perplexity")
     print(f"PyTorch's best validation loss {best:.4f} at update {best_update}, {theirs_time[best_update]:.0f} s")
     if reached:
         print(f"rewind reached it at update {reached[0]}, {ours_time[reached[0]]:.0f} s "
               f"({100 * ours_time[reached[0]] / theirs_time[best_update]:.0f}% of PyTorch's time)")
     else:
         print(f"rewind did not reach it (best {min(ours_eval.values()):.4f})")
-    print(f"plot: rewind plot {ours} --compare {theirs} --out {os.path.join(args.out, 'quality.png')}")
+    print(f"plot: rewind plot {ours} --compare {theirs} --out {os.path.join(out, 'quality.png')}")
     return 0
 
 
