@@ -450,28 +450,71 @@ TEST_CASE("a few rows times a parameter equal the same product by a plain input,
   const Tensor seed = rwd::test::random_tensor(m(rows, n), dtype, 4);
 
   Tape by_input(dtype), by_parameter(dtype);
-  const Var xi0 = by_input.input(x0, true), xi1 = by_input.input(x1, true), wi = by_input.input(w.value(), true);
+  const Var xi0 = by_input.input(x0, true), xi1 = by_input.input(x1, true),
+            wi = by_input.input(w.value(), true);
   const Var yi = matmul(xi0, wi, Transpose::no, tb) + matmul(xi1, wi, Transpose::no, tb);
   const Var xp0 = by_parameter.input(x0, true), xp1 = by_parameter.input(x1, true);
   const Var yp = matmul(xp0, by_parameter.param(w), Transpose::no, tb) +
                  matmul(xp1, by_parameter.param(w), Transpose::no, tb);
   const Tensor expected = yi.value();
-  check_values(yp, [&](std::int64_t i) { return expected.get(i); }, tol);
+  check_values(
+      yp, [&](std::int64_t i) { return expected.get(i); }, tol);
 
   const Seed si{yi, &seed}, sp{yp, &seed};
   by_input.backward(std::span<const Seed>(&si, 1));
   by_parameter.backward(std::span<const Seed>(&sp, 1));
   for (auto [input, parameter] : {std::pair{xi0, xp0}, std::pair{xi1, xp1}}) {
     const Tensor gi = by_input.grad(input), gp = by_parameter.grad(parameter);
-    for (std::int64_t i = 0; i < gi.numel(); ++i) CHECK(gp.get(i) == Approx(gi.get(i)).epsilon(tol).margin(tol));
+    for (std::int64_t i = 0; i < gi.numel(); ++i)
+      CHECK(gp.get(i) == Approx(gi.get(i)).epsilon(tol).margin(tol));
   }
   const Tensor gw = by_input.grad(wi);
-  for (std::int64_t i = 0; i < gw.numel(); ++i) CHECK(w.grad().get(i) == Approx(gw.get(i)).epsilon(tol).margin(tol));
+  for (std::int64_t i = 0; i < gw.numel(); ++i)
+    CHECK(w.grad().get(i) == Approx(gw.get(i)).epsilon(tol).margin(tol));
 
   // Recorded after backward, when an optimiser may have changed the value: the new value counts.
   for (std::int64_t i = 0; i < w.value().numel(); ++i) w.value().set(i, 2 * w.value().get(i));
   const Var after = matmul(by_parameter.input(x0), by_parameter.param(w), Transpose::no, tb);
   Tape fresh(dtype);
   const Tensor doubled = matmul(fresh.input(x0), fresh.input(w.value()), Transpose::no, tb).value();
-  check_values(after, [&](std::int64_t i) { return doubled.get(i); }, tol);
+  check_values(
+      after, [&](std::int64_t i) { return doubled.get(i); }, tol);
+}
+
+TEST_CASE("ops shared out over the pool equal the same ops row by row", "[ops][values][threads]") {
+  // [64, 256] is above the size from which elementwise and layer_norm rows, and the rows of a product by a
+  // parameter, are split over the threads; one row at a time is not. Run under ThreadSanitizer too.
+  constexpr std::int64_t rows = 64, cols = 256, inner = 96;
+  Parameter w("w", rwd::test::random_tensor(m(cols, inner), DType::f64, 11));
+  Parameter gain("gain", rwd::test::random_tensor(Shape::vector(cols), DType::f64, 12));
+  Parameter bias("bias", rwd::test::random_tensor(Shape::vector(cols), DType::f64, 13));
+  const Tensor x0 = rwd::test::random_tensor(m(rows, inner), DType::f64, 14);
+  const Tensor column0 = rwd::test::random_tensor(m(rows, 1), DType::f64, 15);
+  auto f = [&](Tape& t, const Var& x, const Var& column) {
+    const Var h = tanh(matmul(x, t.param(w), Transpose::no, Transpose::yes) * column + t.param(bias));
+    return sum(layer_norm(sigmoid(h) / (1.0 + square(h)), t.param(gain), t.param(bias)));
+  };
+  auto run = [&](bool by_row) {
+    for (Parameter* p : {&w, &gain, &bias}) p->zero_grad();
+    Tape tape(DType::f64);
+    const Var x = tape.input(x0, true), column = tape.input(column0, true);
+    Var loss = tape.input(Tensor(Shape::scalar(), DType::f64));
+    if (by_row) {
+      for (std::int64_t r = 0; r < rows; ++r)
+        loss = loss + f(tape, slice_rows(x, r, r + 1), slice_rows(column, r, r + 1));
+    } else {
+      loss = f(tape, x, column);
+    }
+    tape.backward(loss);
+    std::vector<Tensor> out{Tensor::from({loss.item()}, Shape::scalar(), DType::f64), tape.grad(x),
+                            tape.grad(column)};
+    for (Parameter* p : {&w, &gain, &bias}) out.push_back(p->grad());
+    return out;
+  };
+  const std::vector<Tensor> whole = run(false), by_row = run(true);
+  for (std::size_t i = 0; i < whole.size(); ++i)
+    for (std::int64_t e = 0; e < whole[i].numel(); ++e) {
+      INFO("result " << i << " element " << e);
+      CHECK(whole[i].get(e) == Approx(by_row[i].get(e)).epsilon(1e-10).margin(1e-12));
+    }
 }
