@@ -140,25 +140,27 @@ void World::reduce(const std::vector<autodiff::Parameter*>& params, trainers::Up
   if (world_size == 1) return;
   const auto began = std::chrono::steady_clock::now();
   ++traffic_so_far.exchanges;
-  traffic_so_far.bytes += 3 * static_cast<std::int64_t>(sizeof(double));
+  traffic_so_far.bytes += 4 * static_cast<std::int64_t>(sizeof(double));
+  const double normalizer = stats.loss_count > 0 ? stats.gradient_normalizer() : 0.0;
   const std::vector<double> all =
       gather_all({stats.loss * static_cast<double>(stats.loss_count), static_cast<double>(stats.loss_count),
-                  static_cast<double>(stats.correct)});
-  double loss_sum = 0, count = 0, correct = 0;
+                  static_cast<double>(stats.correct), normalizer});
+  double loss_sum = 0, count = 0, correct = 0, normalizers = 0;
   std::vector<double> weight(static_cast<std::size_t>(world_size));
   for (int r = 0; r < world_size; ++r) {
-    const std::size_t at = 3 * static_cast<std::size_t>(r);
-    loss_sum += all[at], count += all[at + 1], correct += all[at + 2];
-    weight[static_cast<std::size_t>(r)] = all[at + 1];
+    const std::size_t at = 4 * static_cast<std::size_t>(r);
+    loss_sum += all[at], count += all[at + 1], correct += all[at + 2], normalizers += all[at + 3];
+    weight[static_cast<std::size_t>(r)] = all[at + 3];
   }
   stats.loss = count > 0 ? loss_sum / count : 0;
   stats.loss_count = static_cast<std::int64_t>(count);
   stats.correct = static_cast<std::int64_t>(correct);
+  stats.normalizer = normalizers;
   if (count == 0) {  // no counted target anywhere: no update (the loop skips it)
     traffic_so_far.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     return;
   }
-  for (double& w : weight) w /= count;
+  for (double& w : weight) w /= normalizers;
 #ifdef REWIND_WITH_MPI
   const bool f32 = params.empty() || params[0]->grad().dtype() == autodiff::DType::f32;
   if (f32)

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <set>
+#include "influence_balancing.hpp"
 #include "trainer_fixtures.hpp"
 
 #include "plugin_fixtures.hpp"
@@ -265,4 +266,88 @@ TEST_CASE("adaptive: a memory budget caps k2 by the bytes per step it measured",
   };
   CHECK(k2s("1") == std::set<std::int64_t>{2});  // one byte: never more than k_min
   CHECK(*k2s("0").rbegin() > 2);                 // no budget: the estimate raises k2
+}
+
+TEST_CASE(
+    "artbp: every target weighs the same in a step, whatever its update's length; accumulation keeps it",
+    "[trainers][artbp][accumulate]") {
+  // An update's gradient is its loss sum over the mean count of targets per update, c = 0.25 and k_min = 2:
+  // (2 - 1 + 4) steps x the pass's targets per step. The loop accumulating two updates weighs each by that
+  // normalizer, so its step is the two loss sums over the two normalizers, as one longer update would be.
+  const auto data = random_tokens(2, 30, 9);
+  const std::map<std::string, std::string> options{{"c", "0.25"}, {"k_min", "2"}, {"seed", "4"}};
+  models::ModelConfig c = config();
+  c.vocab_size = 5;
+  auto model = test::make_model("gru", c, true);
+  auto reference = test::make_model("gru", c, true);
+  const double per_update =
+      static_cast<double>(trainers::count_targets(*data, 0, 30)) / 30.0 * (2 - 1 + 1 / 0.25);
+  std::vector<std::vector<Tensor>> sums;  // each update's loss-sum gradient, at the initial parameters
+  std::vector<trainers::UpdateStats> stats;
+  {
+    auto trainer = test::builtin_plugins().make_trainer("artbp", options);
+    Tape tape(DType::f64);
+    trainer->begin(*reference, *data, tape);
+    for (int u = 0; u < 2; ++u) {
+      stats.push_back(trainer->next(*reference, *data, tape));
+      CHECK(stats.back().normalizer == Approx(per_update).epsilon(1e-15));
+      sums.emplace_back();
+      for (auto* p : reference->parameters()) {
+        sums.back().push_back(p->grad());
+        for (std::int64_t e = 0; e < p->grad().numel(); ++e)
+          sums.back().back().set(e, p->grad().get(e) * per_update);
+      }
+    }
+  }
+  REQUIRE(stats[0].end_step - stats[0].first_step != stats[1].end_step - stats[1].first_step);
+  auto trainer = test::builtin_plugins().make_trainer("artbp", options);
+  trainers::Optimizer sgd({.kind = "sgd", .lr = 1.0});
+  trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return *data; },
+                      {.accumulate = 2, .max_updates = 1});
+  std::vector<Tensor> before;
+  for (auto* p : model->parameters()) before.push_back(p->value());
+  loop.run([&](const trainers::UpdateReport& r) {
+    CHECK(r.stats.loss_count == stats[0].loss_count + stats[1].loss_count);
+    CHECK(r.stats.loss == Approx((stats[0].loss * static_cast<double>(stats[0].loss_count) +
+                                  stats[1].loss * static_cast<double>(stats[1].loss_count)) /
+                                 static_cast<double>(r.stats.loss_count))
+                              .epsilon(1e-12));
+    return true;
+  });
+  const auto params = model->parameters();
+  for (std::size_t i = 0; i < params.size(); ++i)
+    for (std::int64_t e = 0; e < before[i].numel(); ++e)
+      CHECK(params[i]->value().get(e) ==
+            Approx(before[i].get(e) - (sums[0][i].get(e) + sums[1][i].get(e)) / (2 * per_update))
+                .epsilon(1e-10)
+                .margin(1e-13));
+}
+
+TEST_CASE("artbp: on influence balancing it converges to theta*; truncated BPTT as short runs away",
+          "[trainers][artbp]") {
+  // tests/influence_balancing.hpp: theta* = -1/4, and every truncation shorter than 2p = 6 steps has the
+  // opposite sign of the full derivative. ARTBP at c = 0.2 truncates every 5 steps on average.
+  const test::influence::Task task;
+  const double lr = 0.002;
+  for (const char* seed : {"1", "2", "3"}) {
+    const auto points = test::influence::train(task, "artbp", {{"c", "0.2"}, {"seed", seed}}, lr, 4000, 50);
+    REQUIRE(points.size() == 80);
+    double late = 0;  // theta averaged over the second half: SGD on a noisy gradient hovers around its target
+    for (std::size_t i = 40; i < 80; ++i) late += points[i].theta / 40;
+    INFO("seed " << seed << ": mean theta over the last 2000 updates " << late);
+    // Within 1%: with each update's loss the mean over its own targets, it settled 1-3% short
+    // (docs/trainers.md).
+    CHECK(std::abs(late - task.theta_star()) < 0.01 * std::abs(task.theta_star()));
+  }
+  for (const std::map<std::string, std::string>& options :
+       {std::map<std::string, std::string>{{"k", "5"}}, {{"k1", "1"}, {"k2", "5"}}}) {
+    const auto points = test::influence::train(task, "truncated", options, lr, 4000, 50);
+    INFO("truncated(" << options.begin()->second << "): theta " << points.back().theta << " after "
+                      << points.back().update << " updates");
+    CHECK(points.back().theta > 100 * std::abs(task.theta_star()));  // the wrong sign, and stopped early
+    CHECK(points.size() < 80);
+  }
+  // A window of n steps holds every addition still in the register: exact, so truncated converges too.
+  const auto exact = test::influence::train(task, "truncated", {{"k1", "1"}, {"k2", "10"}}, lr, 1000, 50);
+  CHECK(exact.back().theta == Approx(task.theta_star()).epsilon(1e-9));
 }

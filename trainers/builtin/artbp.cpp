@@ -5,6 +5,10 @@
 // by 1 / (1 - c_t). A path from a loss back to an earlier step survives with the product of the (1 - c_t) on
 // the way and is weighted by the inverse of that product, so the expected gradient of the pass (updates
 // weighted by their share of the targets, as pass_gradient sums them) is the full BPTT gradient.
+// Each update divides its loss sum by the count of targets an update holds on average, not by its own count:
+// with its own, the targets of short updates (whose gradients reach less far back) would weigh more in the
+// optimizer's steps, and SGD would settle off the full gradient's fixed point (tests/test_adaptive.cpp,
+// influence balancing).
 // Probability schedule: c_t = 0 during the first k_min steps of an update (no truncation), then c; c < 1.
 // Draws are a hash of (seed, pass, t): runs repeat, and resume needs only the pass count (saved).
 #include <cmath>
@@ -46,6 +50,11 @@ class Artbp final : public Trainer {
   void begin(Model& model, const Dataset& data, Tape& tape) override {
     Trainer::begin(model, data, tape);
     ++pass_;
+    // Steps per update: k_min, then a geometric number of further draws until one truncates.
+    const double mean_length = static_cast<double>(k_min_ - 1) + 1.0 / c_;
+    mean_count_ = steps_ > 0 ? static_cast<double>(count_targets(data, 0, steps_)) /
+                                   static_cast<double>(steps_) * mean_length
+                             : 0.0;
   }
 
   UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
@@ -53,7 +62,6 @@ class Artbp final : public Trainer {
     // The draws decide where this update ends: the first t after k_min steps with u_t < c.
     std::int64_t end = first + 1;
     while (end < steps_ && !(end - first >= k_min_ && truncate_at(end))) ++end;
-    const auto count = static_cast<double>(count_targets(data, first, end));
     for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
     tape.clear();
     ModelState state;
@@ -71,7 +79,7 @@ class Artbp final : public Trainer {
                                            {.begin = t,
                                             .end = t + 1,
                                             .loss_begin = first,
-                                            .normalizer = count,
+                                            .normalizer = mean_count_,
                                             .save_step = end,
                                             .saved = &next_state});
       if (w.loss.valid()) loss = loss.valid() ? loss + w.loss : w.loss;
@@ -79,7 +87,9 @@ class Artbp final : public Trainer {
       stats.correct += w.correct;
     }
     if (loss.valid() && loss.requires_grad()) tape.backward(loss);
-    stats.loss = loss.valid() ? loss.item() : 0.0;
+    // Reported as every trainer reports it: the mean over the update's own targets.
+    stats.loss = loss.valid() ? loss.item() * mean_count_ / static_cast<double>(stats.loss_count) : 0.0;
+    stats.normalizer = mean_count_;
     stats.first_step = first;
     stats.end_step = end;
     stats.steps_recorded = end - first;
@@ -111,6 +121,7 @@ class Artbp final : public Trainer {
   std::int64_t k_min_;
   std::uint64_t seed_;
   std::uint64_t pass_ = 0;  // passes begun, the first is 1
+  double mean_count_ = 0;   // counted targets per update, on average over the pass's draws
 };
 
 std::unique_ptr<Trainer> create(const TrainerSpec& spec) {

@@ -34,7 +34,8 @@ class Checkpointed final : public Trainer {
           {.begin = begin, .end = end, .loss_begin = end, .save_step = end, .saved = &starts.back()});
     }
     for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
-    UpdateStats stats{0, 0, 0, 0, steps_, 0, {}};
+    UpdateStats stats;
+    stats.end_step = steps_;
     std::vector<Tensor> end_grad;  // d loss / d (state at the current segment's end)
     for (auto j = static_cast<std::int64_t>(starts.size()) - 1; j >= 0; --j) {
       const std::int64_t begin = j * c, end = std::min(begin + c, steps_);

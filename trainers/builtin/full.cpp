@@ -14,8 +14,12 @@ class Full final : public Trainer {
     model.begin(tape, stored_, state);
     const WindowResult w = record_window(model, tape, data, state, {.begin = 0, .end = steps_});
     if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
-    UpdateStats stats{
-        w.loss.valid() ? w.loss.item() : 0.0, w.count, w.correct, 0, steps_, steps_, tape.memory()};
+    const UpdateStats stats{.loss = w.loss.valid() ? w.loss.item() : 0.0,
+                            .loss_count = w.count,
+                            .correct = w.correct,
+                            .end_step = steps_,
+                            .steps_recorded = steps_,
+                            .tape = tape.memory()};
     position_ = steps_;
     return stats;
   }

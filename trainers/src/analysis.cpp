@@ -34,7 +34,7 @@ std::vector<Tensor> pass_gradient(Model& model, Trainer& trainer, const Dataset&
     local.steps_recorded += s.steps_recorded;
     if (s.loss_count == 0) continue;  // no target, zero gradient: the loop takes no step either
     ++local.updates;
-    const double weight = static_cast<double>(s.loss_count) / total;
+    const double weight = s.gradient_normalizer() / total;
     for (std::size_t i = 0; i < params.size(); ++i) {
       const Tensor& g = params[i]->grad();
       for (std::int64_t e = 0; e < g.numel(); ++e) sum[i].set(e, sum[i].get(e) + weight * g.get(e));

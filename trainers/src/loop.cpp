@@ -46,11 +46,13 @@ void Loop::add_to_group(const std::vector<Parameter*>& params, const UpdateStats
   if (group_windows_++ == 0) {
     for (Tensor& g : group_gradients_) g.fill(0);
     group_ = window, group_loss_sum_ = 0, group_.loss_count = group_.correct = group_.steps_recorded = 0;
+    group_.normalizer = 0;
   }
-  const auto n = static_cast<double>(window.loss_count);
   if (window.loss_count > 0) {
+    const double n = window.gradient_normalizer();
     for (std::size_t i = 0; i < params.size(); ++i) add_scaled(group_gradients_[i], n, params[i]->grad());
-    group_loss_sum_ += n * window.loss;
+    group_.normalizer += n;
+    group_loss_sum_ += static_cast<double>(window.loss_count) * window.loss;
   }
   group_.loss_count += window.loss_count, group_.correct += window.correct;
   group_.steps_recorded += window.steps_recorded;
@@ -61,7 +63,7 @@ UpdateStats Loop::close_group(const std::vector<Parameter*>& params) {
   const double count = static_cast<double>(group_.loss_count);
   for (std::size_t i = 0; i < params.size(); ++i) {
     params[i]->grad().fill(0);
-    if (count > 0) add_scaled(params[i]->grad(), 1 / count, group_gradients_[i]);
+    if (count > 0) add_scaled(params[i]->grad(), 1 / group_.normalizer, group_gradients_[i]);
   }
   group_.loss = count > 0 ? group_loss_sum_ / count : 0;
   group_windows_ = 0;

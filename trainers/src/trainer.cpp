@@ -63,15 +63,15 @@ UpdateStats Trainer::truncated_update(Model& model, const Dataset& data, Tape& t
       model, tape, data, state,
       {.begin = start, .end = end, .loss_begin = position_, .save_step = next_start, .saved = &next_state});
   if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
-  UpdateStats stats{w.loss.valid() ? w.loss.item() : 0.0,
-                    w.count,
-                    w.correct,
-                    position_,
-                    end,
-                    end - start,
-                    tape.memory(),
-                    k1,
-                    k2};
+  const UpdateStats stats{.loss = w.loss.valid() ? w.loss.item() : 0.0,
+                          .loss_count = w.count,
+                          .correct = w.correct,
+                          .first_step = position_,
+                          .end_step = end,
+                          .steps_recorded = end - start,
+                          .tape = tape.memory(),
+                          .k1 = k1,
+                          .k2 = k2};
   stored_ = std::move(next_state);
   stored_step_ = next_start;
   position_ = end;

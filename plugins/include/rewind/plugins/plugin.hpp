@@ -16,8 +16,8 @@ namespace rwd::plugins {
 
 // Bumped whenever Descriptor, Cell, Model, Trainer or anything a factory or trainer exchanges changes layout
 // (2: ModelConfig gained dropout and tie_weights, which moved Model's members; Trainer::settings and
-// restore_settings, UpdateStats::k1 and k2).
-inline constexpr std::uint32_t abi_version = 2;
+// restore_settings, UpdateStats::k1 and k2; 3: UpdateStats::normalizer).
+inline constexpr std::uint32_t abi_version = 3;
 
 #define REWIND_PLUGIN_STR2(x) #x
 #define REWIND_PLUGIN_STR(x) REWIND_PLUGIN_STR2(x)

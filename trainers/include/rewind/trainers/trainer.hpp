@@ -28,12 +28,19 @@ struct TrainerSpec {
 struct UpdateStats {
   double loss = 0;              // mean over the update's counted targets
   std::int64_t loss_count = 0;  // targets (token data) or loss steps x rows x outputs (real data) counted
+  // The gradient left in the parameters is the sum of the counted targets' gradients divided by this; 0
+  // means loss_count (the mean, as the loss). Averaging updates (accumulation, ranks, pass_gradient) weighs
+  // each by it. ARTBP divides by its expected count instead, so that every target weighs the same in an
+  // optimizer step whatever the random length of its update (docs/trainers.md).
+  double normalizer = 0;
   std::int64_t correct = 0;     // token data: counted targets whose argmax was right
   std::int64_t first_step = 0;  // the update's loss covers steps [first_step, end_step)
   std::int64_t end_step = 0;
   std::int64_t steps_recorded = 0;  // forward steps run for this update (recomputation included)
   autodiff::MemoryStats tape;       // the tape's figures at the end of the update (peak since begin())
   std::int64_t k1 = 0, k2 = 0;      // a truncating trainer's window for this update (0: not truncating)
+
+  double gradient_normalizer() const { return normalizer > 0 ? normalizer : static_cast<double>(loss_count); }
 };
 
 class REWIND_TRAINERS_EXPORT Trainer {
