@@ -1,7 +1,9 @@
 // Adaptive truncated BPTT (Aicher, Foti & Fox 2019, "Adaptively truncating backpropagation through time to
-// control gradient bias"): truncated BPTT(k1, k2) whose k2 is re-chosen every `every` updates as the smallest
-// unroll whose estimated relative gradient bias is at most `tolerance`, from the decay of ||dL_t / dh_{t-j}||
-// measured on the current parameters (estimate_horizon, docs/truncation.md). Each update is the truncated
+// control gradient bias"): truncated BPTT(k1, k2) whose k2 is re-chosen every `every` updates so that every
+// loss of an update is unrolled at least k steps, k the smallest unroll whose estimated relative gradient
+// bias is at most `tolerance`, from the decay of ||dL_t / dh_{t-j}|| measured on the current parameters
+// (estimate_horizon, docs/truncation.md). The last loss of an update is unrolled k2 steps, the first only
+// k2 - k1 + 1, hence k2 = k + k1 - 1 (with k1 = k2, the classic loop, k2 = k). Each update is the truncated
 // trainer's (Trainer::truncated_update); a new k2 takes effect from the update after the estimate and grows
 // towards it by at most k1 per update, because the state a longer unroll starts from must have been stored
 // on the way; it shrinks at once.
@@ -107,7 +109,16 @@ class Adaptive final : public Trainer {
     const HorizonAnalysis h = estimate_horizon(model, SegmentView(data, stored_step_, length), stored_, lags,
                                                tolerance_, loss_steps_, tape);
     if (h.loss_steps == 0) return 0;
-    return std::clamp<std::int64_t>(h.suggested_k > 0 ? h.suggested_k : k_max_, k_min_, k_max_);
+    return h.suggested_k > 0 ? k2_for(h.suggested_k) : k_max_;
+  }
+
+  // The smallest k2 in [k_min, k_max] whose update unrolls its first loss at least k steps (k_max if none);
+  // k itself when k1 = k2, where the first loss always sees one step.
+  std::int64_t k2_for(std::int64_t k) const {
+    if (k1_fixed_ == 0 && k1_fraction_ == 1) return std::clamp(k, k_min_, k_max_);
+    for (std::int64_t k2 = k_min_; k2 < k_max_; ++k2)
+      if (k2 - k1_for(k2) + 1 >= k) return k2;
+    return k_max_;
   }
 
   std::int64_t every_, k_min_, k_max_, k1_fixed_, lags_, loss_steps_, budget_;
