@@ -4,6 +4,8 @@
     python3 bench/compare_quality.py char [--minutes 20] [--rewind build/bin/rewind] [--out DIR]
     python3 bench/compare_quality.py words [--minutes 20] ...
     python3 bench/compare_quality.py char|words --report --out DIR   # the comparison of an earlier run again
+    python3 bench/compare_quality.py words --seed 2 --out DIR2        # other initial weights on both sides
+    python3 bench/compare_quality.py words --report DIR DIR2 ...      # both sides averaged over runs
 
 char: the bundled text at the character level (every byte a symbol), 2 x 512 LSTM, embedding 64, dropout 0.25
 on the embedding's output, between the layers and before the head, batch 32, TBPTT(64), Adam 2e-3, clip 5.
@@ -92,7 +94,7 @@ class Net:
 def torch_worker(kind, seconds, init_path, metrics_path):
     import torch
     torch.set_num_threads(2)
-    torch.manual_seed(1)
+    torch.manual_seed(RECIPES[kind].get("seed", 1))
     r = RECIPES[kind]
     with open(r["data"], "rb") as f:
         ids, vocab = tokenize(f.read(), r)
@@ -151,7 +153,7 @@ def run_rewind(rewind, kind, seconds, updates, init_path, metrics_path):
                "--embedding", str(r["embedding"]), "--batch", str(r["batch"]), "--k", str(r["k"]),
                "--optimizer", r["optimizer"], "--lr", str(r["lr"]), "--clip", str(r["clip"]),
                "--eval-every", str(r["eval_every"]), "--time-limit", str(seconds), "--init", init_path,
-               "--metrics", metrics_path, "--sample-length", "0"]
+               "--metrics", metrics_path, "--sample-length", "0", "--seed", str(r.get("seed", 1))]
     if r["dropout"] > 0:
         command += ["--option", f"dropout={r['dropout']}"]
     if r["tokens"] != "bytes":
@@ -182,15 +184,20 @@ def main():
     parser.add_argument("--eval-every", type=int, help="override the recipe's validation interval")
     parser.add_argument("--data", help="override the recipe's data file")
     parser.add_argument("--dropout", type=float, help="override the recipe's dropout (0: a deterministic check)")
-    parser.add_argument("--report", action="store_true", help="only compare the metrics already in --out")
+    parser.add_argument("--seed", type=int, help="seed of the initial weights (and dropout) on both sides")
+    parser.add_argument("--report", nargs="*", metavar="DIR",
+                        help="only compare the metrics already in --out, or averaged over the runs in DIR...")
     args = parser.parse_args()
-    if args.report:
-        return report(os.path.join(args.out, "rewind.jsonl"), os.path.join(args.out, "pytorch.jsonl"), args.out)
+    if args.report is not None:
+        runs = args.report or [args.out]
+        return report([os.path.join(d, "rewind.jsonl") for d in runs], [os.path.join(d, "pytorch.jsonl") for d in runs],
+                      args.out)
     if not torch_or_reexec(__file__):
         return 0
     import torch
     r = RECIPES[args.kind]
-    overrides = {"hidden": args.hidden, "eval_every": args.eval_every, "data": args.data, "dropout": args.dropout}
+    overrides = {"hidden": args.hidden, "eval_every": args.eval_every, "data": args.data, "dropout": args.dropout,
+                 "seed": args.seed}
     for key, value in overrides.items():
         if value is not None:
             r[key] = value
@@ -209,12 +216,23 @@ def main():
     # rewind stops at the same time or a quarter more updates than PyTorch made, whichever comes first: enough
     # to compare every update PyTorch validated at and to reach its best loss, without a second 20 minutes.
     run_rewind(os.path.abspath(args.rewind), args.kind, seconds, max(theirs_time) * 5 // 4, init, ours)
-    return report(ours, theirs, args.out)
+    return report([ours], [theirs], args.out)
 
 
-def report(ours, theirs, out):
-    ours_eval, ours_time = read_curves(ours)
-    theirs_eval, theirs_time = read_curves(theirs)
+def mean_curves(paths):
+    """The validation losses and times of several runs, averaged at the updates every run has."""
+    curves = [read_curves(p) for p in paths]
+    mean = lambda series: {u: sum(c[u] for c in series) / len(series) for u in set.intersection(*map(set, series))}
+    return mean([c[0] for c in curves]), mean([c[1] for c in curves])
+
+
+def report(ours_paths, theirs_paths, out):
+    ours_eval, ours_time = mean_curves(ours_paths)
+    theirs_eval, theirs_time = mean_curves(theirs_paths)
+    ours = ours_paths[0]
+    theirs = theirs_paths[0]
+    if len(ours_paths) > 1:
+        print(f"averaged over {len(ours_paths)} runs: {', '.join(os.path.dirname(p) for p in ours_paths)}")
     print(f"\n| update | rewind validation | PyTorch validation | rewind / PyTorch | perplexity ratio | rewind s "
           f"| PyTorch s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

@@ -3,14 +3,14 @@ set output 'bench/results/horizon_text256.png'
 set datafile separator ','
 set key top right
 set grid
-set multiplot layout 1,2 title 'lstm (hidden 256, 1 layer(s)) on /work/wt-truncation/data/tinyshakespeare.txt, batch 8, 4 segment(s) of 256 steps, f64'
+set multiplot layout 1,2 title 'lstm (hidden 256, 1 layer(s)) on /work/main/data/tinyshakespeare.txt, batch 8, 4 segment(s) of 256 steps, f64'
 set logscale y
 set title 'mean ||dL_t / dh_{t-j}||'
 set xlabel 'lag j'
-plot 'bench/results/horizon_text256.csv' using 1:($2 > 0 ? $2 : 1/0) with linespoints title 'measured', '' using 1:4 with lines dashtype 2 title sprintf('fit, lambda = %.3f', 0.897072)
+plot 'bench/results/horizon_text256.csv' using 1:($2 > 0 ? $2 : 1/0) with linespoints title 'measured', '' using 1:4 with lines dashtype 2 title sprintf('fit, lambda = %.3f', 0.905136)
 unset logscale y
 set title 'estimated relative bias of a k-step unroll'
 set xlabel 'k'
 set yrange [0:1.05]
-plot 'bench/results/horizon_text256.csv' using 1:5 with linespoints title 'bias', 0.1 with lines dashtype 2 title 'tolerance', '+' using (31):(0.1) with points pt 7 ps 2 title 'suggested k = 31'
+plot 'bench/results/horizon_text256.csv' using 1:5 with linespoints title 'bias', 0.1 with lines dashtype 2 title 'tolerance', '+' using (29):(0.1) with points pt 7 ps 2 title 'suggested k = 29'
 unset multiplot
