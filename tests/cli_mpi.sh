@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data parallelism (issue 14): two MPI ranks with B/2 streams each train to the parameters of one process with
-# B streams (to float rounding; the gradient is summed in another order), for the truncated, full and
-# checkpointed trainers on text and on a CSV series; two runs with the same ranks are bitwise identical;
+# B streams (to float rounding; the gradient is summed in another order), for the truncated, full,
+# checkpointed and artbp trainers on text and on a CSV series; two runs with the same ranks are bitwise identical;
 # checkpoints resume across 1 <-> 2 ranks; a batch the ranks cannot share is refused by every rank without a
 # hang.
 set -euo pipefail
@@ -36,6 +36,8 @@ same checkpointed --data corpus.txt --hidden 16 --batch 16 --trainer checkpointe
   --eval-every 0
 same accumulate "${text_run[@]}" --trainer truncated --k 8 --accumulate 3
 same csv --data "$series" --hidden 8 --batch 2 --k 5 --max-updates 20 --eval-every 0
+# ARTBP's updates weigh by their normalizer (its expected count), in the group and between the ranks.
+same artbp "${text_run[@]}" --trainer artbp --trainer-option c=0.2 --accumulate 2
 
 "${mpi[@]}" "$rewind" train "${text_run[@]}" --k 16 --sample-length 0 --save again > again.log 2>&1
 "${mpi[@]}" "$rewind" train "${text_run[@]}" --k 16 --sample-length 0 --save again2 > again2.log 2>&1
