@@ -13,7 +13,9 @@
 // trained, by plain SGD on the gradient the trainer plugin leaves in it). The trainers are the real plugins.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
