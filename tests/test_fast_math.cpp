@@ -57,23 +57,29 @@ TEST_CASE("float exp is inf past FLT_MAX's logarithm and 0 below the normal rang
 }
 
 // The kernels see whatever a diverging run or a raw feature gives them. tanh, whose polynomial once
-// overflowed to NaN for |x| >= 5092, is checked on every one of the 2^32 bit patterns (chunked into loops the
-// compiler vectorises, as the kernels' are); exp and sigmoid, which do not vectorise, on every 7th (all
-// binades).
+// overflowed to NaN for |x| >= 5092, is checked on every bit pattern of magnitude 2^-40 or more (chunked into
+// loops the compiler vectorises, as the kernels' are); exp and sigmoid, which do not vectorise, on every 7th.
+// Below 2^-40 the polynomials' terms go denormal, and on Intel cores every instruction meeting a denormal
+// takes a microcode assist of a hundred cycles or more: swept whole there, this test was still running when a
+// CI run on such a machine ran out of its 90 minutes (it takes 30 s here on an AMD EPYC). That range, a third
+// of all patterns, is sampled at a prime stride instead; its results are x itself for tanh, 1 for exp.
 TEST_CASE("float tanh, exp and sigmoid are finite and bounded for every non-NaN float", "[fast_math]") {
   constexpr std::size_t chunk = 1 << 16;
-  std::vector<float> x(chunk), t(chunk), e(chunk), s(chunk);
-  std::uint64_t tanh_bad = 0, exp_bad = 0, sigmoid_bad = 0;
+  constexpr std::uint32_t all_normal_from = (127u - 40u) << 23;  // |x| = 2^-40: p z x is still ~2^-122
+  constexpr std::uint32_t tiny_stride = 1009;
+  std::vector<float> x, t(chunk), e(chunk), s(chunk);
+  x.reserve(chunk);
+  std::uint64_t tanh_bad = 0, exp_bad = 0, sigmoid_bad = 0, swept = 0;
   float first_bad_tanh = 0;
   double worst_tanh = 0, worst_exp = 0;
-  for (std::uint64_t base = 0; base <= 0xffffffffu; base += chunk) {
-    for (std::size_t i = 0; i < chunk; ++i) x[i] = std::bit_cast<float>(static_cast<std::uint32_t>(base + i));
-    for (std::size_t i = 0; i < chunk; ++i) t[i] = fast::tanh(x[i]);
-    for (std::size_t i = 0; i < chunk; ++i) e[i] = i % 7 == 0 ? fast::exp(x[i]) : 1.0f;
-    for (std::size_t i = 0; i < chunk; ++i) s[i] = i % 7 == 0 ? fast::sigmoid(x[i]) : 0.5f;
+  const auto check = [&] {
+    const std::size_t n = x.size();
+    for (std::size_t i = 0; i < n; ++i) t[i] = fast::tanh(x[i]);
+    for (std::size_t i = 0; i < n; ++i) e[i] = i % 7 == 0 ? fast::exp(x[i]) : 1.0f;
+    for (std::size_t i = 0; i < n; ++i) s[i] = i % 7 == 0 ? fast::sigmoid(x[i]) : 0.5f;
     // NaN exactly for NaN; tanh in [-1, 1] and not of the opposite sign to x; exp >= 0; sigmoid in [0, 1].
     std::uint32_t tb = 0, eb = 0, sb = 0;
-    for (std::size_t i = 0; i < chunk; ++i) {
+    for (std::size_t i = 0; i < n; ++i) {
       const bool nan_in = x[i] != x[i];
       tb += nan_in ? t[i] == t[i] : !(t[i] >= -1.0f && t[i] <= 1.0f && t[i] * x[i] >= 0.0f);
       const bool sampled = i % 7 == 0;
@@ -81,10 +87,10 @@ TEST_CASE("float tanh, exp and sigmoid are finite and bounded for every non-NaN 
       sb += sampled && (nan_in ? s[i] == s[i] : !(s[i] >= 0.0f && s[i] <= 1.0f));
     }
     if (tb != 0 && tanh_bad == 0)
-      for (std::size_t i = 0; i < chunk && first_bad_tanh == 0; ++i)
+      for (std::size_t i = 0; i < n && first_bad_tanh == 0; ++i)
         if (!(t[i] >= -1.0f && t[i] <= 1.0f)) first_bad_tanh = x[i];
-    tanh_bad += tb, exp_bad += eb, sigmoid_bad += sb;
-    for (std::size_t i = 0; i < chunk; i += 7 * 17) {  // accuracy against libm on a sample of every binade
+    tanh_bad += tb, exp_bad += eb, sigmoid_bad += sb, swept += n;
+    for (std::size_t i = 0; i < n; i += 7 * 17) {  // accuracy against libm on a sample of every binade
       if (x[i] != x[i]) continue;
       const double tx = std::tanh(static_cast<double>(x[i]));
       if (std::abs(tx) > 1e-30) worst_tanh = std::max(worst_tanh, std::abs(t[i] - tx) / std::abs(tx));
@@ -92,8 +98,23 @@ TEST_CASE("float tanh, exp and sigmoid are finite and bounded for every non-NaN 
       if (ex >= FLT_MIN && ex <= FLT_MAX) worst_exp = std::max(worst_exp, std::abs(e[i] - ex) / ex);
       if (ex > FLT_MAX && e[i] != std::numeric_limits<float>::infinity()) ++exp_bad;
     }
-  }
+    x.clear();
+  };
+  // Magnitudes [first, last] at a stride, each with both signs; up to 0x7fffffff, the last NaN.
+  const auto sweep = [&](std::uint32_t first, std::uint32_t last, std::uint32_t stride) {
+    for (std::uint64_t m = first; m <= last; m += stride) {
+      for (const std::uint32_t sign : {0u, 0x80000000u})
+        x.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(m) | sign));
+      if (x.size() == chunk) check();
+    }
+    check();
+  };
+  sweep(0, all_normal_from - 1, tiny_stride);
+  sweep(1, 1, 1);                                      // the smallest denormal
+  sweep(all_normal_from - 1, all_normal_from - 1, 1);  // the largest sampled magnitude
+  sweep(all_normal_from, 0x7fffffffu, 1);
   INFO("first bad tanh input: " << first_bad_tanh);
+  CHECK(swept > 2 * std::uint64_t{0x7fffffffu - all_normal_from});
   CHECK(tanh_bad == 0);
   CHECK(exp_bad == 0);
   CHECK(sigmoid_bad == 0);
