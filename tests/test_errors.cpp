@@ -78,6 +78,11 @@ TEST_CASE("backward from a non-scalar needs a seed of the same shape", "[errors]
   const Seed bad{y, &wrong};
   CHECK_THROWS_WITH(tape.backward(std::span<const Seed>(&bad, 1)),
                     Contains("seed [3, 3] f32 does not match tanh [2, 3]"));
+  // The same count in another shape is refused too: read as [2, 3] it would be another gradient.
+  const Tensor transposed = zeros(3, 2);
+  const Seed flipped{y, &transposed};
+  CHECK_THROWS_WITH(tape.backward(std::span<const Seed>(&flipped, 1)),
+                    Contains("seed [3, 2] f32 does not match tanh [2, 3]"));
   // A seed of the right shape is used as d loss / dy: dx = seed * (1 - tanh(x)^2).
   const Tensor seed = [] {
     Tensor t(Shape::matrix(2, 3), DType::f32);

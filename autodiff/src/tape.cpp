@@ -215,7 +215,7 @@ void Tape::backward(std::span<const Seed> seeds) {
     if (s.grad == nullptr && n->shape.numel() != 1)
       throw std::invalid_argument("Tape::backward: " + describe(n) +
                                   " is not a scalar; pass a seed gradient of the same shape");
-    if (s.grad != nullptr && (s.grad->shape().numel() != n->shape.numel() || s.grad->dtype() != dtype_))
+    if (s.grad != nullptr && (s.grad->shape() != n->shape || s.grad->dtype() != dtype_))
       throw std::invalid_argument("Tape::backward: seed " + s.grad->shape().str() + " " +
                                   name_of(s.grad->dtype()) + " does not match " + describe(n) + " on a " +
                                   name_of(dtype_) + " tape");
