@@ -153,7 +153,7 @@ mutant registry.empty_name_accepted plugins/src/registry.cpp \
 mutant fast_math.tanh_polynomial_unclamped autodiff/src/fast_math.hpp \
   'const float xs = x < -0.625f ? -0.625f : (x > 0.625f ? 0.625f : x);' \
   'const float xs = x;' \
-  'every non-NaN float'
+  'every binade of float'
 mutant fast_math.exp_clamped_at_88 autodiff/src/fast_math.hpp \
   'const float xc = x < lowest ? lowest : (x > 89.0f ? 89.0f : x);' \
   'const float xc = x < lowest ? lowest : (x > 88.3f ? 88.3f : x);' \
@@ -199,6 +199,25 @@ mutant csv.quotes_not_stripped trainers/src/data.cpp \
       cell.clear();' \
   '      cell += ch;' \
   'CSV'
+
+# ---- issue 12's update weighting and adaptive k2, and backward's seed check --------------------------------
+
+mutant artbp.own_count_normalizer trainers/builtin/artbp.cpp \
+  '.normalizer = mean_count_,' \
+  '.normalizer = static_cast<double>(count_targets(data, first, end)),' \
+  'artbp'
+mutant loop.group_divides_by_count trainers/src/loop.cpp \
+  'add_scaled(params[i]->grad(), 1 / group_.normalizer, group_gradients_[i]);' \
+  'add_scaled(params[i]->grad(), 1 / count, group_gradients_[i]);' \
+  'artbp|accumulat'
+mutant adaptive.k2_is_k trainers/builtin/adaptive.cpp \
+  'if (k2 - k1_for(k2) + 1 >= k) return k2;' \
+  'if (k2 >= k) return k2;' \
+  'adaptive'
+mutant tape.seed_checked_by_count autodiff/src/tape.cpp \
+  's.grad->shape() != n->shape ||' \
+  's.grad->shape().numel() != n->shape.numel() ||' \
+  'non-scalar needs a seed'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

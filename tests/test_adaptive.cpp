@@ -109,6 +109,39 @@ TEST_CASE("adaptive: each update is the brute-force TBPTT gradient of the window
   CHECK(seen.size() >= 2);  // the estimate moved k2: the check above covered more than one window
 }
 
+TEST_CASE("adaptive: k2 = k + k1 - 1, so the first loss of an update is unrolled the suggested k steps too",
+          "[trainers][adaptive]") {
+  // The first estimate runs on the initial state from step 0; every = 1000 keeps it the only one. k2 then
+  // grows by at most k1 per update towards its target.
+  models::ModelConfig c = config();
+  c.vocab_size = 5;
+  auto model = test::make_model("lstm", c, true);
+  const auto data = random_tokens(2, 90, 13);
+  constexpr std::int64_t k1 = 3, lags = 20, loss_steps = 4;
+  constexpr double tolerance = 0.01;
+  const trainers::HorizonAnalysis h = [&] {
+    Tape tape(DType::f64);
+    return trainers::estimate_horizon(*model, trainers::SegmentView(*data, 0, 2 * lags),
+                                      model->initial_state(data->batch()), lags, tolerance, loss_steps, tape);
+  }();
+  INFO("suggested k = " << h.suggested_k);
+  REQUIRE(h.suggested_k >= 2);
+  REQUIRE(h.suggested_k + k1 - 1 <= 30);
+  auto trainer =
+      test::builtin_plugins().make_trainer("adaptive", {{"every", "1000"},
+                                                        {"tolerance", "0.01"},
+                                                        {"k_min", "3"},
+                                                        {"k_max", "30"},
+                                                        {"k1", std::to_string(k1)},
+                                                        {"lags", std::to_string(lags)},
+                                                        {"loss_steps", std::to_string(loss_steps)}});
+  Tape tape(DType::f64);
+  trainer->begin(*model, *data, tape);
+  std::int64_t last_k2 = 0;
+  while (!trainer->done()) last_k2 = trainer->next(*model, *data, tape).k2;
+  CHECK(last_k2 == h.suggested_k + k1 - 1);
+}
+
 TEST_CASE("adaptive: options are checked by name", "[trainers][adaptive]") {
   using Catch::Matchers::Contains;
   const auto& r = test::builtin_plugins();
