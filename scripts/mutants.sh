@@ -100,9 +100,9 @@ mutant ops.mse_second_input autodiff/src/ops.cpp \
   'if (gb != nullptr) gb[i] -= d;' \
   'if (gb != nullptr) gb[i] += d;' \
   "$ops"
-mutant truncated.next_start_past_the_end trainers/builtin/truncated.cpp \
-  'std::max<std::int64_t>(0, std::min(end + k1_, steps_) - k2_)' \
-  'std::max<std::int64_t>(0, end + k1_ - k2_)' \
+mutant truncated.next_start_past_the_end trainers/src/trainer.cpp \
+  'std::max<std::int64_t>(0, std::min(end + next_k1, steps_) - next_k2)' \
+  'std::max<std::int64_t>(0, end + next_k1 - next_k2)' \
   "$trainers"
 mutant checkpointed.floor_sqrt trainers/builtin/checkpointed.cpp \
   'static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps_))))' \
@@ -179,8 +179,8 @@ mutant resume.accepts_run_options cli/train.cpp \
   'if (false)' \
   'cli\.hardening'
 mutant eval.validation_batch_follows_training cli/run_config.cpp \
-  'out.validation = trainers::text_streams(held_out, vocab, validation_streams);' \
-  'out.validation = trainers::text_streams(held_out, vocab, config.batch);' \
+  'out.validation = streams_of(rest, config.token_count(), validation_streams, config.data);' \
+  'out.validation = streams_of(rest, config.token_count(), config.batch, config.data);' \
   'cli\.hardening'
 mutant adamw.decay_coupled trainers/src/optim.cpp \
   'const T l2 = c.kind == "adamw" ? T(0) : static_cast<T>(c.weight_decay);' \

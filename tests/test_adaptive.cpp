@@ -207,7 +207,7 @@ std::vector<double> flat(const std::vector<Tensor>& g) {
 
 }  // namespace
 
-TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient; truncated's is not",
+TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient, truncated's is not",
           "[trainers][artbp]") {
   // Tiny GRU, f64, one pass of 12 steps from a non-zero state. The full gradient comes from the full trainer
   // (itself checked against an explicit unroll in test_trainers.cpp); each ARTBP pass gradient sums its
@@ -259,7 +259,7 @@ TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient;
   CHECK(std::sqrt(bias) > 3 * tolerance);
 }
 
-TEST_CASE("artbp: the same seed repeats, another differs; options are checked", "[trainers][artbp]") {
+TEST_CASE("artbp: the same seed repeats, another differs, options are checked", "[trainers][artbp]") {
   auto model = test::make_model("gru", config(), true);
   const auto data = trainers::recall_task(5, 4, 2, 8, 3);
   Tape tape(DType::f64);
@@ -301,9 +301,8 @@ TEST_CASE("adaptive: a memory budget caps k2 by the bytes per step it measured",
   CHECK(*k2s("0").rbegin() > 2);                 // no budget: the estimate raises k2
 }
 
-TEST_CASE(
-    "artbp: every target weighs the same in a step, whatever its update's length; accumulation keeps it",
-    "[trainers][artbp][accumulate]") {
+TEST_CASE("artbp: every target weighs the same in a step whatever its update's length, with accumulation too",
+          "[trainers][artbp][accumulate]") {
   // An update's gradient is its loss sum over the mean count of targets per update, c = 0.25 and k_min = 2:
   // (2 - 1 + 4) steps x the pass's targets per step. The loop accumulating two updates weighs each by that
   // normalizer, so its step is the two loss sums over the two normalizers, as one longer update would be.
@@ -356,7 +355,7 @@ TEST_CASE(
                 .margin(1e-13));
 }
 
-TEST_CASE("artbp: on influence balancing it converges to theta*; truncated BPTT as short runs away",
+TEST_CASE("artbp: on influence balancing it converges to theta star, truncated BPTT as short runs away",
           "[trainers][artbp]") {
   // tests/influence_balancing.hpp: theta* = -1/4, and every truncation shorter than 2p = 6 steps has the
   // opposite sign of the full derivative. ARTBP at c = 0.2 truncates every 5 steps on average.

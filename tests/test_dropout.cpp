@@ -35,7 +35,7 @@ TEST_CASE("dropout keeps about 1 - p of the elements, scaled by 1 / (1 - p)", "[
   }
 }
 
-TEST_CASE("the same key draws the same mask; another update, window, seed or stream another",
+TEST_CASE("the same key draws the same mask, another update, window, seed or stream another",
           "[ops][dropout]") {
   const RandomKey key{.seed = 1, .update = 10, .window = 40};
   const std::vector<double> a = mask_of(key, 8, 16, 0.5);
@@ -71,7 +71,7 @@ TEST_CASE("dropout's gradient is its mask, scaled", "[ops][dropout]") {
   }
 }
 
-TEST_CASE("dropout is the identity in evaluation mode and for p = 0; bad p is refused", "[ops][dropout]") {
+TEST_CASE("dropout is the identity in evaluation mode and for p = 0, bad p is refused", "[ops][dropout]") {
   Tape tape(DType::f64);
   const Var x = tape.input(rwd::test::random_tensor(Shape::matrix(3, 4), DType::f64, 2));
   CHECK(training());
