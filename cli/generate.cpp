@@ -102,7 +102,7 @@ int run_eval(int argc, const char* const* argv) {
       "batch", po::value(&batch)->default_value(batch),
       "streams the text is cut into, each from a zero state (1: every character scored once, in order)")(
       "unknown", po::value(&unknown)->default_value(unknown),
-      "symbols outside the model's vocabulary: fail, or skip them (words with <unk>: always <unk>)");
+      "symbols outside the model's vocabulary: fail, or skip them (a vocabulary with <unk>: always <unk>)");
   plugin_options.add_to(options, false);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, vm, "usage: rewind eval --checkpoint DIR --data FILE"))
@@ -112,8 +112,9 @@ int run_eval(int argc, const char* const* argv) {
     throw std::invalid_argument("--unknown must be fail or skip, got '" + unknown + "'");
   RunConfig config;
   auto model = load_saved(plugin_options.load(), checkpoint, config);
-  std::int64_t skipped = 0;
-  const auto streams = token_streams(config, data, batch, unknown == "skip", &skipped);
+  std::int64_t skipped = 0, as_unknown = 0;
+  const auto streams = token_streams(
+      config, data, batch, {.skip = unknown == "skip", .skipped = &skipped, .as_unknown = &as_unknown});
   const bool characters =
       config.vocabulary.mode != trainers::TokenMode::words && !config.vocabulary.symbols.empty();
   const char* unit = characters                                             ? "character"
@@ -121,6 +122,9 @@ int run_eval(int argc, const char* const* argv) {
                                                                             : "token";
   if (skipped > 0)
     std::printf("skipped %lld %ss outside the model's vocabulary\n", static_cast<long long>(skipped), unit);
+  if (as_unknown > 0)
+    std::printf("read %lld %ss outside the model's vocabulary as <unk>\n", static_cast<long long>(as_unknown),
+                unit);
   const trainers::Evaluation e = trainers::evaluate(*model, *streams);
   const double accuracy =
       static_cast<double>(e.correct) / static_cast<double>(std::max<std::int64_t>(e.count, 1));

@@ -84,8 +84,8 @@ int run_gradcheck(int argc, const char* const* argv) {
   po::options_description options = with_help("rewind gradcheck options");
   shape.add_to(options);
   plugin_options.add_to(options);
-  options.add_options()("rtol", po::value(&rtol)->default_value(rtol), "relative tolerance")(
-      "atol", po::value(&atol)->default_value(atol), "absolute tolerance")(
+  options.add_options()("rtol", po::value(&rtol)->default_value(rtol, shortest(rtol)), "relative tolerance")(
+      "atol", po::value(&atol)->default_value(atol, shortest(atol)), "absolute tolerance")(
       "max-elements", po::value(&max_elements)->default_value(max_elements),
       "elements checked per parameter, at random (0: all)");
   po::variables_map vm;

@@ -37,4 +37,13 @@ std::map<std::string, std::string> PluginOptions::option_map(const std::string& 
   return out;
 }
 
+std::string plugin_names(plugins::Kind kind) {
+  plugins::Registry registry;
+  registry.load_search_path({});
+  std::string names;
+  for (const plugins::LoadedPlugin* p : registry.plugins())
+    if (p->descriptor->kind == kind) names += (names.empty() ? "" : ", ") + std::string(p->descriptor->name);
+  return names.empty() ? "none found" : names;
+}
+
 }  // namespace rwd::cli

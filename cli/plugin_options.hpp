@@ -23,4 +23,8 @@ struct PluginOptions {
   std::map<std::string, std::string> option_map(const std::string& flag = "--option") const;
 };
 
+// The names of the plugins of a kind on the default search path, for --help ("adaptive, artbp, ..."), so that
+// help lists what is installed rather than what was there when it was written.
+std::string plugin_names(plugins::Kind kind);
+
 }  // namespace rwd::cli

@@ -19,12 +19,13 @@ using json = nlohmann::json;
 
 namespace {
 // bytes: the byte values 0-255 (not text: any file can be a corpus; not signed chars: Python's bytes() takes
-// 0-255), as runs stored them before --tokens; chars and words: UTF-8 strings.
+// 0-255), as runs stored them before --tokens, and "<unk>" as a string; chars and words: UTF-8 strings.
 void put_vocabulary(json& j, const trainers::Vocabulary& v) {
   j["tokens"] = trainers::name_of(v.mode);
   if (v.mode == trainers::TokenMode::bytes) {
-    std::vector<int> bytes;
-    for (const std::string& s : v.symbols) bytes.push_back(static_cast<unsigned char>(s.at(0)));
+    json bytes = json::array();
+    for (const std::string& s : v.symbols)
+      bytes.push_back(s.size() == 1 ? json(static_cast<unsigned char>(s[0])) : json(s));
     j["vocabulary"] = bytes;
   } else {
     j["vocabulary"] = v.symbols;
@@ -38,7 +39,12 @@ trainers::Vocabulary get_vocabulary(const json& j) {
     v.symbols = j.at("vocabulary").get<std::vector<std::string>>();
     return v;
   }
-  for (int b : j.at("vocabulary").get<std::vector<int>>()) {
+  for (const json& symbol : j.at("vocabulary")) {
+    if (symbol.is_string() && symbol.get<std::string>() == trainers::unknown_token) {
+      v.symbols.emplace_back(trainers::unknown_token);
+      continue;
+    }
+    const int b = symbol.get<int>();
     if (b < -128 || b > 255)
       throw std::runtime_error("vocabulary byte " + std::to_string(b) + " out of range");
     v.symbols.emplace_back(1, static_cast<char>(b));  // runs saved before 0.1.1 stored signed chars
@@ -145,6 +151,35 @@ RunConfig RunConfig::from_json(const std::string& text) {
   return c;
 }
 
+std::string RunOutputs::to_json() const {
+  return json{{"save_every", save_every},
+              {"save_every_seconds", save_every_seconds},
+              {"keep_checkpoints", keep_checkpoints},
+              {"keep_best", keep_best},
+              {"early_stop", early_stop},
+              {"on_nonfinite", on_nonfinite},
+              {"max_skips", max_skips},
+              {"metrics", metrics},
+              {"log_every", log_every}}
+      .dump();
+}
+
+RunOutputs RunOutputs::from_metadata(const std::map<std::string, std::string>& metadata) {
+  RunOutputs o;
+  const auto stored = metadata.find(metadata_key);
+  if (stored == metadata.end()) return o;  // runs saved before it was recorded resume with the defaults
+  try {
+    const json j = json::parse(stored->second);
+    o = {j.at("save_every"), j.at("save_every_seconds"), j.at("keep_checkpoints"), j.at("keep_best"),
+         j.at("early_stop"), j.at("on_nonfinite"),       j.at("max_skips"),        j.at("metrics"),
+         j.at("log_every")};
+  } catch (const std::exception& e) {
+    throw std::runtime_error(
+        std::string("the run's output options stored in the checkpoint are unreadable: ") + e.what());
+  }
+  return o;
+}
+
 void RunConfig::validate() const {
   auto refuse = [](const std::string& what) { throw std::invalid_argument(what); };
   if (batch < 1) refuse("--batch must be >= 1, got " + std::to_string(batch));
@@ -248,16 +283,22 @@ std::unique_ptr<trainers::Dataset> streams_of(const std::vector<std::int32_t>& i
 }  // namespace
 
 std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
-                                                 std::int64_t batch, bool skip_unknown,
-                                                 std::int64_t* skipped) {
+                                                 std::int64_t batch, const UnknownSymbols& unknown) {
   if (config.token_file()) {
     auto file = std::make_shared<const trainers::TokenFile>(path, trainers::token_dtype(config.token_dtype),
                                                             config.vocab_size);
     return std::make_unique<trainers::TokenFileStreams>(file, 0, file->size(), batch);
   }
-  const std::vector<std::int32_t> ids =
-      config.vocabulary.encode(read_file(path), path, {.skip_unknown = skip_unknown, .skipped = skipped});
+  const std::vector<std::int32_t> ids = config.vocabulary.encode(
+      read_file(path), path,
+      {.skip_unknown = unknown.skip, .skipped = unknown.skipped, .as_unknown = unknown.as_unknown});
   return streams_of(ids, config.token_count(), batch, path);
+}
+
+std::string unknown_note(const std::string& what, const std::string& path, std::int64_t count) {
+  if (count == 0) return {};
+  return what + " '" + path + "': " + std::to_string(count) + " symbol(s) the training text lacks, read as " +
+         std::string(trainers::unknown_token);
 }
 
 TextData load_text(RunConfig& config, std::int64_t validation_streams) {
@@ -280,9 +321,8 @@ TextData load_text(RunConfig& config, std::int64_t validation_streams) {
     const std::string text = read_file(config.data);
     if (config.vocabulary.symbols.empty()) {
       std::vector<std::string> files = {config.data}, texts = {text};
-      if (config.vocabulary.mode == trainers::TokenMode::words)  // only words count held-out text
-        for (const std::string& f : {config.val_data, config.test_data})
-          if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));
+      for (const std::string& f : {config.val_data, config.test_data})
+        if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));
       config.vocabulary = vocabulary_of(config.vocabulary.mode, config.vocab_size, files, texts);
     }
     const std::vector<std::int32_t> ids = config.vocabulary.encode(text, config.data);
@@ -296,23 +336,29 @@ TextData load_text(RunConfig& config, std::int64_t validation_streams) {
     if (held_out > validation_streams * 2)
       out.validation = streams_of(rest, config.token_count(), validation_streams, config.data);
   }
-  if (held_out_file)
-    out.validation = token_streams(config, config.val_data, validation_streams);
-  else if (!out.validation && held_out > 0)
+  std::int64_t unknown = 0;
+  if (held_out_file) {
+    out.validation = token_streams(config, config.val_data, validation_streams, {.as_unknown = &unknown});
+    out.notes.push_back(unknown_note("validation file", config.val_data, unknown));
+  } else if (!out.validation && held_out > 0)
     out.no_validation_reason = "no validation: " + std::to_string(held_out) +
                                " held-out tokens are too few for " + std::to_string(validation_streams) +
                                " streams of at least 2";
-  if (!config.test_data.empty()) out.test = token_streams(config, config.test_data, validation_streams);
+  if (!config.test_data.empty()) {
+    out.test = token_streams(config, config.test_data, validation_streams, {.as_unknown = &unknown});
+    out.notes.push_back(unknown_note("test file", config.test_data, unknown));
+  }
+  std::erase(out.notes, std::string());
   return out;
 }
 
 trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
                                    const std::vector<std::string>& files,
                                    const std::vector<std::string>& texts) {
-  const std::size_t counted =
-      mode == trainers::TokenMode::words ? texts.size() : std::min<std::size_t>(1, texts.size());
-  return trainers::Vocabulary::of(mode, {texts.begin(), texts.begin() + static_cast<std::ptrdiff_t>(counted)},
-                                  files, vocab_size);
+  if (texts.empty()) throw std::invalid_argument("a vocabulary needs a training text");
+  trainers::Vocabulary v = trainers::Vocabulary::of(mode, {texts[0]}, {files.at(0)}, vocab_size);
+  for (std::size_t i = 1; i < texts.size(); ++i) v.cover(texts[i], files.at(i), vocab_size);
+  return v;
 }
 
 trainers::Vocabulary read_vocabulary(const std::string& path) {

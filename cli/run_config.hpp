@@ -15,6 +15,26 @@
 
 namespace rwd::cli {
 
+// Where and how often a run saves and reports. Stored in the checkpoint (not in model.safetensors, which
+// stays the same whatever the outputs), so that `--resume DIR` goes on saving and logging as the run did:
+// options not given again keep the stored values (a resume that dropped them trained and then threw the work
+// away).
+struct RunOutputs {
+  std::int64_t save_every = 0;
+  double save_every_seconds = 0;
+  std::int64_t keep_checkpoints = 1;
+  bool keep_best = false;
+  std::int64_t early_stop = 0;  // validation runs without a new best before stopping (0: never)
+  std::string on_nonfinite = "stop";
+  std::int64_t max_skips = 10;
+  std::string metrics;         // absolute once the run starts; empty: none
+  std::int64_t log_every = 0;  // updates per metrics (and non-terminal progress) line; 0: automatic
+
+  static constexpr const char* metadata_key = "rewind.outputs";
+  std::string to_json() const;
+  static RunOutputs from_metadata(const std::map<std::string, std::string>& metadata);
+};
+
 struct RunConfig {
   std::string model = "lstm";
   std::map<std::string, std::string> model_options;
@@ -45,6 +65,7 @@ struct RunConfig {
   trainers::Vocabulary vocabulary;
   std::int64_t vocab_size = 0;  // words: --vocab-size (0: every word); token files: ids are below it
   std::string token_dtype;      // token files: uint16 or uint32; empty for text
+  RunOutputs outputs;           // not part of to_json: see RunOutputs
 
   bool token_file() const { return !token_dtype.empty(); }
   std::int64_t token_count() const {  // the model's vocabulary
@@ -62,15 +83,24 @@ struct RunConfig {
   models::ModelConfig model_config(const trainers::Dataset& shape) const;
 };
 
+// What happens to symbols outside a vocabulary without <unk>: an error naming them, or (skip) dropped; the
+// counts of dropped symbols and of symbols read as <unk>, when wanted.
+struct UnknownSymbols {
+  bool skip = false;
+  std::int64_t* skipped = nullptr;
+  std::int64_t* as_unknown = nullptr;
+};
+
 // Validation streams of text and CSV data, whatever the training batch: evaluation results must not depend
 // on --batch (PyTorch's word_language_model evaluates with 10 as well). rewind eval uses its own --batch.
 constexpr std::int64_t validation_batch = 10;
 
 // Text or a token file as training, validation and test streams; the vocabulary is the config's, or built
-// from the data (words: over the training, validation and test text, as word_language_model's Corpus).
+// from the training text (held-out symbols it lacks are read as <unk>: docs/data.md).
 struct TextData {
   std::unique_ptr<trainers::Dataset> train, validation, test;
   std::string no_validation_reason;  // when validation is null although some text was held out
+  std::vector<std::string> notes;    // what the user should know: held-out symbols read as <unk>
 };
 // The whole file; errors name it and say why.
 std::string read_file(const std::string& path);
@@ -78,14 +108,15 @@ std::string read_file(const std::string& path);
 // Validation (--val-data, or the last --val-fraction of the data) and test are cut into
 // `validation_streams` streams; no_validation_reason says why there is none.
 TextData load_text(RunConfig& config, std::int64_t validation_streams = validation_batch);
-// A whole file as `batch` token streams with the run's tokenisation (text or token file), for eval; with
-// skip_unknown, symbols outside the vocabulary are dropped and counted in *skipped.
+// A whole file as `batch` token streams with the run's tokenisation (text or token file).
 std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
-                                                 std::int64_t batch, bool skip_unknown = false,
-                                                 std::int64_t* skipped = nullptr);
-// The vocabulary of a run's files (texts[0] the training text, then validation and test): bytes and chars
-// from the training text alone (a held-out symbol it lacks is an error), words from all of them, as
-// word_language_model's Corpus does (held-out words are known, or <unk> with --vocab-size).
+                                                 std::int64_t batch, const UnknownSymbols& unknown = {});
+// "validation file 'v.txt': 3 symbol(s) the training text lacks, read as <unk>"; empty for none.
+std::string unknown_note(const std::string& what, const std::string& path, std::int64_t count);
+// The vocabulary of a run's files (texts[0] the training text, then validation and test): the training text's
+// symbols in every mode (vocab_size: the total, <unk> included), covering the held-out texts (a symbol the
+// training text lacks is read as <unk>). PyTorch's word_language_model builds one dictionary from all splits
+// instead (docs/data.md).
 trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
                                    const std::vector<std::string>& files,
                                    const std::vector<std::string>& texts);

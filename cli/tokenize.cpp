@@ -24,12 +24,14 @@ int run_tokenize(int argc, const char* const* argv) {
                                                     "text file to read")("out", po::value(&out)->required(),
                                                                          "token file to write")(
       "tokens", po::value(&tokens)->default_value(tokens), "bytes, chars or words, as rewind train --tokens")(
-      "vocab-size", po::value(&vocab_size), "words: keep the N most frequent (the rest: <unk>)")(
+      "vocab-size", po::value(&vocab_size),
+      "words: N symbols in all, the N - 1 most frequent and <unk> for the rest")(
       "vocab", po::value(&vocab_in),
       "use this vocabulary file instead of building one (validation and test files: the training one's)")(
       "vocab-out", po::value(&vocab_out), "where the vocabulary goes (default: OUT with .vocab.json)")(
       "token-dtype", po::value(&dtype_name), "uint16 or uint32 (default: uint16 when the vocabulary fits)")(
-      "val-data", po::value(&val_data), "validation text, with the same vocabulary (words: counted into it)")(
+      "val-data", po::value(&val_data),
+      "validation text, with the training text's vocabulary (symbols it lacks: <unk>)")(
       "val-out", po::value(&val_out), "its token file (default: --val-data with .bin)")(
       "test-data", po::value(&test_data), "test text, the same way")(
       "test-out", po::value(&test_out), "its token file (default: --test-data with .bin)");
@@ -47,7 +49,7 @@ int run_tokenize(int argc, const char* const* argv) {
       throw std::invalid_argument("--tokens " + tokens + " does not match the vocabulary file '" + vocab_in +
                                   "' (" + trainers::name_of(vocabulary.mode) + ")");
   }
-  // Training first: the vocabulary comes from it (words: from all, as rewind train counts them).
+  // Training first: the vocabulary comes from it, as rewind train builds it.
   std::vector<std::string> files = {data}, outs = {out}, texts;
   const auto add = [&](const std::string& file, const std::string& to) {
     if (file.empty()) return;
@@ -81,7 +83,9 @@ int run_tokenize(int argc, const char* const* argv) {
           fs::absolute(j < files.size() ? files[j] : written[j - files.size()]).lexically_normal())
         throw std::invalid_argument("'" + written[i] + "' would be written over an input or another output");
   std::vector<std::vector<std::int32_t>> ids;
-  for (std::size_t i = 0; i < files.size(); ++i) ids.push_back(vocabulary.encode(texts[i], files[i]));
+  std::vector<std::int64_t> as_unknown(files.size());
+  for (std::size_t i = 0; i < files.size(); ++i)
+    ids.push_back(vocabulary.encode(texts[i], files[i], {.as_unknown = &as_unknown[i]}));
   for (std::size_t i = 0; i < files.size(); ++i) trainers::write_token_file(outs[i], ids[i], dtype);
   if (!vocab_out.empty()) {
     const std::string json = vocabulary_json(vocabulary);
@@ -94,7 +98,8 @@ int run_tokenize(int argc, const char* const* argv) {
         "vocabulary file");
   }
   for (std::size_t i = 0; i < files.size(); ++i)
-    std::printf("wrote %s: %zu tokens (%s)\n", outs[i].c_str(), ids[i].size(), trainers::name_of(dtype));
+    std::printf("wrote %s: %zu tokens (%s)%s\n", outs[i].c_str(), ids[i].size(), trainers::name_of(dtype),
+                as_unknown[i] > 0 ? (", " + std::to_string(as_unknown[i]) + " of them <unk>").c_str() : "");
   std::printf("vocabulary of %lld (%s)%s\n", static_cast<long long>(vocabulary.size()),
               trainers::name_of(vocabulary.mode), vocab_out.empty() ? "" : (" in " + vocab_out).c_str());
   std::printf("train on it with: rewind train --data %s --token-dtype %s --vocab %s%s\n",

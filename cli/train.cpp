@@ -71,6 +71,7 @@ class PassData {
     }
     const std::string& reason = series_.train ? series_.no_validation_reason : text_.no_validation_reason;
     if (!reason.empty()) std::printf("%s\n", reason.c_str());
+    for (const std::string& note : text_.notes) std::printf("%s\n", note.c_str());
   }
   // This rank's streams of the pass (all of them in one process): the same global layout whatever the
   // number of ranks.
@@ -191,13 +192,15 @@ struct BestValidation {
   }
 };
 
-// Progress lines (rewritten in place on a terminal, every --log-every updates otherwise) and metrics lines.
+// Progress lines (rewritten in place on a terminal, every --log-every updates otherwise) and metrics lines
+// (every --log-every updates, with the mean loss over them). The automatic rate, every 10 updates and at most
+// one line a second, keeps a metrics file near 1 MB per hour of training however fast the updates are.
 class Progress {
  public:
   struct Settings {
     bool tty = false;
     bool tokens = false;  // accuracy is shown for token targets only
-    std::int64_t batch = 1, log_every = 50, max_updates = 0;
+    std::int64_t batch = 1, log_every = 0, max_updates = 0;
     double time_limit = 0;
     std::int64_t start_updates = 0;
   };
@@ -209,26 +212,53 @@ class Progress {
     smoothed_ = std::isnan(smoothed_) ? r.stats.loss : 0.95 * smoothed_ + 0.05 * r.stats.loss;
     step_items_ += static_cast<double>(r.steps_recorded * s_.batch);
     window_correct_ += r.stats.correct, window_count_ += r.stats.loss_count;
-    const double rate = step_items_ / std::max(r.seconds, 1e-9);
-    if (metrics_) {
-      nlohmann::json line{{"update", r.update},
-                          {"pass", r.pass},
-                          {"loss", r.stats.loss},
-                          {"grad_norm", r.grad_norm},
-                          {"lr", r.lr},
-                          {"seconds", r.seconds},
-                          {"steps_x_batch_per_second", rate},
-                          {"skipped_nonfinite", r.skipped_nonfinite},
-                          {"tape_peak_bytes", r.stats.tape.peak_bytes},
-                          {"tape_reserved_bytes", r.stats.tape.reserved_bytes},
-                          {"arena_block_allocations", r.stats.tape.block_allocations}};
-      if (r.stats.k2 > 0) line["k1"] = r.stats.k1, line["k2"] = r.stats.k2;  // the window in use
-      *metrics_ << line.dump() << std::endl;
+    interval_loss_ += r.stats.loss, ++interval_updates_, interval_skipped_ += r.skipped_nonfinite;
+    last_ = r;
+    const bool due = s_.log_every > 0 ? r.update % s_.log_every == 0
+                                      : r.update % 10 == 0 && r.seconds - last_logged_ >= 1.0;
+    if (due) {
+      last_logged_ = r.seconds;
+      write_metrics();
     }
     const std::int64_t done_here = r.update - s_.start_updates;
-    const bool due =
-        s_.tty ? r.seconds - last_print_ >= 0.25 : (r.update % s_.log_every == 0 || done_here == 1);
-    if (!due) return;
+    if (s_.tty ? r.seconds - last_print_ >= 0.25 : due || done_here == 1) print(r, done_here);
+  }
+  // Ends a progress line rewritten in place, before other output.
+  void end_line() {
+    if (in_line_) std::printf("\n");
+    in_line_ = false;
+  }
+  // The updates since the last metrics line, so that the file ends where training did.
+  void finish() { write_metrics(); }
+  void summary(std::int64_t updates) const {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
+                static_cast<long long>(updates - s_.start_updates), static_cast<long long>(updates), seconds,
+                step_items_ / std::max(seconds, 1e-9));
+    if (skipped_ > 0) std::printf("skipped %lld non-finite update(s)\n", static_cast<long long>(skipped_));
+  }
+
+ private:
+  void write_metrics() {
+    if (!metrics_ || interval_updates_ == 0) return;
+    const trainers::UpdateReport& r = last_;
+    nlohmann::json line{{"update", r.update},
+                        {"pass", r.pass},
+                        {"loss", interval_loss_ / static_cast<double>(interval_updates_)},
+                        {"updates", interval_updates_},
+                        {"grad_norm", r.grad_norm},
+                        {"lr", r.lr},
+                        {"seconds", r.seconds},
+                        {"steps_x_batch_per_second", step_items_ / std::max(r.seconds, 1e-9)},
+                        {"skipped_nonfinite", interval_skipped_},
+                        {"tape_peak_bytes", r.stats.tape.peak_bytes},
+                        {"tape_reserved_bytes", r.stats.tape.reserved_bytes},
+                        {"arena_block_allocations", r.stats.tape.block_allocations}};
+    if (r.stats.k2 > 0) line["k1"] = r.stats.k1, line["k2"] = r.stats.k2;  // the window in use
+    *metrics_ << line.dump() << std::endl;
+    interval_loss_ = 0, interval_updates_ = interval_skipped_ = 0;
+  }
+  void print(const trainers::UpdateReport& r, std::int64_t done_here) {
     double eta = -1;
     if (s_.max_updates > 0)
       eta = r.seconds / static_cast<double>(done_here) * static_cast<double>(s_.max_updates - r.update);
@@ -245,36 +275,23 @@ class Progress {
                     static_cast<long long>(r.stats.k2));
     std::printf(
         "%supdate %6lld  pass %3lld  loss %.4f (smoothed %.4f)%s%s  lr %.3g  %7.0f steps x batch/s  tape "
-        "%6.1f "
-        "MiB  "
-        "ETA "
-        "%s%s",
+        "%6.1f MiB  ETA %s%s",
         s_.tty ? "\r" : "", static_cast<long long>(r.update), static_cast<long long>(r.pass), r.stats.loss,
-        smoothed_, accuracy, window, r.lr, rate, static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20),
-        eta >= 0 ? duration(eta).c_str() : "?", s_.tty ? "   " : "\n");
+        smoothed_, accuracy, window, r.lr, step_items_ / std::max(r.seconds, 1e-9),
+        static_cast<double>(r.stats.tape.peak_bytes) / (1 << 20), eta >= 0 ? duration(eta).c_str() : "?",
+        s_.tty ? "   " : "\n");
     in_line_ = s_.tty;
     window_correct_ = window_count_ = 0;
     std::fflush(stdout);
   }
-  // Ends a progress line rewritten in place, before other output.
-  void end_line() {
-    if (in_line_) std::printf("\n");
-    in_line_ = false;
-  }
-  void summary(std::int64_t updates) const {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
-                static_cast<long long>(updates - s_.start_updates), static_cast<long long>(updates), seconds,
-                step_items_ / std::max(seconds, 1e-9));
-    if (skipped_ > 0) std::printf("skipped %lld non-finite update(s)\n", static_cast<long long>(skipped_));
-  }
 
- private:
   Settings s_;
   std::ofstream* metrics_;
   std::chrono::steady_clock::time_point started_;
-  double smoothed_ = NAN, last_print_ = -1, step_items_ = 0;
+  trainers::UpdateReport last_;
+  double smoothed_ = NAN, last_print_ = -1, last_logged_ = -INFINITY, step_items_ = 0, interval_loss_ = 0;
   std::int64_t window_correct_ = 0, window_count_ = 0, skipped_ = 0;
+  std::int64_t interval_updates_ = 0, interval_skipped_ = 0;
   bool in_line_ = false;
 };
 
@@ -284,7 +301,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
   static const std::set<std::string> allowed = {
       "resume", "epochs", "max-updates", "time-limit", "save", "save-every", "save-every-seconds",
       "keep-checkpoints", "keep-best", "early-stop", "metrics", "plot", "eval-every", "log-every", "sample-length", "prime", "temperature",
-      "on-nonfinite", "max-skips", "plugin", "plugin-dir", "help"};
+      "on-nonfinite", "max-skips", "no-save", "plugin", "plugin-dir", "help"};
   // clang-format on
   for (const auto& [name, value] : vm)
     if (!value.defaulted() && !allowed.count(name))
@@ -293,26 +310,107 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
                                   "hyperparameters (with --resume give only limits and outputs: --epochs, "
                                   "--max-updates, --time-limit, --save, --save-every, --save-every-seconds, "
                                   "--keep-checkpoints, --keep-best, --early-stop, --metrics, --plot, "
-                                  "--eval-every, --log-every, "
+                                  "--eval-every, --log-every, --on-nonfinite, --max-skips, --no-save, "
                                   "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
 }
 
 // checkpoint.safetensors is the latest; the K - 1 before it stay as checkpoint-UPDATE.safetensors, hard links
-// to files that are only ever replaced by rename, never written in place.
-void keep_latest_checkpoints(const fs::path& dir, std::int64_t update, std::int64_t keep) {
-  const fs::path numbered = dir / ("checkpoint-" + std::to_string(update) + ".safetensors");
-  std::error_code ec;
-  fs::remove(numbered, ec);
-  fs::create_hard_link(dir / "checkpoint.safetensors", numbered, ec);
-  if (ec) throw std::runtime_error("cannot keep checkpoint '" + numbered.string() + "': " + ec.message());
-  std::vector<std::pair<std::int64_t, fs::path>> kept;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    std::int64_t n = 0;
-    if (std::sscanf(name.c_str(), "checkpoint-%ld.safetensors", &n) == 1) kept.emplace_back(n, entry.path());
+// to files that are only ever replaced by rename, never written in place. Only the numbered files this run
+// wrote into this directory are removed: their updates are part of the checkpoint, so a resumed run knows
+// them too, and a user's file that happens to look alike is never touched.
+struct NumberedCheckpoints {
+  fs::path dir;
+  std::vector<std::int64_t> updates;  // oldest first
+
+  static fs::path file(const fs::path& dir, std::int64_t update) {
+    return dir / ("checkpoint-" + std::to_string(update) + ".safetensors");
   }
-  std::sort(kept.rbegin(), kept.rend());
-  for (std::size_t i = static_cast<std::size_t>(keep); i < kept.size(); ++i) fs::remove(kept[i].second, ec);
+  // A file of that name that this run did not write: it stays, and that update gets no numbered copy.
+  bool foreign(std::int64_t update) const {
+    return std::ranges::find(updates, update) == updates.end() &&
+           fs::exists(fs::symlink_status(file(dir, update)));
+  }
+  // The updates kept once `update` is saved with `keep` checkpoints.
+  std::vector<std::int64_t> after_saving(std::int64_t update, std::int64_t keep) const {
+    std::vector<std::int64_t> kept = updates;
+    if (!foreign(update) && (kept.empty() || kept.back() != update)) kept.push_back(update);
+    if (static_cast<std::int64_t>(kept.size()) > keep) kept.erase(kept.begin(), kept.end() - keep);
+    return kept;
+  }
+  // After checkpoint.safetensors of `update` is written: its numbered link, and the oldest ones removed.
+  void saved(std::int64_t update, std::int64_t keep) {
+    const std::vector<std::int64_t> kept = after_saving(update, keep);
+    std::error_code ec;
+    const fs::path numbered = file(dir, update);
+    if (foreign(update)) {
+      std::fprintf(stderr, "warning: '%s' exists and was not written by this run: it is left as it is\n",
+                   numbered.c_str());
+    } else {
+      fs::remove(numbered, ec);
+      fs::create_hard_link(dir / "checkpoint.safetensors", numbered, ec);
+      if (ec) throw std::runtime_error("cannot keep checkpoint '" + numbered.string() + "': " + ec.message());
+    }
+    for (std::int64_t old : updates)
+      if (std::ranges::find(kept, old) == kept.end()) fs::remove(file(dir, old), ec);
+    updates = kept;
+  }
+  std::string metadata(std::int64_t update, std::int64_t keep) const {
+    nlohmann::json j{{"dir", dir.string()}, {"updates", after_saving(update, keep)}};
+    return j.dump();
+  }
+  // The list a checkpoint stored, when it was stored for this directory (a run saved elsewhere starts
+  // afresh).
+  static NumberedCheckpoints from(const std::map<std::string, std::string>& meta, const fs::path& dir) {
+    NumberedCheckpoints n{dir, {}};
+    const auto stored = meta.find("rewind.numbered_checkpoints");
+    if (stored == meta.end()) return n;
+    const nlohmann::json j = nlohmann::json::parse(stored->second, nullptr, false);
+    if (j.is_object() && j.value("dir", std::string()) == dir.string() && j.contains("updates") &&
+        j["updates"].is_array())
+      for (const auto& u : j["updates"])
+        if (u.is_number_integer()) n.updates.push_back(u.get<std::int64_t>());
+    return n;
+  }
+};
+
+bool given(const po::variables_map& vm, const char* option) {
+  return vm.count(option) && !vm[option].defaulted();
+}
+
+// The run's stored output options, with those given again on the command line taking their place.
+RunOutputs resumed_outputs(RunOutputs stored, const RunOutputs& typed, const po::variables_map& vm) {
+  const auto take = [&](const char* option, auto member) {
+    if (given(vm, option)) stored.*member = typed.*member;
+  };
+  take("save-every", &RunOutputs::save_every);
+  take("save-every-seconds", &RunOutputs::save_every_seconds);
+  take("keep-checkpoints", &RunOutputs::keep_checkpoints);
+  take("keep-best", &RunOutputs::keep_best);
+  take("early-stop", &RunOutputs::early_stop);
+  take("on-nonfinite", &RunOutputs::on_nonfinite);
+  take("max-skips", &RunOutputs::max_skips);
+  take("log-every", &RunOutputs::log_every);
+  if (given(vm, "metrics")) stored.metrics = fs::absolute(typed.metrics).lexically_normal().string();
+  return stored;
+}
+
+// What a resumed run does with its work, in its first lines: where it saves and what it kept from the run.
+std::string describe_outputs(const RunOutputs& out, const std::string& save, const po::variables_map& vm) {
+  const auto origin = [&](const char* option) { return given(vm, option) ? "" : " (the run's)"; };
+  if (save.empty()) return "saving nothing (--no-save)";
+  std::string text = "saving into " + save + origin("save");
+  if (out.save_every > 0)
+    text += ", every " + std::to_string(out.save_every) + " updates" + origin("save-every");
+  if (out.save_every_seconds > 0)
+    text += ", every " + shortest(out.save_every_seconds) + " s" + origin("save-every-seconds");
+  if (out.keep_checkpoints > 1)
+    text += ", keeping " + std::to_string(out.keep_checkpoints) + " checkpoints" + origin("keep-checkpoints");
+  if (out.keep_best) text += ", the best in " + (fs::path(save) / "best").string() + origin("keep-best");
+  if (out.early_stop > 0)
+    text += ", early stop after " + std::to_string(out.early_stop) + " evaluations" + origin("early-stop");
+  if (!out.metrics.empty()) text += "; metrics appended to " + out.metrics + origin("metrics");
+  if (!given(vm, "save")) text += "; --save DIR saves elsewhere, --no-save not at all";
+  return text;
 }
 
 // Fails now rather than after training: a probe file is created and removed in dir.
@@ -334,38 +432,45 @@ int run_train(int argc, const char* const* argv) {
   RunConfig config;
   PluginOptions plugin_options;
   std::vector<std::string> trainer_settings;
-  std::int64_t epochs = 0, max_updates = 0, eval_every = config.eval_every, log_every = 50,
-               sample_length = 300;
+  std::int64_t epochs = 0, max_updates = 0, eval_every = config.eval_every, sample_length = 300;
   double time_limit = 0, temperature = 0.8;
-  std::string save, resume, metrics_path, plot_path, init, prime = "ROMEO:";
-  std::int64_t save_every = 0, keep_checkpoints = 1, max_skips = 10, early_stop = 0;
-  bool keep_best = false, tie_weights = false;
-  std::string on_nonfinite = "stop";
-  double save_every_seconds = 0;
+  std::string save, resume, plot_path, init, prime = "ROMEO:";
+  RunOutputs outputs;  // as given; a resumed run takes the stored ones for the rest
+  bool tie_weights = false, no_save = false;
   std::int64_t k = 0, k1 = 0, k2 = 0, segment = 0, memory_budget = 0;
   std::string csv_inputs, csv_targets, csv_target_columns;
   std::string token_mode = "bytes", vocab_file;
 
+  // Help lists the plugins installed now (found on the default search path only when help is asked for).
+  const bool help = std::any_of(argv, argv + argc, [](const char* a) {
+    return std::string_view(a) == "--help" || std::string_view(a) == "-h";
+  });
+  const auto found = [&](plugins::Kind kind) { return help ? plugin_names(kind) : std::string(); };
   po::options_description options("rewind train options");
-  options.add_options()("help,h", "show this help")("model",
-                                                    po::value(&config.model)->default_value(config.model),
-                                                    "model plugin (rnn, gru, lstm, or your own)")(
+  options.add_options()("help,h", "show this help")(
+      "model", po::value(&config.model)->default_value(config.model),
+      ("model plugin: " + found(plugins::Kind::model) + " (--plugin FILE adds your own)").c_str())(
       "trainer", po::value(&config.trainer)->default_value(config.trainer),
-      "trainer plugin: full, truncated, checkpointed")("k", po::value(&k), "truncated: window, k1 = k2 = K")(
+      ("trainer plugin: " + found(plugins::Kind::trainer) + " (rewind plugins lists their options)").c_str())(
+      "k", po::value(&k), "truncated: window, k1 = k2 = K (not with --k1, --k2)")(
       "k1", po::value(&k1), "truncated: steps between updates")(
       "k2", po::value(&k2), "truncated: steps backpropagated per update (>= k1)")(
       "segment", po::value(&segment), "checkpointed: steps between kept states (default ceil(sqrt(T)))")(
       "memory-budget", po::value(&memory_budget), "checkpointed: tape bytes for one segment")(
       "trainer-option", po::value(&trainer_settings)->composing(),
       "KEY=VALUE for the trainer plugin (repeatable)")(
-      "data", po::value(&config.data), "text file, character level (default: the bundled tinyshakespeare)")(
-      "task", po::value(&config.task), "synthetic task instead: recall:L, adding:L, delay:D")(
+      "data", po::value(&config.data),
+      "text file (tokens as --tokens), token file (with --token-dtype) or CSV time series (.csv) (default: "
+      "the "
+      "bundled tinyshakespeare)")("task", po::value(&config.task),
+                                  "synthetic task instead: recall:L, adding:L, delay:D")(
       "tokens", po::value(&token_mode)->default_value(token_mode),
       "text: bytes (every byte a symbol), chars (UTF-8 code points) or words (whitespace, <eos> per line)")(
       "vocab-size", po::value(&config.vocab_size),
-      "words: keep the N most frequent (the rest: <unk>); token files: ids are below N")(
-      "token-dtype", po::value(&config.token_dtype),
-      "--data is a token file of little-endian uint16 or uint32 ids (nanoGPT's train.bin)")(
+      "symbols in all, <unk> included: words: the N - 1 most frequent and <unk> for the rest; token files: "
+      "ids "
+      "are below N")("token-dtype", po::value(&config.token_dtype),
+                     "--data is a token file of little-endian uint16 or uint32 ids (nanoGPT's train.bin)")(
       "vocab", po::value(&vocab_file), "vocabulary file written by rewind tokenize (token files: to print)")(
       "val-data", po::value(&config.val_data), "validation file instead of --val-fraction (same format)")(
       "test-data", po::value(&config.test_data), "test file, evaluated at the end of training")(
@@ -405,9 +510,9 @@ int run_train(int argc, const char* const* argv) {
                                      "clip the global gradient norm to this (0: no clipping)")(
       "accumulate", po::value(&config.accumulate)->default_value(config.accumulate),
       "windows per update: their gradients summed into one update (gradient accumulation)")(
-      "on-nonfinite", po::value(&on_nonfinite)->default_value(on_nonfinite),
+      "on-nonfinite", po::value(&outputs.on_nonfinite)->default_value(outputs.on_nonfinite),
       "a non-finite loss or gradient: stop (save the last good parameters), or skip the update")(
-      "max-skips", po::value(&max_skips)->default_value(max_skips),
+      "max-skips", po::value(&outputs.max_skips)->default_value(outputs.max_skips),
       "--on-nonfinite skip: consecutive non-finite updates before stopping anyway")(
       "lr-step-every", po::value(&config.optimizer.step_every)->default_value(0),
       "step decay: multiply lr by --lr-gamma every N updates")(
@@ -415,24 +520,30 @@ int run_train(int argc, const char* const* argv) {
       "seed", po::value(&config.seed)->default_value(config.seed), "initialisation and task seed")(
       "init", po::value(&init), "start from these weights (.safetensors, PyTorch names)")(
       "save", po::value(&save), "directory for model.safetensors and checkpoint.safetensors")(
-      "save-every", po::value(&save_every), "also save every N updates (with --save)")(
-      "save-every-seconds", po::value(&save_every_seconds), "also save every S seconds (with --save)")(
-      "keep-checkpoints", po::value(&keep_checkpoints)->default_value(keep_checkpoints),
+      "save-every", po::value(&outputs.save_every), "also save every N updates (with --save)")(
+      "save-every-seconds", po::value(&outputs.save_every_seconds),
+      "also save when S seconds have passed since the last save (with --save)")(
+      "keep-checkpoints", po::value(&outputs.keep_checkpoints)->default_value(outputs.keep_checkpoints),
       "checkpoints kept: the latest as checkpoint.safetensors, older ones as checkpoint-UPDATE.safetensors")(
-      "resume", po::value(&resume), "continue the run saved in this directory exactly")(
-      "keep-best", po::bool_switch(&keep_best),
+      "resume", po::value(&resume),
+      "continue the run saved in this directory exactly; it goes on saving there with the run's output "
+      "options unless given again")("no-save", po::bool_switch(&no_save),
+                                    "with --resume: save nothing (the run saved into its directory)")(
+      "keep-best", po::bool_switch(&outputs.keep_best),
       "keep the checkpoint with the best validation loss so far in DIR/best (with --save)")(
-      "early-stop", po::value(&early_stop),
+      "early-stop", po::value(&outputs.early_stop),
       "stop after N validation runs without a new best validation loss")(
-      "metrics", po::value(&metrics_path), "append one JSON line per update and evaluation to this file")(
+      "metrics", po::value(&outputs.metrics),
+      "append JSON lines (every --log-every updates, and every evaluation) to this file")(
       "plot", po::value(&plot_path), "at the end, draw the run's curves from --metrics into this PNG")(
       "eval-every", po::value(&eval_every)->default_value(eval_every),
       "updates between validation runs (0: only at the end; a resume keeps the run's)")(
-      "log-every", po::value(&log_every)->default_value(log_every),
-      "updates between progress lines when not on a terminal")(
-      "sample-length", po::value(&sample_length)->default_value(sample_length),
-      "tokens sampled at the end (text; 0: none)")("prime", po::value(&prime)->default_value(prime),
-                                                   "text the sample starts from")(
+      "log-every", po::value(&outputs.log_every),
+      "updates per metrics line (the mean loss over them) and per progress line when not on a terminal "
+      "(default: 10, and at most one line a second)")("sample-length",
+                                                      po::value(&sample_length)->default_value(sample_length),
+                                                      "tokens sampled at the end (text; 0: none)")(
+      "prime", po::value(&prime)->default_value(prime), "text the sample starts from")(
       "temperature", po::value(&temperature)->default_value(temperature, shortest(temperature)),
       "sampling temperature");
   options.add_options()("inputs", po::value(&csv_inputs),
@@ -455,19 +566,37 @@ int run_train(int argc, const char* const* argv) {
     if (config.trainer == "adaptive")
       throw std::invalid_argument("--trainer adaptive is not available under MPI yet");
     if (World::rank() != 0) {  // rank 0 speaks and writes for all
-      metrics_path.clear(), plot_path.clear(), sample_length = 0;
+      plot_path.clear(), sample_length = 0;
       if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("cannot silence rank output");
     }
   }
+  if (no_save && (resume.empty() || !save.empty()))
+    throw std::invalid_argument(
+        "--no-save applies to --resume without --save (a new run saves only with --save)");
+  std::map<std::string, std::string> resumed_meta;
   if (!resume.empty()) {
     refuse_run_options_on_resume(vm);
     const fs::path file = fs::path(resume) / "checkpoint.safetensors";
-    const auto meta = trainers::read_checkpoint_metadata(file);
-    config = RunConfig::from_json(meta.at("rewind.run"));
-    best = BestValidation::from(meta, file.string());
+    resumed_meta = trainers::read_checkpoint_metadata(file);
+    config = RunConfig::from_json(resumed_meta.at("rewind.run"));
+    config.outputs = resumed_outputs(RunOutputs::from_metadata(resumed_meta), outputs, vm);
+    best = BestValidation::from(resumed_meta, file.string());
     if (vm["eval-every"].defaulted()) eval_every = config.eval_every;
     config.check_data_unchanged();
+    if (save.empty() && !no_save) {
+      if (resumed_meta.count("rewind.best_copy_of"))
+        throw std::invalid_argument(
+            "--resume " + resume + " is the best checkpoint kept by the run saved in '" +
+            resumed_meta.at("rewind.best_copy_of") +
+            "': give --save DIR for the continued run (or --no-save), so that neither is overwritten");
+      save = resume;
+    }
+    if (no_save)
+      config.outputs.save_every = 0, config.outputs.save_every_seconds = 0, config.outputs.keep_best = false;
   } else {
+    config.outputs = outputs;
+    if (!config.outputs.metrics.empty())
+      config.outputs.metrics = fs::absolute(config.outputs.metrics).lexically_normal().string();
     if (!config.task.empty() && vm.count("data"))
       throw std::invalid_argument("give --data or --task, not both");
     if (config.task.empty() && config.data.empty()) config.data = REWIND_DEFAULT_DATA;
@@ -514,6 +643,10 @@ int run_train(int argc, const char* const* argv) {
     if (vm.count("k")) config.trainer_options["k"] = std::to_string(k);
     if (vm.count("k1")) config.trainer_options["k1"] = std::to_string(k1);
     if (vm.count("k2")) config.trainer_options["k2"] = std::to_string(k2);
+    // k sets both k1 and k2: given with either, one of them would be silently overridden.
+    if (config.trainer_options.count("k") &&
+        (config.trainer_options.count("k1") || config.trainer_options.count("k2")))
+      throw std::invalid_argument("give --k (k1 = k2 = K) or --k1/--k2, not both");
     if (vm.count("segment")) config.trainer_options["segment"] = std::to_string(segment);
     if (vm.count("memory-budget")) config.trainer_options["memory_budget"] = std::to_string(memory_budget);
     // The schedule's length is fixed when the run starts: a resume with another limit keeps it.
@@ -528,34 +661,35 @@ int run_train(int argc, const char* const* argv) {
     throw std::invalid_argument("--epochs, --max-updates and --time-limit must be positive");
   if (eval_every < 0) throw std::invalid_argument("--eval-every must be >= 0 (0: only at the end)");
   config.eval_every = eval_every;
-  if (log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
+  const RunOutputs& out = config.outputs;
+  if (vm.count("log-every") && out.log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
   if (sample_length < 0) throw std::invalid_argument("--sample-length must be >= 0 (0: no sample)");
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
-  if (on_nonfinite != "stop" && on_nonfinite != "skip")
-    throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
-  if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
+  if (out.on_nonfinite != "stop" && out.on_nonfinite != "skip")
+    throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + out.on_nonfinite + "'");
+  if (out.max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
   if (!vm.count("time-limit") && !vm.count("max-updates") && !vm.count("epochs")) time_limit = 90;
-  if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
+  if (out.save_every < 0 || out.save_every_seconds < 0 || out.keep_checkpoints < 1)
     throw std::invalid_argument(
         "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
-  if ((save_every > 0 || save_every_seconds > 0) && save.empty())
+  if ((out.save_every > 0 || out.save_every_seconds > 0) && save.empty())
     throw std::invalid_argument("--save-every and --save-every-seconds need --save DIR");
-  if (keep_best && save.empty()) throw std::invalid_argument("--keep-best needs --save DIR");
-  if (!plot_path.empty() && metrics_path.empty())
+  if (out.keep_best && save.empty()) throw std::invalid_argument("--keep-best needs --save DIR");
+  if (!plot_path.empty() && out.metrics.empty())
     throw std::invalid_argument("--plot draws from the run's metrics: give --metrics FILE too");
   if (!plot_path.empty() && !have_gnuplot())
     throw std::runtime_error("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
-  if (vm.count("early-stop") && early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
+  if (vm.count("early-stop") && out.early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
 
   const plugins::Registry registry = plugin_options.load();
   PassData data(config);
   // After the data are read (bad data leave nothing behind), before training (not after it).
   if (!save.empty() && World::rank() == 0) check_writable_directory(save);
-  if (keep_best && World::rank() == 0) check_writable_directory(fs::path(save) / "best");
+  if (out.keep_best && World::rank() == 0) check_writable_directory(fs::path(save) / "best");
   const bool text = config.task.empty() && !is_csv(config.data);
   const bool tokens = data.train(0).vocab_size() > 0;
-  for (const auto& [wanted, what] : {std::pair{keep_best, "--keep-best"},
-                                     {early_stop > 0, "--early-stop"},
+  for (const auto& [wanted, what] : {std::pair{out.keep_best, "--keep-best"},
+                                     {out.early_stop > 0, "--early-stop"},
                                      {config.optimizer.schedule == "plateau", "--lr-schedule plateau"}})
     if (wanted && (!data.validation() || eval_every == 0))
       throw std::invalid_argument(std::string(what) +
@@ -579,7 +713,7 @@ int run_train(int argc, const char* const* argv) {
                                      .max_updates = max_updates,
                                      .max_passes = epochs,
                                      .time_limit_seconds = time_limit,
-                                     .max_nonfinite_skips = on_nonfinite == "skip" ? max_skips : 0};
+                                     .max_nonfinite_skips = out.on_nonfinite == "skip" ? out.max_skips : 0};
   if (World::distributed()) loop_options.reduce = &World::reduce, loop_options.agree = &World::any;
   trainers::Loop loop(
       *model, *trainer, optimizer,
@@ -598,9 +732,9 @@ int run_train(int argc, const char* const* argv) {
   }
 
   std::unique_ptr<std::ofstream> metrics;
-  if (!metrics_path.empty()) {
-    metrics = std::make_unique<std::ofstream>(metrics_path, std::ios::app);
-    if (!*metrics) throw std::runtime_error("cannot open metrics file '" + metrics_path + "'");
+  if (!out.metrics.empty() && World::rank() == 0) {
+    metrics = std::make_unique<std::ofstream>(out.metrics, std::ios::app);
+    if (!*metrics) throw std::runtime_error("cannot open metrics file '" + out.metrics + "'");
   }
   std::printf(
       "rewind train: model %s (hidden %lld, %d layer(s), %zu parameter tensors), trainer %s, %s, batch "
@@ -613,6 +747,7 @@ int run_train(int argc, const char* const* argv) {
     std::printf("MPI: %d ranks, %lld streams each, %s threads per rank\n", World::size(),
                 static_cast<long long>(config.batch / World::size()),
                 std::getenv("REWIND_NUM_THREADS") ? std::getenv("REWIND_NUM_THREADS") : "all");
+  if (!resume.empty()) std::printf("%s\n", describe_outputs(out, save, vm).c_str());
   std::printf("limits:%s%s%s\n", max_updates ? (" " + std::to_string(max_updates) + " updates").c_str() : "",
               epochs ? (" " + std::to_string(epochs) + " passes").c_str() : "",
               time_limit > 0 ? (" " + duration(time_limit)).c_str() : "");
@@ -623,7 +758,7 @@ int run_train(int argc, const char* const* argv) {
   Progress progress({.tty = ::isatty(STDOUT_FILENO) != 0,
                      .tokens = tokens,
                      .batch = config.batch,
-                     .log_every = log_every,
+                     .log_every = out.log_every,
                      .max_updates = max_updates,
                      .time_limit = time_limit,
                      .start_updates = optimizer.updates()},
@@ -631,22 +766,30 @@ int run_train(int argc, const char* const* argv) {
   // Atomic writes (temporary, fsync, rename, fsync of the directory): DIR holds a complete checkpoint at
   // every moment, so a kill -9 loses at most the updates since the last save.
   double last_save = 0;
+  NumberedCheckpoints numbered = NumberedCheckpoints::from(
+      resumed_meta, save.empty() ? fs::path() : fs::absolute(save).lexically_normal());
   auto write_run = [&](const fs::path& dir) {
     std::map<std::string, std::string> metadata = best.metadata();
     metadata["rewind.run"] = run_json;
+    std::map<std::string, std::string> checkpoint_metadata = metadata;
+    checkpoint_metadata[RunOutputs::metadata_key] = out.to_json();
+    if (dir != save) checkpoint_metadata["rewind.best_copy_of"] = numbered.dir.string();
+    if (out.keep_checkpoints > 1)
+      checkpoint_metadata["rewind.numbered_checkpoints"] =
+          numbered.metadata(optimizer.updates(), out.keep_checkpoints);
     // The parameters and optimizer are the same on every rank; the carried state of each rank's streams is
     // gathered (every rank takes part) and rank 0 writes the run as one process would have.
     const std::vector<autodiff::Tensor> all_streams = World::gather_rows(trainer->stored_state());
     if (World::rank() != 0) return;
     trainers::save_checkpoint(dir / "checkpoint.safetensors", *model, optimizer, *trainer, loop.position(),
-                              metadata, World::distributed() ? &all_streams : nullptr);
+                              checkpoint_metadata, World::distributed() ? &all_streams : nullptr);
     models::save_parameters(dir / "model.safetensors", *model, metadata);
   };
   auto save_run = [&](double seconds) {
     write_run(save);
     last_save = seconds;
-    if (keep_checkpoints > 1 && World::rank() == 0)
-      keep_latest_checkpoints(save, optimizer.updates(), keep_checkpoints);
+    if (out.keep_checkpoints > 1 && World::rank() == 0)
+      numbered.saved(optimizer.updates(), out.keep_checkpoints);
   };
   bool stopped_early = false;
   // Evaluated before the periodic save, so that a checkpoint holds what this evaluation changed (the
@@ -659,8 +802,8 @@ int run_train(int argc, const char* const* argv) {
       std::printf(
           "plateau: learning rate reduced to %.3g (no improvement in more than %lld validation runs)\n",
           optimizer.current_lr(), static_cast<long long>(config.optimizer.patience));
-    if (best.observe(e.loss, update) && keep_best) write_run(fs::path(save) / "best");
-    stopped_early = early_stop > 0 && best.evaluations_since >= early_stop;
+    if (best.observe(e.loss, update) && out.keep_best) write_run(fs::path(save) / "best");
+    stopped_early = out.early_stop > 0 && best.evaluations_since >= out.early_stop;
   };
   try {
     loop.run([&](const trainers::UpdateReport& r) {
@@ -670,16 +813,18 @@ int run_train(int argc, const char* const* argv) {
         validate(r.update);
       }
       if (!save.empty() &&
-          ((save_every > 0 && r.update % save_every == 0) ||
-           (save_every_seconds > 0 && World::any(r.seconds - last_save >= save_every_seconds))))
+          ((out.save_every > 0 && r.update % out.save_every == 0) ||
+           (out.save_every_seconds > 0 && World::any(r.seconds - last_save >= out.save_every_seconds))))
         save_run(r.seconds);
       return !interrupted.load() && !stopped_early;
     });
   } catch (const trainers::NonFiniteError& e) {
     progress.end_line();
+    progress.finish();
     // The check runs before the optimizer step: the parameters are still those of the last update, and
     // worth keeping when they are finite (a loss overflowed, not the weights).
-    if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty() || World::rank() != 0) throw;
+    if (save.empty() || !trainers::first_nonfinite_value(model->parameters()).empty() || World::rank() != 0)
+      throw;
     const std::string last = std::to_string(optimizer.updates());
     models::save_parameters(fs::path(save) / "model.safetensors", *model,
                             {{"rewind.run", run_json},
@@ -691,6 +836,7 @@ int run_train(int argc, const char* const* argv) {
                                    (fs::path(save) / "model.safetensors").string());
   }
   progress.end_line();
+  progress.finish();
   if (interrupted) std::printf("interrupted at update %lld\n", static_cast<long long>(optimizer.updates()));
   if (stopped_early)
     std::printf(
@@ -698,7 +844,7 @@ int run_train(int argc, const char* const* argv) {
         "%lld%s)\n",
         static_cast<long long>(optimizer.updates()), static_cast<long long>(best.evaluations_since),
         best.loss, static_cast<long long>(best.update),
-        keep_best ? (", kept in " + (fs::path(save) / "best").string()).c_str() : "");
+        out.keep_best ? (", kept in " + (fs::path(save) / "best").string()).c_str() : "");
   progress.summary(optimizer.updates());
   if (World::distributed()) {
     const World::Traffic t = World::traffic();
@@ -722,8 +868,7 @@ int run_train(int argc, const char* const* argv) {
   }
   if (!plot_path.empty()) {
     metrics->flush();
-    plot_runs({metrics_path}, plot_path);
-    std::printf("wrote %s (gnuplot script %s.gp)\n", plot_path.c_str(), plot_path.c_str());
+    plot_runs({out.metrics}, plot_path);
   }
   if (text && sample_length > 0 && !config.vocabulary.symbols.empty()) {
     // The prime's symbols the vocabulary knows, or its first symbol.

@@ -9,7 +9,7 @@ head -c 30000 "$text" > corpus.txt
 for locked in false true; do
   run=(--data corpus.txt --model lstm --layers 2 --hidden 32 --batch 8 --k 20 --lr 0.01 --sample-length 0
        --eval-every 0 --option dropout=0.3 --option "locked_dropout=$locked")
-  "$rewind" train "${run[@]}" --max-updates 60 --save whole --metrics whole.jsonl > whole.log
+  "$rewind" train "${run[@]}" --max-updates 60 --save whole --metrics whole.jsonl --log-every 1 > whole.log
   "$rewind" train "${run[@]}" --max-updates 60 --save again > /dev/null
   cmp -s whole/model.safetensors again/model.safetensors || fail "locked=$locked: two runs differ"
   "$rewind" train "${run[@]}" --max-updates 25 --save split > /dev/null

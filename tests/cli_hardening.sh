@@ -60,7 +60,7 @@ refused "the loss is inf.*parameters after update 0 \\(the last finite one\\) ar
 
 # --on-nonfinite skip discards such updates, counts them, and stops after --max-skips in a row.
 out=$("$rewind" train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 6 \
-  --on-nonfinite skip --metrics skip.jsonl 2>&1) || fail "--on-nonfinite skip: $out"
+  --on-nonfinite skip --log-every 1 --metrics skip.jsonl 2>&1) || fail "--on-nonfinite skip: $out"
 grep -Eq "skipped [1-9][0-9]* non-finite update" <<< "$out" || fail "no skipped update reported: $out"
 grep -q '"skipped_nonfinite":1' skip.jsonl || fail "the metrics do not count the skipped update"
 printf 'a,b\n' > all_overflow.csv

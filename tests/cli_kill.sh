@@ -9,7 +9,7 @@ source "$(dirname "$0")/cli_common.sh"
 updates=1500
 run=(--task recall:10 --task-steps 400 --hidden 48 --batch 16 --trainer truncated --k1 5 --k2 15 --lr 0.01
      --clip 1 --sample-length 0 --eval-every 0)
-"$rewind" train "${run[@]}" --max-updates $updates --save whole > whole.log
+"$rewind" train "${run[@]}" --max-updates $updates --save whole --save-every 3 > whole.log
 RANDOM=2026  # the moments are random, and the same every run
 interrupted=0
 for attempt in $(seq 1 20); do

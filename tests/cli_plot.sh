@@ -6,7 +6,7 @@ rewind=$1 text=$2
 # shellcheck source=tests/cli_common.sh
 source "$(dirname "$0")/cli_common.sh"
 head -c 30000 "$text" > corpus.txt
-run=(--data corpus.txt --hidden 16 --batch 4 --k 16 --eval-every 10 --sample-length 0)
+run=(--data corpus.txt --hidden 16 --batch 4 --k 16 --eval-every 10 --sample-length 0 --log-every 1)
 "$rewind" train "${run[@]}" --max-updates 40 --save a --metrics a.jsonl --plot a.png > a.log
 grep -q '^wrote a.png' a.log || fail "train --plot wrote nothing: $(cat a.log)"
 [ "$(head -c 4 a.png | od -An -c | tr -d ' ')" = '211PNG' ] || fail "a.png is not a PNG"

@@ -7,7 +7,8 @@ rewind=$1 text=$2
 source "$(dirname "$0")/cli_common.sh"
 head -c 60000 "$text" > corpus.txt
 # A rate high enough that the validation loss stalls now and then, validated every 4 updates.
-base=(--data corpus.txt --hidden 16 --batch 8 --k 16 --lr 1 --val-fraction 0.05 --eval-every 4 --sample-length 0)
+base=(--data corpus.txt --hidden 16 --batch 8 --k 16 --lr 1 --val-fraction 0.05 --eval-every 4 --sample-length 0
+      --log-every 1)
 run=("${base[@]}" --lr-schedule plateau --patience 0 --lr-gamma 0.5)
 
 "$rewind" train "${run[@]}" --max-updates 60 --keep-best --save whole --metrics whole.jsonl > whole.log
@@ -31,7 +32,7 @@ best_update=$(grep '"eval_loss"' whole.jsonl | sed -E 's/.*"eval_loss":([0-9.e+-
 "$rewind" train "${run[@]}" --max-updates "$best_update" --save at_best > /dev/null
 cmp -s at_best/model.safetensors whole/best/model.safetensors ||
   fail "best/model.safetensors is not the model of update $best_update, the best validation"
-"$rewind" train --resume whole/best --max-updates "$((best_update + 4))" --sample-length 0 > /dev/null ||
+"$rewind" train --resume whole/best --max-updates "$((best_update + 4))" --sample-length 0 --no-save > /dev/null ||
   fail "the best checkpoint does not resume"
 
 # Early stop: after N validation runs without a new best, and it says so.

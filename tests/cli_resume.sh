@@ -19,7 +19,7 @@ echo "resume after --max-updates: bitwise equal"
 # SIGTERM during the run: the run saves and exits cleanly, and resuming reaches the same parameters. The
 # signal goes out once the first progress line is in the log, thousands of updates before the run would end.
 limit=(--max-updates 10000)
-"$rewind" train "${run[@]}" "${limit[@]}" --save full > full.log
+"$rewind" train "${run[@]}" "${limit[@]}" --log-every 1 --save full > full.log
 "$rewind" train "${run[@]}" "${limit[@]}" --log-every 1 --save term > term.log &
 pid=$!
 for _ in $(seq 1000); do

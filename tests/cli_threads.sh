@@ -14,7 +14,7 @@ for model in lstm gru rnn; do
     for threads in 1 2 3; do
       # shellcheck disable=SC2086  # $trainer is several words on purpose
       REWIND_NUM_THREADS=$threads "$rewind" train --model "$model" $trainer --task recall:10 --task-steps 120 \
-        --hidden 64 --batch 31 --max-updates 3 --eval-every 1 --metrics "$dir/$threads.jsonl" > /dev/null
+        --hidden 64 --batch 31 --max-updates 3 --eval-every 1 --log-every 1 --metrics "$dir/$threads.jsonl" > /dev/null
     done
     if [ "$(grep -c '"eval_loss"' "$dir/1.jsonl")" -lt 3 ] || [ "$(grep -c '"loss"' "$dir/1.jsonl")" -lt 3 ]; then
       echo "$model $trainer: expected 3 updates and 3 evaluations in the metrics"

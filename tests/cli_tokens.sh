@@ -35,40 +35,55 @@ chars=$(wc -m < fr.txt)
 holds 'a == b - 1' "$count" "$chars" || fail "$count characters scored in a file of $chars code points"
 echo "chars: UTF-8 round trip, perplexity = exp(loss)"
 
-# Malformed UTF-8 and a validation file with an unseen character: named by file and byte offset, nothing
-# written.
+# A validation file with a character the training text lacks: read as <unk>, which the vocabulary gains, and
+# counted. eval with a vocabulary without <unk> refuses it by file and offset, or skips it.
+for _ in $(seq 30); do printf 'Café ß\n'; done > foreign.txt
+"$rewind" train --data fr.txt --tokens chars --val-data foreign.txt "${small[@]}" --sample-length 0 > unk.log ||
+  fail "a held-out character the training text lacks: $(cat unk.log)"
+grep -q "tokens: chars, vocabulary of $((distinct + 1))$" unk.log || fail "no <unk> added: $(grep tokens: unk.log)"
+grep -q "^validation file '.*foreign.txt': 30 symbol(s) the training text lacks, read as <unk>$" unk.log ||
+  fail "the <unk> symbols are not counted: $(cat unk.log)"
+grep -q "^validation (final): loss" unk.log || fail "no validation: $(cat unk.log)"
+refused "foreign.txt': character 'ß' at byte offset 6 is not in the model's vocabulary" \
+  eval --checkpoint chars --data foreign.txt
+grep -q "skipped 30 characters" <<< "$("$rewind" eval --checkpoint chars --data foreign.txt --unknown skip)" ||
+  fail "eval --unknown skip"
+# Malformed UTF-8: named by file and byte offset, nothing written.
 printf 'abc\xC3(def\n' > bad.txt
 refused "bad.txt': invalid UTF-8 at byte offset 3" train --data bad.txt --tokens chars --max-updates 1 --save nothing
-printf 'Café ß\n' > foreign.txt
-refused "foreign.txt': character 'ß' at byte offset 6 is not in the model's vocabulary" \
-  train --data fr.txt --tokens chars --val-data foreign.txt --max-updates 1 --save nothing
-refused "foreign.txt': character 'ß' at byte offset 6" eval --checkpoint chars --data foreign.txt
 refused "bad.txt': invalid UTF-8 at byte offset 3" tokenize --data bad.txt --tokens chars --out bad.bin
 [ ! -e nothing ] && [ ! -e bad.bin ] && [ ! -e bad.vocab.json ] || fail "a refused run wrote files"
 echo "chars: bad input refused"
 
-# words: --vocab-size keeps the most frequent words plus <unk>; a validation and a test file; unseen words in
-# eval are <unk>; perplexity = exp(loss).
+# words: --vocab-size N is N symbols in all, the N - 1 most frequent words and <unk>; a validation and a test
+# file; unseen words in eval are <unk>; perplexity = exp(loss).
 head -n 2000 "$text" > train.txt
 sed -n 2001,2400p "$text" > valid.txt
 sed -n 2401,2800p "$text" > test.txt
 words=(--tokens words --vocab-size 300 "${small[@]}" --seed 3)
 "$rewind" train --data train.txt --val-data valid.txt --test-data test.txt "${words[@]}" --prime "I am the" \
   --save words > words.log
-grep -q "tokens: words, vocabulary of 301$" words.log || fail "words vocabulary: $(grep tokens: words.log)"
+grep -q "tokens: words, vocabulary of 300$" words.log || fail "words vocabulary: $(grep tokens: words.log)"
 grep -qE "^test: loss [0-9.]+, perplexity [0-9.]+" words.log || fail "no test loss: $(tail -3 words.log)"
 grep -q '\\"<unk>\\"' words/model.safetensors || fail "no <unk> in the saved vocabulary"
 printf 'the zyzzyva said\n' > unseen.txt
 out=$("$rewind" eval --checkpoint words --data unseen.txt)
 grep -q "(3 tokens, batch 1)" <<< "$out" || fail "unseen words: $out"  # the, <unk>, <unk>, <eos>: 3 targets
-read -r loss perplexity < <(sed -E 's/.*: loss ([0-9.]+) nats per token, perplexity ([0-9.]+),.*/\1 \2/' <<< "$("$rewind" eval --checkpoint words --data valid.txt)")
+read -r loss perplexity < <(sed -E 's/.*: loss ([0-9.]+) nats per token, perplexity ([0-9.]+),.*/\1 \2/' <<< "$("$rewind" eval --checkpoint words --data valid.txt | tail -1)")
 holds 'exp(a) / b < 1.001 && b / exp(a) < 1.001' "$loss" "$perplexity" || fail "perplexity $perplexity != e^$loss"
 "$rewind" sample --checkpoint words --prime "I am the" --length 30 > words_sample.txt
 head -c 8 words_sample.txt | grep -q "^I am the" || fail "the word sample does not start with its prime"
+# Without --vocab-size, a word only the test file holds is <unk> too: the vocabulary is the training text's.
+{ cat test.txt; echo "zyzzyva"; } > test_unseen.txt
+"$rewind" train --data train.txt --test-data test_unseen.txt --tokens words "${small[@]}" --sample-length 0 \
+  > unseen.log || fail "a word only the test file holds: $(cat unseen.log)"
+grep -q "^test file '.*test_unseen.txt': [1-9][0-9]* symbol(s) the training text lacks, read as <unk>$" unseen.log ||
+  fail "test-only words not read as <unk>: $(cat unseen.log)"
+grep -qE "^test: loss [0-9.]+" unseen.log || fail "no test loss: $(tail -3 unseen.log)"
 echo "words: <unk>, test loss, perplexity = exp(loss)"
 
 # A token file written by rewind tokenize trains to the same parameters as the same tokens given as text.
-# Words count the validation text into the vocabulary, as train does: tokenize gets both files.
+# tokenize builds the vocabulary as train does, from the training text, with <unk> for the rest.
 "$rewind" tokenize --data train.txt --val-data valid.txt --tokens words --vocab-size 300 --out train.bin > tokenize.log
 [ -e valid.bin ] || fail "no valid.bin: $(cat tokenize.log)"
 [ "$(stat -c %s train.bin)" = $((2 * $(grep -o '^wrote train.bin: [0-9]*' tokenize.log | grep -o '[0-9]*$'))) ] ||
@@ -79,7 +94,7 @@ echo "words: <unk>, test loss, perplexity = exp(loss)"
 cmp <(tensors text_run/model.safetensors) <(tensors bin_run/model.safetensors) || fail "parameters differ"
 [ "$(grep 'validation (final)' text_run.log)" = "$(grep 'validation (final)' bin_run.log)" ] ||
   fail "validation differs"
-[ "$("$rewind" eval --checkpoint text_run --data valid.txt | cut -d: -f2-)" = \
+[ "$("$rewind" eval --checkpoint text_run --data valid.txt | tail -1 | cut -d: -f2-)" = \
   "$("$rewind" eval --checkpoint bin_run --data valid.bin | cut -d: -f2-)" ] || fail "eval differs"
 # Both resume exactly: the saved run holds the tokenisation, vocabulary and files.
 small_10=("${small[@]/20/10}")

@@ -98,8 +98,9 @@ TEST_CASE("bytes: the vocabulary and ids of the character-level loader, so old c
       Catch::Contains("'other.txt': character 'x' (byte 120) at offset 1 is not in the model's vocabulary"));
 }
 
-TEST_CASE("words: whitespace-split with <eos> per line, ranked by count then bytes, --vocab-size adds <unk>",
-          "[tokens]") {
+TEST_CASE(
+    "words: whitespace-split with <eos> per line, ranked by count then bytes, --vocab-size caps with <unk>",
+    "[tokens]") {
   const std::string text = "the cat  sat\n\tthe dog\r\nthe end\nzebra";
   const Vocabulary all = Vocabulary::of(TokenMode::words, {text}, {"w.txt"});
   // <eos> 4 and the 3 tie: byte order puts '<' first. Then the singletons in byte order.
@@ -111,16 +112,59 @@ TEST_CASE("words: whitespace-split with <eos> per line, ranked by count then byt
   CHECK_THAT(message_of([&] { (void)all.encode("the cow", "valid.txt"); }),
              Catch::Contains("'valid.txt': word 'cow' at byte offset 4 is not in the model's vocabulary"));
 
-  const Vocabulary small = Vocabulary::of(TokenMode::words, {text}, {"w.txt"}, 3);
+  // 4 symbols in all: the 3 most frequent and <unk>.
+  const Vocabulary small = Vocabulary::of(TokenMode::words, {text}, {"w.txt"}, 4);
   CHECK(small.symbols == std::vector<std::string>{"<eos>", "the", "cat", "<unk>"});
   CHECK(small.unknown() == 3);
-  CHECK(small.encode("the cow sat\n", "valid.txt") == std::vector<std::int32_t>{1, 3, 3, 0});
+  std::int64_t as_unknown = 0;
+  CHECK(small.encode("the cow sat\n", "valid.txt", {.as_unknown = &as_unknown}) ==
+        std::vector<std::int32_t>{1, 3, 3, 0});
+  CHECK(as_unknown == 2);
   CHECK(small.decode(small.encode("the cow sat\n", "valid.txt")) == "the <unk> <unk>\n");
   // A prime is not a file: no <eos> after its unfinished last line.
   CHECK(small.encode("the cat", "--prime", {.final_eos = false}) == std::vector<std::int32_t>{1, 2});
   // A text that already holds <unk> (Penn Treebank does) keeps one.
   const Vocabulary ptb = Vocabulary::of(TokenMode::words, {std::string("a <unk> b <unk>\n")}, {"p"}, 2);
-  CHECK(std::count(ptb.symbols.begin(), ptb.symbols.end(), "<unk>") == 1);
+  CHECK(ptb.symbols == std::vector<std::string>{"<unk>", "<eos>"});
+  // A cap the text does not reach adds nothing.
+  CHECK(Vocabulary::of(TokenMode::words, {text}, {"w.txt"}, 7).symbols == all.symbols);
+}
+
+TEST_CASE("words are Python's str.split() of each line, with universal newlines", "[tokens]") {
+  // Python: 'a\u00a0b c\x1cd'.split() == ['a', 'b', 'c', 'd']; a lone \r ends a line (universal newlines).
+  const std::string text =
+      "a\u00a0b c\x1c"
+      "d\u3000e\x0b"
+      "f\rg\r\nh\u2028i\n";
+  const Vocabulary v = Vocabulary::of(TokenMode::words, {text}, {"w.txt"});
+  CHECK(v.decode(v.encode(text, "w.txt")) == "a b c d e f\ng\nh i\n");
+  CHECK(v.size() == 10);  // a..i and <eos>
+  // Not spaces to Python: the zero-width space and the word joiner stay inside words.
+  const std::string joined = "x\u200by\u2060z\n";
+  CHECK(Vocabulary::of(TokenMode::words, {joined}, {"j"}).size() == 2);
+}
+
+TEST_CASE("held-out symbols the training text lacks are read as <unk> in every mode, and counted",
+          "[tokens]") {
+  for (const TokenMode mode : {TokenMode::bytes, TokenMode::chars, TokenMode::words}) {
+    Vocabulary v = Vocabulary::of(mode, {std::string("ab ba\n")}, {"train"});
+    const std::int64_t before = v.size();
+    CHECK(v.cover("ab ba\n", "same") == 0);
+    CHECK(v.size() == before);
+    CHECK(v.unknown() == -1);
+    CHECK(v.cover("ab cd\n", "valid") == (mode == TokenMode::words ? 1 : 2));
+    CHECK(v.size() == before + 1);
+    CHECK(v.unknown() == before);  // appended: the training ids stay
+    std::int64_t as_unknown = 0;
+    const std::vector<std::int32_t> ids = v.encode("abc\n", "test", {.as_unknown = &as_unknown});
+    CHECK(as_unknown == 1);
+    CHECK(v.decode(ids) == (mode == TokenMode::words ? "<unk>\n" : "ab<unk>\n"));
+  }
+  // Under a cap the least frequent word makes room for <unk>: still N symbols in all.
+  Vocabulary capped = Vocabulary::of(TokenMode::words, {std::string("a a b\n")}, {"train"}, 3);
+  CHECK(capped.symbols == std::vector<std::string>{"a", "<eos>", "b"});
+  CHECK(capped.cover("c\n", "valid", 3) == 1);
+  CHECK(capped.symbols == std::vector<std::string>{"a", "<eos>", "<unk>"});
 }
 
 TEST_CASE("words: the vocabulary counts every text it is given, deterministically", "[tokens]") {

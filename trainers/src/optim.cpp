@@ -225,13 +225,18 @@ double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
   return norm;
 }
 
-std::string first_nonfinite(const std::vector<Parameter*>& params) {
-  // A non-finite value is the cause of non-finite gradients, so values are looked at first.
+std::string first_nonfinite_value(const std::vector<Parameter*>& params) {
   for (Parameter* p : params) {
     bool bad = false;
     for_each_element(p->value(), [&](auto v) { bad = bad || !std::isfinite(v); });
     if (bad) return "parameter '" + p->name() + "' holds a non-finite value";
   }
+  return {};
+}
+
+std::string first_nonfinite(const std::vector<Parameter*>& params) {
+  // A non-finite value is the cause of non-finite gradients, so values are looked at first.
+  if (std::string value = first_nonfinite_value(params); !value.empty()) return value;
   for (Parameter* p : params) {
     bool bad = false;
     for_each_element(p->grad(), [&](auto v) { bad = bad || !std::isfinite(v); });

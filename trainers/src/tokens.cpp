@@ -80,8 +80,29 @@ void check_utf8(std::string_view text, const std::string& source) {
   }
 }
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+// The code point of the well-formed UTF-8 sequence of n bytes at s[i].
+char32_t code_point(std::string_view s, std::size_t i, std::size_t n) {
+  const auto at = [&](std::size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[k])); };
+  if (n == 1) return at(i);
+  char32_t c = at(i) & (0x7Fu >> n);
+  for (std::size_t k = 1; k < n; ++k) c = c << 6 | (at(i + k) & 0x3F);
+  return c;
+}
+
+// What Python's str.split() splits on (str.isspace(): the Unicode White_Space separators and the ASCII
+// information separators 0x1C-0x1F), so that words are the words of word_language_model.
+bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
+}
+
+// The end of the line that starts at i, and where the next one starts: a line ends at \n, \r\n or a lone \r,
+// as Python reads a text file (universal newlines).
+std::pair<std::size_t, std::size_t> line_end(std::string_view text, std::size_t i) {
+  const std::size_t end = std::min(text.find_first_of("\r\n", i), text.size());
+  if (end == text.size()) return {end, end};
+  return {end, end + (text[end] == '\r' && end + 1 < text.size() && text[end + 1] == '\n' ? 2 : 1)};
 }
 
 // Calls f(symbol, byte offset) for each symbol of text in order. words: line.split() + ['<eos>'] for each
@@ -104,29 +125,28 @@ void for_each_symbol(TokenMode mode, std::string_view text, const std::string& s
   }
   std::size_t i = 0;
   while (i < text.size()) {
-    const std::size_t newline = std::min(text.find('\n', i), text.size());
-    for (std::size_t j = i; j < newline;) {
-      if (is_space(text[j])) {
-        ++j;
-        continue;
-      }
-      std::size_t k = j;
-      while (k < newline && !is_space(text[k])) ++k;
-      f(text.substr(j, k - j), j);
-      j = k;
+    const auto [end, next] = line_end(text, i);
+    std::size_t word = end;  // where the current word began; end: between words
+    for (std::size_t j = i; j < end;) {
+      const std::size_t n = utf8_length(text, j);
+      const bool space = is_python_space(code_point(text, j, n));
+      if (space && word < end) f(text.substr(word, j - word), word), word = end;
+      if (!space && word == end) word = j;
+      j += n;
     }
-    if (newline < text.size() || final_eos) f(end_of_line_token, newline);
-    i = newline + 1;
+    if (word < end) f(text.substr(word, end - word), word);
+    if (end < text.size() || final_eos) f(end_of_line_token, end);
+    i = next;
   }
 }
 
 }  // namespace
 
 Vocabulary Vocabulary::of(TokenMode mode, const std::vector<std::string_view>& texts,
-                          const std::vector<std::string>& names, std::int64_t max_words) {
+                          const std::vector<std::string>& names, std::int64_t max_symbols) {
   Vocabulary v;
   v.mode = mode;
-  if (max_words < 0) throw std::invalid_argument("--vocab-size must be >= 0 (0: every word)");
+  if (max_symbols < 0) throw std::invalid_argument("--vocab-size must be >= 0 (0: every word)");
   if (mode == TokenMode::bytes) {
     std::string all;
     for (std::string_view t : texts) all.append(t);
@@ -145,68 +165,93 @@ Vocabulary Vocabulary::of(TokenMode mode, const std::vector<std::string_view>& t
       return a.second != b.second ? a.second > b.second : a.first < b.first;
     });
   }
-  const bool limited = mode == TokenMode::words && max_words > 0;
-  if (limited && static_cast<std::int64_t>(ranked.size()) > max_words)
-    ranked.resize(static_cast<std::size_t>(max_words));
   for (auto& [symbol, count] : ranked) v.symbols.push_back(std::move(symbol));
-  if (limited && std::find(v.symbols.begin(), v.symbols.end(), unknown_token) == v.symbols.end())
-    v.symbols.emplace_back(unknown_token);
+  if (mode == TokenMode::words && max_symbols > 0) v.cap(max_symbols);
   return v;
 }
 
+void Vocabulary::cap(std::int64_t max_symbols) {
+  if (size() <= max_symbols) return;
+  // The most frequent words and <unk>, wherever its own count ranks it (Penn Treebank's text holds it).
+  std::vector<std::string> kept;
+  bool has_unknown = false;
+  for (std::string& s : symbols) {
+    if (static_cast<std::int64_t>(kept.size()) + (has_unknown ? 0 : 1) >= max_symbols) break;
+    has_unknown = has_unknown || s == unknown_token;
+    kept.push_back(std::move(s));
+  }
+  if (!has_unknown) kept.emplace_back(unknown_token);
+  symbols = std::move(kept);
+}
+
 std::int32_t Vocabulary::unknown() const {
-  if (mode != TokenMode::words) return -1;
   const auto it = std::find(symbols.begin(), symbols.end(), unknown_token);
   return it == symbols.end() ? -1 : static_cast<std::int32_t>(it - symbols.begin());
+}
+
+std::int64_t Vocabulary::cover(std::string_view text, const std::string& source, std::int64_t max_symbols) {
+  std::int64_t skipped = 0, as_unknown = 0;
+  (void)encode(text, source, {.skip_unknown = true, .skipped = &skipped, .as_unknown = &as_unknown});
+  if (skipped == 0) return as_unknown;
+  // Words over the cap make room by dropping the least frequent, which cap() would have dropped first.
+  if (max_symbols > 0 && size() >= max_symbols) symbols.resize(static_cast<std::size_t>(max_symbols - 1));
+  symbols.emplace_back(unknown_token);
+  return skipped;
 }
 
 std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::string& source,
                                              const EncodeOptions& options) const {
   std::vector<std::int32_t> ids;
-  std::int64_t skipped = 0;
+  std::int64_t skipped = 0, as_unknown = 0;
+  const std::int32_t unk = unknown();
+  // A symbol outside the vocabulary: <unk> when there is one, else dropped or refused.
+  const auto outside = [&](const auto& describe) {
+    if (unk >= 0) {
+      ids.push_back(unk);
+      ++as_unknown;
+    } else if (options.skip_unknown) {
+      ++skipped;
+    } else {
+      throw std::invalid_argument(quoted(source) + ": " + describe() + " is not in the model's vocabulary");
+    }
+  };
   if (mode == TokenMode::bytes) {
     std::int32_t index[256];
     std::fill(std::begin(index), std::end(index), -1);
     for (std::size_t i = 0; i < symbols.size(); ++i)
-      index[static_cast<unsigned char>(symbols[i].at(0))] = static_cast<std::int32_t>(i);
+      if (symbols[i].size() == 1)
+        index[static_cast<unsigned char>(symbols[i][0])] = static_cast<std::int32_t>(i);
     ids.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
       const std::int32_t id = index[static_cast<unsigned char>(text[i])];
       if (id >= 0) {
         ids.push_back(id);
-      } else if (options.skip_unknown) {
-        ++skipped;
-      } else {
-        // CharVocabulary's message, which users and tests know, with the source named.
-        const auto byte = static_cast<unsigned char>(text[i]);
-        throw std::invalid_argument(
-            quoted(source) + ": character " +
-            (std::isprint(byte) ? "'" + std::string(1, text[i]) + "' " : std::string()) + "(byte " +
-            std::to_string(byte) + ") at offset " + std::to_string(i) + " is not in the model's vocabulary");
+        continue;
       }
+      // CharVocabulary's message, which users and tests know, with the source named.
+      outside([&] {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        return "character " + (std::isprint(byte) ? "'" + std::string(1, text[i]) + "' " : std::string()) +
+               "(byte " + std::to_string(byte) + ") at offset " + std::to_string(i);
+      });
     }
   } else {
     std::unordered_map<std::string, std::int32_t> index;
     for (std::size_t i = 0; i < symbols.size(); ++i) index.emplace(symbols[i], static_cast<std::int32_t>(i));
-    const std::int32_t unk = unknown();
     for_each_symbol(mode, text, source, options.final_eos, [&](std::string_view s, std::size_t offset) {
       const auto it = index.find(std::string(s));
       if (it != index.end()) {
         ids.push_back(it->second);
-      } else if (unk >= 0) {
-        ids.push_back(unk);
-      } else if (options.skip_unknown) {
-        ++skipped;
-      } else {
-        throw std::invalid_argument(
-            quoted(source) + ": " + (mode == TokenMode::chars ? "character" : "word") + " '" +
-            std::string(s) + "' at byte offset " + std::to_string(offset) +
-            " is not in the model's vocabulary" +
-            (mode == TokenMode::words ? " (a --vocab-size run maps it to <unk>)" : ""));
+        return;
       }
+      outside([&] {
+        return std::string(mode == TokenMode::chars ? "character" : "word") + " '" + std::string(s) +
+               "' at byte offset " + std::to_string(offset);
+      });
     });
   }
   if (options.skipped) *options.skipped = skipped;
+  if (options.as_unknown) *options.as_unknown = as_unknown;
   return ids;
 }
 

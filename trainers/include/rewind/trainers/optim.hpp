@@ -73,5 +73,8 @@ class REWIND_TRAINERS_EXPORT Optimizer {
 REWIND_TRAINERS_EXPORT double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm);
 // Names the first parameter whose value or gradient holds a NaN or an infinity; empty if none.
 REWIND_TRAINERS_EXPORT std::string first_nonfinite(const std::vector<Parameter*>& params);
+// The same for values only: whether the parameters are worth keeping after a non-finite loss, whose gradients
+// are non-finite too.
+REWIND_TRAINERS_EXPORT std::string first_nonfinite_value(const std::vector<Parameter*>& params);
 
 }  // namespace rwd::trainers

@@ -14,8 +14,9 @@
 
 namespace rwd::trainers {
 
-// bytes: every byte a symbol (rewind's original character level); chars: UTF-8 code points; words: split on
-// whitespace with <eos> at each line end (PyTorch word_language_model's convention).
+// bytes: every byte a symbol (rewind's original character level); chars: UTF-8 code points; words: Python's
+// str.split() of each line (universal newlines) with <eos> at its end (PyTorch word_language_model's
+// convention).
 enum class TokenMode { bytes, chars, words };
 REWIND_TRAINERS_EXPORT TokenMode token_mode(const std::string& name);  // throws naming --tokens
 REWIND_TRAINERS_EXPORT const char* name_of(TokenMode mode);
@@ -27,21 +28,27 @@ struct REWIND_TRAINERS_EXPORT Vocabulary {
   TokenMode mode = TokenMode::bytes;
   std::vector<std::string> symbols;  // symbols[i] is token i
 
-  // The symbols of `texts` (words: counted over all of them; names[i] names texts[i] in errors). bytes and
-  // chars: every symbol, in byte order (bytes: CharVocabulary's order, so old checkpoints keep their ids).
-  // words: by decreasing count, ties in byte order; max_words > 0 keeps that many and adds <unk> for the
-  // rest. Invalid UTF-8 (chars, words) is an error naming the text and the byte offset.
+  // The symbols of the training texts `texts` (counted over all of them; names[i] names texts[i] in errors).
+  // bytes and chars: every symbol, in byte order (bytes: CharVocabulary's order, so old checkpoints keep
+  // their ids). words: by decreasing count, ties in byte order; max_symbols > 0 caps the size, <unk> included
+  // (the max_symbols - 1 most frequent words and <unk> for the rest). Invalid UTF-8 (chars, words) is an
+  // error naming the text and the byte offset.
   static Vocabulary of(TokenMode mode, const std::vector<std::string_view>& texts,
-                       const std::vector<std::string>& names, std::int64_t max_words = 0);
+                       const std::vector<std::string>& names, std::int64_t max_symbols = 0);
+  // Makes the vocabulary read `text` (held-out data): its symbols that training lacks become <unk>, which is
+  // appended when the vocabulary has none (under a cap, in place of the least frequent word). Returns how
+  // many symbols of text are read as <unk>. Any mode: held-out text never refuses a run.
+  std::int64_t cover(std::string_view text, const std::string& source, std::int64_t max_symbols = 0);
   std::int64_t size() const { return static_cast<std::int64_t>(symbols.size()); }
-  std::int32_t unknown() const;  // the id of <unk> in words mode, or -1
+  std::int32_t unknown() const;  // the id of <unk>, or -1
   struct EncodeOptions {
-    bool skip_unknown = false;  // drop symbols outside the vocabulary instead of failing (counted in skipped)
+    bool skip_unknown = false;  // without <unk>: drop symbols outside the vocabulary instead of failing
     bool final_eos = true;      // words: <eos> also after a last line without a newline (a file, not a prime)
-    std::int64_t* skipped = nullptr;
+    std::int64_t* skipped = nullptr;     // symbols dropped
+    std::int64_t* as_unknown = nullptr;  // symbols outside the vocabulary read as <unk>
   };
-  // Errors name `source` and the byte offset: invalid UTF-8, or a symbol outside the vocabulary (a word
-  // becomes <unk> when the vocabulary has one).
+  // Errors name `source` and the byte offset: invalid UTF-8, or a symbol outside a vocabulary without <unk>
+  // (one with <unk> reads every such symbol as <unk>).
   std::vector<std::int32_t> encode(std::string_view text, const std::string& source) const {
     return encode(text, source, EncodeOptions{});
   }
@@ -49,6 +56,9 @@ struct REWIND_TRAINERS_EXPORT Vocabulary {
                                    const EncodeOptions& options) const;
   // words: joined by spaces, <eos> as a line end.
   std::string decode(std::span<const std::int32_t> ids) const;
+
+ private:
+  void cap(std::int64_t max_symbols);
 };
 
 enum class TokenDType { uint16, uint32 };
