@@ -129,7 +129,8 @@ def main():
                             "0", "--batch", str(batch), "--hidden", str(hidden), "--embedding", str(embedding),
                             "--trainer", "truncated", "--k", str(k), "--optimizer", "sgd", "--lr", str(lr),
                             "--max-updates", str(updates), "--init", weights, "--metrics", metrics,
-                            "--sample-length", "0", "--eval-every", "0"], check=True, capture_output=True)
+                            "--sample-length", "0", "--eval-every", "0", "--log-every", "1"], check=True,
+                           capture_output=True)
             with open(metrics) as f:
                 ours = [json.loads(line)["loss"] for line in f if '"loss"' in line]
             worst = max(abs(a - b) for a, b in zip(ours, theirs))

@@ -168,7 +168,7 @@ def same_loss_check(torch, rewind):
             subprocess.run([rewind, "train", "--model", cell, "--data", data, "--val-fraction", "0", "--batch",
                             str(batch), "--hidden", str(hidden), "--embedding", str(hidden), "--trainer", "truncated",
                             "--k", str(k), "--optimizer", "sgd", "--lr", "0.5", "--max-updates", "2", "--init", weights,
-                            "--metrics", metrics, "--sample-length", "0", "--eval-every", "0"],
+                            "--metrics", metrics, "--sample-length", "0", "--eval-every", "0", "--log-every", "1"],
                            check=True, capture_output=True)
             with open(metrics) as f:
                 ours = [json.loads(line)["loss"] for line in f if '"loss"' in line]

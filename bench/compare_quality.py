@@ -153,7 +153,7 @@ def run_rewind(rewind, kind, seconds, updates, init_path, metrics_path):
                "--embedding", str(r["embedding"]), "--batch", str(r["batch"]), "--k", str(r["k"]),
                "--optimizer", r["optimizer"], "--lr", str(r["lr"]), "--clip", str(r["clip"]),
                "--eval-every", str(r["eval_every"]), "--time-limit", str(seconds), "--init", init_path,
-               "--metrics", metrics_path, "--sample-length", "0", "--seed", str(r.get("seed", 1))]
+               "--metrics", metrics_path, "--log-every", "1", "--sample-length", "0", "--seed", str(r.get("seed", 1))]
     if r["dropout"] > 0:
         command += ["--option", f"dropout={r['dropout']}"]
     if r["tokens"] != "bytes":

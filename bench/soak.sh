@@ -11,7 +11,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} REWIND_NUM_THREADS=${REWIND_NUM_THREADS:-default}"
 "$rewind" train --model lstm --task recall:20 --task-steps 200 --hidden 32 --batch 16 --trainer truncated --k1 5 \
-  --k2 25 --lr 0.003 --clip 1 --max-updates "$updates" --eval-every 0 --log-every 100000 --sample-length 0 \
+  --k2 25 --lr 0.003 --clip 1 --max-updates "$updates" --eval-every 0 --log-every 10000 --sample-length 0 \
   --metrics "$work/metrics.jsonl" > "$work/train.log" &
 pid=$!
 : > "$work/rss"

@@ -216,7 +216,8 @@ def run_rewind(rewind, plugins, cell, hidden, updates):
                         "--model", cell, "--data", TEXT, "--embedding", str(EMBEDDING), "--hidden", str(hidden),
                         "--batch", str(BATCH), "--k", str(K), "--optimizer", "adam", "--lr", str(LR),
                         "--max-updates", str(updates), "--eval-every", "0", "--val-fraction", "0",
-                        "--sample-length", "0", "--metrics", metrics], check=True, capture_output=True)
+                        "--sample-length", "0", "--metrics", metrics, "--log-every", "1"], check=True,
+                       capture_output=True)
         with open(metrics) as f:
             seconds = {r["update"]: r["seconds"] for r in map(json.loads, f) if "loss" in r}
     return (updates - WARMUP) * K * BATCH / (seconds[updates] - seconds[WARMUP])

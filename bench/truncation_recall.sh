@@ -8,7 +8,7 @@ rewind=${1:-build/bin/rewind} max=${2:-1000} seed=${3:-1}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 common=(--task recall:30:8 --task-steps 600 --batch 32 --hidden 32 --option forget_bias=3 --lr 0.01
-        --max-updates "$max" --eval-every 25 --log-every 1000000 --sample-length 0 --seed "$seed")
+        --max-updates "$max" --eval-every 25 --log-every 1 --sample-length 0 --seed "$seed")
 printf '%-44s %18s %14s %15s\n' trainer "updates to 100%" "final acc" "tape peak MiB"
 run() {
   local name=$1; shift

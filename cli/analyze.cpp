@@ -111,7 +111,8 @@ struct Subject {
                                   std::to_string(steps) + " = " + std::to_string(needed) +
                                   " steps per stream, the data has " + std::to_string(data->steps()) +
                                   " (fewer --batch streams make them longer)");
-    const plugins::Registry& registry = this->registry();
+    plugins::Registry& registry = this->registry();
+    find_model_plugin(registry, config);
     models::ModelConfig mc = config.model_config(*data);
     auto model = registry.make_model(config.model, mc, config.model_options);
     const bool checkpoint_file = meta.count("rewind.checkpoint") > 0;
@@ -145,7 +146,7 @@ struct Subject {
     return wide;
   }
 
-  const plugins::Registry& registry() {
+  plugins::Registry& registry() {
     if (!registry_) registry_ = std::make_unique<plugins::Registry>(plugin_options.load());
     return *registry_;
   }
@@ -372,13 +373,14 @@ int run_horizon(int argc, const char* const* argv) {
   std::ostringstream csv;
   csv << "lag,mean_norm,samples,fit,bias\n";
   json curve = json::array();
+  // Lag 0 is the state the loss reads; an unroll of k = 0 steps would keep nothing (bias 1).
   for (std::size_t j = 0; j < h.mean_norm.size(); ++j) {
-    const double fit = h.scale * std::pow(h.lambda, static_cast<double>(j + 1));
-    const double bias = j < h.bias.size() ? h.bias[j] : NAN;
-    std::printf("%5zu %14.6e %9lld %14.6e %16.6f\n", j + 1, h.mean_norm[j],
-                static_cast<long long>(h.samples[j]), fit, bias);
-    csv << j + 1 << ',' << h.mean_norm[j] << ',' << h.samples[j] << ',' << fit << ',' << bias << '\n';
-    curve.push_back({{"lag", j + 1}, {"mean_norm", h.mean_norm[j]}, {"samples", h.samples[j]}, {"fit", fit}});
+    const double fit = h.scale * std::pow(h.lambda, static_cast<double>(j));
+    const double bias = j == 0 ? 1.0 : j - 1 < h.bias.size() ? h.bias[j - 1] : NAN;
+    std::printf("%5zu %14.6e %9lld %14.6e %16.6f\n", j, h.mean_norm[j], static_cast<long long>(h.samples[j]),
+                fit, bias);
+    csv << j << ',' << h.mean_norm[j] << ',' << h.samples[j] << ',' << fit << ',' << bias << '\n';
+    curve.push_back({{"lag", j}, {"mean_norm", h.mean_norm[j]}, {"samples", h.samples[j]}, {"fit", fit}});
   }
   std::printf("fitted decay lambda = %.4f per step (norm ~ %.3e * lambda^j)\n", h.lambda, h.scale);
   if (h.suggested_k > 0)

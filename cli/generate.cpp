@@ -22,7 +22,7 @@ namespace {
 
 // The model saved in `path` (a model.safetensors, a checkpoint.safetensors, or the directory holding them),
 // with its run config.
-std::unique_ptr<models::Model> load_saved(const plugins::Registry& registry, const std::string& path,
+std::unique_ptr<models::Model> load_saved(plugins::Registry registry, const std::string& path,
                                           RunConfig& config) {
   fs::path file = path;
   if (fs::is_directory(file)) file /= "model.safetensors";

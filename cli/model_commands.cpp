@@ -66,8 +66,10 @@ int run_plugins(int argc, const char* const* argv) {
   for (const plugins::LoadedPlugin* p : registry.plugins()) {
     const plugins::Descriptor& d = *p->descriptor;
     std::printf("%-8s %-14s %s\n", plugins::name_of(d.kind), d.name, d.description);
+    // As rewind train takes them: model options with --option, trainer options with --trainer-option.
+    const char* flag = d.kind == plugins::Kind::trainer ? "--trainer-option" : "--option";
     for (const models::OptionSpec& o : d.option_specs())
-      std::printf("           --option %s=<%s> (default %s): %s\n", o.name, models::name_of(o.type),
+      std::printf("           %s %s=<%s> (default %s): %s\n", flag, o.name, models::name_of(o.type),
                   o.default_value, o.help);
     std::printf("           file: %s\n", p->file.c_str());
   }

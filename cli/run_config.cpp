@@ -13,6 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "parse.hpp"
+
 namespace rwd::cli {
 
 using json = nlohmann::json;
@@ -57,6 +59,7 @@ std::string RunConfig::to_json() const {
   json j;
   j["model"] = model;
   j["model_options"] = model_options;
+  j["model_plugin"] = {{"file", model_plugin_file}, {"xxh64", model_plugin_xxh64}};
   j["trainer"] = trainer;
   j["trainer_options"] = trainer_options;
   j["data"] = data;
@@ -108,6 +111,9 @@ RunConfig RunConfig::from_json(const std::string& text) {
     const json j = json::parse(text);
     c.model = j.at("model");
     c.model_options = j.at("model_options").get<std::map<std::string, std::string>>();
+    if (j.contains("model_plugin"))
+      c.model_plugin_file = j["model_plugin"].at("file"),
+      c.model_plugin_xxh64 = j["model_plugin"].at("xxh64");
     c.trainer = j.at("trainer");
     c.trainer_options = j.at("trainer_options").get<std::map<std::string, std::string>>();
     c.data = j.at("data");
@@ -204,6 +210,7 @@ struct FileDigest {
   std::string xxh64;
 };
 FileDigest digest_of(const std::string& path) {
+  trainers::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
   XXH64_state_t* state = XXH64_createState();
@@ -223,14 +230,20 @@ FileDigest digest_of(const std::string& path) {
 }
 }  // namespace
 
+void RunConfig::record_model_plugin(const plugins::Registry& registry) {
+  model_plugin_file = registry.find(plugins::Kind::model, model).file.string();
+  model_plugin_xxh64 = digest_of(model_plugin_file).xxh64;
+}
+
 void RunConfig::fingerprint_data() {
   if (data.empty()) return;
-  std::error_code ec;
-  if (std::filesystem::is_directory(data, ec))
-    throw std::invalid_argument("--data '" + data + "' is a directory, not a text or CSV file");
+  trainers::require_regular_file(data);
   data = std::filesystem::absolute(data).lexically_normal().string();
   for (std::string* held_out : {&val_data, &test_data})
-    if (!held_out->empty()) *held_out = std::filesystem::absolute(*held_out).lexically_normal().string();
+    if (!held_out->empty()) {
+      trainers::require_regular_file(*held_out, held_out == &val_data ? "validation file" : "test file");
+      *held_out = std::filesystem::absolute(*held_out).lexically_normal().string();
+    }
   const FileDigest d = digest_of(data);
   data_bytes = d.bytes;
   data_xxh64 = d.xxh64;
@@ -259,9 +272,7 @@ models::ModelConfig RunConfig::model_config(const trainers::Dataset& shape) cons
 }
 
 std::string read_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw std::invalid_argument("data file '" + path + "' is a directory");
+  trainers::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
   std::ostringstream buffer;
@@ -394,7 +405,15 @@ SeriesSplit load_csv(const RunConfig& config) {
   const auto split =
       static_cast<std::size_t>(static_cast<double>(table.rows.size()) * (1 - config.val_fraction));
   SeriesSplit out;
-  out.train = trainers::csv_streams(table, config.csv, 0, split, config.batch);
+  try {
+    out.train = trainers::csv_streams(table, config.csv, 0, split, config.batch);
+  } catch (const std::invalid_argument& e) {
+    if (split == table.rows.size()) throw;
+    throw std::invalid_argument("'" + config.data + "' has " + std::to_string(table.rows.size()) + " rows, " +
+                                std::to_string(table.rows.size() - split) +
+                                " of them held out for validation (" + "--val-fraction " +
+                                shortest(config.val_fraction) + "): " + e.what());
+  }
   const std::size_t held_out = table.rows.size() - split;
   if (held_out > static_cast<std::size_t>(validation_batch) * 2)
     out.validation = trainers::csv_streams(table, config.csv, split, table.rows.size(), validation_batch);
@@ -405,8 +424,31 @@ SeriesSplit load_csv(const RunConfig& config) {
   return out;
 }
 
-std::unique_ptr<models::Model> build_model(const plugins::Registry& registry, const RunConfig& config,
+void find_model_plugin(plugins::Registry& registry, const RunConfig& config) {
+  for (const plugins::LoadedPlugin* p : registry.plugins())
+    if (p->descriptor->kind == plugins::Kind::model && p->descriptor->name == config.model) return;
+  const std::string advice = "; give --plugin FILE, the plugin that defines model '" + config.model +
+                             "' (rewind plugins lists what is found)";
+  if (config.model_plugin_file.empty()) {
+    try {
+      (void)registry.find(plugins::Kind::model, config.model);
+    } catch (const plugins::PluginError& e) {
+      throw plugins::PluginError(e.what() + advice);
+    }
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(config.model_plugin_file, ec))
+    throw plugins::PluginError("the run's model plugin '" + config.model + "' was loaded from '" +
+                               config.model_plugin_file + "', which is gone" + advice);
+  if (digest_of(config.model_plugin_file).xxh64 != config.model_plugin_xxh64)
+    std::fprintf(stderr, "note: the plugin file '%s' changed since the run was saved\n",
+                 config.model_plugin_file.c_str());
+  registry.load_file(config.model_plugin_file);
+}
+
+std::unique_ptr<models::Model> build_model(plugins::Registry& registry, const RunConfig& config,
                                            const trainers::Dataset& shape) {
+  find_model_plugin(registry, config);
   return registry.make_model(config.model, config.model_config(shape), config.model_options);
 }
 

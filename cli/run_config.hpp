@@ -38,6 +38,9 @@ struct RunOutputs {
 struct RunConfig {
   std::string model = "lstm";
   std::map<std::string, std::string> model_options;
+  // The file of the model plugin that built the model (absolute) and its XXH64, so that a saved run rebuilds
+  // without --plugin; empty for runs saved before it was recorded.
+  std::string model_plugin_file, model_plugin_xxh64;
   std::string trainer = "truncated";
   std::map<std::string, std::string> trainer_options;
   std::string data;  // text file, a .csv time series, or a token file (an absolute path once trained)
@@ -74,6 +77,8 @@ struct RunConfig {
 
   // Refuses sizes and rates that cannot train (batch 0, a negative clip, ...), naming the option.
   void validate() const;
+  // Records which file provides the model plugin (before the model is built from it).
+  void record_model_plugin(const plugins::Registry& registry);
   // Makes data absolute and records its size and hash; check_data_unchanged compares them on resume.
   void fingerprint_data();
   void check_data_unchanged() const;
@@ -132,8 +137,11 @@ struct SeriesSplit {
 };
 SeriesSplit load_csv(const RunConfig& config);
 
-// Builds the model a config describes and checks a sample of its data fits.
-std::unique_ptr<models::Model> build_model(const plugins::Registry& registry, const RunConfig& config,
+// Builds the model a config describes and checks a sample of its data fits. A model plugin the registry lacks
+// is loaded from the file the run recorded; when that file is gone the error says to give --plugin FILE.
+std::unique_ptr<models::Model> build_model(plugins::Registry& registry, const RunConfig& config,
                                            const trainers::Dataset& shape);
+// Loads the run's recorded model plugin file into the registry when it lacks the model (see build_model).
+void find_model_plugin(plugins::Registry& registry, const RunConfig& config);
 
 }  // namespace rwd::cli

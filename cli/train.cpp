@@ -81,18 +81,12 @@ class PassData {
     const auto [begin, end] = World::share(whole.batch(), "--batch");
     return share_of(whole, begin, end, train_share_);
   }
-  const trainers::Dataset* test() const { return text_.test.get(); }
-  // Validation streams are shared as evenly as they go (10 among 4 ranks: 2, 3, 2, 3); World::combine adds
-  // the ranks' sums.
+  // Validation and test streams are shared as evenly as they go (10 among 4 ranks: 2, 3, 2, 3);
+  // World::combine adds the ranks' sums.
   const trainers::Dataset* validation() {
-    const trainers::Dataset* whole = whole_validation();
-    if (!whole || !World::distributed()) return whole;
-    const std::int64_t n = whole->batch(), r = World::rank(), ranks = World::size();
-    if (n < ranks)
-      throw std::invalid_argument(std::to_string(n) + " validation streams cannot be shared by " +
-                                  std::to_string(ranks) + " ranks");
-    return &share_of(*whole, r * n / ranks, (r + 1) * n / ranks, validation_share_);
+    return held_out_share(whole_validation(), "validation", validation_share_);
   }
+  const trainers::Dataset* test() { return held_out_share(text_.test.get(), "test", test_share_); }
 
  private:
   const trainers::Dataset& whole_train(std::int64_t pass) {
@@ -117,6 +111,15 @@ class PassData {
     const trainers::Dataset* whole = nullptr;
     std::unique_ptr<trainers::StreamSlice> slice;
   };
+  static const trainers::Dataset* held_out_share(const trainers::Dataset* whole, const char* what,
+                                                 Share& share) {
+    if (!whole || !World::distributed()) return whole;
+    const std::int64_t n = whole->batch(), r = World::rank(), ranks = World::size();
+    if (n < ranks)
+      throw std::invalid_argument(std::to_string(n) + " " + what + " streams cannot be shared by " +
+                                  std::to_string(ranks) + " ranks");
+    return &share_of(*whole, r * n / ranks, (r + 1) * n / ranks, share);
+  }
   static const trainers::Dataset& share_of(const trainers::Dataset& whole, std::int64_t begin,
                                            std::int64_t end, Share& share) {
     if (share.whole != &whole) share = {&whole, std::make_unique<trainers::StreamSlice>(whole, begin, end)};
@@ -128,7 +131,7 @@ class PassData {
   SeriesSplit series_;
   std::unique_ptr<trainers::Dataset> task_, held_out_;
   std::int64_t task_pass_ = -1;
-  Share train_share_, validation_share_;
+  Share train_share_, validation_share_, test_share_;
 };
 
 // How an evaluation of token data reads: perplexity for any tokens, bits per character for characters.
@@ -681,7 +684,8 @@ int run_train(int argc, const char* const* argv) {
     throw std::runtime_error("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
   if (vm.count("early-stop") && out.early_stop < 1) throw std::invalid_argument("--early-stop must be >= 1");
 
-  const plugins::Registry registry = plugin_options.load();
+  plugins::Registry registry = plugin_options.load();
+  if (resume.empty()) config.record_model_plugin(registry);
   PassData data(config);
   // After the data are read (bad data leave nothing behind), before training (not after it).
   if (!save.empty() && World::rank() == 0) check_writable_directory(save);
@@ -744,9 +748,14 @@ int run_train(int argc, const char* const* argv) {
       config.task.empty() ? ("data " + config.data).c_str() : ("task " + config.task).c_str(),
       static_cast<long long>(config.batch));
   if (World::distributed())
-    std::printf("MPI: %d ranks, %lld streams each, %s threads per rank\n", World::size(),
-                static_cast<long long>(config.batch / World::size()),
-                std::getenv("REWIND_NUM_THREADS") ? std::getenv("REWIND_NUM_THREADS") : "all");
+    std::printf(
+        "MPI: %d ranks, %lld streams each%s%s, %s threads per rank\n", World::size(),
+        static_cast<long long>(config.batch / World::size()),
+        data.validation()
+            ? (", validation " + std::to_string(data.validation()->batch()) + " streams on rank 0").c_str()
+            : "",
+        data.test() ? (", test " + std::to_string(data.test()->batch()) + " streams on rank 0").c_str() : "",
+        std::getenv("REWIND_NUM_THREADS") ? std::getenv("REWIND_NUM_THREADS") : "all");
   if (!resume.empty()) std::printf("%s\n", describe_outputs(out, save, vm).c_str());
   std::printf("limits:%s%s%s\n", max_updates ? (" " + std::to_string(max_updates) + " updates").c_str() : "",
               epochs ? (" " + std::to_string(epochs) + " passes").c_str() : "",
@@ -858,8 +867,8 @@ int run_train(int argc, const char* const* argv) {
   if (data.validation() && !interrupted)  // when interrupted, save first: a grace period may be short
     report_evaluation("validation (final)", World::combine(trainers::evaluate(*model, *data.validation())),
                       scores, metrics.get(), optimizer.updates());
-  if (data.test() && !interrupted)  // every rank holds the whole test set: no combining
-    report_evaluation("test", trainers::evaluate(*model, *data.test()), scores, metrics.get(),
+  if (data.test() && !interrupted)
+    report_evaluation("test", World::combine(trainers::evaluate(*model, *data.test())), scores, metrics.get(),
                       optimizer.updates(), "test");
   if (!save.empty()) {
     save_run(0);

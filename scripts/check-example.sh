@@ -24,10 +24,25 @@ for cell in min_gru ind_rnn peephole_lstm layer_norm_lstm mogrifier_lstm sru zon
   "$work/prefix/bin/rewind" gradcheck --plugin "$plugin" --model "$cell" --layers 2 > "$work/$cell.gradcheck" ||
     { cat "$work/$cell.gradcheck"; echo "$cell: gradcheck failed"; exit 1; }
   REWIND_NUM_THREADS=1 "$work/prefix/bin/rewind" train --plugin "$plugin" --model "$cell" --hidden 32 --batch 8 \
-    --k 20 --lr 0.01 --max-updates 40 --eval-every 0 --sample-length 0 --metrics "$work/$cell.jsonl" > /dev/null
+    --k 20 --lr 0.01 --max-updates 40 --eval-every 0 --sample-length 0 --metrics "$work/$cell.jsonl" \
+    --log-every 1 --save "$work/$cell.run" > /dev/null
   losses=$(grep -o '"loss":[0-9.e+-]*' "$work/$cell.jsonl" | cut -d: -f2)
   first=$(head -1 <<< "$losses")
   last=$(tail -5 <<< "$losses" | awk '{ s += $1 } END { print s / NR }')
   awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.3) }' || { echo "$cell: loss $first -> $last"; exit 1; }
   echo "$cell: gradcheck passed, loss $first -> $last"
 done
+
+# A saved run remembers its model plugin's file: sample and resume need no --plugin; when the file is gone,
+# the error says to give --plugin FILE.
+run="$work/min_gru.run"
+"$work/prefix/bin/rewind" sample --checkpoint "$run" --length 20 > /dev/null
+"$work/prefix/bin/rewind" train --resume "$run" --max-updates 42 --no-save > /dev/null
+mv "$work/cells/librewind_model_min_gru.so" "$work/moved.so"
+if out=$("$work/prefix/bin/rewind" sample --checkpoint "$run" --length 20 2>&1); then
+  echo "a run whose plugin file is gone still sampled"; exit 1
+fi
+grep -q "model plugin 'min_gru' was loaded from '.*librewind_model_min_gru.so', which is gone; give --plugin FILE" \
+  <<< "$out" || { echo "no advice to give --plugin: $out"; exit 1; }
+"$work/prefix/bin/rewind" sample --checkpoint "$run" --length 20 --plugin "$work/moved.so" > /dev/null
+echo "a saved plugin model's file is remembered"

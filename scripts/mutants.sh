@@ -219,6 +219,158 @@ mutant tape.seed_checked_by_count autodiff/src/tape.cpp \
   's.grad->shape().numel() != n->shape.numel() ||' \
   'non-scalar needs a seed'
 
+# ---- issue 22: lost work, broken examples, numerical edges, and the audit's survivors ---------------------
+mutant keep.overwrites_foreign_file cli/train.cpp \
+  'return std::ranges::find(updates, update) == updates.end() && fs::exists(fs::symlink_status(file(dir, update)));' \
+  'return false && fs::exists(fs::symlink_status(file(dir, update)));' \
+  'cli\.train\.saves'
+mutant keep.removes_what_it_did_not_write cli/train.cpp \
+  'for (std::int64_t old : updates)
+      if (std::ranges::find(kept, old) == kept.end()) fs::remove(file(dir, old), ec);' \
+  'for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.path().filename().string().rfind("checkpoint-", 0) == 0 &&
+          entry.path().filename() != numbered.filename())
+        fs::remove(entry.path(), ec);' \
+  'cli\.train\.saves'
+mutant resume.no_default_save cli/train.cpp \
+  '      save = resume;
+    }' \
+  '    }' \
+  'cli\.train\.saves'
+mutant resume.drops_run_outputs cli/train.cpp \
+  'config.outputs = resumed_outputs(RunOutputs::from_metadata(resumed_meta), outputs, vm);' \
+  'config.outputs = outputs;' \
+  'cli\.train\.saves'
+mutant nonfinite.checks_gradients_too cli/train.cpp \
+  'if (save.empty() || !trainers::first_nonfinite_value(model->parameters()).empty() || World::rank() != 0)' \
+  'if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty() || World::rank() != 0)' \
+  'cli\.train\.saves'
+mutant readme.adaptive_without_k_min README.md \
+  '--trainer-option k1=5 --trainer-option k_min=5 --trainer-option tolerance=0.01' \
+  '--trainer-option k1=5 --trainer-option tolerance=0.01' \
+  'cli\.readme'
+mutant help.fixed_trainer_list cli/plugin_options.cpp \
+  'return names.empty() ? "none found" : names;' \
+  'return kind == plugins::Kind::trainer ? "full, truncated, checkpointed" : names;' \
+  'cli\.hardening'
+mutant vocab.cap_adds_unknown_beyond trainers/src/tokens.cpp \
+  'if (static_cast<std::int64_t>(kept.size()) + (has_unknown ? 0 : 1) >= max_symbols) break;' \
+  'if (static_cast<std::int64_t>(kept.size()) >= max_symbols) break;' \
+  'words|cli\.tokens'
+mutant vocab.held_out_refused trainers/src/tokens.cpp \
+  '  if (skipped == 0) return as_unknown;' \
+  '  if (true) return as_unknown;' \
+  'held-out|cli\.tokens'
+mutant vocab.test_data_not_covered cli/run_config.cpp \
+  'for (const std::string& f : {config.val_data, config.test_data})
+        if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));' \
+  'for (const std::string& f : {config.val_data})
+        if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));' \
+  'cli\.tokens'
+mutant words.ascii_spaces_only trainers/src/tokens.cpp \
+  'return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||' \
+  'return (c >= 0x09 && c <= 0x0D) || c == 0x20 || (false && c == 0x1680) ||' \
+  'Python'
+mutant words.lone_cr_not_a_line_end trainers/src/tokens.cpp \
+  'const std::size_t end = std::min(text.find_first_of("\r\n", i), text.size());' \
+  'const std::size_t end = std::min(text.find_first_of("\n", i), text.size());' \
+  'Python'
+mutant trainer.k_with_k2_accepted cli/train.cpp \
+  'if (config.trainer_options.count("k") &&' \
+  'if (false && config.trainer_options.count("k") &&' \
+  'cli\.train\.saves'
+mutant data.fifo_opened trainers/src/data.cpp \
+  '  if (S_ISREG(st.st_mode)) return;' \
+  '  if (!S_ISDIR(st.st_mode)) return;' \
+  'cli\.hardening'
+mutant plugin.file_not_loaded cli/run_config.cpp \
+  '  registry.load_file(config.model_plugin_file);
+}' \
+  '}' \
+  'cli\.train\.plugin_file'
+mutant csv.too_few_rows_without_context cli/run_config.cpp \
+  '    if (split == table.rows.size()) throw;' \
+  '    throw;' \
+  'cli\.hardening'
+mutant metrics.every_update cli/train.cpp \
+  'const bool due = s_.log_every > 0 ? r.update % s_.log_every == 0' \
+  'const bool due = s_.log_every > 0 ? r.update % 1 == 0' \
+  'cli\.train\.saves'
+mutant metrics.no_final_line cli/train.cpp \
+  'void finish() { write_metrics(); }' \
+  'void finish() {}' \
+  'cli\.train\.saves'
+mutant plot.wrote_twice cli/train.cpp \
+  '    plot_runs({out.metrics}, plot_path);' \
+  '    plot_runs({out.metrics}, plot_path);
+    std::printf("wrote %s\n", plot_path.c_str());' \
+  'cli\.train\.saves'
+mutant div_scalar.reciprocal autodiff/src/ops_elementwise.cpp \
+  'return unary(Op::div_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v / c); });' \
+  'return unary(Op::div_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v * (1.0 / c)); });' \
+  'subnormal'
+mutant maximum.nan_gets_nothing autodiff/src/ops_elementwise.cpp \
+  'return wins ? T(1) : tie ? T(0.5) : loses ? T(0) : T(1);' \
+  'return wins ? T(1) : tie ? T(0.5) : loses ? T(0) : T(0);' \
+  'maximum and minimum'
+mutant softmax.infinite_max_shifted_by_zero autodiff/src/ops_reduce.cpp \
+  '      const T shift = row_max(row, s.cols);
+      for (std::int64_t c = 0; c < s.cols; ++c) out[c] = kernels::exp<T>(row[c] - shift);' \
+  '      const T shift = logsumexp_shift(row, s.cols);
+      for (std::int64_t c = 0; c < s.cols; ++c) out[c] = kernels::exp<T>(row[c] - shift);' \
+  'holding \+inf'
+mutant horizon.bias_without_lag_0 trainers/src/analysis.cpp \
+  '  double total = tail;
+  for (double n : norms) total += n;' \
+  '  double total = tail - norms.front();
+  for (double n : norms) total += n;' \
+  'truncation bias|analyze horizon'
+mutant horizon.fit_takes_zeros trainers/src/analysis.cpp \
+  '    if (!(out.mean_norm[j] > 0)) continue;' \
+  '    if (false) continue;' \
+  'horizon fit'
+mutant mpi.test_set_not_shared cli/train.cpp \
+  'const trainers::Dataset* test() { return held_out_share(text_.test.get(), "test", test_share_); }' \
+  'const trainers::Dataset* test() { return text_.test.get(); }' \
+  'cli\.train\.mpi'
+mutant best.evaluations_since_not_restored cli/train.cpp \
+  'b.evaluations_since = std::stoll(meta.at("rewind.evaluations_since_best"));' \
+  'b.evaluations_since = 0 * std::stoll(meta.at("rewind.evaluations_since_best"));' \
+  'cli\.train\.saves'
+mutant save_every_seconds.total_time cli/train.cpp \
+  '(out.save_every_seconds > 0 && World::any(r.seconds - last_save >= out.save_every_seconds))' \
+  '(out.save_every_seconds > 0 && World::any(r.seconds >= out.save_every_seconds))' \
+  'cli\.train\.saves'
+mutant evaluate.training_mode trainers/src/evaluate.cpp \
+  'Evaluation evaluate(Model& model, const Dataset& data, std::int64_t window) {
+  autodiff::NoGradGuard no_grad;
+  autodiff::EvalModeGuard eval_mode;' \
+  'Evaluation evaluate(Model& model, const Dataset& data, std::int64_t window) {
+  autodiff::NoGradGuard no_grad;' \
+  'evaluation mode'
+mutant ring.chunks_drop_remainder cli/distributed.cpp \
+  'for (int c = 0; c <= R; ++c) first[static_cast<std::size_t>(c)] = static_cast<int>(elements * c / R);' \
+  'for (int c = 0; c <= R; ++c) first[static_cast<std::size_t>(c)] = static_cast<int>(elements / R * c);' \
+  'cli\.train\.mpi'
+mutant ring.receive_index_off_by_two cli/distributed.cpp \
+  'const auto receive = static_cast<std::size_t>((world_rank - step - 1 + 2 * R) % R);' \
+  'const auto receive = static_cast<std::size_t>((world_rank - step - 3 + 2 * R) % R);' \
+  'cli\.train\.mpi'
+mutant combine.unweighted_mean cli/distributed.cpp \
+  '    loss_sum += all[at], count += all[at + 1], correct += all[at + 2];' \
+  '    loss_sum += all[at] / std::max(all[at + 1], 1.0) * 1000, count += all[at + 1], correct += all[at + 2];
+  loss_sum = loss_sum / 1000 / static_cast<double>(all.size() / 3) * count;' \
+  'cli\.train\.mpi'
+mutant dropout.step_loses_site models/src/model.cpp \
+  '  return step(tape, drop(embedded, 0, state[0][0].shape().rows), state);' \
+  '  return step(tape, drop(embedded, 7, state[0][0].shape().rows), state);' \
+  'stepped one step'
+mutant tokens.check_keeps_file_resident trainers/src/tokens.cpp \
+  '    release(begin, end);
+  }' \
+  '  }' \
+  'read in place'
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0

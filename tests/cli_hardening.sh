@@ -27,7 +27,16 @@ refused "momentum applies to sgd only" train --momentum 0.9 --max-updates 1
 refused "--batch must be >= 1" train --batch 0 --max-updates 1
 refused "learning rate must be finite and >= 0" train --lr -0.1 --max-updates 1
 refused "--trainer-option 'k20' is not KEY=VALUE" train --trainer-option k20 --max-updates 1
-refused "--data '.*' is a directory" train --data "$work" --max-updates 1
+refused "data file '.*' is a directory, not a regular file" train --data "$work" --max-updates 1
+# Devices and FIFOs are refused before anything reads them (a FIFO read once for its hash hung the run).
+refused "data file '/dev/null' is a character device, not a regular file" train --data /dev/null \
+  --token-dtype uint16 --vocab-size 4 --max-updates 1
+mkfifo fifo
+code=0
+out=$(timeout 60 "$rewind" train --data fifo --max-updates 1 2>&1) || code=$?
+[ "$code" = 1 ] && grep -q "data file 'fifo' is a FIFO (named pipe), not a regular file" <<< "$out" ||
+  fail "a FIFO as --data: exit $code, $out"
+refused "validation file 'fifo' is a FIFO" train --data corpus.txt --val-data fifo --max-updates 1
 refused "task 'recall:12abc': expected NAME:NUMBER" train --task recall:12abc --max-updates 1
 refused "pass 0 has no targets at all" train --task delay:200 --task-steps 100 --hidden 4 --max-updates 5
 
@@ -50,6 +59,10 @@ for i in $(seq 1 80); do echo "$((i % 7)).5,$((i % 3))" >> series.CSV; done
 grep -q "trained 3 updates" csv.log || fail "series.CSV was not read as CSV"
 if grep -q " acc " csv.log; then fail "accuracy shown for real-valued targets"; fi
 refused "--inputs applies to CSV data" train --data corpus.txt --inputs a --max-updates 1
+# Too few rows: the message counts what validation took and how many rows are needed.
+printf 'a\n1\n2\n' > two.csv
+refused "'.*two.csv' has 2 rows, 1 of them held out for validation \\(--val-fraction 0.1\\): CSV: 1 rows are too few for 1 streams: each needs a step and the next row as its target, 2 rows at least" \
+  train --data two.csv --batch 1 --max-updates 1
 
 # A non-finite stop keeps the last finite parameters: a target of 3e38 overflows the squared error.
 printf 'a,b\n' > overflow.csv
@@ -105,4 +118,12 @@ commands=$("$rewind" --help)
 grep -q "^  bench-memory  memory" <<< "$commands" || fail "the command list runs into its column"
 train_help=$("$rewind" train --help)
 grep -q -- "--lr arg (=0.002)" <<< "$train_help" || fail "defaults print in full precision"
+# Help lists the plugins installed and the data kinds --data takes; defaults print as typed.
+help_text=$(tr -s ' \n' ' ' <<< "$train_help")  # one line: the help wraps its columns
+grep -q "trainer plugin: adaptive, artbp, checkpointed, full, truncated" <<< "$help_text" ||
+  fail "train --help does not list the trainers found: $(grep -A2 -- --trainer <<< "$train_help")"
+grep -q "model plugin: gru, lstm, rnn" <<< "$help_text" || fail "train --help does not list the models found"
+grep -q "token file (with --token-dtype) or CSV time series" <<< "$help_text" || fail "--data help: $help_text"
+grep -q -- "--rtol arg (=1e-06)" <<< "$("$rewind" gradcheck --help)" || fail "gradcheck --rtol prints in full precision"
+grep -q -- "--trainer-option k1=" <<< "$("$rewind" plugins)" || fail "rewind plugins shows trainer options as --option"
 echo "hardening cases checked"

@@ -65,4 +65,30 @@ resume_run=(--data corpus.txt --hidden 24 --batch 8 --eval-every 10 --clip 1 --k
 "${mpi[@]}" "$rewind" train "${resume_run[@]}" --max-updates 20 --save split > /dev/null 2>&1
 "${mpi[@]}" "$rewind" train --resume split --max-updates 40 --save split > /dev/null 2>&1
 cmp -s both/checkpoint.safetensors split/checkpoint.safetensors || fail "resumed 2 -> 2 ranks: not bitwise equal"
-echo "1 process and 2 ranks checked: $(cat one_*.log | grep -c '^saved') runs each"
+
+# A held-out test file is shared by the ranks as validation is (5 of its 10 streams on rank 0) and combined to
+# the loss of one process.
+head -c 8000 corpus.txt > held.txt
+same test "${text_run[@]}" --k 8 --test-data held.txt
+grep -q "^MPI: 2 ranks, 4 streams each, validation 5 streams on rank 0, test 5 streams on rank 0" two_test.log ||
+  fail "the test set is not shared: $(grep '^MPI' two_test.log)"
+one=$(sed -nE 's/^test: loss ([0-9.]+).*/\1/p' one_test.log)
+two=$(sed -nE 's/^test: loss ([0-9.]+).*/\1/p' two_test.log)
+holds 'a > 0 && (a - b) / a < 1e-5 && (b - a) / a < 1e-5' "$one" "$two" || fail "test loss $one with 1 process, $two with 2"
+
+# Three ranks: the ring allreduce's chunks cannot be equal when the parameter count is not a multiple of 3,
+# and the validation streams split unevenly (3, 3, 4), so the ranks' losses must be weighed by their counts.
+mpi3=(mpirun --allow-run-as-root --oversubscribe -np 3)
+three=(--data corpus.txt --hidden 7 --batch 6 --k 8 --eval-every 10 --max-updates 20 --clip 1 --sample-length 0)
+"$rewind" train "${three[@]}" --save one_three > one_three.log
+"${mpi3[@]}" "$rewind" train "${three[@]}" --save three > three.log 2>&1 || fail "3 ranks: $(tail -5 three.log)"
+grep -q "^MPI: 3 ranks, 2 streams each, validation 3 streams on rank 0" three.log || fail "$(grep '^MPI' three.log)"
+header=$(od -An -tu8 -N8 three/model.safetensors | tr -d ' ')
+elements=$((($(stat -c %s three/model.safetensors) - 8 - header) / 4))
+[ $((elements % 3)) -ne 0 ] || fail "$elements parameters divide by 3: the test would not exercise uneven chunks"
+"$compare" one_three/model.safetensors three/model.safetensors 1e-5 || fail "3 ranks differ from 1 process"
+one=$(sed -nE 's/^validation \(final\): loss ([0-9.]+).*/\1/p' one_three.log)
+two=$(sed -nE 's/^validation \(final\): loss ([0-9.]+).*/\1/p' three.log)
+holds 'a > 0 && (a - b) / a < 1e-5 && (b - a) / a < 1e-5' "$one" "$two" ||
+  fail "validation loss $one with 1 process, $two with 3 ranks"
+echo "1 process and 2 or 3 ranks checked: $(cat one_*.log | grep -c '^saved') runs each"

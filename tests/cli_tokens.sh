@@ -105,6 +105,11 @@ cmp text_run/model.safetensors text_half/model.safetensors || fail "words: resum
   "${small_10[@]}" --seed 3 --sample-length 0 --save bin_half > /dev/null
 "$rewind" train --resume bin_half --max-updates 20 --save bin_half > /dev/null
 cmp bin_run/model.safetensors bin_half/model.safetensors || fail "token file: resumed run differs"
+# --vocab-size means the number of symbols, <unk> included, for tokenize and train alike.
+"$rewind" tokenize --data train.txt --tokens words --vocab-size 3 --out w3.bin > w3.log
+grep -q "^vocabulary of 3 (words)" w3.log || fail "tokenize --vocab-size 3: $(cat w3.log)"
+"$rewind" train --data w3.bin --token-dtype uint16 --vocab-size 3 "${small[@]}" --sample-length 0 \
+  > /dev/null || fail "a token file of --vocab-size 3 is refused by train --vocab-size 3"
 # A later file with the saved vocabulary.
 "$rewind" tokenize --data test.txt --vocab train.vocab.json --out test2.bin > /dev/null
 "$rewind" eval --checkpoint bin_run --data test2.bin | grep -q "nats per token" || fail "eval of test2.bin"

@@ -189,14 +189,15 @@ TEST_CASE("analyze horizon: each lag's norm equals dL_t / dS_s from an explicit 
   const trainers::HorizonAnalysis h = trainers::analyze_horizon(*model, *data, T, 1, J, 0.1, 3);
   REQUIRE(h.loss_steps == 3);
   // The reference: for each of the 3 latest loss steps t, one unroll of steps [s, t] from S_s as a leaf
-  // that takes a gradient; the loss at t summed over rows; the norm per counted row over every state tensor.
-  std::vector<double> sum(J, 0.0);
-  std::vector<std::int64_t> count(J, 0);
+  // that takes a gradient (lag 0: no step, the head on the state after step t); the loss at t summed over
+  // rows; the norm per counted row over every state tensor.
+  std::vector<double> sum(J + 1, 0.0);
+  std::vector<std::int64_t> count(J + 1, 0);
   std::int64_t measured = 0;
   for (std::int64_t t = T - 1; t >= 0 && measured < 3; --t) {
     if (targets_in(*data, t, t + 1) == 0) continue;
     ++measured;
-    for (std::int64_t j = 1; j <= J && t - j + 1 >= 0; ++j) {
+    for (std::int64_t j = 0; j <= J && t - j + 1 >= 0; ++j) {
       const std::int64_t s = t - j + 1;
       Tape tape(DType::f64);
       models::ModelState state;
@@ -209,6 +210,7 @@ TEST_CASE("analyze horizon: each lag's norm equals dL_t / dS_s from an explicit 
         for (Var& v : layer) v = leaves[k++];
       Var y;
       for (std::int64_t u = s; u <= t; ++u) y = model->step(tape, data->step(u).tokens, state);
+      if (j == 0) y = model->head(tape, model->cell(1).output(state.back()));
       tape.backward(autodiff::softmax_cross_entropy(y, data->step(t).target_tokens,
                                                     {.ignore_index = trainers::no_target, .normalizer = 1}));
       for (std::int64_t b = 0; b < 3; ++b) {
@@ -219,52 +221,86 @@ TEST_CASE("analyze horizon: each lag's norm equals dL_t / dS_s from an explicit 
           for (std::int64_t c = 0; c < g.shape().cols; ++c)
             squares += std::pow(g.get(b * g.shape().cols + c), 2);
         }
-        sum[static_cast<std::size_t>(j - 1)] += std::sqrt(squares);
-        ++count[static_cast<std::size_t>(j - 1)];
+        sum[static_cast<std::size_t>(j)] += std::sqrt(squares);
+        ++count[static_cast<std::size_t>(j)];
       }
     }
   }
-  std::vector<double> mean(J);
-  for (std::size_t j = 0; j < J; ++j) {
-    INFO("lag " << j + 1);
+  std::vector<double> mean(J + 1);
+  for (std::size_t j = 0; j <= J; ++j) {
+    INFO("lag " << j);
     REQUIRE(h.samples[j] == count[j]);
     mean[j] = sum[j] / static_cast<double>(count[j]);
     CHECK(h.mean_norm[j] == Approx(mean[j]).epsilon(1e-10));
   }
-  // Least squares of log norm on the lag, written out.
+  // Least squares of log norm on the lags 1..J, written out.
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t j = 0; j < J; ++j) {
-    const double x = static_cast<double>(j + 1), y = std::log(mean[j]);
+  for (std::size_t j = 1; j <= J; ++j) {
+    const double x = static_cast<double>(j), y = std::log(mean[j]);
     sx += x, sy += y, sxx += x * x, sxy += x * y;
   }
   const double slope = (J * sxy - sx * sy) / (J * sxx - sx * sx);
   CHECK(h.lambda == Approx(std::exp(slope)).epsilon(1e-10));
-  CHECK(h.bias.front() == Approx(1.0));
+  // A 1-step unroll keeps lag 0: its bias is the share of lags 1.. in the whole, below 1.
+  REQUIRE(h.bias.size() == J);
+  const double tail = mean[J] * h.lambda / (1 - h.lambda);
+  double beyond_0 = tail;
+  for (std::size_t j = 1; j <= J; ++j) beyond_0 += mean[j];
+  CHECK(h.bias.front() == Approx(beyond_0 / (beyond_0 + mean[0])).epsilon(1e-10));
+  CHECK(h.bias.front() < 1);
   for (std::size_t k = 1; k < h.bias.size(); ++k) CHECK(h.bias[k] < h.bias[k - 1]);
 }
 
-TEST_CASE("the truncation bias of a geometric curve is lambda^(k - 1), and the suggestion its bound",
+TEST_CASE("the truncation bias of a geometric curve is lambda^k, and the suggestion its bound",
           "[analysis]") {
-  // phi_j = 0.8^j exactly: the tail fraction from k is 0.8^(k - 1) whatever J is.
+  // phi_j = 0.8^j exactly, lags j = 0..10: a k-step unroll keeps lags 0..k - 1, and the fraction it drops is
+  // 0.8^k whatever J is (Aicher, Foti & Fox 2019: the tail beyond the truncation over the whole, lag 0 in
+  // it).
   std::vector<double> norms;
-  for (int j = 1; j <= 10; ++j) norms.push_back(std::pow(0.8, j));
+  for (int j = 0; j <= 10; ++j) norms.push_back(std::pow(0.8, j));
   const std::vector<double> bias = trainers::truncation_bias(norms, 0.8);
+  REQUIRE(bias.size() == 10);
   for (std::size_t k = 1; k <= bias.size(); ++k)
-    CHECK(bias[k - 1] == Approx(std::pow(0.8, k - 1)).epsilon(1e-12));
-  // Smallest k with 0.8^(k - 1) <= 0.1: k - 1 >= log 0.1 / log 0.8 = 10.3, so k = 12 (beyond J = 10).
-  CHECK(trainers::suggested_truncation(norms, 0.8, 0.1) == 12);
-  CHECK(trainers::suggested_truncation(norms, 0.8, 0.5) == 5);  // 0.8^4 = 0.41
+    CHECK(bias[k - 1] == Approx(std::pow(0.8, k)).epsilon(1e-12));
+  // Smallest k with 0.8^k <= 0.1: k >= log 0.1 / log 0.8 = 10.3, so k = 11 (beyond J = 10).
+  CHECK(trainers::suggested_truncation(norms, 0.8, 0.1) == 11);
+  CHECK(trainers::suggested_truncation(norms, 0.8, 0.5) == 4);  // 0.8^4 = 0.41, 0.8^3 = 0.51
   CHECK(trainers::suggested_truncation(norms, 1.0, 0.1) == -1);
   // Norms that end at zero (a reset cut every path further back) need no tail, whatever the fitted rate.
   const std::vector<double> cut = trainers::truncation_bias({1.0, 0.5, 0.0}, 1.5);
-  CHECK(cut[0] == Approx(1.0));
-  CHECK(cut[1] == Approx(0.5 / 1.5));
-  CHECK(cut[2] == 0.0);
-  CHECK(trainers::suggested_truncation({1.0, 0.5, 0.0}, 1.5, 0.2) == 3);
+  REQUIRE(cut.size() == 2);
+  CHECK(cut[0] == Approx(0.5 / 1.5));
+  CHECK(cut[1] == 0.0);
+  CHECK(trainers::suggested_truncation({1.0, 0.5, 0.0}, 1.5, 0.2) == 2);
   auto model = test::make_model("gru", f64_config(1), true);
   const auto data = random_tokens(2, 20, 1);
   using Catch::Matchers::Contains;
   CHECK_THROWS_WITH(trainers::analyze_horizon(*model, *data, 10, 1, 5, 1.0, 2), Contains("--tolerance"));
   CHECK_THROWS_WITH(trainers::analyze_horizon(*model, *data, 10, 1, 5, 0.0, 2), Contains("--tolerance"));
   CHECK_THROWS_WITH(trainers::analyze_horizon(*model, *data, 10, 1, 1, 0.1, 2), Contains("--lags"));
+}
+
+TEST_CASE("the horizon fit leaves out the zero norms past a reset", "[analysis]") {
+  // recall:4 restarts every sequence with a reset: no path leads further back than its start.
+  const auto data = trainers::synthetic_task("recall:4", 3, 40, 7);
+  models::ModelConfig c = f64_config(1);
+  c.vocab_size = data->vocab_size(), c.output_size = data->output_size();
+  auto model = test::make_model("lstm", c, true);
+  const trainers::HorizonAnalysis h = trainers::analyze_horizon(*model, *data, 40, 1, 8, 0.1, 4);
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int zeros = 0;
+  for (std::size_t j = 1; j < h.mean_norm.size(); ++j) {
+    if (h.mean_norm[j] == 0) {
+      ++zeros;
+      continue;
+    }
+    const double x = static_cast<double>(j), y = std::log(h.mean_norm[j]);
+    n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
+  }
+  REQUIRE(zeros > 0);
+  REQUIRE(n >= 2);
+  CHECK(std::isfinite(h.lambda));
+  CHECK(h.lambda == Approx(std::exp((n * sxy - sx * sy) / (n * sxx - sx * sx))).epsilon(1e-12));
+  // With the last lags at zero there is no tail: an unroll reaching past the reset has no bias.
+  CHECK(h.bias.back() == 0);
 }

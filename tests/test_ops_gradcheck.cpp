@@ -135,6 +135,8 @@ std::map<Op, std::vector<OpCase>> op_cases() {
   cases[Op::rsub_scalar] = {{"1.5 - x", {m(3, 4)}, [](auto& v) { return mul(1.5 - v[0], v[0]); }}};
   cases[Op::rdiv_scalar] = {
       {"2 / x, x / 4", {m(3, 4)}, [](auto& v) { return 2.0 / v[0] + v[0] / 4.0; }, 0.5, 2}};
+  cases[Op::div_scalar] = {
+      {"x / 4, x / -0.3", {m(3, 4)}, [](auto& v) { return mul(v[0] / 4.0, v[0] / -0.3); }}};
   cases[Op::square] = {{"matrix", {m(3, 4)}, [](auto& v) { return square(v[0]); }}};
   cases[Op::pow] = {{"x^2.5 of positive x", {m(3, 4)}, [](auto& v) { return pow(v[0], 2.5); }, 0.2, 2},
                     {"x^3 of any sign", {m(3, 4)}, [](auto& v) { return pow(v[0], 3.0); }},
@@ -263,11 +265,10 @@ std::map<Op, std::vector<OpCase>> op_cases() {
        -1.5,
        1.5});
   // The mask is a function of the tape's key, the same for every tape the check records: a fixed linear map.
-  cases[Op::dropout] = {
-      {"p = 0.4", {m(6, 5)}, [](auto& v) { return dropout(v[0], 0.4); }},
-      {"locked over 2-row steps",
-       {m(6, 5)},
-       [](auto& v) { return dropout(v[0], 0.5, {.period_rows = 2, .stream = 3}); }}};
+  cases[Op::dropout] = {{"p = 0.4", {m(6, 5)}, [](auto& v) { return dropout(v[0], 0.4); }},
+                        {"locked over 2-row steps", {m(6, 5)}, [](auto& v) {
+                           return dropout(v[0], 0.5, {.period_rows = 2, .stream = 3});
+                         }}};
   return cases;
 }
 

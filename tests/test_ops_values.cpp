@@ -211,14 +211,33 @@ TEST_CASE("maximum and minimum split a tie's gradient in half, as torch", "[ops]
     CHECK(tape.grad(y).get(1) == (is_max ? 1 : 0));
     CHECK(tape.grad(x).get(2) == (is_max ? 1 : 0));
   }
-  Tape tape(DType::f64);
+  // A NaN on either side: the value is NaN and both sides get all of dy, as torch.maximum's backward (it
+  // masks only where the other side wins): maximum(NaN, 0) sends dy to the NaN.
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const Var p = tape.input(tensor({nan, 1}, Shape::vector(2))),
-            q = tape.input(tensor({0, nan}, Shape::vector(2)));
-  for (const Var& v : {maximum(p, q), minimum(p, q)}) {
-    CHECK(std::isnan(v.value().get(0)));
-    CHECK(std::isnan(v.value().get(1)));
+  for (auto op : {maximum, minimum}) {
+    Tape tape(DType::f64);
+    const Var p = tape.input(tensor({nan, 1, nan}, Shape::vector(3)), true),
+              q = tape.input(tensor({0, nan, nan}, Shape::vector(3)), true);
+    const Var v = op(p, q);
+    for (std::int64_t i = 0; i < 3; ++i) CHECK(std::isnan(v.value().get(i)));
+    tape.backward(sum(v));
+    for (std::int64_t i = 0; i < 3; ++i) {
+      CHECK(tape.grad(p).get(i) == 1);
+      CHECK(tape.grad(q).get(i) == 1);
+    }
   }
+}
+
+TEST_CASE("x / c divides: a subnormal c does not overflow through 1 / c", "[ops][values]") {
+  const double c = 1e-310, x = 1e-300;  // 1 / c is inf in double; x / c is 1e10
+  Tape tape(DType::f64);
+  const Var v = tape.input(tensor({x}, Shape::vector(1)), true);
+  const Var y = v / c;
+  CHECK(y.value().get(0) == x / c);
+  tape.backward(sum(y));
+  CHECK(tape.grad(v).get(0) == 1 / c);  // inf, as torch's gradient
+  Tape f32(DType::f32);
+  CHECK(div_scalar(f32.input(tensor({1}, Shape::vector(1), DType::f32)), 3.0).value().get(0) == 1.0f / 3.0f);
 }
 
 TEST_CASE("clamp, abs and the relus at their kinks and bounds", "[ops][values]") {
@@ -320,6 +339,28 @@ TEST_CASE("logsumexp, softmax and log_softmax are shifted: no overflow", "[ops][
       CHECK(p.get(i) == Approx(0.5));
       CHECK(lp.get(i) == Approx(-std::log(2.0)));
     }
+  }
+}
+
+TEST_CASE("a row holding +inf: softmax and log_softmax are NaN throughout, logsumexp is +inf, as torch",
+          "[ops][values]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const DType dtype : {DType::f64, DType::f32}) {
+    Tape tape(dtype);
+    Var v = tape.input(tensor({inf, 1, -inf, 1}, m(2, 2), dtype), true);
+    const Var p = softmax(v), lp = log_softmax(v), lse = logsumexp_cols(v);
+    CHECK(std::isnan(p.value().get(0)));
+    CHECK(std::isnan(p.value().get(1)));
+    CHECK(std::isnan(lp.value().get(0)));
+    CHECK(std::isnan(lp.value().get(1)));
+    CHECK(p.value().get(2) == 0);  // -inf is fine: exp(-inf - 1) = 0
+    CHECK(p.value().get(3) == 1);
+    CHECK(lp.value().get(2) == -inf);
+    CHECK(lse.value().get(0) == inf);
+    CHECK(lse.value().get(1) == 1);
+    tape.backward(sum(lse));
+    CHECK(std::isnan(tape.grad(v).get(0)));  // torch: [nan, 0] for [inf, 1]
+    CHECK(tape.grad(v).get(1) == 0);
   }
 }
 

@@ -127,12 +127,13 @@ TEST_CASE("a cell factory that throws is named with its plugin file and layer", 
 TEST_CASE("a directory scan collects problems and keeps the good plugins", "[plugins]") {
   plugins::Registry r;
   r.load_directory(fixture_dir);
-  // One problem per broken fixture, in file name order; the two well-formed plugins are kept.
+  // One problem per broken fixture, in file name order; the three well-formed plugins are kept.
   const char* broken[] = {"no_descriptor", "no_factory", "no_name", "wrong_abi", "wrong_fingerprint"};
   REQUIRE(r.problems().size() == std::size(broken));
   for (std::size_t i = 0; i < std::size(broken); ++i)
     CHECK_THAT(r.problems()[i], Contains("librewind_fixture_" + std::string(broken[i]) + ".so'"));
-  REQUIRE(r.plugins().size() == 2);
+  REQUIRE(r.plugins().size() == 3);
+  CHECK(r.find(plugins::Kind::model, "mgu").file.filename() == "librewind_fixture_mgu.so");
   CHECK(r.find(plugins::Kind::trainer, "null_trainer").file.filename() ==
         "librewind_fixture_null_trainer.so");
   CHECK(r.find(plugins::Kind::model, "throwing_cell").file.filename() ==

@@ -105,15 +105,17 @@ void backward_div(Tape& tape, Node* n) {
 Var maximum(const Var& a, const Var& b) {
   return binary(Op::maximum, a, b);
 }
+// The share of dy the winner of a comparison gets, as torch: all of it, half on a tie, none to the loser, and
+// all of it to both sides when a NaN makes them unordered (torch masks only where the other side wins).
+template <class T>
+T winner_share(bool wins, bool loses, bool tie) {
+  return wins ? T(1) : tie ? T(0.5) : loses ? T(0) : T(1);
+}
 template <class T>
 void backward_maximum(Tape& tape, Node* n) {
   backward_binary<T>(
-      tape, n, [](T a, T b) { return a > b    ? T(1)
-                                     : a == b ? T(0.5)
-                                              : T(0); },
-      [](T a, T b) { return b > a    ? T(1)
-                            : a == b ? T(0.5)
-                                     : T(0); });
+      tape, n, [](T a, T b) { return winner_share<T>(a > b, a < b, a == b); },
+      [](T a, T b) { return winner_share<T>(b > a, b < a, a == b); });
 }
 
 Var minimum(const Var& a, const Var& b) {
@@ -122,12 +124,8 @@ Var minimum(const Var& a, const Var& b) {
 template <class T>
 void backward_minimum(Tape& tape, Node* n) {
   backward_binary<T>(
-      tape, n, [](T a, T b) { return a < b    ? T(1)
-                                     : a == b ? T(0.5)
-                                              : T(0); },
-      [](T a, T b) { return b < a    ? T(1)
-                            : a == b ? T(0.5)
-                                     : T(0); });
+      tape, n, [](T a, T b) { return winner_share<T>(a<b, a> b, a == b); },
+      [](T a, T b) { return winner_share<T>(b<a, b> a, a == b); });
 }
 
 // ---- where ---------------------------------------------------------------------------------------------
@@ -200,9 +198,18 @@ void backward_rsub_scalar(Tape& tape, Node* n) {
   for (std::int64_t i = 0; i < count; ++i) gx[i] -= dy[i];
 }
 
-// x * (1 / c): computed in double and rounded once, so in float it is x / c; c = 0 gives inf or NaN as x / 0.
+// Divided in double and rounded once (in float, the correctly rounded x / c); not x * (1 / c), whose 1 / c
+// overflows for a subnormal c. c = 0 gives inf or NaN as x / 0.
 Var div_scalar(const Var& x, double c) {
-  return scale(x, 1.0 / c);
+  return unary(Op::div_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v / c); });
+}
+template <class T>
+void backward_div_scalar(Tape& tape, Node* n) {
+  T* gx = grad_in<T>(tape, n, 0);
+  const T* dy = dy_of<T>(n);
+  const double c = n->scalar;
+  const std::int64_t count = n->shape.numel();
+  for (std::int64_t i = 0; i < count; ++i) gx[i] += static_cast<T>(dy[i] / c);
 }
 
 Var rdiv_scalar(const Var& x, double c) {
@@ -433,6 +440,7 @@ REWIND_INSTANTIATE_BACKWARD(where)
 REWIND_INSTANTIATE_BACKWARD(add_scalar)
 REWIND_INSTANTIATE_BACKWARD(rsub_scalar)
 REWIND_INSTANTIATE_BACKWARD(rdiv_scalar)
+REWIND_INSTANTIATE_BACKWARD(div_scalar)
 REWIND_INSTANTIATE_BACKWARD(scale)
 REWIND_INSTANTIATE_BACKWARD(neg)
 REWIND_INSTANTIATE_BACKWARD(sigmoid)

@@ -86,10 +86,11 @@ T row_max(const T* x, std::int64_t count) {
   for (std::int64_t c = 1; c < count; ++c) top = x[c] > top ? x[c] : top;
   return top;
 }
-// What softmax-like rows subtract: the row maximum, or 0 when it is infinite (a row of -inf then sums to 0,
-// not NaN from inf - inf).
+// What logsumexp subtracts: the row maximum, or 0 when it is infinite, as torch.logsumexp (a row of -inf
+// gives -inf, a row holding +inf gives +inf, not NaN from inf - inf). softmax and log_softmax subtract the
+// maximum whatever it is, as torch: a row holding +inf is NaN throughout.
 template <class T>
-T row_shift(const T* x, std::int64_t count) {
+T logsumexp_shift(const T* x, std::int64_t count) {
   const T top = row_max(x, count);
   return std::isfinite(top) ? top : T(0);
 }
@@ -224,7 +225,7 @@ Var logsumexp_cols(const Var& x) {
     T* y = out_of<T>(n);
     for (std::int64_t r = 0; r < s.rows; ++r) {
       const T* row = v + r * s.cols;
-      const T shift = row_shift(row, s.cols);
+      const T shift = logsumexp_shift(row, s.cols);
       // Terms in (0, 1], one of them 1: summing in T loses nothing that matters.
       const T total = lane_sum<T>(s.cols, [&](std::int64_t c) { return kernels::exp<T>(row[c] - shift); });
       y[r] = shift + std::log(total);
@@ -267,7 +268,7 @@ Var softmax(const Var& x) {
     for (std::int64_t r = 0; r < s.rows; ++r) {
       const T* row = v + r * s.cols;
       T* out = y + r * s.cols;
-      const T shift = row_shift(row, s.cols);
+      const T shift = row_max(row, s.cols);
       for (std::int64_t c = 0; c < s.cols; ++c) out[c] = kernels::exp<T>(row[c] - shift);
       const T inverse = T(1) / lane_sum<T>(s.cols, [&](std::int64_t c) { return out[c]; });
       for (std::int64_t c = 0; c < s.cols; ++c) out[c] *= inverse;
@@ -300,7 +301,7 @@ Var log_softmax(const Var& x) {
     for (std::int64_t r = 0; r < s.rows; ++r) {
       const T* row = v + r * s.cols;
       T* out = y + r * s.cols;
-      const T shift = row_shift(row, s.cols);
+      const T shift = row_max(row, s.cols);
       const T total = lane_sum<T>(s.cols, [&](std::int64_t c) { return kernels::exp<T>(row[c] - shift); });
       const T log_total = std::log(total);  // subtracted after the shift: shift + log_total would round
       for (std::int64_t c = 0; c < s.cols; ++c) out[c] = (row[c] - shift) - log_total;

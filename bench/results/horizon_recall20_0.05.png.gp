@@ -7,7 +7,7 @@ set multiplot layout 1,2 title 'lstm (hidden 32, 1 layer(s)) on task recall:20, 
 set logscale y
 set title 'mean ||dL_t / dh_{t-j}||'
 set xlabel 'lag j'
-plot 'bench/results/horizon_recall20_0.05.csv' using 1:($2 > 0 ? $2 : 1/0) with linespoints title 'measured', '' using 1:4 with lines dashtype 2 title sprintf('fit, lambda = %.3f', 1.02035)
+plot 'bench/results/horizon_recall20_0.05.csv' using 1:($2 > 0 ? $2 : 1/0) with linespoints title 'measured', '' using 1:4 with lines dashtype 2 title sprintf('fit, lambda = %.3f', 1.07732)
 unset logscale y
 set title 'estimated relative bias of a k-step unroll'
 set xlabel 'k'

@@ -35,7 +35,9 @@ class Adaptive final : public Trainer {
     if (!(tolerance_ > 0 && tolerance_ < 1)) refuse("tolerance must lie in (0, 1)");
     if (every_ < 1) refuse("every must be >= 1");
     if (k_min_ < 1 || k_max_ < k_min_) refuse("need 1 <= k_min <= k_max");
-    if (k1_fixed_ < 0 || k1_fixed_ > k_min_) refuse("k1 must lie in [0, k_min] (0: k1_fraction of k2)");
+    if (k1_fixed_ < 0 || k1_fixed_ > k_min_)
+      refuse("k1 must lie in [0, k_min] (0: k1_fraction of k2), got k1 = " + std::to_string(k1_fixed_) +
+             " with k_min = " + std::to_string(k_min_) + " (raise k_min to at least k1)");
     if (!(k1_fraction_ > 0 && k1_fraction_ <= 1)) refuse("k1_fraction must lie in (0, 1]");
     if (lags_ < 0 || loss_steps_ < 1 || budget_ < 0) refuse("lags, memory_budget >= 0 and loss_steps >= 1");
     const std::int64_t start = spec.options.integer("k_start");

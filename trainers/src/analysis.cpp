@@ -185,8 +185,9 @@ std::vector<Tensor> leaf_grads(const Tape& tape, const ModelState& leaves) {
 }  // namespace
 
 std::vector<double> truncation_bias(const std::vector<double>& norms, double lambda) {
-  std::vector<double> bias(norms.size(), 1.0);
-  if (norms.empty()) return bias;
+  // norms[j] is lag j = 0..J; bias[k - 1] for k = 1..J.
+  std::vector<double> bias(norms.empty() ? 0 : norms.size() - 1, 1.0);
+  if (bias.empty()) return bias;
   // Beyond lag J the geometric tail of the last norm: none when that norm is zero (every path back was cut,
   // by resets), unbounded when the norms do not decay.
   double tail = 0;
@@ -197,9 +198,9 @@ std::vector<double> truncation_bias(const std::vector<double>& norms, double lam
   double total = tail;
   for (double n : norms) total += n;
   if (!(total > 0)) return bias;
-  double from_k = tail;
-  for (auto k = static_cast<std::ptrdiff_t>(norms.size()); k >= 1; --k) {
-    from_k += norms[static_cast<std::size_t>(k - 1)];
+  double from_k = tail;  // the mass a k-step unroll drops: lags k and beyond
+  for (auto k = static_cast<std::ptrdiff_t>(bias.size()); k >= 1; --k) {
+    from_k += norms[static_cast<std::size_t>(k)];
     bias[static_cast<std::size_t>(k - 1)] = from_k / total;
   }
   return bias;
@@ -209,11 +210,11 @@ std::int64_t suggested_truncation(const std::vector<double>& norms, double lambd
   const std::vector<double> bias = truncation_bias(norms, lambda);
   for (std::size_t k = 1; k <= bias.size(); ++k)
     if (bias[k - 1] <= tolerance) return static_cast<std::int64_t>(k);
-  if (norms.empty() || !(lambda < 1) || !(lambda > 0) || !(norms.back() > 0)) return -1;
+  if (norms.size() < 2 || !(lambda < 1) || !(lambda > 0) || !(norms.back() > 0)) return -1;
   // Beyond J only the tail is left: phi_J lambda^(k - J) / (1 - lambda) <= tolerance * total.
   double total = norms.back() * lambda / (1 - lambda);
   for (double n : norms) total += n;
-  const auto J = static_cast<double>(norms.size());
+  const auto J = static_cast<double>(norms.size() - 1);
   const double extra = std::log(tolerance * total * (1 - lambda) / norms.back()) / std::log(lambda);
   return static_cast<std::int64_t>(J + std::max(1.0, std::ceil(extra)));
 }
@@ -226,7 +227,7 @@ struct LagSums {
   std::int64_t loss_steps = 0;
 };
 
-// Adds the per-row norms of dL_t / dh_{t-j}, j = 1..lags, for the latest `loss_steps` steps t of `view` that
+// Adds the per-row norms of dL_t / dh_{t-j}, j = 0..lags, for the latest `loss_steps` steps t of `view` that
 // have targets, entered from `start`. Returns the state after the view.
 std::vector<Tensor> add_lag_norms(Model& model, const Dataset& view, const std::vector<Tensor>& start,
                                   std::int64_t lags, std::int64_t loss_steps, Tape& tape, LagSums& sums) {
@@ -253,6 +254,16 @@ std::vector<Tensor> add_lag_norms(Model& model, const Dataset& view, const std::
     if (count_targets(view, t, t + 1) == 0) continue;
     ++measured;
     const Step target_step = view.step(t);
+    // dL_t / dS_{t+1}, S_{t+1} = h_t, the state the loss reads: lag 0, which every unroll keeps.
+    tape.clear();
+    ModelState read;
+    model.begin(tape, S[static_cast<std::size_t>(t + 1)], read, true);
+    WindowResult head;
+    const int top = model.config().layers - 1;
+    record_loss(model, tape, view, model.cell(top).output(read[static_cast<std::size_t>(top)]), t, t + 1, t,
+                1, head);
+    tape.backward(head.loss);
+    add_row_norms(leaf_grads(tape, read), target_step, batch, sums.sum[0], sums.count[0]);
     // dL_t / dS_t, S_t = h_{t-1}: lag 1. Then one step back at a time, as checkpointed BPTT does: record
     // step s from its state as a leaf, seed its end with the gradient found so far, read the leaf's.
     tape.clear();
@@ -263,7 +274,7 @@ std::vector<Tensor> add_lag_norms(Model& model, const Dataset& view, const std::
         record_window(model, tape, view, state, {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = 1});
     tape.backward(w.loss);
     std::vector<Tensor> grad = leaf_grads(tape, leaves);
-    add_row_norms(grad, target_step, batch, sums.sum[0], sums.count[0]);
+    add_row_norms(grad, target_step, batch, sums.sum[1], sums.count[1]);
     for (std::int64_t j = 2; j <= lags && t - j + 1 >= 0; ++j) {
       const std::int64_t s = t - j + 1;  // dL_t / dS_s, S_s = h_{t-j}
       tape.clear();
@@ -281,8 +292,8 @@ std::vector<Tensor> add_lag_norms(Model& model, const Dataset& view, const std::
       if (seeds.empty()) break;  // a reset for every row: nothing further back
       tape.backward(seeds);
       grad = leaf_grads(tape, leaves);
-      add_row_norms(grad, target_step, batch, sums.sum[static_cast<std::size_t>(j - 1)],
-                    sums.count[static_cast<std::size_t>(j - 1)]);
+      add_row_norms(grad, target_step, batch, sums.sum[static_cast<std::size_t>(j)],
+                    sums.count[static_cast<std::size_t>(j)]);
     }
   }
   sums.loss_steps += measured;
@@ -299,11 +310,12 @@ HorizonAnalysis finish(const LagSums& sums, double tolerance) {
   out.mean_norm.resize(sums.sum.size());
   for (std::size_t j = 0; j < sums.sum.size(); ++j)
     out.mean_norm[j] = out.samples[j] > 0 ? sums.sum[j] / static_cast<double>(out.samples[j]) : 0.0;
-  // Least squares on the lags with signal; a zero (past a reset) says nothing about the rate.
+  // Least squares on the lags j >= 1 with signal: the decay through the recurrence (lag 0 is the head's
+  // gradient, not a step of it); a zero (past a reset) says nothing about the rate.
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t j = 0; j < out.mean_norm.size(); ++j) {
+  for (std::size_t j = 1; j < out.mean_norm.size(); ++j) {
     if (!(out.mean_norm[j] > 0)) continue;
-    const double x = static_cast<double>(j + 1), y = std::log(out.mean_norm[j]);
+    const double x = static_cast<double>(j), y = std::log(out.mean_norm[j]);
     n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
   }
   if (n >= 2 && n * sxx - sx * sx > 0) {
@@ -337,8 +349,8 @@ HorizonAnalysis analyze_horizon(Model& model, const Dataset& data, std::int64_t 
   check_segments(data, steps, segments);
   check_horizon(lags, tolerance, loss_steps_per_segment);
   autodiff::EvalModeGuard eval;
-  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags), 0.0),
-               std::vector<std::int64_t>(static_cast<std::size_t>(lags), 0), 0};
+  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags + 1), 0.0),
+               std::vector<std::int64_t>(static_cast<std::size_t>(lags + 1), 0), 0};
   Tape tape(model.config().dtype);
   std::vector<Tensor> start = model.initial_state(data.batch());
   for (std::int64_t seg = 0; seg < segments; ++seg)
@@ -353,8 +365,8 @@ HorizonAnalysis estimate_horizon(Model& model, const Dataset& view, const std::v
                                  std::int64_t lags, double tolerance, std::int64_t loss_steps, Tape& tape) {
   check_horizon(lags, tolerance, loss_steps);
   autodiff::EvalModeGuard eval;
-  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags), 0.0),
-               std::vector<std::int64_t>(static_cast<std::size_t>(lags), 0), 0};
+  LagSums sums{std::vector<double>(static_cast<std::size_t>(lags + 1), 0.0),
+               std::vector<std::int64_t>(static_cast<std::size_t>(lags + 1), 0), 0};
   add_lag_norms(model, view, start, lags, loss_steps, tape, sums);
   return finish(sums, tolerance);
 }

@@ -1,5 +1,7 @@
 #include "rewind/trainers/data.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -128,7 +130,23 @@ std::vector<std::string> csv_cells(const std::string& line, const std::string& w
 }
 }  // namespace
 
+void require_regular_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw std::runtime_error("cannot open " + what + " '" + path + "': " + std::strerror(errno));
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a file";
+  throw std::invalid_argument(what + " '" + path + "' is " + kind +
+                              ", not a regular file (rewind reads files, not streams)");
+}
+
 CsvTable CsvTable::read(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
   CsvTable table;
@@ -204,8 +222,11 @@ std::unique_ptr<SeriesData> csv_streams(const CsvTable& table, const CsvOptions&
   const std::int64_t steps =
       batch > 0 && end > begin + lookahead ? static_cast<std::int64_t>(end - begin - lookahead) / batch : 0;
   if (end > table.rows.size() || steps < 1)
-    throw std::invalid_argument("CSV: " + std::to_string(end - begin) + " rows are too few for " +
-                                std::to_string(batch) + " streams");
+    throw std::invalid_argument(
+        "CSV: " + std::to_string(end - begin) + " rows are too few for " + std::to_string(batch) +
+        " streams: each needs a step" + (lookahead ? " and the next row as its target" : "") + ", " +
+        std::to_string(static_cast<std::size_t>(std::max<std::int64_t>(batch, 1)) + lookahead) +
+        " rows at least" + (batch > 1 ? " (fewer --batch streams need fewer)" : ""));
   const auto n_in = static_cast<std::int64_t>(input_cols.size()),
              n_out = static_cast<std::int64_t>(predicted.size());
   auto data = std::make_unique<SeriesData>(batch, steps, n_in, n_out);

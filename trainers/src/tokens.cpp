@@ -299,11 +299,12 @@ TokenFile::TokenFile(const std::string& path, TokenDType dtype, std::int64_t voc
   if (dtype == TokenDType::uint16 && vocab > 65536)
     throw std::invalid_argument(name + "--vocab-size " + std::to_string(vocab) +
                                 " does not fit uint16 ids (at most 65536): use --token-dtype uint32");
+  require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot open data file " + quoted(path) + ": " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const std::string why = S_ISDIR(st.st_mode) ? "a directory" : std::strerror(errno);
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = std::strerror(errno);
     ::close(fd);
     throw std::runtime_error(name + "cannot read it: " + why);
   }

@@ -106,41 +106,49 @@ void copy_step_rows(const Tensor& step, Tensor& window, std::int64_t t) {
   std::memcpy(static_cast<std::byte*>(window.raw()) + t * src.bytes(), src.raw(), src.bytes());
 }
 
+// Where step t's rows start in a window-wide tensor of steps from `begin`.
+std::ptrdiff_t first_row(std::int64_t t, std::int64_t begin, std::int64_t batch) {
+  return static_cast<std::ptrdiff_t>((t - begin) * batch);
+}
+
 // Steps [begin, end) as one Model::run, with the loss over those at or after loss_begin added to `result`.
 void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& state, std::int64_t begin,
                     std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result) {
   const std::int64_t batch = data.batch(), steps = end - begin, rows = steps * batch;
-  const auto row_span = [&](std::int64_t t) {
-    return std::pair{static_cast<std::size_t>((t - begin) * batch), static_cast<std::size_t>(batch)};
-  };
   std::vector<std::uint8_t> resets;
   for (std::int64_t t = begin; t < end; ++t) {
     const Step s = data.step(t);
     if (s.reset.empty()) continue;
     resets.resize(static_cast<std::size_t>(rows));
-    std::copy(s.reset.begin(), s.reset.end(),
-              resets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+    std::copy(s.reset.begin(), s.reset.end(), resets.begin() + first_row(t, begin, batch));
   }
   Var features;
   const bool tokens = data.step(begin).features == nullptr;
   if (tokens) {
     std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
     for (std::int64_t t = begin; t < end; ++t)
-      std::ranges::copy(data.step(t).tokens, ids.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+      std::ranges::copy(data.step(t).tokens, ids.begin() + first_row(t, begin, batch));
     features = model.features(tape, ids, state, resets);
   } else {
     Tensor x(Shape::matrix(rows, data.input_size()), tape.dtype());
     for (std::int64_t t = begin; t < end; ++t) copy_step_rows(*data.step(t).features, x, t - begin);
     features = model.features(tape, tape.input(x), state, resets);
   }
+  record_loss(model, tape, data, features, begin, end, loss_begin, norm, result);
+}
+
+}  // namespace
+
+void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& features, std::int64_t begin,
+                 std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result) {
+  const std::int64_t batch = data.batch(), rows = (end - begin) * batch;
   const std::int64_t here = count_targets(data, std::max(begin, loss_begin), end);
   if (here == 0) return;  // no head needed
   Var loss;
-  if (tokens) {
+  if (data.step(begin).features == nullptr) {
     std::vector<std::int32_t> targets(static_cast<std::size_t>(rows), no_target);
     for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t)
-      std::ranges::copy(data.step(t).target_tokens,
-                        targets.begin() + static_cast<std::ptrdiff_t>(row_span(t).first));
+      std::ranges::copy(data.step(t).target_tokens, targets.begin() + first_row(t, begin, batch));
     std::int64_t correct = 0;
     loss = model.cross_entropy(tape, features, targets,
                                {.ignore_index = no_target, .normalizer = norm, .correct = &correct});
@@ -169,8 +177,6 @@ void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& s
   result.count += here;
   result.loss = result.loss.valid() ? result.loss + loss : loss;
 }
-
-}  // namespace
 
 WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelState& state,
                            const Window& w) {

@@ -92,12 +92,15 @@ REWIND_TRAINERS_EXPORT TruncationAnalysis analyze_truncation(Model& model, const
                                                              const TrainerMaker& make_trainer);
 
 struct HorizonAnalysis {
-  // mean_norm[j - 1]: mean over loss steps t and rows with a target at t of ||dL_t / dh_{t-j}||, where
-  // h_{t-j} is the whole carried state (every layer, h and c) after step t - j; samples[j - 1] counts them.
+  // mean_norm[j], j = 0..lags: mean over loss steps t and rows with a target at t of ||dL_t / dh_{t-j}||,
+  // where h_{t-j} is the whole carried state (every layer, h and c) after step t - j (lag 0: the state the
+  // loss reads); samples[j] counts them.
   std::vector<double> mean_norm;
   std::vector<std::int64_t> samples;
-  double lambda = 0, scale = 0;  // least-squares fit of log mean_norm = log scale + j log lambda
-  // bias[k - 1]: estimated relative bias of an unroll of k steps for each loss (docs/truncation.md).
+  // Least-squares fit of log mean_norm[j] = log scale + j log lambda over lags j >= 1.
+  double lambda = 0, scale = 0;
+  // bias[k - 1], k = 1..lags: estimated relative bias of an unroll of k steps for each loss
+  // (docs/truncation.md).
   std::vector<double> bias;
   double tolerance = 0;
   std::int64_t suggested_k = -1;  // the smallest k with bias <= tolerance; -1: none (no decay)
@@ -118,10 +121,11 @@ REWIND_TRAINERS_EXPORT HorizonAnalysis estimate_horizon(Model& model, const Data
                                                         double tolerance, std::int64_t loss_steps,
                                                         Tape& tape);
 
-// Relative bias of k-step unrolls from norms phi_1..phi_J and a geometric tail phi_J lambda^(j - J) beyond:
-// sum_{j >= k} phi_j / sum_{j >= 1} phi_j, for k = 1..J (the bound of Aicher, Foti & Fox 2019 under
-// geometric decay; docs/truncation.md). A last norm of zero has no tail (resets cut every path further back);
-// otherwise lambda >= 1 gives no finite tail, and every entry is 1.
+// Relative bias of k-step unrolls from norms phi_0..phi_J (norms[j] = phi_j, lag j) and a geometric tail
+// phi_J lambda^(j - J) beyond: sum_{j >= k} phi_j / sum_{j >= 0} phi_j, for k = 1..J. A k-step unroll keeps
+// lags 0..k - 1 of each loss (the bound of Aicher, Foti & Fox 2019 under geometric decay;
+// docs/truncation.md). A last norm of zero has no tail (resets cut every path further back); otherwise lambda
+// >= 1 gives no finite tail, and every entry is 1.
 REWIND_TRAINERS_EXPORT std::vector<double> truncation_bias(const std::vector<double>& norms, double lambda);
 // The smallest k in [1, bias.size()] with bias[k - 1] <= tolerance, else extrapolated along the geometric
 // tail (lambda < 1), else -1.

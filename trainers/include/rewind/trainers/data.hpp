@@ -110,6 +110,13 @@ class REWIND_TRAINERS_EXPORT StreamSlice : public Dataset {
   std::vector<Tensor> features_, targets_;  // real-valued data: this slice's rows of every step
 };
 
+// Throws unless path names a regular file (symbolic links followed): "<what> 'PATH' is a FIFO (named pipe),
+// not a regular file", or "cannot open <what> 'PATH': No such file or directory". Checked before a file is
+// opened, since files are read more than once (for their hash, then their data): a FIFO read to its end would
+// then wait forever, and a device says nothing useful.
+REWIND_TRAINERS_EXPORT void require_regular_file(const std::string& path,
+                                                 const std::string& what = "data file");
+
 // A numeric CSV file with a header row of column names.
 struct REWIND_TRAINERS_EXPORT CsvTable {
   std::vector<std::string> columns;

@@ -97,6 +97,12 @@ struct WindowResult {
 };
 REWIND_TRAINERS_EXPORT WindowResult record_window(Model& model, Tape& tape, const Dataset& data,
                                                   ModelState& state, const Window& window);
+// The loss part of record_window: the head on `features` (the last layer's outputs of steps [begin, end),
+// step-major) and the loss over the steps from loss_begin on, added to result. What the horizon analysis
+// uses for the gradient at the state a loss reads (lag 0).
+REWIND_TRAINERS_EXPORT void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& features,
+                                        std::int64_t begin, std::int64_t end, std::int64_t loss_begin,
+                                        double normalizer, WindowResult& result);
 // Targets counted in steps [begin, end): the denominator of "mean over batch and time".
 REWIND_TRAINERS_EXPORT std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t end);
 
