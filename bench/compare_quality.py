@@ -157,7 +157,8 @@ def run_rewind(rewind, kind, seconds, updates, init_path, metrics_path):
     if r["dropout"] > 0:
         command += ["--option", f"dropout={r['dropout']}"]
     if r["tokens"] != "bytes":
-        command += ["--tokens", r["tokens"], "--vocab-size", str(r["vocab_size"])]
+        # rewind's --vocab-size counts <unk>: the vocab_size most frequent words and <unk>, as tokenize() here.
+        command += ["--tokens", r["tokens"], "--vocab-size", str(r["vocab_size"] + 1)]
     if r["plateau"]:
         command += ["--lr-schedule", "plateau", "--patience", "0", "--lr-gamma", "0.5"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
