@@ -15,14 +15,15 @@
 #include "plot.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/runtime/run_config.hpp"
 #include "rewind/trainers/analysis.hpp"
-#include "run_config.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace rwd::cli {
+using namespace rwd::runtime;  // RunConfig and the data and models it rebuilds
 namespace {
 
 // The model and data every analysis starts from: a saved run (--checkpoint), weights (--init) or a fresh

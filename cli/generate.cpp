@@ -11,13 +11,14 @@
 #include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/runtime/run_config.hpp"
 #include "rewind/trainers/evaluate.hpp"
-#include "run_config.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace rwd::cli {
+using namespace rwd::runtime;  // RunConfig and the data and models it rebuilds
 namespace {
 
 // The model saved in `path` (a model.safetensors, a checkpoint.safetensors, or the directory holding them),

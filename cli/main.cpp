@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "commands.hpp"
-#include "distributed.hpp"
+#include "rewind/runtime/world.hpp"
 
 namespace {
 
@@ -73,19 +73,19 @@ int main(int argc, char** argv) {
         std::cout << "rewind " << REWIND_VERSION << '\n';
         return 0;
       }
-    rwd::cli::World::init(argc, argv);
+    rwd::runtime::World::init(argc, argv);
     int status = 1;
     try {
       status = c.run(argc - 1, argv + 1);
     } catch (const std::exception& e) {
-      if (rwd::cli::World::distributed()) {
-        std::cerr << "rewind " << c.name << " (rank " << rwd::cli::World::rank() << " of "
-                  << rwd::cli::World::size() << "): " << e.what() << std::endl;
-        rwd::cli::World::abort();
+      if (rwd::runtime::World::distributed()) {
+        std::cerr << "rewind " << c.name << " (rank " << rwd::runtime::World::rank() << " of "
+                  << rwd::runtime::World::size() << "): " << e.what() << std::endl;
+        rwd::runtime::World::abort();
       }
       std::cerr << "rewind " << c.name << ": " << e.what() << '\n';
     }
-    rwd::cli::World::finalize();
+    rwd::runtime::World::finalize();
     return status;
   }
   std::cerr << "rewind: unknown command '" << first << "'\n";

@@ -2,12 +2,13 @@
 #pragma once
 
 #include <boost/program_options.hpp>
-#include <charconv>
 #include <cstdint>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "rewind/runtime/text.hpp"
 
 namespace rwd::cli {
 
@@ -56,12 +57,8 @@ inline std::int64_t parse_integer(const std::string& text, const std::string& wh
   return value;
 }
 
-// A default shown in --help as typed (0.1, not 0.10000000000000001): the shortest text that reads back.
-inline std::string shortest(double v) {
-  char buf[32];
-  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
-  return std::string(buf, end);
-}
+// Defaults shown in --help as typed (0.1, not 0.10000000000000001).
+using runtime::shortest;
 
 // One argument for /bin/sh, whatever characters it holds.
 inline std::string shell_quote(const std::string& s) {

@@ -7,13 +7,14 @@
 #include "commands.hpp"
 #include "parse.hpp"
 #include "rewind/models/atomic_file.hpp"
+#include "rewind/runtime/run_config.hpp"
 #include "rewind/trainers/tokens.hpp"
-#include "run_config.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace rwd::cli {
+using namespace rwd::runtime;  // RunConfig and the data and models it rebuilds
 
 int run_tokenize(int argc, const char* const* argv) {
   std::string data, out, tokens = "bytes", dtype_name, vocab_in, vocab_out, val_data, val_out, test_data,

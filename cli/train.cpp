@@ -19,20 +19,21 @@
 #include <set>
 
 #include "commands.hpp"
-#include "distributed.hpp"
 #include "parse.hpp"
 #include "plot.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/runtime/run_config.hpp"
+#include "rewind/runtime/world.hpp"
 #include "rewind/trainers/checkpoint.hpp"
 #include "rewind/trainers/evaluate.hpp"
 #include "rewind/trainers/loop.hpp"
-#include "run_config.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace rwd::cli {
+using namespace rwd::runtime;  // RunConfig and the data and models it rebuilds
 namespace {
 
 std::atomic<bool> interrupted{false};

@@ -7,16 +7,18 @@ set_target_properties(rewind_autodiff PROPERTIES EXPORT_NAME autodiff INSTALL_RP
 set_target_properties(rewind_models PROPERTIES EXPORT_NAME models INSTALL_RPATH "$ORIGIN")
 set_target_properties(rewind_trainers PROPERTIES EXPORT_NAME trainers INSTALL_RPATH "$ORIGIN")
 set_target_properties(rewind_plugins PROPERTIES EXPORT_NAME plugins INSTALL_RPATH "$ORIGIN")
+set_target_properties(rewind_runtime PROPERTIES EXPORT_NAME runtime INSTALL_RPATH "$ORIGIN")
 set_target_properties(rewind_plugin_api PROPERTIES EXPORT_NAME plugin_api)
 
-install(TARGETS rewind_autodiff rewind_models rewind_trainers rewind_plugins rewind_plugin_api
+install(TARGETS rewind_autodiff rewind_models rewind_trainers rewind_plugins rewind_runtime rewind_plugin_api
   EXPORT rewindTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS rewind RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-foreach(dir autodiff/include models/include trainers/include plugins/include
+foreach(dir autodiff/include models/include trainers/include plugins/include runtime/include
             ${PROJECT_BINARY_DIR}/autodiff/include ${PROJECT_BINARY_DIR}/models/include
-            ${PROJECT_BINARY_DIR}/trainers/include ${PROJECT_BINARY_DIR}/plugins/include)
+            ${PROJECT_BINARY_DIR}/trainers/include ${PROJECT_BINARY_DIR}/plugins/include
+            ${PROJECT_BINARY_DIR}/runtime/include)
   install(DIRECTORY ${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endforeach()
 

@@ -1,4 +1,4 @@
-#include "run_config.hpp"
+#include "rewind/runtime/run_config.hpp"
 
 #include <xxhash.h>
 
@@ -13,9 +13,9 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "parse.hpp"
+#include "rewind/runtime/text.hpp"
 
-namespace rwd::cli {
+namespace rwd::runtime {
 
 using json = nlohmann::json;
 
@@ -452,4 +452,4 @@ std::unique_ptr<models::Model> build_model(plugins::Registry& registry, const Ru
   return registry.make_model(config.model, config.model_config(shape), config.model_options);
 }
 
-}  // namespace rwd::cli
+}  // namespace rwd::runtime

@@ -1,4 +1,4 @@
-#include "distributed.hpp"
+#include "rewind/runtime/world.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +14,7 @@
 #include <mpi.h>
 #endif
 
-namespace rwd::cli {
+namespace rwd::runtime {
 namespace {
 int world_rank = 0, world_size = 1;
 World::Traffic traffic_so_far;
@@ -218,4 +218,4 @@ void World::abort() {
   std::exit(1);
 }
 
-}  // namespace rwd::cli
+}  // namespace rwd::runtime

@@ -10,12 +10,13 @@
 #include <utility>
 #include <vector>
 
+#include "rewind/runtime/export.hpp"
 #include "rewind/trainers/evaluate.hpp"
 #include "rewind/trainers/trainer.hpp"
 
-namespace rwd::cli {
+namespace rwd::runtime {
 
-class World {
+class REWIND_RUNTIME_EXPORT World {
  public:
   // Joins the MPI job when launched by mpirun (MPI_Init); a world of one otherwise. Before any thread starts:
   // it also divides the cores among the ranks of a node when REWIND_NUM_THREADS is not set.
@@ -49,4 +50,4 @@ class World {
   [[noreturn]] static void abort();
 };
 
-}  // namespace rwd::cli
+}  // namespace rwd::runtime

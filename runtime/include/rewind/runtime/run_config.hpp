@@ -1,5 +1,6 @@
-// Everything that defines a training run, as the train command reads it from its options and as
-// checkpoints store it (JSON), so that --resume and sample rebuild exactly the same model and data.
+// Everything that defines a training run, as rewind train reads it from its options and as checkpoints store
+// it (JSON), so that --resume, sample, eval, predict and a user's own program rebuild exactly the same model
+// and data.
 #pragma once
 
 #include <cstdint>
@@ -9,17 +10,18 @@
 #include <vector>
 
 #include "rewind/plugins/registry.hpp"
+#include "rewind/runtime/export.hpp"
 #include "rewind/trainers/data.hpp"
 #include "rewind/trainers/optim.hpp"
 #include "rewind/trainers/tokens.hpp"
 
-namespace rwd::cli {
+namespace rwd::runtime {
 
 // Where and how often a run saves and reports. Stored in the checkpoint (not in model.safetensors, which
 // stays the same whatever the outputs), so that `--resume DIR` goes on saving and logging as the run did:
 // options not given again keep the stored values (a resume that dropped them trained and then threw the work
 // away).
-struct RunOutputs {
+struct REWIND_RUNTIME_EXPORT RunOutputs {
   std::int64_t save_every = 0;
   double save_every_seconds = 0;
   std::int64_t keep_checkpoints = 1;
@@ -35,7 +37,7 @@ struct RunOutputs {
   static RunOutputs from_metadata(const std::map<std::string, std::string>& metadata);
 };
 
-struct RunConfig {
+struct REWIND_RUNTIME_EXPORT RunConfig {
   std::string model = "lstm";
   std::map<std::string, std::string> model_options;
   // The file of the model plugin that built the model (absolute) and its XXH64, so that a saved run rebuilds
@@ -108,40 +110,45 @@ struct TextData {
   std::vector<std::string> notes;    // what the user should know: held-out symbols read as <unk>
 };
 // The whole file; errors name it and say why.
-std::string read_file(const std::string& path);
+REWIND_RUNTIME_EXPORT std::string read_file(const std::string& path);
 
 // Validation (--val-data, or the last --val-fraction of the data) and test are cut into
 // `validation_streams` streams; no_validation_reason says why there is none.
-TextData load_text(RunConfig& config, std::int64_t validation_streams = validation_batch);
+REWIND_RUNTIME_EXPORT TextData load_text(RunConfig& config,
+                                         std::int64_t validation_streams = validation_batch);
 // A whole file as `batch` token streams with the run's tokenisation (text or token file).
-std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config, const std::string& path,
-                                                 std::int64_t batch, const UnknownSymbols& unknown = {});
+REWIND_RUNTIME_EXPORT std::unique_ptr<trainers::Dataset> token_streams(const RunConfig& config,
+                                                                       const std::string& path,
+                                                                       std::int64_t batch,
+                                                                       const UnknownSymbols& unknown = {});
 // "validation file 'v.txt': 3 symbol(s) the training text lacks, read as <unk>"; empty for none.
-std::string unknown_note(const std::string& what, const std::string& path, std::int64_t count);
+REWIND_RUNTIME_EXPORT std::string unknown_note(const std::string& what, const std::string& path,
+                                               std::int64_t count);
 // The vocabulary of a run's files (texts[0] the training text, then validation and test): the training text's
 // symbols in every mode (vocab_size: the total, <unk> included), covering the held-out texts (a symbol the
 // training text lacks is read as <unk>). PyTorch's word_language_model builds one dictionary from all splits
 // instead (docs/data.md).
-trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
-                                   const std::vector<std::string>& files,
-                                   const std::vector<std::string>& texts);
+REWIND_RUNTIME_EXPORT trainers::Vocabulary vocabulary_of(trainers::TokenMode mode, std::int64_t vocab_size,
+                                                         const std::vector<std::string>& files,
+                                                         const std::vector<std::string>& texts);
 // Reads a vocabulary file written by rewind tokenize (JSON: tokens, symbols); errors name the file.
-trainers::Vocabulary read_vocabulary(const std::string& path);
-std::string vocabulary_json(const trainers::Vocabulary& vocabulary);
+REWIND_RUNTIME_EXPORT trainers::Vocabulary read_vocabulary(const std::string& path);
+REWIND_RUNTIME_EXPORT std::string vocabulary_json(const trainers::Vocabulary& vocabulary);
 // A .csv file, whatever the case of its extension.
-bool is_csv(const std::string& path);
+REWIND_RUNTIME_EXPORT bool is_csv(const std::string& path);
 // A CSV time series split by rows into training and validation streams.
 struct SeriesSplit {
   std::unique_ptr<trainers::SeriesData> train, validation;
   std::string no_validation_reason;
 };
-SeriesSplit load_csv(const RunConfig& config);
+REWIND_RUNTIME_EXPORT SeriesSplit load_csv(const RunConfig& config);
 
 // Builds the model a config describes and checks a sample of its data fits. A model plugin the registry lacks
 // is loaded from the file the run recorded; when that file is gone the error says to give --plugin FILE.
-std::unique_ptr<models::Model> build_model(plugins::Registry& registry, const RunConfig& config,
-                                           const trainers::Dataset& shape);
+REWIND_RUNTIME_EXPORT std::unique_ptr<models::Model> build_model(plugins::Registry& registry,
+                                                                 const RunConfig& config,
+                                                                 const trainers::Dataset& shape);
 // Loads the run's recorded model plugin file into the registry when it lacks the model (see build_model).
-void find_model_plugin(plugins::Registry& registry, const RunConfig& config);
+REWIND_RUNTIME_EXPORT void find_model_plugin(plugins::Registry& registry, const RunConfig& config);
 
-}  // namespace rwd::cli
+}  // namespace rwd::runtime
