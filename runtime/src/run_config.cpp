@@ -170,6 +170,20 @@ std::string RunOutputs::to_json() const {
       .dump();
 }
 
+void RunOutputs::validate(bool saving) const {
+  if (on_nonfinite != "stop" && on_nonfinite != "skip")
+    throw std::invalid_argument("--on-nonfinite must be stop or skip, got '" + on_nonfinite + "'");
+  if (max_skips < 1) throw std::invalid_argument("--max-skips must be >= 1");
+  if (save_every < 0 || save_every_seconds < 0 || keep_checkpoints < 1)
+    throw std::invalid_argument(
+        "--save-every and --save-every-seconds must be >= 0, --keep-checkpoints >= 1");
+  if ((save_every > 0 || save_every_seconds > 0) && !saving)
+    throw std::invalid_argument("--save-every and --save-every-seconds need --save DIR");
+  if (keep_best && !saving) throw std::invalid_argument("--keep-best needs --save DIR");
+  if (early_stop < 0 || log_every < 0)
+    throw std::invalid_argument("--early-stop and --log-every must be >= 1");
+}
+
 RunOutputs RunOutputs::from_metadata(const std::map<std::string, std::string>& metadata) {
   RunOutputs o;
   const auto stored = metadata.find(metadata_key);

@@ -33,6 +33,8 @@ struct REWIND_RUNTIME_EXPORT RunOutputs {
   std::int64_t log_every = 0;  // updates per metrics (and non-terminal progress) line; 0: automatic
 
   static constexpr const char* metadata_key = "rewind.outputs";
+  // Refuses values that cannot work, naming the option; saving: a save directory is given.
+  void validate(bool saving) const;
   std::string to_json() const;
   static RunOutputs from_metadata(const std::map<std::string, std::string>& metadata);
 };
