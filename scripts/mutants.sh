@@ -178,7 +178,7 @@ mutant resume.accepts_run_options cli/train.cpp \
   'if (!value.defaulted() && !allowed.count(name))' \
   'if (false)' \
   'cli\.hardening'
-mutant eval.validation_batch_follows_training cli/run_config.cpp \
+mutant eval.validation_batch_follows_training runtime/src/run_config.cpp \
   'out.validation = streams_of(rest, config.token_count(), validation_streams, config.data);' \
   'out.validation = streams_of(rest, config.token_count(), config.batch, config.data);' \
   'cli\.hardening'
@@ -220,11 +220,11 @@ mutant tape.seed_checked_by_count autodiff/src/tape.cpp \
   'non-scalar needs a seed'
 
 # ---- issue 22: lost work, broken examples, numerical edges, and the audit's survivors ---------------------
-mutant keep.overwrites_foreign_file cli/train.cpp \
+mutant keep.overwrites_foreign_file runtime/src/training.cpp \
   'return std::ranges::find(updates, update) == updates.end() &&' \
   'return false &&' \
   'cli\.train\.saves'
-mutant keep.removes_what_it_did_not_write cli/train.cpp \
+mutant keep.removes_what_it_did_not_write runtime/src/training.cpp \
   'for (std::int64_t old : updates)
       if (std::ranges::find(kept, old) == kept.end()) fs::remove(file(dir, old), ec);' \
   'for (const auto& entry : fs::directory_iterator(dir))
@@ -233,17 +233,17 @@ mutant keep.removes_what_it_did_not_write cli/train.cpp \
         fs::remove(entry.path(), ec);' \
   'cli\.train\.saves'
 mutant resume.no_default_save cli/train.cpp \
-  '      save = resume;
-    }' \
-  '    }' \
+  '    o.files.save = o.resume;
+  }' \
+  '  }' \
   'cli\.train\.saves'
 mutant resume.drops_run_outputs cli/train.cpp \
-  'config.outputs = resumed_outputs(RunOutputs::from_metadata(resumed_meta), outputs, vm);' \
-  'config.outputs = outputs;' \
+  'run.config.outputs = resumed_outputs(run.outputs, o.outputs, vm);' \
+  'run.config.outputs = o.outputs;' \
   'cli\.train\.saves'
-mutant nonfinite.checks_gradients_too cli/train.cpp \
-  'if (save.empty() || !trainers::first_nonfinite_value(model->parameters()).empty() || World::rank() != 0)' \
-  'if (save.empty() || !trainers::first_nonfinite(model->parameters()).empty() || World::rank() != 0)' \
+mutant nonfinite.checks_gradients_too runtime/src/training.cpp \
+  'if (files_.save.empty() || !trainers::first_nonfinite_value(model_->parameters()).empty() ||' \
+  'if (files_.save.empty() || !trainers::first_nonfinite(model_->parameters()).empty() ||' \
   'cli\.train\.saves'
 mutant readme.adaptive_without_k_min README.md \
   '--trainer-option k1=5 --trainer-option k_min=5 --trainer-option tolerance=0.01' \
@@ -261,7 +261,7 @@ mutant vocab.held_out_refused trainers/src/tokens.cpp \
   '  if (skipped == 0) return as_unknown;' \
   '  if (true) return as_unknown;' \
   'held-out|cli\.tokens'
-mutant vocab.test_data_not_covered cli/run_config.cpp \
+mutant vocab.test_data_not_covered runtime/src/run_config.cpp \
   'for (const std::string& f : {config.val_data, config.test_data})
         if (!f.empty()) files.push_back(f), texts.push_back(read_file(f));' \
   'for (const std::string& f : {config.val_data})
@@ -276,34 +276,34 @@ mutant words.lone_cr_not_a_line_end trainers/src/tokens.cpp \
   'const std::size_t end = std::min(text.find_first_of("\n", i), text.size());' \
   'Python'
 mutant trainer.k_with_k2_accepted cli/train.cpp \
-  'if (config.trainer_options.count("k") &&' \
-  'if (false && config.trainer_options.count("k") &&' \
+  'if (c.trainer_options.count("k") &&' \
+  'if (false && c.trainer_options.count("k") &&' \
   'cli\.train\.saves'
 mutant data.fifo_opened trainers/src/data.cpp \
   '  if (S_ISREG(st.st_mode)) return;' \
   '  if (!S_ISDIR(st.st_mode)) return;' \
   'cli\.hardening'
-mutant plugin.file_not_loaded cli/run_config.cpp \
+mutant plugin.file_not_loaded runtime/src/run_config.cpp \
   '  registry.load_file(config.model_plugin_file);
 }' \
   '}' \
   'cli\.train\.plugin_file'
-mutant csv.too_few_rows_without_context cli/run_config.cpp \
+mutant csv.too_few_rows_without_context runtime/src/run_config.cpp \
   '    if (split == table.rows.size()) throw;' \
   '    throw;' \
   'cli\.hardening'
-mutant metrics.every_update cli/train.cpp \
-  'const bool due = s_.log_every > 0 ? r.update % s_.log_every == 0' \
-  'const bool due = s_.log_every > 0 ? r.update % 1 == 0' \
+mutant metrics.every_update runtime/src/training.cpp \
+  'log_every_ > 0 ? r.update % log_every_ == 0' \
+  'log_every_ > 0 ? r.update % 1 == 0' \
   'cli\.train\.saves'
-mutant metrics.no_final_line cli/train.cpp \
-  'void finish() { write_metrics(); }' \
-  'void finish() {}' \
+mutant metrics.no_final_line runtime/src/training.cpp \
+  'void MetricsLog::finish() {
+  write_updates();' \
+  'void MetricsLog::finish() {' \
   'cli\.train\.saves'
 mutant plot.wrote_twice cli/train.cpp \
-  '    plot_runs({out.metrics}, plot_path);' \
-  '    plot_runs({out.metrics}, plot_path);
-    std::printf("wrote %s\n", plot_path.c_str());' \
+  'if (!o.plot.empty()) plot_runs({run.outputs().metrics}, o.plot);' \
+  'if (!o.plot.empty()) plot_runs({run.outputs().metrics}, o.plot), std::printf("wrote %s\n", o.plot.c_str());' \
   'cli\.train\.saves'
 mutant div_scalar.reciprocal autodiff/src/ops_elementwise.cpp \
   'return unary(Op::div_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v / c); });' \
@@ -329,16 +329,16 @@ mutant horizon.fit_takes_zeros trainers/src/analysis.cpp \
   '    if (!(out.mean_norm[j] > 0)) continue;' \
   '    if (false) continue;' \
   'horizon fit'
-mutant mpi.test_set_not_shared cli/train.cpp \
+mutant mpi.test_set_not_shared runtime/src/training.cpp \
   'const trainers::Dataset* test() { return held_out_share(text_.test.get(), "test", test_share_); }' \
   'const trainers::Dataset* test() { return text_.test.get(); }' \
   'cli\.train\.mpi'
-mutant best.evaluations_since_not_restored cli/train.cpp \
+mutant best.evaluations_since_not_restored runtime/src/training.cpp \
   'b.evaluations_since = std::stoll(meta.at("rewind.evaluations_since_best"));' \
   'b.evaluations_since = 0 * std::stoll(meta.at("rewind.evaluations_since_best"));' \
   'cli\.train\.saves'
-mutant save_every_seconds.total_time cli/train.cpp \
-  '(out.save_every_seconds > 0 && World::any(r.seconds - last_save >= out.save_every_seconds))' \
+mutant save_every_seconds.total_time runtime/src/training.cpp \
+  '(out.save_every_seconds > 0 && World::any(r.seconds - last_save_ >= out.save_every_seconds))' \
   '(out.save_every_seconds > 0 && World::any(r.seconds >= out.save_every_seconds))' \
   'cli\.train\.saves'
 mutant evaluate.training_mode trainers/src/evaluate.cpp \
@@ -348,15 +348,15 @@ mutant evaluate.training_mode trainers/src/evaluate.cpp \
   'Evaluation evaluate(Model& model, const Dataset& data, std::int64_t window) {
   autodiff::NoGradGuard no_grad;' \
   'evaluation mode'
-mutant ring.chunks_drop_remainder cli/distributed.cpp \
+mutant ring.chunks_drop_remainder runtime/src/world.cpp \
   'for (int c = 0; c <= R; ++c) first[static_cast<std::size_t>(c)] = static_cast<int>(elements * c / R);' \
   'for (int c = 0; c <= R; ++c) first[static_cast<std::size_t>(c)] = static_cast<int>(elements / R * c);' \
   'cli\.train\.mpi'
-mutant ring.receive_index_off_by_two cli/distributed.cpp \
+mutant ring.receive_index_off_by_two runtime/src/world.cpp \
   'const auto receive = static_cast<std::size_t>((world_rank - step - 1 + 2 * R) % R);' \
   'const auto receive = static_cast<std::size_t>((world_rank - step - 3 + 2 * R) % R);' \
   'cli\.train\.mpi'
-mutant combine.unweighted_mean cli/distributed.cpp \
+mutant combine.unweighted_mean runtime/src/world.cpp \
   '    loss_sum += all[at], count += all[at + 1], correct += all[at + 2];' \
   '    loss_sum += all[at] / std::max(all[at + 1], 1.0) * 1000, count += all[at + 1], correct += all[at + 2];
   loss_sum = loss_sum / 1000 / static_cast<double>(all.size() / 3) * count;' \
