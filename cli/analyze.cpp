@@ -102,7 +102,7 @@ struct Subject {
     const std::int64_t needed = steps * segments;
     if (!config.task.empty()) {
       data = trainers::synthetic_task(config.task, config.batch, needed, data_seed);
-    } else if (is_csv(config.data)) {
+    } else if (config.series()) {
       data = std::move(load_csv(config).train);
     } else {
       data = std::move(load_text(config).train);

@@ -54,8 +54,8 @@ struct TrainOptions {
   std::vector<std::string> trainer_settings;
   Limits limits;
   RunFiles files;
-  std::string resume, plot, prime = "ROMEO:", csv_inputs, csv_targets, csv_target_columns,
-                            token_mode = "bytes", vocab_file;
+  std::string resume, plot, prime = "ROMEO:", csv_inputs, csv_targets, csv_target_columns, csv_keys,
+                            missing = "error", token_mode = "bytes", vocab_file;
   std::int64_t eval_every = RunConfig().eval_every, sample_length = 300, k = 0, k1 = 0, k2 = 0, segment = 0,
                memory_budget = 0;
   double temperature = 0.8;
@@ -121,7 +121,19 @@ void TrainOptions::add_run_options(po::options_description& o, bool help) {
       "target-columns", po::value(&csv_target_columns),
       "CSV: explicit target columns of the same row instead")(
       "reset-column", po::value(&c.csv.reset_column),
-      "CSV: a column whose non-zero value starts a new sequence");
+      "CSV: a column whose non-zero value starts a new sequence")(
+      "key-columns", po::value(&csv_keys),
+      "CSV: columns carried through to predictions (dates, ids), never read")(
+      "missing", po::value(&missing)->default_value(missing),
+      "CSV: an empty cell in a used column: error (naming line and column), drop the row, ffill or "
+      "interpolate")("normalize", po::value(&c.transform.normalize)->default_value(c.transform.normalize),
+                     "CSV: standard, minmax or none, fitted on the training rows and undone on every output")(
+      "difference", po::bool_switch(&c.transform.difference),
+      "CSV: learn the change from the last value (a prediction is the last value plus the predicted change)")(
+      "warmup-rows", po::value(&c.warmup_rows)->default_value(c.warmup_rows),
+      "CSV: rows of --val-data and --test-data run but not scored")(
+      "format", po::value(&c.format), "csv: read --data as CSV whatever its extension")(
+      "delimiter", po::value(&c.delimiter)->default_value(c.delimiter), "CSV: the field separator");
 }
 
 void TrainOptions::add_optimizer_options(po::options_description& o) {
@@ -295,16 +307,23 @@ SavedRun resumed_run(TrainOptions& o, const po::variables_map& vm) {
 // Options that apply to one kind of data only, refused on another.
 void refuse_options_for_other_data(const RunConfig& c, const po::variables_map& vm) {
   if (!c.task.empty() && vm.count("data")) throw std::invalid_argument("give --data or --task, not both");
-  const bool csv = c.task.empty() && is_csv(c.data);
-  for (const char* name : {"inputs", "targets", "target-columns", "reset-column"})
-    if (vm.count(name) && !csv)
-      throw std::invalid_argument(
-          std::string("--") + name + " applies to CSV data (a .csv file), not to " +
-          (c.task.empty() ? "the text file '" + c.data + "'" : "task '" + c.task + "'"));
-  for (const char* name : {"tokens", "vocab-size", "token-dtype", "vocab", "val-data", "test-data"})
+  if (!c.format.empty() && c.format != "csv")
+    throw std::invalid_argument("--format must be csv (other files are read by their content), got '" +
+                                c.format + "'");
+  const bool csv = c.series();
+  const std::string other = c.task.empty() ? "the text file '" + c.data + "'" : "task '" + c.task + "'";
+  for (const char* name : {"inputs", "targets", "target-columns", "reset-column", "key-columns", "missing",
+                           "normalize", "difference", "warmup-rows", "delimiter"})
+    if (given(vm, name) && !csv)
+      throw std::invalid_argument(std::string("--") + name +
+                                  " applies to CSV data (a .csv file or --format csv), not to " + other);
+  for (const char* name : {"tokens", "vocab-size", "token-dtype", "vocab"})
     if (given(vm, name) && (csv || !c.task.empty()))
       throw std::invalid_argument(std::string("--") + name + " applies to text and token files, not to " +
-                                  (csv ? "the CSV file '" + c.data + "'" : "task '" + c.task + "'"));
+                                  (csv ? "the CSV file '" + c.data + "'" : other));
+  for (const char* name : {"val-data", "test-data"})
+    if (given(vm, name) && !c.task.empty())
+      throw std::invalid_argument(std::string("--") + name + " applies to data files, not to " + other);
   if (given(vm, "val-data") && given(vm, "val-fraction"))
     throw std::invalid_argument("give --val-data or --val-fraction, not both");
 }
@@ -336,6 +355,9 @@ RunConfig new_run_config(TrainOptions& o, const po::variables_map& vm) {
   c.csv.inputs = split_list(o.csv_inputs);
   c.csv.targets = split_list(o.csv_targets);
   c.csv.target_columns = split_list(o.csv_target_columns);
+  c.csv.key_columns = split_list(o.csv_keys);
+  c.csv.missing = trainers::missing_policy(o.missing);
+  c.transform.check();
   c.model_options = o.plugins.option_map();
   if (o.tie_weights) c.model_options["tie_weights"] = "true";
   PluginOptions trainer_map;
@@ -381,8 +403,13 @@ struct Scores {
   bool perplexity = false, bits = false;
 };
 
-void print_evaluation(const std::string& label, const trainers::Evaluation& e, Scores scores) {
+void print_evaluation(const std::string& label, const Score& score, Scores scores) {
+  const trainers::Evaluation& e = score.model;
   if (e.count == 0) return;
+  if (!score.columns.empty()) {
+    std::printf("%s: %s\n", label.c_str(), describe_errors(score).c_str());
+    return;
+  }
   std::printf("%s: loss %.4f", label.c_str(), e.loss);
   if (scores.bits) std::printf(", %.3f bits per character", e.loss / std::log(2.0));
   if (scores.perplexity) std::printf(", perplexity %.2f", std::exp(e.loss));
@@ -459,7 +486,7 @@ class Progress {
 void print_first_lines(Training& run, const TrainOptions& o, const po::variables_map& vm) {
   const RunConfig& c = run.config();
   for (const std::string& note : run.notes()) std::printf("%s\n", note.c_str());
-  const bool text = c.task.empty() && !is_csv(c.data);
+  const bool text = c.task.empty() && !c.series();
   if (text && (c.token_file() || c.vocabulary.mode != trainers::TokenMode::bytes))
     std::printf("tokens: %s, vocabulary of %lld\n",
                 c.token_file() ? (c.token_dtype + " ids").c_str() : trainers::name_of(c.vocabulary.mode),
@@ -516,7 +543,7 @@ void print_mpi_traffic() {
 // The prime's symbols the vocabulary knows (or its first symbol), then sample_length sampled ones.
 void print_sample(Training& run, const TrainOptions& o) {
   const RunConfig& c = run.config();
-  if (o.sample_length == 0 || !c.task.empty() || is_csv(c.data) || c.vocabulary.symbols.empty()) return;
+  if (o.sample_length == 0 || !c.task.empty() || c.series() || c.vocabulary.symbols.empty()) return;
   std::vector<std::int32_t> ids =
       c.vocabulary.encode(o.prime, "--prime", {.skip_unknown = true, .final_eos = false});
   if (ids.empty()) ids = {0};
@@ -555,7 +582,7 @@ int run_train(int argc, const char* const* argv) {
 
   plugins::Registry registry = o.plugins.load();
   Training run(std::move(config), registry, o.files, o.limits, saved ? &*saved : nullptr);
-  const bool text = run.config().task.empty() && !is_csv(run.config().data);
+  const bool text = run.config().task.empty() && !run.config().series();
   const Scores scores{.perplexity = text,
                       .bits = text && run.config().vocabulary.mode != trainers::TokenMode::words &&
                               !run.config().vocabulary.symbols.empty()};
@@ -568,9 +595,9 @@ int run_train(int argc, const char* const* argv) {
       .update = [&](const trainers::UpdateReport& r,
                     bool logged) { progress.update(r, logged, run.metrics().rate()); },
       .evaluation =
-          [&](const std::string& label, const trainers::Evaluation& e) {
+          [&](const std::string& label, const Score& score) {
             progress.end_line();
-            print_evaluation(label, e, scores);
+            print_evaluation(label, score, scores);
           },
       .note =
           [&](const std::string& note) {

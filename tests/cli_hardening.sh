@@ -64,22 +64,23 @@ printf 'a\n1\n2\n' > two.csv
 refused "'.*two.csv' has 2 rows, 1 of them held out for validation \\(--val-fraction 0.1\\): CSV: 1 rows are too few for 1 streams: each needs a step and the next row as its target, 2 rows at least" \
   train --data two.csv --batch 1 --max-updates 1
 
-# A non-finite stop keeps the last finite parameters: a target of 3e38 overflows the squared error.
+# A non-finite stop keeps the last finite parameters: a target of 3e38 overflows the squared error (in the
+# data's units: --normalize none).
 printf 'a,b\n' > overflow.csv
 for i in $(seq 1 60); do if [ "$i" = 10 ]; then echo "$i,3e38"; else echo "$i,0.5"; fi; done >> overflow.csv
 refused "the loss is inf.*parameters after update 0 \\(the last finite one\\) are saved" \
-  train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 5 --save nan
+  train --data overflow.csv --inputs a --targets b --normalize none --batch 2 --hidden 4 --max-updates 5 --save nan
 [ -s nan/model.safetensors ] || fail "no model.safetensors after a non-finite stop"
 
 # --on-nonfinite skip discards such updates, counts them, and stops after --max-skips in a row.
-out=$("$rewind" train --data overflow.csv --inputs a --targets b --batch 2 --hidden 4 --max-updates 6 \
+out=$("$rewind" train --data overflow.csv --inputs a --targets b --normalize none --batch 2 --hidden 4 --max-updates 6 \
   --on-nonfinite skip --log-every 1 --metrics skip.jsonl 2>&1) || fail "--on-nonfinite skip: $out"
 grep -Eq "skipped [1-9][0-9]* non-finite update" <<< "$out" || fail "no skipped update reported: $out"
 grep -q '"skipped_nonfinite":1' skip.jsonl || fail "the metrics do not count the skipped update"
 printf 'a,b\n' > all_overflow.csv
 for i in $(seq 1 60); do echo "$i,3e38"; done >> all_overflow.csv
 refused "4 non-finite updates in a row, more than --max-skips 3" \
-  train --data all_overflow.csv --inputs a --targets b --batch 2 --hidden 4 --k 5 --max-updates 20 \
+  train --data all_overflow.csv --inputs a --targets b --normalize none --batch 2 --hidden 4 --k 5 --max-updates 20 \
   --on-nonfinite skip --max-skips 3
 
 # --save is checked before training.

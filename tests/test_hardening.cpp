@@ -15,6 +15,7 @@
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/trainers/csv.hpp"
 #include "rewind/trainers/data.hpp"
 #include "rewind/trainers/loop.hpp"
 
@@ -247,9 +248,11 @@ TEST_CASE("CSV: quoted numbers, a byte order mark, empty and duplicate fields", 
   const trainers::CsvTable quoted = read("\xEF\xBB\xBF\"a\", b ,\"c,d\"\n\"0.84\", 2 ,\" 3\"\n4,\"5\",6\n");
   REQUIRE(quoted.columns == std::vector<std::string>{"a", "b", "c,d"});
   CHECK(quoted.column("a") == 0);  // the byte order mark is not part of the first name
-  CHECK(quoted.rows[0] == std::vector<double>{0.84, 2, 3});
-  CHECK(quoted.rows[1] == std::vector<double>{4, 5, 6});
-  CHECK_THROWS_WITH(read("a,b,c\n1,2,\n"), Catch::Contains("line 2, column 'c': the value is missing"));
+  const trainers::SeriesFrame frame = trainers::series_frame(quoted, {});
+  CHECK(frame.inputs[0] == std::vector<double>{0.84, 2, 3});
+  CHECK(frame.inputs[1] == std::vector<double>{4, 5, 6});
+  CHECK_THROWS_WITH(trainers::series_frame(read("a,b,c\n1,2,\n"), {}),
+                    Catch::Contains("line 2, column 'c': the value is missing"));
   CHECK_THROWS_WITH(read("a,b,a\n1,2,3\n"), Catch::Contains("line 1: column 'a' appears twice"));
   CHECK_THROWS_WITH(read("a,b\n\"1,2\n"), Catch::Contains("line 2: a quote is not closed"));
   CHECK_THROWS_WITH(read("a,b\n1,2,3\n"), Catch::Contains("line 2: 3 values for 2 columns"));

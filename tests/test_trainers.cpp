@@ -10,6 +10,7 @@
 #include "helpers.hpp"
 #include "plugin_fixtures.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/trainers/csv.hpp"
 #include "rewind/trainers/loop.hpp"
 #include "trainer_fixtures.hpp"
 
@@ -344,7 +345,7 @@ TEST_CASE("CSV time series: next-step targets, explicit targets, resets and sequ
   std::ofstream(path) << "a, b,start\n1,10,1\n2,20,0\n3,30,0\n4,40,1\n5,50,0\n6,60,0\n7,70,0\n";
   const trainers::CsvTable table = trainers::CsvTable::read(path);
   CHECK(table.columns == std::vector<std::string>{"a", "b", "start"});
-  CHECK(table.rows.size() == 7);
+  CHECK(table.rows() == 7);
 
   // Next-step prediction of b from a and b, one stream: 6 steps; row 3 starts a sequence.
   auto next = trainers::csv_streams(table, {.targets = {"b"}, .reset_column = "start"}, 0, 7, 1);
@@ -366,7 +367,7 @@ TEST_CASE("CSV time series: next-step targets, explicit targets, resets and sequ
 
   CHECK_THROWS_WITH(table.column("c"), Catch::Contains("no column 'c' (columns: a, b, start)"));
   std::ofstream(path) << "a,b\n1,2\n3,x\n";
-  CHECK_THROWS_WITH(trainers::CsvTable::read(path),
+  CHECK_THROWS_WITH(trainers::series_frame(trainers::CsvTable::read(path), {}),
                     Catch::Contains("line 3, column 'b': 'x' is not a finite number"));
   std::ofstream(path) << "a,b\n1,2,3\n";
   CHECK_THROWS_WITH(trainers::CsvTable::read(path), Catch::Contains("line 2: 3 values for 2 columns"));

@@ -100,7 +100,16 @@ std::string RunConfig::to_json() const {
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
               {"target_columns", csv.target_columns},
-              {"reset_column", csv.reset_column}};
+              {"reset_column", csv.reset_column},
+              {"key_columns", csv.key_columns},
+              {"missing", trainers::name_of(csv.missing)},
+              {"format", format},
+              {"delimiter", delimiter},
+              {"warmup_rows", warmup_rows}};
+  json scales = json::object();
+  for (const auto& [column, s] : transform.columns) scales[column] = {{"shift", s.shift}, {"scale", s.scale}};
+  j["transform"] = {
+      {"normalize", transform.normalize}, {"difference", transform.difference}, {"columns", scales}};
   put_vocabulary(j, vocabulary);
   return j.dump();
 }
@@ -149,6 +158,20 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.clip = j.at("clip");
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};
+    // Added with issue 23: runs saved before read their series as they did (no keys, no gaps, no transform).
+    c.csv.key_columns = csv.value("key_columns", std::vector<std::string>());
+    c.csv.missing = trainers::missing_policy(csv.value("missing", std::string("error")));
+    c.format = csv.value("format", std::string());
+    c.delimiter = csv.value("delimiter", std::string(","));
+    c.warmup_rows = csv.value("warmup_rows", std::int64_t{0});
+    c.transform = {"none", false, {}};
+    if (j.contains("transform")) {
+      const json& t = j.at("transform");
+      c.transform.normalize = t.at("normalize");
+      c.transform.difference = t.at("difference");
+      for (const auto& [column, s] : t.at("columns").items())
+        c.transform.columns[column] = {s.at("shift"), s.at("scale")};
+    }
     c.vocabulary = get_vocabulary(j);
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("the run configuration stored with the model is unreadable: ") +
@@ -412,29 +435,80 @@ bool is_csv(const std::string& path) {
   return extension == ".csv";
 }
 
-SeriesSplit load_csv(const RunConfig& config) {
-  const trainers::CsvTable table = trainers::CsvTable::read(config.data);
+bool RunConfig::series() const {
+  return task.empty() && (format == "csv" || (format.empty() && is_csv(data)));
+}
+
+trainers::SeriesFrame read_series(const RunConfig& config, const std::string& path) {
+  if (config.delimiter.size() != 1)
+    throw std::invalid_argument("--delimiter must be one character, got '" + config.delimiter + "'");
+  return trainers::series_frame(trainers::CsvTable::read(path, config.delimiter[0]), config.csv);
+}
+
+namespace {
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+// "series: 2284 rows; inputs co2, targets co2 (the next row's), keys date; missing values interpolated;
+// normalize standard (fitted on the first 1827 rows), differenced; validation: the last 457 rows, ...".
+std::string describe_series(const RunConfig& config, const trainers::SeriesFrame& frame, std::size_t split,
+                            const HeldOutSeries* validation) {
+  std::string text = "series: " + std::to_string(frame.rows()) + " rows; inputs " +
+                     joined(frame.input_names) + ", targets " + joined(frame.target_names) +
+                     (frame.next_step ? " (the next row's)" : " (the same row's)");
+  if (!frame.key_names.empty()) text += ", keys " + joined(frame.key_names);
+  text += std::string("; missing values: ") + trainers::name_of(config.csv.missing);
+  text += "; normalize " + config.transform.normalize + " (fitted on the first " + std::to_string(split) +
+          " rows)" + (config.transform.difference ? ", differenced" : "");
+  if (validation && config.val_data.empty())
+    text += "; validation: the last " + std::to_string(frame.rows() - split) +
+            " rows, one stream warmed up by the rows before";
+  else if (validation)
+    text += "; validation: '" + config.val_data + "', one stream, its first " +
+            std::to_string(config.warmup_rows) + " rows not scored";
+  return text;
+}
+}  // namespace
+
+SeriesSplit load_csv(RunConfig& config) {
   if (!(config.val_fraction >= 0 && config.val_fraction < 1))
     throw std::invalid_argument("--val-fraction must be in [0, 1)");
+  if (config.warmup_rows < 0) throw std::invalid_argument("--warmup-rows must be >= 0");
+  const trainers::SeriesFrame frame = read_series(config, config.data);
+  const bool held_out_file = !config.val_data.empty();
+  const std::size_t rows = frame.rows();
   const auto split =
-      static_cast<std::size_t>(static_cast<double>(table.rows.size()) * (1 - config.val_fraction));
+      held_out_file ? rows : static_cast<std::size_t>(static_cast<double>(rows) * (1 - config.val_fraction));
+  if (config.transform.columns.empty()) config.transform.fit(frame, split);
+  const trainers::SeriesFrame z = config.transform.apply(frame);
   SeriesSplit out;
   try {
-    out.train = trainers::csv_streams(table, config.csv, 0, split, config.batch);
+    out.train = trainers::series_streams(z, 0, split, config.batch);
   } catch (const std::invalid_argument& e) {
-    if (split == table.rows.size()) throw;
-    throw std::invalid_argument("'" + config.data + "' has " + std::to_string(table.rows.size()) + " rows, " +
-                                std::to_string(table.rows.size() - split) +
-                                " of them held out for validation (" + "--val-fraction " +
-                                shortest(config.val_fraction) + "): " + e.what());
+    if (split == rows) throw;
+    throw std::invalid_argument("'" + config.data + "' has " + std::to_string(rows) + " rows, " +
+                                std::to_string(rows - split) + " of them held out for validation (" +
+                                "--val-fraction " + shortest(config.val_fraction) + "): " + e.what());
   }
-  const std::size_t held_out = table.rows.size() - split;
-  if (held_out > static_cast<std::size_t>(validation_batch) * 2)
-    out.validation = trainers::csv_streams(table, config.csv, split, table.rows.size(), validation_batch);
-  else if (held_out > 0)
-    out.no_validation_reason = "no validation: " + std::to_string(held_out) +
-                               " held-out rows are too few for " + std::to_string(validation_batch) +
-                               " streams of at least 2";
+  const auto held_out = [&](const std::string& path) {
+    auto h = std::make_unique<HeldOutSeries>(
+        HeldOutSeries{read_series(config, path), static_cast<std::size_t>(config.warmup_rows)});
+    if (h->frame.input_names != frame.input_names || h->frame.target_names != frame.target_names)
+      throw std::invalid_argument("'" + path + "' does not have the training file's columns");
+    return h;
+  };
+  if (held_out_file) {
+    out.validation = held_out(config.val_data);
+  } else if (rows - split >= 2) {  // one stream through the whole file, scored after the split
+    out.validation = std::make_unique<HeldOutSeries>(HeldOutSeries{frame, split});
+  } else if (rows > split) {
+    out.no_validation_reason = "no validation: 1 held-out row is too few to score a prediction";
+  }
+  if (!config.test_data.empty()) out.test = held_out(config.test_data);
+  out.description = describe_series(config, frame, split, out.validation.get());
   return out;
 }
 

@@ -34,12 +34,13 @@ class PassData {
  public:
   explicit PassData(RunConfig& config) : config_(config) {
     if (!config_.task.empty()) return;
-    if (is_csv(config_.data)) {
+    if (config_.series()) {
       series_ = load_csv(config_);
     } else {
       text_ = load_text(config_);
     }
     const std::string& reason = series_.train ? series_.no_validation_reason : text_.no_validation_reason;
+    if (!series_.description.empty()) notes_.push_back(series_.description);
     if (!reason.empty()) notes_.push_back(reason);
     notes_.insert(notes_.end(), text_.notes.begin(), text_.notes.end());
   }
@@ -58,6 +59,9 @@ class PassData {
     return held_out_share(whole_validation(), "validation", validation_share_);
   }
   const trainers::Dataset* test() { return held_out_share(text_.test.get(), "test", test_share_); }
+  // A series is held out as one stream per file, evaluated whole by every rank (nothing to share).
+  const HeldOutSeries* series_validation() const { return series_.validation.get(); }
+  const HeldOutSeries* series_test() const { return series_.test.get(); }
 
  private:
   const trainers::Dataset& whole_train(std::int64_t pass) {
@@ -75,7 +79,7 @@ class PassData {
     if (!config_.task.empty() && !held_out_)  // a sample no training pass sees
       held_out_ = trainers::synthetic_task(config_.task, config_.batch, config_.task_steps,
                                            task_seed(config_.seed, validation_stream));
-    if (series_.train) return series_.validation.get();
+    if (series_.train) return nullptr;
     return config_.task.empty() ? text_.validation.get() : held_out_.get();
   }
   struct Share {
@@ -282,15 +286,19 @@ double MetricsLog::rate() const {
   return step_items_ / std::max(last_.seconds, 1e-9);
 }
 
-void MetricsLog::evaluation(const std::string& metric, const trainers::Evaluation& e, std::int64_t update) {
+void MetricsLog::evaluation(const std::string& metric, const Score& score, std::int64_t update) {
+  const trainers::Evaluation& e = score.model;
   if (!out_ || e.count == 0) return;
-  *out_ << nlohmann::json{{"update", update},
-                          {metric + "_loss", e.loss},
-                          {metric + "_count", e.count},
-                          {metric + "_accuracy",
-                           static_cast<double>(e.correct) / static_cast<double>(e.count)}}
-               .dump()
-        << std::endl;
+  nlohmann::json line{{"update", update}, {metric + "_loss", e.loss}, {metric + "_count", e.count}};
+  if (score.columns.empty()) {
+    line[metric + "_accuracy"] = static_cast<double>(e.correct) / static_cast<double>(e.count);
+  } else {  // regression: errors per target column in the data's units, persistence's beside them
+    for (const auto& [key, errors] :
+         {std::pair{"_columns", &score.columns}, {"_persistence", &score.persistence}})
+      for (const ColumnErrors& c : *errors)
+        line[metric + key][c.column] = {{"mse", c.mse}, {"rmse", c.rmse}, {"mae", c.mae}, {"count", c.count}};
+  }
+  *out_ << line.dump() << std::endl;
 }
 
 void MetricsLog::finish() {
@@ -324,7 +332,7 @@ Training::Training(RunConfig config, plugins::Registry& registry, RunFiles files
   for (const auto& [wanted, what] : {std::pair{out.keep_best, "--keep-best"},
                                      {out.early_stop > 0, "--early-stop"},
                                      {config_.optimizer.schedule == "plateau", "--lr-schedule plateau"}})
-    if (wanted && (!s_->data.validation() || config_.eval_every == 0))
+    if (wanted && (!has_validation() || config_.eval_every == 0))
       throw std::invalid_argument(std::string(what) +
                                   " needs validation runs: held-out data and --eval-every > 0");
   model_ = build_model(registry, config_, s_->data.train(0));
@@ -410,12 +418,22 @@ void Training::save(const fs::path& dir) {
     s_->numbered.saved(optimizer_.updates(), out.keep_checkpoints, s_->warn);
 }
 
+Score Training::score(const trainers::Dataset* tokens, const HeldOutSeries* series) {
+  if (series) return evaluate_series(*model_, *series, config_.transform);
+  return {World::combine(trainers::evaluate(*model_, *tokens)), {}, {}};
+}
+
+bool Training::has_validation() {
+  return s_->data.validation() || s_->data.series_validation();
+}
+
 // Evaluated before the periodic save, so that a checkpoint holds what this evaluation changed (the plateau
 // schedule, the best loss) and a resumed run does not evaluate it again.
 void Training::validate(std::int64_t update, const TrainingEvents& events) {
-  const trainers::Evaluation e = World::combine(trainers::evaluate(*model_, *s_->data.validation()));
-  if (events.evaluation) events.evaluation("validation", e);
-  s_->metrics->evaluation("eval", e, update);
+  const Score score = this->score(s_->data.validation(), s_->data.series_validation());
+  const trainers::Evaluation& e = score.model;
+  if (events.evaluation) events.evaluation("validation", score);
+  s_->metrics->evaluation("eval", score, update);
   if (e.count == 0) return;
   if (optimizer_.observe_validation(e.loss) && events.note) {
     char text[160];
@@ -435,7 +453,7 @@ void Training::train(const TrainingEvents& events) {
     loop_->run([&](const trainers::UpdateReport& r) {
       const bool logged = s_->metrics->update(r);
       if (events.update) events.update(r, logged);
-      if (config_.eval_every > 0 && r.update % config_.eval_every == 0 && s_->data.validation())
+      if (config_.eval_every > 0 && r.update % config_.eval_every == 0 && has_validation())
         validate(r.update, events);
       if (!files_.save.empty() &&
           ((out.save_every > 0 && r.update % out.save_every == 0) ||
@@ -467,12 +485,13 @@ void Training::train(const TrainingEvents& events) {
 
 void Training::finish(const TrainingEvents& events, bool interrupted) {
   if (!interrupted) {  // when interrupted, save first: a grace period may be short
-    for (const auto& [label, metric, data] :
-         {std::tuple{"validation (final)", "eval", validation()}, std::tuple{"test", "test", test()}}) {
-      if (!data) continue;
-      const trainers::Evaluation e = World::combine(trainers::evaluate(*model_, *data));
-      if (events.evaluation) events.evaluation(label, e);
-      s_->metrics->evaluation(metric, e, optimizer_.updates());
+    for (const auto& [label, metric, data, series] :
+         {std::tuple{"validation (final)", "eval", validation(), s_->data.series_validation()},
+          std::tuple{"test", "test", test(), s_->data.series_test()}}) {
+      if (!data && !series) continue;
+      const Score score = this->score(data, series);
+      if (events.evaluation) events.evaluation(label, score);
+      s_->metrics->evaluation(metric, score, optimizer_.updates());
     }
   }
   if (!files_.save.empty()) save(files_.save);

@@ -2,6 +2,7 @@
 #include <exception>
 
 #include "fuzz_input.hpp"
+#include "rewind/trainers/csv.hpp"
 #include "rewind/trainers/data.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

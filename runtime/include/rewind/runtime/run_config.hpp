@@ -11,6 +11,8 @@
 
 #include "rewind/plugins/registry.hpp"
 #include "rewind/runtime/export.hpp"
+#include "rewind/runtime/series.hpp"
+#include "rewind/trainers/csv.hpp"
 #include "rewind/trainers/data.hpp"
 #include "rewind/trainers/optim.hpp"
 #include "rewind/trainers/tokens.hpp"
@@ -54,7 +56,11 @@ struct REWIND_RUNTIME_EXPORT RunConfig {
   std::int64_t data_bytes = -1;
   std::string data_xxh64;
   trainers::CsvOptions csv;
-  std::string task;  // or a synthetic task: recall:L, adding:L, delay:D
+  std::string format;  // "csv", or empty: by the data file's extension
+  std::string delimiter = ",";
+  SeriesTransform transform;     // fitted on the training rows when the run starts
+  std::int64_t warmup_rows = 0;  // rows of a held-out series file run but not scored
+  std::string task;              // or a synthetic task: recall:L, adding:L, delay:D
   std::int64_t task_steps = 1000;
   double val_fraction = 0.1;
   std::int64_t batch = 32, hidden = 128, embedding = 0;
@@ -75,6 +81,8 @@ struct REWIND_RUNTIME_EXPORT RunConfig {
   RunOutputs outputs;           // not part of to_json: see RunOutputs
 
   bool token_file() const { return !token_dtype.empty(); }
+  // A time series: CSV by --format csv or by the extension.
+  bool series() const;
   std::int64_t token_count() const {  // the model's vocabulary
     return token_file() ? vocab_size : vocabulary.size();
   }
@@ -138,12 +146,19 @@ REWIND_RUNTIME_EXPORT trainers::Vocabulary read_vocabulary(const std::string& pa
 REWIND_RUNTIME_EXPORT std::string vocabulary_json(const trainers::Vocabulary& vocabulary);
 // A .csv file, whatever the case of its extension.
 REWIND_RUNTIME_EXPORT bool is_csv(const std::string& path);
-// A CSV time series split by rows into training and validation streams.
+// A CSV time series: the training streams (in the model's units) and the held-out series, each one stream
+// with its state carried through (--val-data, or the rows after the --val-fraction split, warmed up by the
+// training rows before them), scored in the data's units.
 struct SeriesSplit {
-  std::unique_ptr<trainers::SeriesData> train, validation;
+  std::unique_ptr<trainers::SeriesData> train;
+  std::unique_ptr<HeldOutSeries> validation, test;
+  std::string description;  // what was read and how: columns, gaps, transforms, what is scored
   std::string no_validation_reason;
 };
-REWIND_RUNTIME_EXPORT SeriesSplit load_csv(const RunConfig& config);
+// The rows of a series file as the run reads them (its columns, missing values, delimiter).
+REWIND_RUNTIME_EXPORT trainers::SeriesFrame read_series(const RunConfig& config, const std::string& path);
+// Fits config.transform on the training rows when it is not fitted yet (a new run).
+REWIND_RUNTIME_EXPORT SeriesSplit load_csv(RunConfig& config);
 
 // Builds the model a config describes and checks a sample of its data fits. A model plugin the registry lacks
 // is loaded from the file the run recorded; when that file is gone the error says to give --plugin FILE.

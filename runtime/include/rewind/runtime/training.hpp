@@ -55,7 +55,8 @@ class REWIND_RUNTIME_EXPORT MetricsLog {
   MetricsLog(const std::string& path, std::int64_t log_every, std::int64_t batch);
   // Whether this update is due a line (and so a progress line when not on a terminal).
   bool update(const trainers::UpdateReport& report);
-  void evaluation(const std::string& metric, const trainers::Evaluation& e, std::int64_t update);
+  // metric: "eval" or "test"; time series add their errors per column (and persistence's), tokens accuracy.
+  void evaluation(const std::string& metric, const Score& score, std::int64_t update);
   void finish();  // the updates since the last line
   void flush() {
     if (out_) out_->flush();
@@ -76,10 +77,10 @@ struct TrainingEvents {
   // After each update's optimizer step; logged: a metrics line was due (the rate of log lines).
   std::function<void(const trainers::UpdateReport&, bool logged)> update;
   // "validation", "validation (final)" or "test", and what it measured (count 0: nothing to measure).
-  std::function<void(const std::string&, const trainers::Evaluation&)> evaluation;
+  std::function<void(const std::string&, const Score&)> evaluation;
   std::function<void(const std::string&)> note;     // a learning-rate reduction
   std::function<void(const std::string&)> warning;  // a user's file left alone
-  std::function<bool()> stop;                    // true: stop after this update (a signal)
+  std::function<bool()> stop;                       // true: stop after this update (a signal)
 };
 
 class REWIND_RUNTIME_EXPORT Training {
@@ -98,9 +99,10 @@ class REWIND_RUNTIME_EXPORT Training {
   std::int64_t updates() const { return optimizer_.updates(); }
   std::int64_t pass() const { return loop_->position().pass; }
   bool tokens() const;  // token targets (classification), as opposed to real values
-  // This rank's held-out streams (null: none), and why there is no validation although data was held out.
+  // This rank's held-out token or task streams (null: none, or a time series, held out whole).
   const trainers::Dataset* validation();
   const trainers::Dataset* test();
+  bool has_validation();
   // What the user should know about the data: held-out symbols read as <unk>, no validation and why.
   const std::vector<std::string>& notes() const;
   const std::string& save_dir() const { return files_.save; }
@@ -123,6 +125,7 @@ class REWIND_RUNTIME_EXPORT Training {
  private:
   struct State;
   void save(const std::filesystem::path& dir);
+  Score score(const trainers::Dataset* tokens, const HeldOutSeries* series);
   void validate(std::int64_t update, const TrainingEvents& events);
 
   RunConfig config_;

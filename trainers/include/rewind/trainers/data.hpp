@@ -117,27 +117,6 @@ class REWIND_TRAINERS_EXPORT StreamSlice : public Dataset {
 REWIND_TRAINERS_EXPORT void require_regular_file(const std::string& path,
                                                  const std::string& what = "data file");
 
-// A numeric CSV file with a header row of column names.
-struct REWIND_TRAINERS_EXPORT CsvTable {
-  std::vector<std::string> columns;
-  std::vector<std::vector<double>> rows;
-  static CsvTable read(const std::string& path);      // errors name the file, line and column
-  std::size_t column(const std::string& name) const;  // throws listing the columns
-};
-
-struct CsvOptions {
-  std::vector<std::string> inputs = {};   // input columns (empty: every column not used otherwise)
-  std::vector<std::string> targets = {};  // predicted at the next step (empty: the inputs)
-  std::vector<std::string> target_columns =
-      {};                         // or explicit targets: these columns of the same row, not inputs
-  std::string reset_column = {};  // a non-zero value starts a new sequence at that row
-};
-
-// Rows [begin, end) of the table as `batch` contiguous streams.
-REWIND_TRAINERS_EXPORT std::unique_ptr<SeriesData> csv_streams(const CsvTable& table,
-                                                               const CsvOptions& options, std::size_t begin,
-                                                               std::size_t end, std::int64_t batch);
-
 // Character-level text: the vocabulary is the sorted set of bytes in the text.
 struct REWIND_TRAINERS_EXPORT CharVocabulary {
   std::string symbols;  // symbols[i] is token i
