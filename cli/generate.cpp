@@ -11,6 +11,7 @@
 #include "parse.hpp"
 #include "plugin_options.hpp"
 #include "rewind/models/safetensors.hpp"
+#include "rewind/runtime/predictor.hpp"
 #include "rewind/runtime/run_config.hpp"
 #include "rewind/trainers/evaluate.hpp"
 
@@ -21,25 +22,23 @@ namespace rwd::cli {
 using namespace rwd::runtime;  // RunConfig and the data and models it rebuilds
 namespace {
 
-// The model saved in `path` (a model.safetensors, a checkpoint.safetensors, or the directory holding them),
-// with its run config.
-std::unique_ptr<models::Model> load_saved(plugins::Registry registry, const std::string& path,
-                                          RunConfig& config) {
-  fs::path file = path;
-  if (fs::is_directory(file)) file /= "model.safetensors";
-  std::map<std::string, std::string> meta;
-  const models::TensorMap tensors = models::load_safetensors(file, &meta);
-  if (!meta.count("rewind.run"))
-    throw std::runtime_error("'" + file.string() +
-                             "' holds no run configuration (rewind.run); was it saved by rewind train?");
-  config = RunConfig::from_json(meta.at("rewind.run"));
-  if (config.token_count() == 0) throw std::runtime_error("'" + file.string() + "' is not a token model");
-  trainers::TokenData shape(1, 1, config.token_count());
-  auto model = build_model(registry, config, shape);
-  // A checkpoint also holds optimizer and trainer state: only its parameters are read.
-  models::assign_parameters(tensors, *model, file, !meta.count("rewind.checkpoint"));
-  if (meta.count("rewind.note")) std::fprintf(stderr, "note: %s\n", meta.at("rewind.note").c_str());
-  return model;
+// A saved run's model, saying so when it carries a note (the parameters of a stopped run).
+Predictor load_saved(const PluginOptions& plugins, const std::string& checkpoint) {
+  Predictor predictor(checkpoint, {plugins.files, plugins.directories});
+  if (!predictor.note().empty()) std::fprintf(stderr, "note: %s\n", predictor.note().c_str());
+  return predictor;
+}
+
+// rewind eval of a time series model: one stream through the file, its errors per column beside
+// persistence's.
+int eval_series(Predictor& predictor, const std::string& data, std::int64_t warmup_rows) {
+  const HeldOutSeries held_out{read_series(predictor.config(), data), static_cast<std::size_t>(warmup_rows)};
+  const Score score = evaluate_series(predictor.model(), held_out, predictor.config().transform);
+  if (score.model.count == 0)
+    throw std::invalid_argument("'" + data + "': no row to score (" + std::to_string(held_out.frame.rows()) +
+                                " rows, --warmup-rows " + std::to_string(warmup_rows) + ")");
+  std::printf("%s: %s\n", data.c_str(), describe_errors(score).c_str());
+  return 0;
 }
 
 }  // namespace
@@ -67,9 +66,11 @@ int run_sample(int argc, const char* const* argv) {
     return 0;
   if (length < 0) throw std::invalid_argument("--length must be >= 0, got " + std::to_string(length));
   if (!(temperature > 0)) throw std::invalid_argument("--temperature must be > 0");
-  RunConfig config;
-  auto model = load_saved(plugin_options.load(), checkpoint, config);
-  const trainers::Vocabulary& vocabulary = config.vocabulary;
+  Predictor predictor = load_saved(plugin_options, checkpoint);
+  if (predictor.series())
+    throw std::invalid_argument("'" + predictor.file() +
+                                "' is a time series model: rewind predict forecasts it");
+  const trainers::Vocabulary& vocabulary = predictor.config().vocabulary;
   if (vocabulary.symbols.empty())
     throw std::runtime_error("'" + checkpoint +
                              "' was trained on token ids without a vocabulary: nothing to print them with "
@@ -85,7 +86,8 @@ int run_sample(int argc, const char* const* argv) {
     ids = {it == vocabulary.symbols.end() ? 0 : static_cast<std::int32_t>(it - vocabulary.symbols.begin())};
   }
   std::mt19937_64 rng(seed);
-  std::ranges::copy(trainers::sample(*model, ids, length, temperature, rng), std::back_inserter(ids));
+  std::ranges::copy(trainers::sample(predictor.model(), ids, length, temperature, rng),
+                    std::back_inserter(ids));
   std::printf("%s\n", vocabulary.decode(ids).c_str());
   return 0;
 }
@@ -93,7 +95,7 @@ int run_sample(int argc, const char* const* argv) {
 int run_eval(int argc, const char* const* argv) {
   PluginOptions plugin_options;
   std::string checkpoint, data, unknown = "fail";
-  std::int64_t batch = 1;
+  std::int64_t batch = 1, warmup_rows = 0;
   po::options_description options("rewind eval options");
   options.add_options()("help,h", "show this help")(
       "checkpoint", po::value(&checkpoint)->required(),
@@ -103,7 +105,9 @@ int run_eval(int argc, const char* const* argv) {
       "batch", po::value(&batch)->default_value(batch),
       "streams the text is cut into, each from a zero state (1: every character scored once, in order)")(
       "unknown", po::value(&unknown)->default_value(unknown),
-      "symbols outside the model's vocabulary: fail, or skip them (a vocabulary with <unk>: always <unk>)");
+      "symbols outside the model's vocabulary: fail, or skip them (a vocabulary with <unk>: always <unk>)")(
+      "warmup-rows", po::value(&warmup_rows),
+      "time series: rows run but not scored (default: the run's --warmup-rows)");
   plugin_options.add_to(options, false);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, vm, "usage: rewind eval --checkpoint DIR --data FILE"))
@@ -111,8 +115,16 @@ int run_eval(int argc, const char* const* argv) {
   if (batch < 1) throw std::invalid_argument("--batch must be >= 1, got " + std::to_string(batch));
   if (unknown != "fail" && unknown != "skip")
     throw std::invalid_argument("--unknown must be fail or skip, got '" + unknown + "'");
-  RunConfig config;
-  auto model = load_saved(plugin_options.load(), checkpoint, config);
+  Predictor predictor = load_saved(plugin_options, checkpoint);
+  predictor.check_data(data);
+  const RunConfig& config = predictor.config();
+  if (predictor.series()) {
+    if (!vm["batch"].defaulted() || !vm["unknown"].defaulted())
+      throw std::invalid_argument("--batch and --unknown apply to token models: a series is one stream");
+    if (warmup_rows < 0) throw std::invalid_argument("--warmup-rows must be >= 0");
+    return eval_series(predictor, data, vm.count("warmup-rows") ? warmup_rows : config.warmup_rows);
+  }
+  if (vm.count("warmup-rows")) throw std::invalid_argument("--warmup-rows applies to time series models");
   std::int64_t skipped = 0, as_unknown = 0;
   const auto streams = token_streams(
       config, data, batch, {.skip = unknown == "skip", .skipped = &skipped, .as_unknown = &as_unknown});
@@ -126,7 +138,7 @@ int run_eval(int argc, const char* const* argv) {
   if (as_unknown > 0)
     std::printf("read %lld %ss outside the model's vocabulary as <unk>\n", static_cast<long long>(as_unknown),
                 unit);
-  const trainers::Evaluation e = trainers::evaluate(*model, *streams);
+  const trainers::Evaluation e = trainers::evaluate(predictor.model(), *streams);
   const double accuracy =
       static_cast<double>(e.correct) / static_cast<double>(std::max<std::int64_t>(e.count, 1));
   if (characters)

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -442,6 +443,9 @@ bool RunConfig::series() const {
 trainers::SeriesFrame read_series(const RunConfig& config, const std::string& path) {
   if (config.delimiter.size() != 1)
     throw std::invalid_argument("--delimiter must be one character, got '" + config.delimiter + "'");
+  if (path == "-")
+    return trainers::series_frame(trainers::CsvTable::parse(std::cin, "standard input", config.delimiter[0]),
+                                  config.csv);
   return trainers::series_frame(trainers::CsvTable::read(path, config.delimiter[0]), config.csv);
 }
 
@@ -478,6 +482,9 @@ SeriesSplit load_csv(RunConfig& config) {
     throw std::invalid_argument("--val-fraction must be in [0, 1)");
   if (config.warmup_rows < 0) throw std::invalid_argument("--warmup-rows must be >= 0");
   const trainers::SeriesFrame frame = read_series(config, config.data);
+  // The columns as resolved against the header ("every other column"), so that the model file says.
+  config.csv.inputs = frame.input_names;
+  (frame.next_step ? config.csv.targets : config.csv.target_columns) = frame.target_names;
   const bool held_out_file = !config.val_data.empty();
   const std::size_t rows = frame.rows();
   const auto split =

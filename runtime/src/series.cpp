@@ -195,11 +195,12 @@ Score evaluate_series(models::Model& model, const HeldOutSeries& held_out, const
   std::int64_t scored = 0;
   for (std::size_t r = 0; r < f.rows(); ++r) {
     const std::size_t t = target_row(f, r);
-    if (!f.has_target(r) || t < held_out.scored_from) continue;
+    if (!f.has_target(r) || t < held_out.scored_from || !f.targets_known[t]) continue;
     ++scored;
     for (std::size_t j = 0; j < n_out; ++j) {
       const double o = outputs[r][j];
       loss += (o - z.targets[t][j]) * (o - z.targets[t][j]);
+      // Persistence repeats the last value read, filled in or not, as a forecaster would.
       const double last = f.next_step ? f.targets[r][j] : (r > 0 && !f.resets[r] ? f.targets[r - 1][j] : NAN);
       model_sums[j].add(transform.inverse(f.target_names[j], o, f.targets[r][j]) - f.targets[t][j]);
       if (!std::isnan(last)) persistence_sums[j].add(last - f.targets[t][j]);

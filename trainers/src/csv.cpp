@@ -108,6 +108,10 @@ CsvTable CsvTable::read(const std::string& path, char delimiter) {
   require_regular_file(path);
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
+  return parse(in, path, delimiter);
+}
+
+CsvTable CsvTable::parse(std::istream& in, const std::string& path, char delimiter) {
   CsvTable table;
   table.path = path;
   std::string line;
@@ -204,7 +208,10 @@ SeriesFrame series_frame(const CsvTable& table, const CsvOptions& options) {
   if (reset_col != none) used.push_back(reset_col);
   std::vector<std::vector<double>> values;
   for (std::size_t c : used) values.push_back(numbers(table, c));
-  std::vector<std::uint8_t> keep(table.rows(), 1);
+  std::vector<std::uint8_t> keep(table.rows(), 1), known(table.rows(), 1);
+  for (std::size_t u = 0; u < used.size(); ++u)
+    if (std::ranges::find(predicted, used[u]) != predicted.end())
+      for (std::size_t r = 0; r < table.rows(); ++r) known[r] = known[r] && !std::isnan(values[u][r]);
   for (std::size_t u = 0; u < used.size(); ++u)
     for (std::size_t r = 0; r < table.rows(); ++r) {
       if (!std::isnan(values[u][r])) continue;
@@ -247,6 +254,7 @@ SeriesFrame series_frame(const CsvTable& table, const CsvOptions& options) {
     f.targets.push_back(std::move(out));
     f.keys.push_back(std::move(key));
     f.resets.push_back(starts || pending_reset ? 1 : 0);
+    f.targets_known.push_back(known[r]);
     f.lines.push_back(table.lines[r]);
     pending_reset = false;
   }

@@ -155,7 +155,8 @@ struct SeriesSplit {
   std::string description;  // what was read and how: columns, gaps, transforms, what is scored
   std::string no_validation_reason;
 };
-// The rows of a series file as the run reads them (its columns, missing values, delimiter).
+// The rows of a series file as the run reads them (its columns, missing values, delimiter); "-": standard
+// input.
 REWIND_RUNTIME_EXPORT trainers::SeriesFrame read_series(const RunConfig& config, const std::string& path);
 // Fits config.transform on the training rows when it is not fitted yet (a new run).
 REWIND_RUNTIME_EXPORT SeriesSplit load_csv(RunConfig& config);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct REWIND_TRAINERS_EXPORT CsvTable {
   // Errors name the file and line: a ragged row, an unclosed quote, a header without a name or with a name
   // twice.
   static CsvTable read(const std::string& path, char delimiter = ',');
+  // The same from a stream (standard input); name stands for the file in errors.
+  static CsvTable parse(std::istream& in, const std::string& name, char delimiter = ',');
   std::size_t rows() const { return cells.size(); }
   std::size_t column(const std::string& name) const;  // throws listing the columns
   // "'f.csv' line 12, column 'co2'".
@@ -54,7 +57,10 @@ struct REWIND_TRAINERS_EXPORT SeriesFrame {
   std::vector<std::vector<double>> targets;  // [row][target]: the target columns' values at that row
   std::vector<std::vector<std::string>> keys;
   std::vector<std::uint8_t> resets;  // [row]: 1 starts a new sequence
-  std::vector<std::size_t> lines;    // the file line of each row
+  // [row]: 0 where a target's value was missing and filled in (ffill, interpolate): it trains, but is not an
+  // actual value to score a prediction against.
+  std::vector<std::uint8_t> targets_known;
+  std::vector<std::size_t> lines;  // the file line of each row
   // true: row t's inputs predict row t + 1's targets (--targets); false: row t's (--target-columns).
   bool next_step = true;
   std::size_t rows() const { return inputs.size(); }
