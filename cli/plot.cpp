@@ -26,15 +26,23 @@ namespace {
 struct Row {
   std::int64_t update = 0;
   double seconds = NAN, loss = NAN, smoothed = NAN, lr = NAN, eval_loss = NAN;
+  double eval_rmse = NAN, persistence_rmse = NAN;  // time series: the first target column, in its units
+};
+
+// A metrics file's rows, and for a time series the column whose errors its evaluations report.
+struct Metrics {
+  std::vector<Row> rows;
+  std::string column;  // empty: token data (losses in nats)
 };
 
 // One row per update and per validation run, in update order. A metrics file is appended to by every resume:
 // a run resumed from an earlier checkpoint repeats updates, and its rows replace the ones they repeat; its
 // clock restarts, so its times are offset by the time the replaced part had reached.
-std::vector<Row> read_metrics(const std::string& path) {
+Metrics read_metrics(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open metrics file '" + path + "'");
-  std::vector<Row> rows;
+  Metrics metrics;
+  std::vector<Row>& rows = metrics.rows;
   double offset = 0, last_seconds = 0, smoothed = NAN;
   std::string line;
   for (std::int64_t number = 1; std::getline(in, line); ++number) {
@@ -65,6 +73,13 @@ std::vector<Row> read_metrics(const std::string& path) {
         Row r;
         r.update = update, r.eval_loss = j.at("eval_loss");
         r.seconds = rows.empty() ? 0 : rows.back().seconds;
+        if (j.contains("eval_columns") && !j["eval_columns"].empty()) {
+          const auto first = j["eval_columns"].begin();
+          metrics.column = first.key();
+          r.eval_rmse = first.value().at("rmse");
+          if (j.contains("eval_persistence"))
+            r.persistence_rmse = j["eval_persistence"].at(first.key()).at("rmse");
+        }
         rows.push_back(r);
       }
     } catch (const std::exception& e) {
@@ -73,7 +88,7 @@ std::vector<Row> read_metrics(const std::string& path) {
     }
   }
   if (rows.empty()) throw std::runtime_error("metrics file '" + path + "' holds no updates");
-  return rows;
+  return metrics;
 }
 
 std::string label_of(const std::string& path) {
@@ -127,15 +142,18 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   if (!have_gnuplot()) throw std::runtime_error("gnuplot is not installed (apt-get install gnuplot-nox)");
   std::vector<std::string> csvs, labels;
   std::ostringstream best_marks;
+  std::string column;  // a time series' first target: its validation RMSE replaces the wall-time panel
   for (std::size_t i = 0; i < metrics_files.size(); ++i) {
-    const std::vector<Row> rows = read_metrics(metrics_files[i]);
+    const Metrics metrics = read_metrics(metrics_files[i]);
+    const std::vector<Row>& rows = metrics.rows;
+    if (column.empty()) column = metrics.column;
     const std::string csv = png + "." + std::to_string(i) + ".csv";
     std::ofstream out(csv);
-    out << "update,seconds,loss,smoothed_loss,lr,eval_loss\n";
+    out << "update,seconds,loss,smoothed_loss,lr,eval_loss,eval_rmse,persistence_rmse\n";
     const Row* best = nullptr;
     for (const Row& r : rows) {
       out << r.update << ',' << r.seconds << ',' << r.loss << ',' << r.smoothed << ',' << r.lr << ','
-          << r.eval_loss << '\n';
+          << r.eval_loss << ',' << r.eval_rmse << ',' << r.persistence_rmse << '\n';
       if (!std::isnan(r.eval_loss) && (!best || r.eval_loss < best->eval_loss)) best = &r;
     }
     if (!out) throw std::runtime_error("cannot write '" + csv + "'");
@@ -150,8 +168,9 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   std::ostringstream gp;
   gp << "set datafile separator ','\nset datafile missing 'nan'\nset key top right\nset grid\n"
      << "set multiplot layout 1,3 title 'training (smoothed) and validation loss; * best validation'\n";
+  const std::string unit = column.empty() ? "loss (nats)" : "loss (model units)";
   auto loss_panel = [&](const char* title, const char* xlabel, int x) {
-    gp << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel 'loss (nats)'\nplot ";
+    gp << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << unit << "'\nplot ";
     for (std::size_t i = 0; i < csvs.size(); ++i)
       gp << "'" << csvs[i] << "' using " << x << ":4 every ::1 with lines lc " << i + 1 << " title '"
          << labels[i] << " training', '" << csvs[i] << "' using " << x << ":6 every ::1 with linespoints lc "
@@ -160,7 +179,17 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
        << "notitle\n";
   };
   loss_panel("against updates", "update", 1);
-  loss_panel("against wall time", "seconds", 2);
+  if (column.empty()) {
+    loss_panel("against wall time", "seconds", 2);
+  } else {  // errors in the data's units, persistence's for scale
+    gp << "set title 'validation RMSE of " << label_of(column) << " (data units)'\nset xlabel 'update'\n"
+       << "set ylabel 'RMSE'\nplot ";
+    for (std::size_t i = 0; i < csvs.size(); ++i)
+      gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:7 every ::1 with linespoints lc " << i + 1
+         << " pt 7 ps 0.5 title '" << labels[i] << "', '" << csvs[i] << "' using 1:8 every ::1 with lines lc "
+         << i + 1 << " dt 3 title '" << labels[i] << " persistence'";
+    gp << "\n";
+  }
   // The offset keeps a constant rate off the top border, where gnuplot's autoscale would hide it.
   gp << "set title 'learning rate'\nset xlabel 'update'\nset ylabel 'lr'\nset yrange [0:*]\n"
      << "set offsets 0, 0, graph 0.1, 0\nplot ";
@@ -171,25 +200,93 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   render_gnuplot(png, "1800,560", gp.str());
 }
 
+void plot_predictions(const std::string& path, const std::string& png) {
+  if (!have_gnuplot()) throw std::runtime_error("gnuplot is not installed (apt-get install gnuplot-nox)");
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open predictions file '" + path + "'");
+  std::string header;
+  std::getline(in, header);
+  const std::vector<std::string> columns = split_list(header);
+  const auto at = std::find(columns.begin(), columns.end(), "row");
+  if (at == columns.end() || columns.end() - at < 5 || (columns.end() - at - 3) % 2 != 0)
+    throw std::runtime_error("'" + path + "' is not a predictions file of rewind predict (header: " + header +
+                             ")");
+  const auto keys = static_cast<int>(at - columns.begin());  // gnuplot columns count from 1
+  const int row = keys + 1, step = keys + 3;
+  // The last row with a known value (the forecast horizon lies past it), and the keys to label rows with.
+  std::string line;
+  double last_known = -1, last_row = -1;
+  std::vector<std::pair<double, std::string>> labels;  // (row, first key) of the one-step rows
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;  // split without dropping empty cells (split_list would)
+    std::size_t start = 0;
+    for (std::size_t comma; (comma = line.find(',', start)) != std::string::npos; start = comma + 1)
+      cells.push_back(line.substr(start, comma - start));
+    cells.push_back(line.substr(start));
+    if (cells.size() != columns.size()) continue;  // a quoted key with a comma: not needed for the bounds
+    const double r = std::atof(cells[static_cast<std::size_t>(row - 1)].c_str());
+    last_row = std::max(last_row, r);
+    if (!cells[static_cast<std::size_t>(step)].empty()) last_known = std::max(last_known, r);
+    if (keys > 0 && cells[static_cast<std::size_t>(step - 1)] == "1") labels.emplace_back(r, cells[0]);
+  }
+  const std::size_t targets = static_cast<std::size_t>(columns.end() - at - 3) / 2;
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset key top left\nset grid\nset xlabel 'row'\nset mxtics 1\n";
+  if (!labels.empty()) {  // eight labels from the first key column
+    gp << "set xlabel '" << label_of(columns[0]) << "'\nset xtics (";
+    const std::size_t every = std::max<std::size_t>(1, labels.size() / 8);
+    for (std::size_t i = 0; i < labels.size(); i += every)
+      gp << (i ? ", " : "") << "'" << label_of(labels[i].second) << "' " << labels[i].first;
+    gp << ")\n";
+  }
+  gp << "set multiplot layout " << targets
+     << ",1 title 'actual and predicted; shaded: the forecast horizon'\n";
+  if (last_row > last_known)
+    gp << "set object 1 rect from " << last_known << ", graph 0 to " << last_row
+       << ", graph 1 fc rgb '#e8e8e8' fs solid behind\n";
+  for (std::size_t j = 0; j < targets; ++j) {
+    const int actual = keys + 4 + 2 * static_cast<int>(j), predicted = actual + 1;
+    const std::string name = label_of(columns[static_cast<std::size_t>(actual - 1)]);
+    gp << "set title '" << name << "'\nset ylabel '" << name << "'\nplot '" << path << "' using " << row
+       << ":(column(" << step << ") == 1 ? column(" << actual << ") : 1/0) every ::1 with lines lw 3 "
+       << "lc rgb '#bbbbbb' title 'actual', '' using " << row << ":(column(" << step << ") == 1 ? column("
+       << predicted << ") : 1/0) every ::1 with lines lc rgb '#1f77b4' title 'one step ahead', '' using "
+       << row << ":(column(" << step << ") > 1 || column(" << row << ") > " << last_known << " ? column("
+       << predicted << ") : 1/0) every ::1 with points pt 7 ps 0.4 lc rgb '#d62728' title 'forecast'\n";
+  }
+  gp << "unset multiplot\n";
+  render_gnuplot(png, "1400," + std::to_string(360 * targets + 80), gp.str());
+}
+
 int run_plot(int argc, const char* const* argv) {
-  std::string metrics, out;
+  std::string metrics, out, predictions;
   std::vector<std::string> compare;
   po::options_description options("rewind plot options");
   options.add_options()("help,h", "show this help")("metrics", po::value(&metrics),
                                                     "the run's metrics.jsonl (rewind train --metrics)")(
       "compare", po::value(&compare)->composing(),
-      "another run's metrics.jsonl drawn beside it (repeatable)")("out", po::value(&out), "the PNG to write");
+      "another run's metrics.jsonl drawn beside it (repeatable)")(
+      "predictions", po::value(&predictions), "draw rewind predict's CSV instead: actual against predicted")(
+      "out", po::value(&out), "the PNG to write");
   po::positional_options_description positional;
   positional.add("metrics", 1);
   po::variables_map vm;
-  if (!parse_command_line(argc, argv, options, vm,
-                          "usage: rewind plot RUN/metrics.jsonl [--compare OTHER/metrics.jsonl ...] --out "
-                          "curves.png",
-                          &positional))
+  if (!parse_command_line(
+          argc, argv, options, vm,
+          "usage: rewind plot RUN/metrics.jsonl [--compare OTHER/metrics.jsonl ...] --out curves.png | "
+          "rewind plot --predictions preds.csv --out preds.png",
+
+          &positional))
     return 0;
+  if (out.empty()) throw std::invalid_argument("--out PNG is required");
+  if (!predictions.empty()) {
+    if (!metrics.empty() || !compare.empty())
+      throw std::invalid_argument("give --predictions FILE or a metrics file, not both");
+    plot_predictions(predictions, out);
+    return 0;
+  }
   if (metrics.empty())
     throw std::invalid_argument("give the run's metrics file (rewind plot RUN/metrics.jsonl)");
-  if (out.empty()) throw std::invalid_argument("--out PNG is required");
   std::vector<std::string> files{metrics};
   files.insert(files.end(), compare.begin(), compare.end());
   plot_runs(files, out);

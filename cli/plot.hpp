@@ -23,4 +23,9 @@ bool render_gnuplot(const std::string& png, const std::string& size, const std::
 // is marked. Writes PNG, PNG.gp and one PNG.N.csv per run; throws when gnuplot is missing.
 void plot_runs(const std::vector<std::string>& metrics_files, const std::string& png);
 
+// Actual against predicted values from rewind predict's CSV, one panel per target, over the rows (labelled
+// with the first key column): one-step predictions, forecasts (steps > 1) and the forecast horizon past the
+// last known value shaded. Throws naming the file when it is not a predictions file.
+void plot_predictions(const std::string& predictions_csv, const std::string& png);
+
 }  // namespace rwd::cli

@@ -278,7 +278,7 @@ std::vector<PredictionRow> predict_frame(Predictor& predictor, const trainers::S
   const auto rows = static_cast<std::int64_t>(frame.rows());
   if (rows == 0) throw std::invalid_argument("the data has no rows");
   predictor.reset();
-  std::vector<PredictionRow> out;
+  std::vector<PredictionRow> out, forecasts;  // one-step predictions in row order, then the forecasts
   for (std::int64_t r = 0; r < rows; ++r) {
     const auto at = static_cast<std::size_t>(r);
     const std::vector<double> predicted =
@@ -290,11 +290,12 @@ std::vector<PredictionRow> predict_frame(Predictor& predictor, const trainers::S
       out.push_back({r + 1, r, 1, frame.keys[at + 1], actual(frame, at + 1), predicted});
     if (origin && options.horizon > 1) {
       const Predictor::Snapshot here = predictor.snapshot();
-      forecast(predictor, frame, r, predicted, options, out);
+      forecast(predictor, frame, r, predicted, options, forecasts);
       predictor.restore(here);
     }
-    if (last) forecast(predictor, frame, r, predicted, options, out);
+    if (last) forecast(predictor, frame, r, predicted, options, forecasts);
   }
+  out.insert(out.end(), forecasts.begin(), forecasts.end());
   return out;
 }
 

@@ -85,8 +85,8 @@ struct ForecastOptions {
   const trainers::SeriesFrame* future = nullptr;
 };
 
-// One-step predictions of every row of a frame (its state carried through, resets honoured), then a forecast
-// of options.horizon steps from its end, feeding predictions back where a target is also an input; with
+// One-step predictions of every row of a frame (its state carried through, resets honoured), in row order,
+// then the forecasts: with options.every the rolling-origin ones, and options.horizon steps from the end, feeding predictions back where a target is also an input; with
 // options.every, rolling-origin forecasts too. An input that is not a target needs options.future for the
 // steps past the end, else it is refused by name.
 REWIND_RUNTIME_EXPORT std::vector<PredictionRow> predict_frame(Predictor& predictor,
