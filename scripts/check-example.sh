@@ -46,3 +46,19 @@ grep -q "model plugin 'min_gru' was loaded from '.*librewind_model_min_gru.so', 
   <<< "$out" || { echo "no advice to give --plugin: $out"; exit 1; }
 "$work/prefix/bin/rewind" sample --checkpoint "$run" --length 20 --plugin "$work/moved.so" > /dev/null
 echo "a saved plugin model's file is remembered"
+# A program of the user's own: examples/forecast, built against the installed package, predicts rows read on
+# standard input with a model the installed CLI trained; its predictions are rewind predict's.
+cmake -S "$source_dir/examples/forecast" -B "$work/forecast" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release > "$work/forecast-configure.log"
+cmake --build "$work/forecast" > "$work/forecast-build.log"
+grep -v ',$' "$source_dir/data/co2_weekly.csv" > "$work/rows.csv"  # the rows with a value
+REWIND_NUM_THREADS=1 "$work/prefix/bin/rewind" train --data "$work/rows.csv" --key-columns date --targets co2 \
+  --difference --hidden 8 --k 52 --batch 4 --max-updates 20 --eval-every 0 --save "$work/co2" > /dev/null
+"$work/forecast/forecast" "$work/co2" < "$work/rows.csv" > "$work/forecast.csv"
+"$work/prefix/bin/rewind" predict --checkpoint "$work/co2" --data "$work/rows.csv" > "$work/predict.csv"
+# Row r of the program's output predicts row r + 1, as line r of predict's (both after their header; the
+# last of each is the row past the end).
+paste -d, <(tail -n +2 "$work/forecast.csv" | head -n -1 | cut -d, -f1) <(tail -n +2 "$work/predict.csv" | head -n -1 | cut -d, -f6) |
+  awk -F, '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5) { print "row " NR ": " $1 " against " $2; bad = 1 } }
+           END { exit bad }' || { echo "examples/forecast differs from rewind predict"; exit 1; }
+echo "examples/forecast: $(($(wc -l < "$work/forecast.csv") - 1)) rows predicted, as rewind predict does"
