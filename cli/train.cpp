@@ -465,9 +465,9 @@ class Progress {
   }
   void summary(double rate) const {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    std::printf("trained %lld updates (to update %lld) in %.1f s, %.0f time steps x batch per second\n",
+    std::printf("trained %lld updates (to update %lld) in %.*f s, %.0f time steps x batch per second\n",
                 static_cast<long long>(run_.updates() - start_), static_cast<long long>(run_.updates()),
-                seconds, rate);
+                seconds < 10 ? 3 : 1, seconds, rate);  // short runs to the millisecond
     if (skipped_ > 0) std::printf("skipped %lld non-finite update(s)\n", static_cast<long long>(skipped_));
   }
 
