@@ -10,7 +10,8 @@ rewind=$1 readme=$(realpath "$2") text=$(realpath "$3") mpi=${4:-}
 # shellcheck source=tests/cli_common.sh
 source "$(dirname "$0")/cli_common.sh"
 
-# The files the commands name.
+# The files the commands name; data/ is the repository's, as from its top directory.
+ln -s "$(dirname "$text")" data
 head -c 30000 "$text" > my.txt
 head -c 20000 "$text" | tail -c 5000 > held_out.txt
 head -n 1500 "$text" > train.txt
