@@ -222,6 +222,55 @@ std::vector<trainers::TruncationSetting> settings_from(const po::variables_map& 
   return out;
 }
 
+// Every figure of every setting, per segment and per parameter tensor (--json).
+json truncation_json(const trainers::TruncationAnalysis& a) {
+  json results = json::array();
+  for (const trainers::TruncationResult& r : a.results) {
+    json per_segment = json::array();
+    for (const auto& s : r.segments) {
+      json params = json::object();
+      for (std::size_t p = 0; p < a.parameters.size(); ++p)
+        params[a.parameters[p]] = {{"cosine", s.parameters[p].cosine},
+                                   {"relative_error", s.parameters[p].relative_error},
+                                   {"norm_ratio", s.parameters[p].norm_ratio}};
+      per_segment.push_back({{"cosine", s.overall.cosine},
+                             {"relative_error", s.overall.relative_error},
+                             {"norm_ratio", s.overall.norm_ratio},
+                             {"parameters", params}});
+    }
+    results.push_back({{"k1", r.setting.k1},
+                       {"k2", r.setting.k2},
+                       {"tape_peak_bytes", r.tape_peak_bytes},
+                       {"seconds", r.seconds},
+                       {"segments", per_segment}});
+  }
+  return json{{"steps", a.steps},
+              {"segments", a.segments},
+              {"segments_used", a.segments_used},
+              {"parameters", a.parameters},
+              {"full", {{"tape_peak_bytes", a.full_tape_peak_bytes}, {"seconds", a.full_seconds}}},
+              {"results", results}};
+}
+
+// Relative error and cosine against k2, overall and per parameter tensor, from the table's CSV.
+void plot_truncation(const trainers::TruncationAnalysis& a, const std::string& title, const std::string& csv,
+                     const std::string& png) {
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset key outside right\nset grid\nset logscale x\n"
+     << "set multiplot layout 1,2 title '" << title << "'\n"
+     << "set title 'relative error ||g_k - g|| / ||g||'\nset xlabel 'k2 (steps backpropagated)'\nplot ";
+  for (std::size_t p = 0; p <= a.parameters.size(); ++p)
+    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p << " ? $2 : 1/0):7 with linespoints "
+       << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "title '" << (p == 0 ? "all" : a.parameters[p - 1])
+       << "'";
+  gp << "\nset title 'cosine(g_k, g)'\nset key off\nplot ";
+  for (std::size_t p = 0; p <= a.parameters.size(); ++p)
+    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p << " ? $2 : 1/0):5 with linespoints "
+       << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "notitle";
+  gp << "\nunset multiplot\n";
+  render_gnuplot(png, "1500,560", gp.str());
+}
+
 int run_truncation(int argc, const char* const* argv) {
   Subject subject;
   std::string k, k1, k2, csv_path, json_path, plot;
@@ -260,7 +309,6 @@ int run_truncation(int argc, const char* const* argv) {
   std::ostringstream csv;
   csv << "k1,k2,parameter_index,parameter,cosine_mean,cosine_sd,relative_error_mean,relative_error_sd,"
          "norm_ratio_mean,norm_ratio_sd,tape_peak_bytes,seconds\n";
-  json results = json::array();
   auto csv_row = [&](const trainers::TruncationResult& r, std::size_t index, const std::string& name,
                      auto value) {
     const Spread c = spread(r.segments, [&](const auto& s) { return value(s).cosine; });
@@ -276,23 +324,6 @@ int run_truncation(int argc, const char* const* argv) {
     std::printf("%5lld %5lld %12.8f +- %-7.1e %13.3e +- %-8.1e %9.4f +- %-7.1e %14.2f %9.3f\n",
                 static_cast<long long>(r.setting.k1), static_cast<long long>(r.setting.k2), c.mean, c.sd,
                 e.mean, e.sd, n.mean, n.sd, static_cast<double>(r.tape_peak_bytes) / (1 << 20), r.seconds);
-    json per_segment = json::array();
-    for (const auto& s : r.segments) {
-      json params = json::object();
-      for (std::size_t p = 0; p < a.parameters.size(); ++p)
-        params[a.parameters[p]] = {{"cosine", s.parameters[p].cosine},
-                                   {"relative_error", s.parameters[p].relative_error},
-                                   {"norm_ratio", s.parameters[p].norm_ratio}};
-      per_segment.push_back({{"cosine", s.overall.cosine},
-                             {"relative_error", s.overall.relative_error},
-                             {"norm_ratio", s.overall.norm_ratio},
-                             {"parameters", params}});
-    }
-    results.push_back({{"k1", r.setting.k1},
-                       {"k2", r.setting.k2},
-                       {"tape_peak_bytes", r.tape_peak_bytes},
-                       {"seconds", r.seconds},
-                       {"segments", per_segment}});
   }
   std::printf("\nrelative error per parameter tensor (mean over segments):\n%-22s", "parameter");
   for (const auto& r : a.results)
@@ -309,33 +340,8 @@ int run_truncation(int argc, const char* const* argv) {
   }
   std::string csv_for_plot = csv_path.empty() && !plot.empty() ? plot + ".csv" : csv_path;
   if (!csv_for_plot.empty()) write_text_file(csv_for_plot, csv.str(), csv_path.empty() ? "--plot" : "--csv");
-  if (!json_path.empty())
-    write_text_file(json_path,
-                    json{{"steps", a.steps},
-                         {"segments", a.segments},
-                         {"segments_used", a.segments_used},
-                         {"parameters", a.parameters},
-                         {"full", {{"tape_peak_bytes", a.full_tape_peak_bytes}, {"seconds", a.full_seconds}}},
-                         {"results", results}}
-                            .dump(2) +
-                        "\n",
-                    "--json");
-  if (!plot.empty()) {
-    std::ostringstream gp;
-    gp << "set datafile separator ','\nset key outside right\nset grid\nset logscale x\n"
-       << "set multiplot layout 1,2 title '" << subject.describe() << "'\n"
-       << "set title 'relative error ||g_k - g|| / ||g||'\nset xlabel 'k2 (steps backpropagated)'\nplot ";
-    for (std::size_t p = 0; p <= a.parameters.size(); ++p)
-      gp << (p ? ", " : "") << "'" << csv_for_plot << "' using ($3 == " << p
-         << " ? $2 : 1/0):7 with linespoints " << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "title '"
-         << (p == 0 ? "all" : a.parameters[p - 1]) << "'";
-    gp << "\nset title 'cosine(g_k, g)'\nset key off\nplot ";
-    for (std::size_t p = 0; p <= a.parameters.size(); ++p)
-      gp << (p ? ", " : "") << "'" << csv_for_plot << "' using ($3 == " << p
-         << " ? $2 : 1/0):5 with linespoints " << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "notitle";
-    gp << "\nunset multiplot\n";
-    render_gnuplot(plot, "1500,560", gp.str());
-  }
+  if (!json_path.empty()) write_text_file(json_path, truncation_json(a).dump(2) + "\n", "--json");
+  if (!plot.empty()) plot_truncation(a, subject.describe(), csv_for_plot, plot);
   return 0;
 }
 

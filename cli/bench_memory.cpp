@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -132,6 +133,33 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
   render_gnuplot(png, "1400,560", gp.str());
 }
 
+// One configuration in a child process of its own (a fresh peak RSS); its JSON result, or the reason it
+// failed.
+std::optional<json> run_in_child(const std::string& command, std::string& why) {
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot start " + command);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe)) out += buf;
+  const int status = ::pclose(pipe);
+  if (status == 0 && !out.empty()) return json::parse(out.substr(out.find('{')));
+  // pclose gives a wait status: the child's exit code, or the signal that ended it (an OOM kill).
+  why = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                            : "exit code " + std::to_string(WEXITSTATUS(status));
+  return std::nullopt;
+}
+
+void write_csv(const std::string& path, const json& results, const std::string& option) {
+  std::ostringstream csv;
+  csv << "trainer_index,trainer,steps,tape_peak_bytes,peak_rss_bytes,minimum_saved_bytes_full,us_per_step,"
+         "steps_x_batch_per_second\n";
+  for (const json& r : results)
+    csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ','
+        << r["tape_peak_bytes"] << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ','
+        << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << '\n';
+  write_text_file(path, csv.str(), option);
+}
+
 }  // namespace
 
 int run_bench_memory(int argc, const char* const* argv) {
@@ -194,22 +222,15 @@ int run_bench_memory(int argc, const char* const* argv) {
     for (std::int64_t steps : lengths) {
       const std::string command = shell_quote(self) + " bench-memory --child-trainer " +
                                   shell_quote(specs[i]) + " --child-steps " + std::to_string(steps) + common;
-      std::FILE* pipe = ::popen(command.c_str(), "r");
-      if (pipe == nullptr) throw std::runtime_error("cannot start " + command);
-      std::string out;
-      char buf[4096];
-      while (std::fgets(buf, sizeof buf, pipe)) out += buf;
-      const int status = ::pclose(pipe);
-      if (status != 0 || out.empty()) {
-        // pclose gives a wait status: the child's exit code, or the signal that ended it (an OOM kill).
-        const std::string why = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                                    : "exit code " + std::to_string(WEXITSTATUS(status));
+      std::string why;
+      std::optional<json> result = run_in_child(command, why);
+      if (!result) {
         std::printf("%-18s %8lld  failed (%s)\n", specs[i].c_str(), static_cast<long long>(steps),
                     why.c_str());
         ++failed;
         continue;
       }
-      json r = json::parse(out.substr(out.find('{')));
+      json& r = *result;
       r["trainer_index"] = i;
       r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
       std::printf("%-18s %8lld %8lld %14s %14s %12.1f %16.0f %14s\n", specs[i].c_str(),
@@ -225,16 +246,7 @@ int run_bench_memory(int argc, const char* const* argv) {
       "min saved: the activations full BPTT must keep at the least, %.0f floats per row and step for %s\n",
       min_floats, s.model.c_str());
   std::string csv_for_plot = csv_path.empty() && !plot.empty() ? plot + ".csv" : csv_path;
-  if (!csv_for_plot.empty()) {
-    std::ostringstream csv;
-    csv << "trainer_index,trainer,steps,tape_peak_bytes,peak_rss_bytes,minimum_saved_bytes_full,us_per_step,"
-           "steps_x_batch_per_second\n";
-    for (const json& r : results)
-      csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ','
-          << r["tape_peak_bytes"] << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ','
-          << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << '\n';
-    write_text_file(csv_for_plot, csv.str(), csv_path.empty() ? "--plot" : "--csv");
-  }
+  if (!csv_for_plot.empty()) write_csv(csv_for_plot, results, csv_path.empty() ? "--plot" : "--csv");
   if (!json_path.empty()) write_text_file(json_path, results.dump(2) + "\n", "--json");
   if (!plot.empty()) write_plot(plot, csv_for_plot, specs, s);
   if (failed > 0) {

@@ -115,6 +115,44 @@ void print_memory(const char* label, const MemoryStats& m) {
               mib(m.reserved_bytes).c_str());
 }
 
+// Part 3: what a trainer does, written out: windows of k steps, the state carried between them, SGD.
+struct DemoTraining {
+  std::int64_t updates = 0, k = 0;
+  double lr = 0, clip = 0;
+};
+void train_truncated(CharRnn& model, Tape& tape, const Corpus& data, const std::vector<std::int64_t>& cursor,
+                     const DemoTraining& run, const Tensor& h0) {
+  const std::int64_t updates = run.updates, k = run.k, batch = h0.shape().rows;
+  const auto stream_length = static_cast<std::int64_t>(data.ids.size()) / batch;
+  std::printf("\n3. Training %lld truncated-BPTT updates (k = %lld, SGD lr %.2f, clip %.2f)\n",
+              static_cast<long long>(updates), static_cast<long long>(k), run.lr, run.clip);
+  Tensor carried = h0;
+  std::int64_t position = 0;
+  double running = 0;
+  std::vector<Parameter*> parameters;
+  for (Parameter& p : model.params) parameters.push_back(&p);
+  trainers::Optimizer sgd({.kind = "sgd", .lr = run.lr});
+  const auto began = std::chrono::steady_clock::now();
+  for (std::int64_t u = 1; u <= updates; ++u) {
+    if (position + k + 1 > stream_length) position = 0, carried = h0;
+    model.zero_grad();
+    tape.clear();
+    Var hw = tape.input(carried);
+    const Var loss = model.unroll(tape, hw, data, cursor, position, k, static_cast<double>(batch * k));
+    tape.backward(loss);
+    hw.copy_to(carried);
+    position += k;
+    trainers::clip_grad_norm(parameters, run.clip);
+    sgd.step(parameters);
+    running = u == 1 ? loss.item() : 0.9 * running + 0.1 * loss.item();
+    if (u == 1 || u % 50 == 0 || u == updates)
+      std::printf("  update %5lld  loss %.4f (smoothed %.4f)\n", static_cast<long long>(u), loss.item(),
+                  running);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  std::printf("  %.0f time steps x batch per second\n", static_cast<double>(updates * k * batch) / seconds);
+}
+
 }  // namespace
 
 int run_demo(int argc, const char* const* argv) {
@@ -189,33 +227,7 @@ int run_demo(int argc, const char* const* argv) {
   std::printf("  cosine(truncated gradient, full gradient) = %.4f: truncation's bias, measured\n",
               dot / std::sqrt(nf * nt));
 
-  std::printf("\n3. Training %lld truncated-BPTT updates (k = %lld, SGD lr %.2f, clip %.2f)\n",
-              static_cast<long long>(updates), static_cast<long long>(k), lr, clip);
-  carried = h0;
-  std::int64_t position = 0;
-  double running = 0;
-  std::vector<Parameter*> parameters;
-  for (Parameter& p : model.params) parameters.push_back(&p);
-  trainers::Optimizer sgd({.kind = "sgd", .lr = lr});
-  const auto began = std::chrono::steady_clock::now();
-  for (std::int64_t u = 1; u <= updates; ++u) {
-    if (position + k + 1 > stream_length) position = 0, carried = h0;
-    model.zero_grad();
-    tape.clear();
-    Var hw = tape.input(carried);
-    const Var loss = model.unroll(tape, hw, data, cursor, position, k, static_cast<double>(batch * k));
-    tape.backward(loss);
-    hw.copy_to(carried);
-    position += k;
-    trainers::clip_grad_norm(parameters, clip);
-    sgd.step(parameters);
-    running = u == 1 ? loss.item() : 0.9 * running + 0.1 * loss.item();
-    if (u == 1 || u % 50 == 0 || u == updates)
-      std::printf("  update %5lld  loss %.4f (smoothed %.4f)\n", static_cast<long long>(u), loss.item(),
-                  running);
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  std::printf("  %.0f time steps x batch per second\n", static_cast<double>(updates * k * batch) / seconds);
+  train_truncated(model, tape, data, cursor, {.updates = updates, .k = k, .lr = lr, .clip = clip}, h0);
   print_memory("tape peak while training", tape.memory());
   return 0;
 }
