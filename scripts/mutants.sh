@@ -371,6 +371,50 @@ mutant tokens.check_keeps_file_resident trainers/src/tokens.cpp \
   '  }' \
   'read in place'
 
+# ---- issue 23: time series end to end -----------------------------------------------------------------------
+series='series|cli\.timeseries'
+mutant series.transform_fitted_on_all_rows runtime/src/run_config.cpp \
+  'if (config.transform.columns.empty()) config.transform.fit(frame, split);' \
+  'if (config.transform.columns.empty()) config.transform.fit(frame, frame.rows());' \
+  "$series"
+mutant series.inverse_forgets_last_value runtime/src/series.cpp \
+  'return difference ? previous + v : v;' \
+  'return difference ? 0 * previous + v : v;' \
+  "$series"
+mutant series.change_across_a_reset runtime/src/series.cpp \
+  'rows[r][c] = r == 0 || resets[r] ? 0.0 : rows[r][c] - rows[r - 1][c];' \
+  'rows[r][c] = r == 0 ? 0.0 : rows[r][c] - rows[r - 1][c];' \
+  "$series"
+mutant series.filled_targets_scored runtime/src/series.cpp \
+  'if (!f.has_target(r) || t < held_out.scored_from || !f.targets_known[t]) continue;' \
+  'if (!f.has_target(r) || t < held_out.scored_from) continue;' \
+  "$series"
+mutant series.validation_scores_training_rows runtime/src/run_config.cpp \
+  'out.validation = std::make_unique<HeldOutSeries>(HeldOutSeries{frame, split});' \
+  'out.validation = std::make_unique<HeldOutSeries>(HeldOutSeries{frame, 0});' \
+  "$series"
+mutant csv.interpolate_as_ffill trainers/src/csv.cpp \
+  '} else if (next == known.size() || missing == Missing::ffill) {' \
+  '} else if (next == known.size() || missing != Missing::drop) {' \
+  "$series"
+mutant csv.keys_become_inputs trainers/src/csv.cpp \
+  'if (c != reset_col && !listed(keys, c) && !(explicit_targets && listed(target_cols, c)))' \
+  'if (c != reset_col && !(explicit_targets && listed(target_cols, c)))' \
+  "$series"
+mutant csv.keys_not_carried trainers/src/csv.cpp \
+  'for (std::size_t c : keys) key.push_back(table.cells[r][c]);' \
+  'for (std::size_t c : keys) key.push_back(table.cells[r][c] + "");
+    key.clear();' \
+  "$series"
+mutant predictor.reset_ignored runtime/src/predictor.cpp \
+  'if (starts_sequence) m.now.state = m.model->initial_state(1), m.now.started = false;' \
+  'if (false) m.now.state = m.model->initial_state(1), m.now.started = false;' \
+  "$series"
+mutant predictor.forecast_without_feedback runtime/src/predictor.cpp \
+  'x[i] = predicted[static_cast<std::size_t>(t)];' \
+  'x[i] = 0 * predicted[static_cast<std::size_t>(t)];' \
+  "$series"
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0

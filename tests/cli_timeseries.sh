@@ -34,6 +34,8 @@ eval_rmse=$("$rewind" eval --checkpoint co2 --data co2.csv | sed -nE 's/.*co2: R
 train_rmse=$(printf '%.4g' "$rmse")
 [ "$predicted" = "$train_rmse" ] || fail "predict's RMSE on the last 20% is $predicted, training's validation $train_rmse"
 [ -n "$eval_rmse" ] || fail "no eval RMSE"
+# The whole file: 2283 predictions, less the 59 whose actual value was missing (filled in, not scored).
+"$rewind" eval --checkpoint co2 --data co2.csv | grep -q "over 2224 rows" || fail "filled-in values were scored"
 "$rewind" predict --checkpoint co2 --data - --horizon 3 < co2.csv | tail -1 | grep -q "^,2286,2283,3,," ||
   fail "predict from standard input"
 "$rewind" plot --predictions preds.csv --out preds.png > /dev/null

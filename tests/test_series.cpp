@@ -262,3 +262,29 @@ TEST_CASE("predictions: Predictor, predict_frame, predict_series and a stepping 
   y = predictor.step(std::vector<double>{0.25, y[0]});
   CHECK(last.predicted[0] == Approx(y[0]).margin(1e-9));
 }
+
+TEST_CASE("a run fits its transform on the training rows only and stores the columns it resolved",
+          "[series]") {
+  TempDir dir;
+  std::string text = "when,a\n";
+  for (int r = 0; r < 20; ++r)
+    text += std::to_string(r) + "," + std::to_string(r < 10 ? r % 3 : 1000 + r) + "\n";
+  runtime::RunConfig c;
+  c.data = dir.write("t.csv", text);
+  c.csv.key_columns = {"when"};
+  c.val_fraction = 0.5, c.batch = 1;
+  const runtime::SeriesSplit split = runtime::load_csv(c);
+  // The first 10 rows (0, 1, 2, 0, ...): mean 0.9, population standard deviation 0.8306...; the held-out
+  // rows' values in the thousands must not move them.
+  const runtime::ColumnScale& s = c.transform.scale_of("a");
+  CHECK(s.shift == Approx(0.9));
+  CHECK(s.scale == Approx(std::sqrt(0.69)));
+  CHECK(c.csv.inputs == std::vector<std::string>{"a"});  // "every other column", resolved and stored
+  CHECK(c.csv.targets == std::vector<std::string>{"a"});
+  REQUIRE(split.validation);
+  CHECK(split.validation->scored_from == 10);  // one stream through the file, the training rows its warm-up
+  CHECK(split.validation->frame.rows() == 20);
+  const runtime::RunConfig stored = runtime::RunConfig::from_json(c.to_json());
+  CHECK(stored.transform.scale_of("a").scale == s.scale);
+  CHECK(stored.transform.normalize == "standard");
+}
