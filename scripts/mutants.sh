@@ -194,7 +194,7 @@ mutant dropout.backward_unmasked autodiff/src/ops_random.cpp \
   'static_cast<T>(n->scalar), dy_of<T>(n), gx, true);' \
   'static_cast<T>(1), dy_of<T>(n), gx, true);' \
   'dropout|gradcheck'
-mutant csv.quotes_not_stripped trainers/src/data.cpp \
+mutant csv.quotes_not_stripped trainers/src/csv.cpp \
   '      quoted = was_quoted = true;
       cell.clear();' \
   '      cell += ch;' \
@@ -289,7 +289,7 @@ mutant plugin.file_not_loaded runtime/src/run_config.cpp \
   '}' \
   'cli\.train\.plugin_file'
 mutant csv.too_few_rows_without_context runtime/src/run_config.cpp \
-  '    if (split == table.rows.size()) throw;' \
+  '    if (split == rows) throw;' \
   '    throw;' \
   'cli\.hardening'
 mutant metrics.every_update runtime/src/training.cpp \
