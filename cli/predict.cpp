@@ -29,7 +29,15 @@ struct PredictOptions {
   PluginOptions plugins;
 };
 
-// Every token's --top-k most likely successors with their probabilities, as CSV.
+// A symbol on one line: line ends and tabs as \n, \r and \t (and a backslash as \\).
+std::string printable(const std::string& symbol) {
+  std::string out;
+  for (char c : symbol)
+    out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\\' ? "\\\\" : std::string(1, c);
+  return out;
+}
+
+// Every token's --top-k most likely successors with their probabilities, as CSV, one line per token.
 std::string top_k_csv(Predictor& predictor, const std::string& data, std::int64_t k) {
   const trainers::Vocabulary& vocabulary = predictor.config().vocabulary;
   if (vocabulary.symbols.empty())
@@ -56,7 +64,7 @@ std::string top_k_csv(Predictor& predictor, const std::string& data, std::int64_
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [&](std::size_t a, std::size_t b) { return p[a] > p[b]; });
     const auto symbol = [&](std::int32_t id) {
-      return csv_cell(vocabulary.symbols[static_cast<std::size_t>(id)]);
+      return csv_cell(printable(vocabulary.symbols[static_cast<std::size_t>(id)]));
     };
     out << i << ',' << symbol(ids[i]) << ',' << (i + 1 < ids.size() ? symbol(ids[i + 1]) : "");
     for (std::int64_t r = 0; r < k; ++r) {

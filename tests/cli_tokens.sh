@@ -33,6 +33,13 @@ holds 'exp(a) / b < 1.001 && b / exp(a) < 1.001' "$loss" "$perplexity" || fail "
 holds 'a / log(2) - b < 0.0006 && b - a / log(2) < 0.0006' "$loss" "$bits" || fail "$bits bits != $loss nats / ln 2"
 chars=$(wc -m < fr.txt)
 holds 'a == b - 1' "$count" "$chars" || fail "$count characters scored in a file of $chars code points"
+# predict --top-k: after every character, the K most likely next ones and their probabilities (rows holding a
+# quoted comma are left out of the awk check).
+"$rewind" predict --checkpoint chars --data fr.txt --top-k 3 > top.csv
+[ "$(head -1 top.csv)" = "position,token,next,top1,p1,top2,p2,top3,p3" ] || fail "top-k header: $(head -1 top.csv)"
+[ "$(($(wc -l < top.csv) - 1))" = "$chars" ] || fail "not one row per character: $(wc -l < top.csv)"
+awk -F, 'NR > 1 && !/"/ && !($5 >= $7 && $7 >= $9 && $5 + $7 + $9 <= 1.000001) { exit 1 }' top.csv ||
+  fail "the top 3 are not in order of probability"
 echo "chars: UTF-8 round trip, perplexity = exp(loss)"
 
 # A validation file with a character the training text lacks: read as <unk>, which the vocabulary gains, and
