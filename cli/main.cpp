@@ -24,6 +24,8 @@ constexpr Command commands[] = {
     {"predict",
      "predictions of a saved model in the data's units: one step ahead, forecasts (--horizon), top-k tokens",
      rwd::cli::run_predict},
+    {"online", "learn and predict on a live stream of CSV rows (stdin, a pipe, a growing file, a socket)",
+     rwd::cli::run_online},
     {"tokenize", "text to a token file (flat uint16/uint32 ids, nanoGPT's train.bin) and its vocabulary",
      rwd::cli::run_tokenize},
     {"plot", "draw a run's loss and learning-rate curves from its metrics (gnuplot PNG)", rwd::cli::run_plot},

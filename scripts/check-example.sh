@@ -48,8 +48,13 @@ grep -q "model plugin 'min_gru' was loaded from '.*librewind_model_min_gru.so', 
 echo "a saved plugin model's file is remembered"
 # A program of the user's own: examples/forecast, built against the installed package, predicts rows read on
 # standard input with a model the installed CLI trained; its predictions are rewind predict's.
+# A program linking the libraries of a sanitizer build needs the sanitizer runtime itself, loaded first.
+sanitize=()
+sanitizers=$(sed -n 's/^REWIND_SANITIZE:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+[ -z "$sanitizers" ] ||
+  sanitize=(-DCMAKE_CXX_FLAGS="-fsanitize=$sanitizers" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=$sanitizers")
 cmake -S "$source_dir/examples/forecast" -B "$work/forecast" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_BUILD_TYPE=Release > "$work/forecast-configure.log"
+  -DCMAKE_BUILD_TYPE=Release "${sanitize[@]}" > "$work/forecast-configure.log"
 cmake --build "$work/forecast" > "$work/forecast-build.log"
 grep -v ',$' "$source_dir/data/co2_weekly.csv" > "$work/rows.csv"  # the rows with a value
 REWIND_NUM_THREADS=1 "$work/prefix/bin/rewind" train --data "$work/rows.csv" --key-columns date --targets co2 \

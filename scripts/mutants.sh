@@ -372,7 +372,7 @@ mutant tokens.check_keeps_file_resident trainers/src/tokens.cpp \
   'read in place'
 
 # ---- issue 23: time series end to end -----------------------------------------------------------------------
-series='series|cli\.timeseries'
+series='series|CSV|transform|cli\.timeseries'
 mutant series.transform_fitted_on_all_rows runtime/src/run_config.cpp \
   'if (config.transform.columns.empty()) config.transform.fit(frame, split);' \
   'if (config.transform.columns.empty()) config.transform.fit(frame, frame.rows());' \

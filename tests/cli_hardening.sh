@@ -29,14 +29,16 @@ refused "learning rate must be finite and >= 0" train --lr -0.1 --max-updates 1
 refused "--trainer-option 'k20' is not KEY=VALUE" train --trainer-option k20 --max-updates 1
 refused "data file '.*' is a directory, not a regular file" train --data "$work" --max-updates 1
 # Devices and FIFOs are refused before anything reads them (a FIFO read once for its hash hung the run).
-refused "data file '/dev/null' is a character device, not a regular file" train --data /dev/null \
+refused "data file '/dev/null' is a character device, not a regular file; use rewind online" train --data /dev/null \
   --token-dtype uint16 --vocab-size 4 --max-updates 1
 mkfifo fifo
 code=0
 out=$(timeout 60 "$rewind" train --data fifo --max-updates 1 2>&1) || code=$?
-[ "$code" = 1 ] && grep -q "data file 'fifo' is a FIFO (named pipe), not a regular file" <<< "$out" ||
+[ "$code" = 1 ] && grep -q "data file 'fifo' is a FIFO (named pipe), not a regular file; use rewind online" <<< "$out" ||
   fail "a FIFO as --data: exit $code, $out"
 refused "validation file 'fifo' is a FIFO" train --data corpus.txt --val-data fifo --max-updates 1
+refused "data file '-' \\(standard input\\) is a stream, not a regular file; use rewind online" train --data - \
+  --max-updates 1
 refused "task 'recall:12abc': expected NAME:NUMBER" train --task recall:12abc --max-updates 1
 refused "pass 0 has no targets at all" train --task delay:200 --task-steps 100 --hidden 4 --max-updates 5
 

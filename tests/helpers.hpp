@@ -1,13 +1,37 @@
 // Shared test fixtures: deterministic random tensors and parameters.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
 #include "rewind/autodiff/tape.hpp"
 
 namespace rwd::test {
+
+// A fresh directory under the system's temporary one, removed with everything in it at the end of its scope.
+struct TempDir {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("rewind_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+  TempDir() { std::filesystem::create_directories(path); }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+    return file(name);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
 
 // Heap allocations of this test binary so far (counted in test_allocation.cpp).
 std::size_t heap_allocations();

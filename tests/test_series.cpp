@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "helpers.hpp"
 #include "plugin_fixtures.hpp"
 #include "rewind/models/safetensors.hpp"
 #include "rewind/runtime/predictor.hpp"
@@ -14,28 +15,13 @@
 #include "rewind/trainers/csv.hpp"
 
 using namespace rwd;
+using test::TempDir;
 using trainers::CsvOptions;
 using trainers::CsvTable;
 using trainers::Missing;
 using trainers::SeriesFrame;
 
 namespace {
-
-struct TempDir {
-  std::filesystem::path path =
-      std::filesystem::temp_directory_path() /
-      ("rewind_series_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-  TempDir() { std::filesystem::create_directories(path); }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return (path / name).string();
-  }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
 
 // date and label are never used; b has gaps; start begins a sequence.
 const char* gappy =

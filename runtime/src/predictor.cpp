@@ -21,6 +21,10 @@ struct Predictor::Impl {
   bool next_step = true;
   std::unique_ptr<autodiff::Tape> tape;
   Snapshot now;
+  // Buffers of predict(), kept so that a row allocates nothing once they have their sizes.
+  autodiff::Tensor x;
+  models::ModelState state;
+  std::vector<double> current, z, out;
   // Where each target column sits among the inputs (-1: not an input).
   std::vector<int> target_in_inputs;
 };
@@ -54,9 +58,6 @@ Predictor::Predictor(const std::string& checkpoint, const PluginSearch& plugins)
                              "' holds no run configuration (rewind.run); was it saved by rewind train?");
   m.config = RunConfig::from_json(meta.at("rewind.run"));
   if (meta.count("rewind.note")) m.note = meta.at("rewind.note");
-
-  m.registry = registry_of(plugins);
-  std::unique_ptr<trainers::Dataset> shape;
   if (m.config.series()) {
     // The columns the run resolved; runs saved before they were recorded resolve them from the data's header.
     if (m.config.csv.inputs.empty()) {
@@ -67,6 +68,30 @@ Predictor::Predictor(const std::string& checkpoint, const PluginSearch& plugins)
       m.targets = m.config.csv.target_columns.empty() ? m.config.csv.targets : m.config.csv.target_columns;
       if (m.targets.empty()) m.targets = m.inputs;
     }
+  }
+  build(plugins);
+  // A checkpoint also holds optimizer and trainer state: only its parameters are read.
+  models::assign_parameters(tensors, *m.model, file, !meta.count("rewind.checkpoint"));
+}
+
+Predictor::Predictor(const RunConfig& config, std::vector<std::string> inputs,
+                     std::vector<std::string> targets, const PluginSearch& plugins)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.file = "a new " + config.model + " model";
+  m.config = config;
+  m.inputs = std::move(inputs), m.targets = std::move(targets);
+  if (m.targets.empty()) m.targets = m.inputs;
+  m.config.csv.inputs = m.inputs;
+  (m.config.csv.target_columns.empty() ? m.config.csv.targets : m.config.csv.target_columns) = m.targets;
+  build(plugins);
+}
+
+void Predictor::build(const PluginSearch& plugins) {
+  Impl& m = *impl_;
+  m.registry = registry_of(plugins);
+  std::unique_ptr<trainers::Dataset> shape;
+  if (m.config.series()) {
     m.next_step = m.config.csv.target_columns.empty();
     for (const std::string& t : m.targets) m.target_in_inputs.push_back(index_of(m.inputs, t));
     shape = std::make_unique<trainers::SeriesData>(1, 1, static_cast<std::int64_t>(m.inputs.size()),
@@ -78,8 +103,6 @@ Predictor::Predictor(const std::string& checkpoint, const PluginSearch& plugins)
                              "': it reads neither a time series nor text");
   }
   m.model = build_model(m.registry, m.config, *shape);
-  // A checkpoint also holds optimizer and trainer state: only its parameters are read.
-  models::assign_parameters(tensors, *m.model, file, !meta.count("rewind.checkpoint"));
   m.tape = std::make_unique<autodiff::Tape>(m.model->config().dtype);
   reset();
 }
@@ -120,7 +143,7 @@ bool Predictor::next_step() const {
   return impl_->next_step;
 }
 
-Predictor::Snapshot Predictor::snapshot() const {
+const Predictor::Snapshot& Predictor::snapshot() const {
   return impl_->now;
 }
 void Predictor::restore(const Snapshot& snapshot) {
@@ -132,6 +155,13 @@ void Predictor::reset() {
 
 std::vector<double> Predictor::step(std::span<const double> inputs, std::span<const double> current_targets,
                                     bool starts_sequence) {
+  const std::span<const double> out = predict(inputs, current_targets, starts_sequence);
+  return {out.begin(), out.end()};
+}
+
+// The same without allocating once the buffers have their sizes: what rewind online runs for every row.
+std::span<const double> Predictor::predict(std::span<const double> inputs,
+                                           std::span<const double> current_targets, bool starts_sequence) {
   Impl& m = *impl_;
   if (!series())
     throw std::invalid_argument("Predictor::step: '" + m.file + "' is a token model (step_token)");
@@ -140,39 +170,55 @@ std::vector<double> Predictor::step(std::span<const double> inputs, std::span<co
                                 std::to_string(m.inputs.size()) + " input columns of '" + m.file + "'");
   const SeriesTransform& transform = m.config.transform;
   // The target columns' values at this row: what a predicted change is added to.
-  std::vector<double> current(m.targets.size(), 0.0);
+  m.current.resize(m.targets.size());
   for (std::size_t j = 0; j < m.targets.size(); ++j) {
     if (m.target_in_inputs[j] >= 0) {
-      current[j] = inputs[static_cast<std::size_t>(m.target_in_inputs[j])];
+      m.current[j] = inputs[static_cast<std::size_t>(m.target_in_inputs[j])];
     } else if (j < current_targets.size()) {
-      current[j] = current_targets[j];
+      m.current[j] = current_targets[j];
     } else if (transform.difference && m.next_step) {
       throw std::invalid_argument("Predictor::step: target '" + m.targets[j] +
                                   "' is not an input: give its value at this row (current_targets), the last "
                                   "value its predicted change is added to");
+    } else {
+      m.current[j] = 0;
     }
   }
-  if (starts_sequence) m.now.state = m.model->initial_state(1), m.now.started = false;
-  autodiff::Tensor x(autodiff::Shape::matrix(1, static_cast<std::int64_t>(inputs.size())), m.tape->dtype());
+  if (starts_sequence) {
+    for (autodiff::Tensor& t : m.now.state) t.fill(0.0);
+    m.now.started = false;
+  }
+  const auto n_in = static_cast<std::int64_t>(inputs.size());
+  if (m.x.shape() != autodiff::Shape::matrix(1, n_in))
+    m.x = autodiff::Tensor(autodiff::Shape::matrix(1, n_in), m.tape->dtype());
+  m.z.resize(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     // A sequence's first row has no change to report: 0, as in training.
     const double previous = m.now.started ? m.now.last_inputs[i] : inputs[i];
-    x.set(static_cast<std::int64_t>(i), transform.forward(m.inputs[i], inputs[i], previous));
+    m.z[i] = transform.forward(m.inputs[i], inputs[i], previous);
+    m.x.set(static_cast<std::int64_t>(i), m.z[i]);
   }
   m.tape->clear();
-  models::ModelState state;
   autodiff::NoGradGuard no_grad;
   autodiff::EvalModeGuard eval;
-  m.model->begin(*m.tape, m.now.state, state);
-  const autodiff::Tensor y = m.model->step(*m.tape, m.tape->input(x), state).value();
-  m.model->end(state, m.now.state);
+  m.model->begin(*m.tape, m.now.state, m.state);
+  const autodiff::Var y = m.model->step(*m.tape, m.tape->input(m.x), m.state);
+  m.model->end(m.state, m.now.state);
   m.now.last_inputs.assign(inputs.begin(), inputs.end());
-  m.now.last_targets = current;
+  m.now.last_targets.assign(m.current.begin(), m.current.end());
   m.now.started = true;
-  std::vector<double> out(m.targets.size());
-  for (std::size_t j = 0; j < out.size(); ++j)
-    out[j] = transform.inverse(m.targets[j], y.get(static_cast<std::int64_t>(j)), current[j]);
-  return out;
+  m.out.resize(m.targets.size());
+  const auto read = [&](std::size_t j) {
+    return y.dtype() == autodiff::DType::f32 ? static_cast<double>(y.values<float>()[j])
+                                             : y.values<double>()[j];
+  };
+  for (std::size_t j = 0; j < m.out.size(); ++j)
+    m.out[j] = transform.inverse(m.targets[j], read(j), m.current[j]);
+  return m.out;
+}
+
+std::span<const double> Predictor::model_inputs() const {
+  return impl_->z;
 }
 
 std::vector<double> Predictor::step_token(std::int32_t token) {

@@ -471,8 +471,9 @@ std::string describe_series(const RunConfig& config, const trainers::SeriesFrame
     text += "; validation: the last " + std::to_string(frame.rows() - split) +
             " rows, one stream warmed up by the rows before";
   else if (validation)
-    text += "; validation: '" + config.val_data + "', one stream, its first " +
-            std::to_string(config.warmup_rows) + " rows not scored";
+    text += "; validation: '" + config.val_data + "', one stream" +
+            (config.warmup_rows > 0 ? ", its first " + std::to_string(config.warmup_rows) + " rows not scored"
+                                    : "");
   return text;
 }
 }  // namespace

@@ -12,47 +12,6 @@
 namespace rwd::trainers {
 namespace {
 
-// One CSV record (RFC 4180 fields on one line): cells split at the delimiter outside double quotes, "" inside
-// quotes is a quote, spaces around a cell are dropped, and "a,b," has three cells, the last one empty.
-std::vector<std::string> csv_cells(const std::string& line, char delimiter, const std::string& where) {
-  std::vector<std::string> cells;
-  std::string cell;
-  bool quoted = false, was_quoted = false;
-  auto finish = [&] {
-    if (!was_quoted) {
-      const auto first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
-      cell = first == std::string::npos ? "" : cell.substr(first, last - first + 1);
-    }
-    cells.push_back(std::move(cell));
-    cell.clear();
-    was_quoted = false;
-  };
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char ch = line[i];
-    if (quoted) {
-      if (ch == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cell += '"';
-        ++i;
-      } else if (ch == '"') {
-        quoted = false;
-      } else {
-        cell += ch;
-      }
-    } else if (ch == '"' && cell.find_first_not_of(" \t") == std::string::npos) {
-      quoted = was_quoted = true;
-      cell.clear();
-    } else if (ch == delimiter) {
-      finish();
-    } else if (!(was_quoted && (ch == ' ' || ch == '\t' || ch == '\r'))) {
-      if (was_quoted) throw std::runtime_error(where + ": text after a closing quote");
-      cell += ch;
-    }
-  }
-  if (quoted) throw std::runtime_error(where + ": a quote is not closed (fields cannot span lines)");
-  finish();
-  return cells;
-}
-
 constexpr double missing_value = std::numeric_limits<double>::quiet_NaN();
 
 // The values of one column, NaN where the cell is empty; a cell that is not a finite number is an error.
@@ -104,6 +63,55 @@ std::vector<std::size_t> indices(const CsvTable& table, const std::vector<std::s
 
 }  // namespace
 
+void csv_record(std::string_view line, char delimiter, std::vector<std::string>& cells) {
+  std::size_t count = 0;  // cells filled; the strings beyond are kept for their capacity
+  const auto cell = [&]() -> std::string& {
+    if (count == cells.size()) cells.emplace_back();
+    cells[count].clear();
+    return cells[count];
+  };
+  std::string* current = &cell();
+  bool quoted = false, was_quoted = false;
+  const auto finish = [&] {
+    if (!was_quoted) {  // spaces around an unquoted cell are dropped
+      const auto first = current->find_first_not_of(" \t\r"), last = current->find_last_not_of(" \t\r");
+      if (first == std::string::npos) {
+        current->clear();
+      } else {
+        current->erase(last + 1);
+        current->erase(0, first);
+      }
+    }
+    ++count;
+    was_quoted = false;
+  };
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char ch = line[i];
+    if (quoted) {
+      if (ch == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        *current += '"';
+        ++i;
+      } else if (ch == '"') {
+        quoted = false;
+      } else {
+        *current += ch;
+      }
+    } else if (ch == '"' && current->find_first_not_of(" \t") == std::string::npos) {
+      quoted = was_quoted = true;
+      current->clear();
+    } else if (ch == delimiter) {
+      finish();
+      current = &cell();
+    } else if (!(was_quoted && (ch == ' ' || ch == '\t' || ch == '\r'))) {
+      if (was_quoted) throw std::invalid_argument("text after a closing quote");
+      *current += ch;
+    }
+  }
+  if (quoted) throw std::invalid_argument("a quote is not closed (fields cannot span lines)");
+  finish();
+  cells.resize(count);
+}
+
 CsvTable CsvTable::read(const std::string& path, char delimiter) {
   require_regular_file(path);
   std::ifstream in(path);
@@ -121,7 +129,12 @@ CsvTable CsvTable::parse(std::istream& in, const std::string& path, char delimit
     if (line_number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = "'" + path + "' line " + std::to_string(line_number);
-    std::vector<std::string> cells = csv_cells(line, delimiter, where);
+    std::vector<std::string> cells;
+    try {
+      csv_record(line, delimiter, cells);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(where + ": " + e.what());
+    }
     if (table.columns.empty()) {
       for (std::size_t c = 0; c < cells.size(); ++c) {
         if (cells[c].empty())

@@ -88,6 +88,9 @@ void SeriesData::set_no_loss(std::int64_t t, std::int64_t b) {
 }
 
 void require_regular_file(const std::string& path, const std::string& what) {
+  if (path == "-")
+    throw std::invalid_argument(what +
+                                " '-' (standard input) is a stream, not a regular file; use rewind online");
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     throw std::runtime_error("cannot open " + what + " '" + path + "': " + std::strerror(errno));
@@ -98,8 +101,8 @@ void require_regular_file(const std::string& path, const std::string& what) {
                      : S_ISBLK(st.st_mode)  ? "a block device"
                      : S_ISSOCK(st.st_mode) ? "a socket"
                                             : "not a file";
-  throw std::invalid_argument(what + " '" + path + "' is " + kind +
-                              ", not a regular file (rewind reads files, not streams)");
+  throw std::invalid_argument(what + " '" + path + "' is " + kind + ", not a regular file" +
+                              (S_ISDIR(st.st_mode) ? "" : "; use rewind online to learn from a stream"));
 }
 
 CharVocabulary CharVocabulary::of(const std::string& text) {

@@ -111,11 +111,23 @@ std::ptrdiff_t first_row(std::int64_t t, std::int64_t begin, std::int64_t batch)
   return static_cast<std::ptrdiff_t>((t - begin) * batch);
 }
 
+// t with this shape and dtype, zeroed: reused when it has them already.
+Tensor& zeroed(Tensor& t, Shape shape, autodiff::DType dtype) {
+  if (!t.has_storage() || t.shape() != shape || t.dtype() != dtype) {
+    t = Tensor(shape, dtype);
+  } else {
+    t.fill(0.0);
+  }
+  return t;
+}
+
 // Steps [begin, end) as one Model::run, with the loss over those at or after loss_begin added to `result`.
 void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& state, std::int64_t begin,
-                    std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result) {
+                    std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result,
+                    WindowBuffers::Segment& buffers) {
   const std::int64_t batch = data.batch(), steps = end - begin, rows = steps * batch;
-  std::vector<std::uint8_t> resets;
+  std::vector<std::uint8_t>& resets = buffers.resets;
+  resets.clear();
   for (std::int64_t t = begin; t < end; ++t) {
     const Step s = data.step(t);
     if (s.reset.empty()) continue;
@@ -125,28 +137,33 @@ void record_segment(Model& model, Tape& tape, const Dataset& data, ModelState& s
   Var features;
   const bool tokens = data.step(begin).features == nullptr;
   if (tokens) {
-    std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
+    std::vector<std::int32_t>& ids = buffers.ids;
+    ids.resize(static_cast<std::size_t>(rows));
     for (std::int64_t t = begin; t < end; ++t)
       std::ranges::copy(data.step(t).tokens, ids.begin() + first_row(t, begin, batch));
     features = model.features(tape, ids, state, resets);
   } else {
-    Tensor x(Shape::matrix(rows, data.input_size()), tape.dtype());
+    Tensor& x = zeroed(buffers.features, Shape::matrix(rows, data.input_size()), tape.dtype());
     for (std::int64_t t = begin; t < end; ++t) copy_step_rows(*data.step(t).features, x, t - begin);
     features = model.features(tape, tape.input(x), state, resets);
   }
-  record_loss(model, tape, data, features, begin, end, loss_begin, norm, result);
+  record_loss(model, tape, data, features, begin, end, loss_begin, norm, result, &buffers);
 }
 
 }  // namespace
 
 void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& features, std::int64_t begin,
-                 std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result) {
+                 std::int64_t end, std::int64_t loss_begin, double norm, WindowResult& result,
+                 WindowBuffers::Segment* buffers) {
+  WindowBuffers::Segment temporary;
+  WindowBuffers::Segment& b = buffers ? *buffers : temporary;
   const std::int64_t batch = data.batch(), rows = (end - begin) * batch;
   const std::int64_t here = count_targets(data, std::max(begin, loss_begin), end);
   if (here == 0) return;  // no head needed
   Var loss;
   if (data.step(begin).features == nullptr) {
-    std::vector<std::int32_t> targets(static_cast<std::size_t>(rows), no_target);
+    std::vector<std::int32_t>& targets = b.target_ids;
+    targets.assign(static_cast<std::size_t>(rows), no_target);
     for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t)
       std::ranges::copy(data.step(t).target_tokens, targets.begin() + first_row(t, begin, batch));
     std::int64_t correct = 0;
@@ -156,8 +173,8 @@ void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& featu
   } else {
     const Var y = model.head(tape, features);
     // Rows without a loss are multiplied by zero against a target of zero: no loss, no gradient.
-    Tensor target(Shape::matrix(rows, data.output_size()), tape.dtype());
-    Tensor keep(target.shape(), tape.dtype());
+    Tensor& target = zeroed(b.targets, Shape::matrix(rows, data.output_size()), tape.dtype());
+    Tensor& keep = zeroed(b.keep, target.shape(), tape.dtype());
     for (std::int64_t t = std::max(begin, loss_begin); t < end; ++t) {
       const Step s = data.step(t);
       if (!s.has_loss) continue;
@@ -181,6 +198,8 @@ void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& featu
 WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelState& state,
                            const Window& w) {
   tape.random_key().window = static_cast<std::uint64_t>(w.begin);
+  WindowBuffers temporary;
+  WindowBuffers& buffers = w.buffers ? *w.buffers : temporary;
   WindowResult result;
   const double counted = static_cast<double>(count_targets(data, std::max(w.begin, w.loss_begin), w.end));
   const double norm = w.normalizer > 0 ? w.normalizer : counted;
@@ -188,11 +207,13 @@ WindowResult record_window(Model& model, Tape& tape, const Dataset& data, ModelS
   const bool split = w.saved != nullptr && w.save_step > w.begin && w.save_step < w.end;
   if (w.saved != nullptr && w.save_step == w.begin) model.end(state, *w.saved);
   if (split) {
-    record_segment(model, tape, data, state, w.begin, w.save_step, w.loss_begin, norm, result);
+    record_segment(model, tape, data, state, w.begin, w.save_step, w.loss_begin, norm, result,
+                   buffers.segments[0]);
     model.end(state, *w.saved);
-    record_segment(model, tape, data, state, w.save_step, w.end, w.loss_begin, norm, result);
+    record_segment(model, tape, data, state, w.save_step, w.end, w.loss_begin, norm, result,
+                   buffers.segments[1]);
   } else if (w.end > w.begin) {
-    record_segment(model, tape, data, state, w.begin, w.end, w.loss_begin, norm, result);
+    record_segment(model, tape, data, state, w.begin, w.end, w.loss_begin, norm, result, buffers.segments[1]);
   }
   if (w.saved != nullptr && w.save_step == w.end && w.end > w.begin) model.end(state, *w.saved);
   return result;

@@ -25,6 +25,10 @@ class REWIND_RUNTIME_EXPORT Predictor {
   // checkpoint: a run's directory (its model.safetensors), or a model.safetensors or checkpoint.safetensors
   // file. Errors name the file: not a rewind model, a missing plugin (with the file it was loaded from).
   explicit Predictor(const std::string& checkpoint, const PluginSearch& plugins = {});
+  // A new model of the run's options (its seed's initial parameters) reading these columns, for a time series
+  // (targets empty: the inputs): what rewind online starts from without a checkpoint.
+  Predictor(const RunConfig& config, std::vector<std::string> inputs, std::vector<std::string> targets,
+            const PluginSearch& plugins = {});
   ~Predictor();
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;
@@ -46,6 +50,11 @@ class REWIND_RUNTIME_EXPORT Predictor {
   // zeroes the state first. Returns the predicted targets of the next row (next_step()) or of this one.
   std::vector<double> step(std::span<const double> inputs, std::span<const double> current_targets = {},
                            bool starts_sequence = false);
+  // step() into buffers of the predictor's own (valid until the next call): no allocation per row.
+  std::span<const double> predict(std::span<const double> inputs,
+                                  std::span<const double> current_targets = {}, bool starts_sequence = false);
+  // The last row read, as the model read it (transformed): what an online learner records.
+  std::span<const double> model_inputs() const;
 
   // ---- tokens ----
   // Reads one token id; returns the probabilities of the next token (softmax of the logits).
@@ -58,11 +67,12 @@ class REWIND_RUNTIME_EXPORT Predictor {
     std::vector<double> last_inputs, last_targets;
     bool started = false;
   };
-  Snapshot snapshot() const;
+  const Snapshot& snapshot() const;
   void restore(const Snapshot& snapshot);
   void reset();  // a zero state, nothing read yet
 
  private:
+  void build(const PluginSearch& plugins);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -86,9 +96,9 @@ struct ForecastOptions {
 };
 
 // One-step predictions of every row of a frame (its state carried through, resets honoured), in row order,
-// then the forecasts: with options.every the rolling-origin ones, and options.horizon steps from the end, feeding predictions back where a target is also an input; with
-// options.every, rolling-origin forecasts too. An input that is not a target needs options.future for the
-// steps past the end, else it is refused by name.
+// then the forecasts: with options.every the rolling-origin ones, and options.horizon steps from the end,
+// feeding predictions back where a target is also an input; with options.every, rolling-origin forecasts too.
+// An input that is not a target needs options.future for the steps past the end, else it is refused by name.
 REWIND_RUNTIME_EXPORT std::vector<PredictionRow> predict_frame(Predictor& predictor,
                                                                const trainers::SeriesFrame& frame,
                                                                const ForecastOptions& options = {});

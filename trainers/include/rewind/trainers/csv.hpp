@@ -6,6 +6,7 @@
 #include <istream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rewind/trainers/data.hpp"
@@ -32,6 +33,13 @@ struct REWIND_TRAINERS_EXPORT CsvTable {
   // "'f.csv' line 12, column 'co2'".
   std::string where(std::size_t row, std::size_t column) const;
 };
+
+// One CSV record (RFC 4180 fields on one line) into cells: split at the delimiter outside double quotes, ""
+// inside quotes a quote, spaces around an unquoted cell dropped; "a,b," has three cells, the last one empty.
+// The strings of `cells` are reused (no allocation once they are long enough). Throws std::invalid_argument
+// saying what is wrong (the caller says where).
+REWIND_TRAINERS_EXPORT void csv_record(std::string_view line, char delimiter,
+                                       std::vector<std::string>& cells);
 
 // What to do with an empty cell in a used column: refuse the file (naming line and column), drop the row,
 // carry the last value forward, or interpolate linearly between the neighbouring values (by row). Values

@@ -82,12 +82,23 @@ class REWIND_TRAINERS_EXPORT Trainer {
 // the steps from loss_begin on, as a sum over counted targets divided by `normalizer` (0: their count in that
 // range, so the loss is their mean). If save_step lies in [begin, end], the state at the start of that step
 // is copied to *saved.
+// Host buffers a window is assembled in before the tape copies it. A caller that records window after window
+// keeps them (rewind online), so that a window allocates nothing once they have their sizes.
+struct WindowBuffers {
+  // One set per segment: a window split where the next update starts runs two segments of other lengths.
+  struct Segment {
+    Tensor features, targets, keep;
+    std::vector<std::uint8_t> resets;
+    std::vector<std::int32_t> ids, target_ids;
+  } segments[2];
+};
 struct Window {
   std::int64_t begin = 0, end = 0;
   std::int64_t loss_begin = 0;  // the loss covers steps [max(begin, loss_begin), end): end for no loss
   double normalizer = 0;
   std::int64_t save_step = -1;
   std::vector<Tensor>* saved = nullptr;
+  WindowBuffers* buffers = nullptr;  // null: temporary ones
 };
 // An invalid loss when no step in range carries a target.
 struct WindowResult {
@@ -102,7 +113,8 @@ REWIND_TRAINERS_EXPORT WindowResult record_window(Model& model, Tape& tape, cons
 // uses for the gradient at the state a loss reads (lag 0).
 REWIND_TRAINERS_EXPORT void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& features,
                                         std::int64_t begin, std::int64_t end, std::int64_t loss_begin,
-                                        double normalizer, WindowResult& result);
+                                        double normalizer, WindowResult& result,
+                                        WindowBuffers::Segment* buffers = nullptr);
 // Targets counted in steps [begin, end): the denominator of "mean over batch and time".
 REWIND_TRAINERS_EXPORT std::int64_t count_targets(const Dataset& data, std::int64_t begin, std::int64_t end);
 

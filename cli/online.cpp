@@ -1,0 +1,449 @@
+// rewind online: learning on a live stream. Each CSV row is read as it arrives (standard input, a named pipe,
+// a file that grows, a TCP client), the prediction of the next row is written and flushed, then the row is
+// learnt from (runtime::OnlineLearner: truncated BPTT(k1, k2) on a ring of the last rows). Reports
+// prequential errors and latencies; saves atomically every N rows or S seconds, at the end and on
+// SIGINT/SIGTERM. docs/online.md.
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "commands.hpp"
+#include "parse.hpp"
+#include "plugin_options.hpp"
+#include "rewind/runtime/online.hpp"
+#include "rewind/runtime/stream.hpp"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace rwd::cli {
+using namespace rwd::runtime;
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+extern "C" void on_stop_signal(int signal) {
+  stop_requested = true;
+  std::signal(signal, SIG_DFL);  // a second signal kills as usual
+}
+
+struct OnlineCommand {
+  // Where rows come from and go.
+  std::string data, listen_address = "127.0.0.1", out, bad_rows = "stop";
+  int listen = -1;  // -1: not listening; 0: a port the system chooses
+  bool follow = false;
+  std::size_t max_line = LineSource::default_max_line;
+  // The model: a trained one, a saved online run, or a new one of these options.
+  std::string checkpoint, resume;
+  RunConfig config;
+  std::string inputs, targets, keys;
+  PluginOptions plugins;
+  OnlineOptions online;
+  std::string save, metrics;
+  std::int64_t save_every_rows = 0, report_every = 10000;
+  double save_every_seconds = 0;
+
+  po::options_description describe();
+  void check(const po::variables_map& vm);
+  OnlineLearner learner(const std::string& header, const po::variables_map& vm);
+};
+
+po::options_description OnlineCommand::describe() {
+  po::options_description o("rewind online options");
+  RunConfig& c = config;
+  c.hidden = 32, c.batch = 1, c.transform.normalize = "none", c.optimizer.lr = 2e-3;
+  o.add_options()("help,h", "show this help")(
+      "data", po::value(&data), "CSV rows with a header line: '-' (standard input), a named pipe or a file")(
+      "follow", po::bool_switch(&follow), "at the end of a file, wait for more rows (tail -f)")(
+      "listen", po::value(&listen), "read rows from TCP clients on this port, one at a time")(
+      "listen-address", po::value(&listen_address)->default_value(listen_address),
+      "the interface --listen binds (another than 127.0.0.1 accepts other machines)")(
+      "max-line", po::value(&max_line)->default_value(max_line), "bytes: a longer row is refused")(
+      "bad-rows", po::value(&bad_rows)->default_value(bad_rows),
+      "a malformed row: stop (after saving) or skip it (counted and reported)")(
+      "out", po::value(&out), "predictions (CSV, one line per row, flushed) to this file (default: stdout)");
+  o.add_options()("checkpoint", po::value(&checkpoint),
+                  "start from this trained run (its columns, transforms and optimizer settings)")(
+      "resume", po::value(&resume), "continue the online run saved in this directory exactly")(
+      "model", po::value(&c.model)->default_value(c.model), "without --checkpoint: a new model plugin")(
+      "hidden", po::value(&c.hidden)->default_value(c.hidden), "new model: hidden size")(
+      "layers", po::value(&c.layers)->default_value(c.layers), "new model: stacked layers")(
+      "seed", po::value(&c.seed)->default_value(c.seed), "new model: initialisation seed")(
+      "inputs", po::value(&inputs), "new model: input columns (default: all but keys and reset)")(
+      "targets", po::value(&targets), "new model: columns predicted at the next row (default: the inputs)")(
+      "key-columns", po::value(&keys), "columns carried through to the predictions, never read")(
+      "reset-column", po::value(&c.csv.reset_column), "a column whose non-zero value starts a new sequence")(
+      "difference", po::bool_switch(&c.transform.difference),
+      "new model: learn the change from the last row")(
+      "delimiter", po::value(&c.delimiter)->default_value(c.delimiter), "the field separator");
+  o.add_options()(
+      "trainer", po::value(&c.trainer)->default_value(c.trainer),
+      "truncated: the trainer that learns online (full, checkpointed, adaptive and artbp need the "
+      "whole sequence)")("k1", po::value(&online.k1), "rows between updates (default 20)")(
+      "k2", po::value(&online.k2), "rows each update backpropagates through, >= k1 (default k1)")(
+      "no-learn", po::bool_switch(), "predict only: the model stays as it is")(
+      "optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind),
+      "new model: adam, sgd, ...")(
+      "lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, shortest(c.optimizer.lr)),
+      "learning rate (default: a checkpoint's own)")("clip", po::value(&online.clip)->default_value(0.0, "0"),
+                                                     "clip the gradient norm (0: no clipping)");
+  o.add_options()("save", po::value(&save),
+                  "save the online run here (online.safetensors, model.safetensors)")(
+      "save-every-rows", po::value(&save_every_rows), "also save every N rows")(
+      "save-every-seconds", po::value(&save_every_seconds), "also save every S seconds")(
+      "metrics", po::value(&metrics), "append a JSON line per report to this file (rewind plot draws it)")(
+      "report-every", po::value(&report_every)->default_value(report_every),
+      "rows per report: prequential errors, loss, rows/s and latencies");
+  plugins.add_to(o);
+  return o;
+}
+
+void OnlineCommand::check(const po::variables_map& vm) {
+  if (data.empty() == (listen < 0))
+    throw std::invalid_argument("give --data (a file, a named pipe or '-') or --listen PORT, one of them");
+  if (!checkpoint.empty() && !resume.empty())
+    throw std::invalid_argument("give --checkpoint (a trained run) or --resume (an online run), not both");
+  if (bad_rows != "stop" && bad_rows != "skip") throw std::invalid_argument("--bad-rows: stop or skip");
+  if (report_every < 1 || save_every_rows < 0 || save_every_seconds < 0 || max_line < 2)
+    throw std::invalid_argument("--report-every and --max-line must be >= 1, --save-every-* >= 0");
+  if ((save_every_rows > 0 || save_every_seconds > 0) && save.empty() && resume.empty())
+    throw std::invalid_argument("--save-every-rows and --save-every-seconds need --save DIR");
+  if (config.trainer != "truncated")
+    throw std::invalid_argument("trainer '" + config.trainer +
+                                "' cannot learn online: it needs the whole sequence before an update (rewind "
+                                "online learns with truncated BPTT(k1, k2))");
+  online.learn = !vm["no-learn"].as<bool>();
+  const auto given = [&](const char* name) { return vm.count(name) && !vm[name].defaulted(); };
+  for (const char* name :
+       {"model", "hidden", "layers", "seed", "inputs", "targets", "difference", "optimizer"})
+    if (given(name) && (!checkpoint.empty() || !resume.empty()))
+      throw std::invalid_argument(std::string("--") + name + " describes a new model: the " +
+                                  (resume.empty() ? "checkpoint" : "saved online run") + " fixes it");
+  // A resumed run goes on exactly as it was: what it learns with is stored.
+  for (const char* name : {"k1", "k2", "no-learn", "lr", "clip", "key-columns", "reset-column", "option"})
+    if (given(name) && !resume.empty())
+      throw std::invalid_argument(std::string("--") + name +
+                                  " cannot be combined with --resume: the saved online run fixes it");
+}
+
+// k1 and k2: as given, else as the trained run's truncated trainer had them, else TBPTT(20).
+void choose_window(OnlineOptions& online, const po::variables_map& vm, const RunConfig* trained) {
+  const auto stored = [&](const char* key) -> std::int64_t {
+    if (!trained || trained->trainer != "truncated" || !trained->trainer_options.count(key)) return 0;
+    return parse_integer(trained->trainer_options.at(key), std::string("the checkpoint's ") + key);
+  };
+  const std::int64_t k = stored("k") > 0 ? stored("k") : 20;
+  if (!vm.count("k1")) online.k1 = stored("k1") > 0 ? stored("k1") : k;
+  if (!vm.count("k2")) online.k2 = stored("k2") > 0 ? stored("k2") : vm.count("k1") ? online.k1 : k;
+}
+
+OnlineLearner OnlineCommand::learner(const std::string& header, const po::variables_map& vm) {
+  const PluginSearch search{plugins.files, plugins.directories};
+  if (!resume.empty()) return OnlineLearner::resume(resume, search);
+  if (!checkpoint.empty()) {
+    Predictor predictor(checkpoint, search);
+    const RunConfig& trained = predictor.config();
+    // The trained run's optimizer at a constant rate: a schedule counted in training updates has no meaning
+    // on a stream without an end.
+    trainers::OptimizerConfig optimizer = trained.optimizer;
+    optimizer.schedule = "constant", optimizer.step_every = 0;
+    if (!vm["lr"].defaulted()) optimizer.lr = config.optimizer.lr;
+    choose_window(online, vm, &trained);
+    return OnlineLearner(std::move(predictor), online, optimizer);
+  }
+  // A new model: the columns from the stream's header, as rewind train resolves them from a file's.
+  RunConfig& c = config;
+  c.format = "csv";
+  c.data = data.empty() ? "tcp:" + listen_address + ":" + std::to_string(listen) : data;
+  c.csv.inputs = split_list(inputs), c.csv.targets = split_list(targets),
+  c.csv.key_columns = split_list(keys);
+  c.model_options = plugins.option_map();
+  c.validate();
+  std::istringstream text(header + "\n");
+  const trainers::CsvTable table = trainers::CsvTable::parse(text, "the stream's header", c.delimiter[0]);
+  const trainers::SeriesFrame frame = trainers::series_frame(table, c.csv);
+  // Nothing to fit a scale on before the first row: the model reads the data's own units (or their changes).
+  for (const auto* names : {&frame.input_names, &frame.target_names})
+    for (const std::string& name : *names) c.transform.columns[name] = ColumnScale{};
+  choose_window(online, vm, nullptr);
+  return OnlineLearner(Predictor(c, frame.input_names, frame.target_names, search), online, c.optimizer);
+}
+
+// Predictions as rewind predict writes them (keys, row, origin, step, then each target's actual value, empty:
+// not known yet, and its prediction), one flushed line per row, formatted without allocating.
+class PredictionWriter {
+ public:
+  PredictionWriter(const std::string& path, const std::vector<std::string>& keys,
+                   const std::vector<std::string>& targets)
+      : file_(path.empty() ? stdout : std::fopen(path.c_str(), "w")), own_(!path.empty()), path_(path) {
+    if (!file_) throw std::runtime_error("--out: cannot write '" + path + "': " + std::strerror(errno));
+    std::string header;
+    for (const std::string& k : keys) header += csv_cell(k) + ',';
+    header += "row,origin,step";
+    for (const std::string& t : targets) header += ',' + csv_cell(t) + ',' + csv_cell(t + "_predicted");
+    line_.reserve(4096);
+    write(header + '\n');
+  }
+  ~PredictionWriter() {
+    if (own_) std::fclose(file_);
+  }
+  PredictionWriter(const PredictionWriter&) = delete;
+  PredictionWriter& operator=(const PredictionWriter&) = delete;
+
+  // The prediction for row `row` + 1, made after reading row `row`.
+  void row(std::int64_t row, const std::vector<std::string>& keys, std::span<const double> predicted) {
+    line_.clear();
+    for (const std::string& k : keys)
+      line_ += k.find_first_of(",\"\r\n") == std::string::npos ? k : csv_cell(k), line_ += ',';
+    number(row + 1), line_ += ',', number(row), line_ += ",1";
+    for (double p : predicted) line_ += ",,", number(p);
+    line_ += '\n';
+    write(line_);
+  }
+
+ private:
+  template <typename T>
+  void number(T value) {
+    char buf[32];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);  // shortest round-trip
+    line_.append(buf, end);
+  }
+  void write(const std::string& text) {
+    if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0)
+      throw std::runtime_error("cannot write the predictions to " +
+                               (own_ ? "'" + path_ + "'" : "standard output") + ": " + std::strerror(errno));
+  }
+  std::FILE* file_;
+  bool own_;
+  std::string path_, line_;
+};
+
+std::string latency_text(const Latency& l) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "p50 %.1f us, p99 %.1f us, max %.1f us", l.p50, l.p99, l.max);
+  return buf;
+}
+
+nlohmann::json latency_json(const Latency& l) {
+  return {{"p50", l.p50}, {"p99", l.p99}, {"max", l.max}, {"count", l.count}};
+}
+
+// The interval's report: a line on stderr and, with --metrics, a JSON line.
+void report(const PrequentialScore::Interval& i, std::int64_t rows, std::int64_t updates,
+            std::int64_t bad_rows, double seconds, double interval_seconds, std::ofstream* metrics) {
+  const double rate = interval_seconds > 0 ? static_cast<double>(i.rows) / interval_seconds : 0;
+  std::string errors;
+  for (const ColumnErrors& c : i.columns) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, ", %s RMSE %.4g MAE %.4g", c.column.c_str(), c.rmse, c.mae);
+    errors += buf;
+  }
+  std::fprintf(stderr, "row %lld: %.0f rows/s, loss %.4g%s; predict %s; learn %s (%lld updates)\n",
+               static_cast<long long>(rows), rate, i.mean_loss, errors.c_str(),
+               latency_text(i.predict).c_str(), latency_text(i.learn).c_str(),
+               static_cast<long long>(i.updates));
+  if (!metrics) return;
+  nlohmann::json columns = nlohmann::json::object();
+  for (const ColumnErrors& c : i.columns)
+    columns[c.column] = {{"rmse", c.rmse}, {"mae", c.mae}, {"count", c.count}};
+  const nlohmann::json line = {{"row", rows},
+                               {"seconds", seconds},
+                               {"rows_per_second", rate},
+                               {"updates", updates},
+                               {"loss", i.updates > 0 ? nlohmann::json(i.mean_loss) : nlohmann::json()},
+                               {"columns", columns},
+                               {"predict_us", latency_json(i.predict)},
+                               {"learn_us", latency_json(i.learn)},
+                               {"bad_rows", bad_rows}};
+  *metrics << line.dump() << '\n' << std::flush;
+}
+
+// One stream, row after row, until it ends, a signal or a row that stops it.
+class OnlineRun {
+ public:
+  OnlineRun(OnlineCommand& command, const po::variables_map& vm) : c_(command) {
+    source_ = c_.listen >= 0 ? listen_lines(c_.listen_address, c_.listen, source_options())
+                             : open_lines(c_.data, source_options());
+    if (c_.listen >= 0) std::fprintf(stderr, "listening on %s\n", source_->name().c_str());
+    const std::optional<std::string> header = next_header();
+    if (!header) throw std::runtime_error(source_->name() + " ended before its header line");
+    learner_.emplace(c_.learner(*header, vm));
+    const RunConfig& run = learner_->predictor().config();
+    key_columns_ = c_.keys.empty() ? run.csv.key_columns : split_list(c_.keys);
+    reset_column_ = vm.count("reset-column") ? c_.config.csv.reset_column : run.csv.reset_column;
+    parser_.emplace(*header, learner_->predictor().inputs(), learner_->predictor().targets(), key_columns_,
+                    reset_column_, run.delimiter[0]);
+    save_dir_ = c_.save.empty() ? c_.resume : c_.save;
+    if (!c_.metrics.empty()) {
+      metrics_.emplace(c_.metrics, std::ios::app);
+      if (!*metrics_) throw std::runtime_error("--metrics: cannot write '" + c_.metrics + "'");
+    }
+    writer_.emplace(c_.out, key_columns_, learner_->predictor().targets());
+    score_.emplace(learner_->predictor().targets(), static_cast<std::size_t>(c_.report_every));
+    previous_.resize(learner_->predictor().targets().size());
+  }
+
+  void describe() const {
+    const OnlineLearner& l = *learner_;
+    const OnlineOptions& o = l.options();
+    std::fprintf(
+        stderr, "rewind online: %s from %s, %s; %s\n", learner_->predictor().file().c_str(),
+        source_->name().c_str(),
+        o.learn ? ("truncated BPTT(k1 " + std::to_string(o.k1) + ", k2 " + std::to_string(o.k2) + ")").c_str()
+                : "predicting only",
+        l.counts().rows > 0 ? ("resumed at row " + std::to_string(l.counts().rows)).c_str() : "from row 0");
+  }
+
+  // Returns the exit code; throws on a row that stops the run (after saving).
+  int run() {
+    using clock = std::chrono::steady_clock;
+    const auto started = clock::now();
+    auto last_report = started, last_save = started;
+    const auto seconds = [](clock::time_point a, clock::time_point b) {
+      return std::chrono::duration<double>(b - a).count();
+    };
+    ParsedRow row;
+    bool have_previous = learner_->predictor().snapshot().started;
+    while (!stop_requested) {
+      std::optional<std::string_view> line;
+      try {
+        line = source_->next();
+      } catch (const std::length_error& e) {
+        bad_row(source_->name() + " " + e.what());
+        continue;
+      }
+      if (!line) break;
+      if (source_->restarted()) {  // a new client: its header, then rows continuing the stream
+        parser_.emplace(*line, learner_->predictor().inputs(), learner_->predictor().targets(), key_columns_,
+                        reset_column_, learner_->predictor().config().delimiter[0]);
+        continue;
+      }
+      if (line->find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      const auto t0 = clock::now();
+      try {
+        parser_->parse(*line, source_->line(), row);
+      } catch (const std::invalid_argument& e) {
+        bad_row(source_->name() + " " + e.what() + " (row " + std::to_string(learner_->counts().rows) + ")");
+        continue;
+      }
+      if (have_previous && !row.starts_sequence) score_->score(previous_, row.targets);
+      const std::span<const double> predicted =
+          learner_->observe(row.inputs, row.targets, row.starts_sequence);
+      std::ranges::copy(predicted, previous_.begin());
+      have_previous = true;
+      writer_->row(learner_->counts().rows - 1, row.keys, predicted);
+      const auto t1 = clock::now();
+      const bool learned = learner_->learn();
+      const auto t2 = clock::now();
+      score_->time(seconds(t0, t1), seconds(t1, t2), learned, learner_->counts().last_loss);
+      if (score_->interval_full()) {
+        report(score_->take(), learner_->counts().rows, learner_->counts().updates, bad_rows_,
+               seconds(started, t2), seconds(last_report, t2), metrics_ ? &*metrics_ : nullptr);
+        last_report = t2;
+      }
+      const bool rows_due = c_.save_every_rows > 0 && learner_->counts().rows % c_.save_every_rows == 0;
+      if (rows_due || (c_.save_every_seconds > 0 && seconds(last_save, t2) >= c_.save_every_seconds)) {
+        save();
+        last_save = clock::now();
+      }
+    }
+    const bool ended = !stop_requested;
+    if (ended) learner_->finish();  // the stream is over: its last rows are learnt from
+    const auto now = clock::now();
+    const PrequentialScore::Interval last = score_->take();
+    if (last.rows > 0)
+      report(last, learner_->counts().rows, learner_->counts().updates, bad_rows_, seconds(started, now),
+             seconds(last_report, now), metrics_ ? &*metrics_ : nullptr);
+    save();
+    summary(ended ? "the stream ended" : "stopped by a signal");
+    return 0;
+  }
+
+  // Saves what was learnt so far (if anywhere): before any error stops the run.
+  void save() {
+    if (save_dir_.empty()) return;
+    learner_->save(save_dir_);
+    saved_rows_ = learner_->counts().rows;
+  }
+  bool has_learner() const { return learner_.has_value(); }
+
+ private:
+  SourceOptions source_options() const {
+    return {.follow = c_.follow, .max_line = c_.max_line, .stop = &stop_requested};
+  }
+  std::optional<std::string> next_header() {
+    const std::optional<std::string_view> line = source_->next();
+    return line ? std::optional<std::string>(std::string(*line)) : std::nullopt;
+  }
+  void bad_row(const std::string& what) {
+    if (c_.bad_rows != "skip") throw std::invalid_argument(what + " (--bad-rows skip skips such rows)");
+    if (bad_rows_++ < 10) std::fprintf(stderr, "skipped %s\n", what.c_str());
+  }
+  void summary(const char* why) const {
+    const OnlineCounts& n = learner_->counts();
+    std::string errors;
+    for (const ColumnErrors& c : score_->total()) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "; %s prequential RMSE %.6g, MAE %.6g over %lld rows", c.column.c_str(),
+                    c.rmse, c.mae, static_cast<long long>(c.count));
+      errors += buf;
+    }
+    std::fprintf(stderr,
+                 "%s at row %lld: %lld updates (%lld non-finite skipped), %lld malformed rows skipped%s\n",
+                 why, static_cast<long long>(n.rows), static_cast<long long>(n.updates),
+                 static_cast<long long>(n.skipped), static_cast<long long>(bad_rows_), errors.c_str());
+    if (!save_dir_.empty())
+      std::fprintf(stderr, "saved %s (online.safetensors, model.safetensors) at row %lld\n",
+                   save_dir_.c_str(), static_cast<long long>(saved_rows_));
+  }
+
+  OnlineCommand& c_;
+  std::unique_ptr<LineSource> source_;
+  std::optional<OnlineLearner> learner_;
+  std::optional<RowParser> parser_;
+  std::optional<std::ofstream> metrics_;
+  std::optional<PredictionWriter> writer_;
+  std::optional<PrequentialScore> score_;
+  std::vector<std::string> key_columns_;
+  std::string reset_column_, save_dir_;
+  std::vector<double> previous_;
+  std::int64_t bad_rows_ = 0, saved_rows_ = 0;
+};
+
+}  // namespace
+
+int run_online(int argc, const char* const* argv) {
+  OnlineCommand command;
+  const po::options_description options = command.describe();
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, vm,
+          "usage: rewind online --data FILE|-|FIFO [--follow] | --listen PORT  [--checkpoint DIR | "
+          "--resume DIR | new model options]  [--save DIR]\n"
+          "Reads CSV rows as they arrive; for each writes the prediction of the next row, then "
+          "learns from it (truncated BPTT every k1 rows over the last k2)."))
+    return 0;
+  command.check(vm);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGPIPE, SIG_IGN);  // a closed output is a write error, reported, after which the run saves
+  OnlineRun run(command, vm);
+  run.describe();
+  try {
+    return run.run();
+  } catch (const std::exception&) {
+    run.save();  // a malformed row, a closed output, non-finite updates: what was learnt is kept
+    throw;
+  }
+}
+
+}  // namespace rwd::cli

@@ -1,0 +1,123 @@
+// Learning on a live stream: each row is first predicted (the prediction of the next row, made before it is
+// seen), then learnt from: every k1 rows one truncated-BPTT update over the last k2, exactly the updates of
+// `rewind train --trainer truncated --k1 --k2 --batch 1 --epochs 1` on the same rows. Memory is bounded by k2
+// and the model, not by the stream: a ring of the last rows and the state where the next update's unroll
+// starts. docs/online.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/runtime/export.hpp"
+#include "rewind/runtime/predictor.hpp"
+#include "rewind/runtime/series.hpp"
+
+namespace rwd::runtime {
+
+struct OnlineOptions {
+  std::int64_t k1 = 1, k2 = 24;  // an update every k1 rows, backpropagated through the last k2
+  bool learn = true;             // false: predict only (a frozen model)
+  double clip = 0;               // gradient-norm clipping (0: none)
+  // Updates with a non-finite loss or gradient are skipped (nothing changes); this many in a row stop the
+  // stream with the diagnosis, as rewind train --on-nonfinite skip.
+  std::int64_t max_nonfinite_skips = 10;
+};
+
+// What the learner has done so far.
+struct OnlineCounts {
+  std::int64_t rows = 0;     // rows read
+  std::int64_t updates = 0;  // optimizer steps taken
+  std::int64_t skipped = 0;  // non-finite updates skipped
+  double last_loss = 0;      // the last update's loss, in model units
+};
+
+class REWIND_RUNTIME_EXPORT OnlineLearner {
+ public:
+  // Continues a trained model (its transforms, columns and, when it was saved by rewind online or train, its
+  // optimizer's settings); the optimizer's state starts afresh unless `resume` names an online save.
+  OnlineLearner(Predictor predictor, const OnlineOptions& options,
+                const trainers::OptimizerConfig& optimizer);
+  ~OnlineLearner();
+  OnlineLearner(OnlineLearner&&) noexcept;
+  OnlineLearner& operator=(OnlineLearner&&) noexcept;
+
+  // Reads a saved online run (rewind online --save DIR: DIR or its online.safetensors): model, optimizer, the
+  // ring of rows, every state. Rows fed from counts().rows on continue it exactly.
+  static OnlineLearner resume(const std::string& saved, const PluginSearch& plugins = {});
+
+  Predictor& predictor();
+  const Predictor& predictor() const;
+  const OnlineOptions& options() const;
+  const OnlineCounts& counts() const;
+
+  // Reads one row in the data's units (its inputs, and its targets' values: the actual values the last
+  // prediction is scored against and learnt from), starting a new sequence when told, and returns the
+  // prediction of the next row's targets (valid until the next call); then learns when the row completes k1
+  // steps. observe() and learn() are its two halves, for timing them apart.
+  std::span<const double> step(std::span<const double> inputs, std::span<const double> targets,
+                               bool starts_sequence = false);
+  std::span<const double> observe(std::span<const double> inputs, std::span<const double> targets,
+                                  bool starts_sequence = false);
+  bool learn();  // the update due after the rows observed, if any; true when one ran
+  // The stream has ended: the update of the steps not learnt from yet (as the last, shorter window of a
+  // pass).
+  void finish();
+  // Everything needed to go on exactly, in DIR/online.safetensors, and the model alone in
+  // DIR/model.safetensors (for rewind predict and eval), each written atomically; metadata goes into both.
+  void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {});
+  static constexpr const char* state_file = "online.safetensors";
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  explicit OnlineLearner(std::unique_ptr<Impl> impl);
+};
+
+// Percentiles of a set of latencies, in microseconds.
+struct Latency {
+  double p50 = 0, p99 = 0, max = 0;
+  std::int64_t count = 0;
+};
+
+// Test-then-train scores of a stream: each row's actual target values against the prediction made at the row
+// before, in the data's units, with the time each row took to predict and each update to learn. Kept for an
+// interval of rows (take() ends it) and for the whole stream; memory is the interval's capacity, fixed.
+class REWIND_RUNTIME_EXPORT PrequentialScore {
+ public:
+  PrequentialScore(std::vector<std::string> targets, std::size_t interval_capacity);
+
+  // The row's actual values and what was predicted for them (nothing when the row starts a sequence or is the
+  // first: nothing was predicted for it).
+  void score(std::span<const double> predicted, std::span<const double> actual);
+  // The row took predict_seconds to read and predict, and learn_seconds to learn (an update ran when
+  // learned).
+  void time(double predict_seconds, double learn_seconds, bool learned, double loss);
+
+  struct Interval {
+    std::int64_t rows = 0, updates = 0;
+    std::vector<ColumnErrors> columns;  // over the interval's scored rows
+    double mean_loss = 0;               // of its updates, in model units
+    Latency predict, learn;             // per row; per update
+  };
+  Interval take();                          // the interval since the last take(), then a new one
+  std::vector<ColumnErrors> total() const;  // over every row scored
+  bool interval_full() const { return rows_ == predict_.size(); }
+
+ private:
+  std::vector<std::string> targets_;
+  std::vector<double> predict_, learn_;  // latencies of the interval (seconds), preallocated
+  std::size_t rows_ = 0, updates_ = 0;
+  double loss_sum_ = 0;
+  struct Sums {
+    std::vector<double> squared, absolute;
+    std::vector<std::int64_t> count;
+    void clear();
+    std::vector<ColumnErrors> errors(const std::vector<std::string>& targets) const;
+  } interval_, total_;
+};
+
+}  // namespace rwd::runtime

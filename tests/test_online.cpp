@@ -1,0 +1,135 @@
+// The online learner (issue 24): no heap allocation per row once warm; a save in the middle of a stream and a
+// learner resumed from it end where an uninterrupted one does, bitwise; predicting only is the Predictor's
+// stepping; the row parser names the line and column of what it refuses.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+
+#include "helpers.hpp"
+#include "rewind/runtime/online.hpp"
+#include "rewind/runtime/stream.hpp"
+
+using namespace rwd;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const runtime::PluginSearch search{.files = {}, .directories = {REWIND_TEST_PLUGIN_DIR}};
+
+// A new LSTM reading (x, y) and predicting the next x, differenced (the transform keeps the last row), in its
+// data's units.
+runtime::Predictor new_predictor(std::int64_t hidden = 8) {
+  runtime::RunConfig c;
+  c.model = "lstm", c.hidden = hidden, c.seed = 3, c.format = "csv", c.data = "stream";
+  c.transform.normalize = "none", c.transform.difference = true;
+  for (const char* column : {"x", "y"}) c.transform.columns[column] = {};
+  c.optimizer.lr = 0.01;
+  return runtime::Predictor(c, {"x", "y"}, {"x"}, search);
+}
+
+struct Row {
+  std::vector<double> inputs, targets;
+  bool starts = false;
+};
+Row row_at(int r) {
+  const double x = std::sin(0.2 * r) + 0.1 * std::cos(1.3 * r), y = std::cos(0.05 * r);
+  return {{x, y}, {x}, r == 57};  // a second sequence from row 57
+}
+
+std::vector<std::vector<double>> parameters(runtime::OnlineLearner& learner) {
+  std::vector<std::vector<double>> out;
+  for (autodiff::Parameter* p : learner.predictor().model().parameters()) {
+    const autodiff::Tensor& t = p->value();
+    std::vector<double> v(static_cast<std::size_t>(t.numel()));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = t.get(static_cast<std::int64_t>(i));
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("online: no heap allocation per row once warm, predicting and learning", "[online][allocation]") {
+  for (const auto& [k1, k2] : {std::pair<std::int64_t, std::int64_t>{1, 24}, {24, 24}, {5, 12}}) {
+    CAPTURE(k1, k2);
+    runtime::OnlineLearner learner(new_predictor(32), {.k1 = k1, .k2 = k2}, {.lr = 0.01});
+    runtime::RowParser parser("t,x,y", {"x", "y"}, {"x"}, {"t"}, "");
+    runtime::ParsedRow parsed;
+    std::string line;
+    const auto feed = [&](int r) {
+      const Row row = row_at(r);
+      line = std::to_string(r) + "," + std::to_string(row.inputs[0]) + "," + std::to_string(row.inputs[1]);
+      const std::size_t before = test::heap_allocations();
+      parser.parse(line, r + 2, parsed);
+      learner.step(parsed.inputs, parsed.targets, parsed.starts_sequence);
+      return test::heap_allocations() - before;
+    };
+    for (int r = 0; r < 3 * k2 + 10; ++r) feed(r);  // warm-up: every buffer and arena block sized
+    std::size_t allocations = 0;
+    for (int r = 3 * static_cast<int>(k2) + 10; r < 400; ++r) allocations += feed(r);
+    CHECK(learner.counts().updates > 0);
+    CHECK(allocations == 0);
+  }
+}
+
+TEST_CASE("online: a learner resumed from a save mid-stream ends bitwise where an uninterrupted one does",
+          "[online]") {
+  test::TempDir dir;
+  const runtime::OnlineOptions options{.k1 = 3, .k2 = 7, .clip = 1.0};
+  const trainers::OptimizerConfig adam{.kind = "adam", .lr = 0.02};
+  runtime::OnlineLearner whole(new_predictor(), options, adam);
+  std::vector<double> last_whole, last_resumed;
+  for (int r = 0; r < 120; ++r) {
+    const Row row = row_at(r);
+    const auto p = whole.step(row.inputs, row.targets, row.starts);
+    last_whole.assign(p.begin(), p.end());
+  }
+  runtime::OnlineLearner first(new_predictor(), options, adam);
+  for (int r = 0; r < 50; ++r) first.step(row_at(r).inputs, row_at(r).targets, row_at(r).starts);
+  first.save(dir.path.string());
+  runtime::OnlineLearner resumed = runtime::OnlineLearner::resume(dir.path.string(), search);
+  CHECK(resumed.counts().rows == 50);
+  CHECK(resumed.options().k2 == 7);
+  for (int r = 50; r < 120; ++r) {
+    const Row row = row_at(r);
+    const auto p = resumed.step(row.inputs, row.targets, row.starts);
+    last_resumed.assign(p.begin(), p.end());
+  }
+  CHECK(resumed.counts().updates == whole.counts().updates);
+  CHECK(parameters(resumed) == parameters(whole));
+  CHECK(last_resumed == last_whole);
+  // The model alone beside it reads back as a predictor, with the run's columns.
+  const runtime::Predictor saved((dir.path / "model.safetensors").string(), search);
+  CHECK(saved.inputs() == std::vector<std::string>{"x", "y"});
+}
+
+TEST_CASE("online: predicting only is the Predictor's stepping, and the model does not change", "[online]") {
+  runtime::OnlineLearner frozen(new_predictor(), {.k1 = 2, .k2 = 4, .learn = false}, {});
+  runtime::Predictor stepped = new_predictor();
+  const auto before = parameters(frozen);
+  for (int r = 0; r < 80; ++r) {
+    const Row row = row_at(r);
+    const auto a = frozen.step(row.inputs, row.targets, row.starts);
+    const std::vector<double> b = stepped.step(row.inputs, row.targets, row.starts);
+    REQUIRE(std::vector<double>(a.begin(), a.end()) == b);
+  }
+  CHECK(frozen.counts().updates == 0);
+  CHECK(parameters(frozen) == before);
+}
+
+TEST_CASE("online: the row parser names the line and column of what it refuses", "[online][errors]") {
+  runtime::RowParser parser("t, x ,y,reset", {"x", "y"}, {"x"}, {"t"}, "reset");
+  runtime::ParsedRow row;
+  parser.parse("2020-01-01, 1.5 ,2,1", 2, row);
+  CHECK(row.inputs == std::vector<double>{1.5, 2});
+  CHECK(row.targets == std::vector<double>{1.5});
+  CHECK(row.keys == std::vector<std::string>{"2020-01-01"});
+  CHECK(row.starts_sequence);
+  CHECK_THROWS_WITH(parser.parse("a,1,2", 7, row), Contains("line 7: 3 values for 4 columns"));
+  CHECK_THROWS_WITH(parser.parse("a,,2,0", 8, row), Contains("line 8, column 'x': the value is missing"));
+  CHECK_THROWS_WITH(parser.parse("a,1,inf,0", 9, row),
+                    Contains("line 9, column 'y': 'inf' is not a finite number"));
+  CHECK_THROWS_WITH(parser.parse("a,\"1,2,0", 10, row), Contains("line 10: a quote is not closed"));
+  CHECK_THROWS_WITH(runtime::RowParser("t,x", {"x", "z"}, {"x"}, {}, ""),
+                    Contains("the stream has no column 'z' (its header: t, x)"));
+}
