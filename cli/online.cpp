@@ -3,6 +3,8 @@
 // learnt from (runtime::OnlineLearner: truncated BPTT(k1, k2) on a ring of the last rows). Reports
 // prequential errors and latencies; saves atomically every N rows or S seconds, at the end and on
 // SIGINT/SIGTERM. docs/online.md.
+#include <unistd.h>
+
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <charconv>
@@ -129,7 +131,7 @@ void OnlineCommand::check(const po::variables_map& vm) {
       throw std::invalid_argument(std::string("--") + name + " describes a new model: the " +
                                   (resume.empty() ? "checkpoint" : "saved online run") + " fixes it");
   // A resumed run goes on exactly as it was: what it learns with is stored.
-  for (const char* name : {"k1", "k2", "no-learn", "lr", "clip", "key-columns", "reset-column", "option"})
+  for (const char* name : {"k1", "k2", "lr", "clip", "key-columns", "reset-column", "option"})
     if (given(name) && !resume.empty())
       throw std::invalid_argument(std::string("--") + name +
                                   " cannot be combined with --resume: the saved online run fixes it");
@@ -148,7 +150,11 @@ void choose_window(OnlineOptions& online, const po::variables_map& vm, const Run
 
 OnlineLearner OnlineCommand::learner(const std::string& header, const po::variables_map& vm) {
   const PluginSearch search{plugins.files, plugins.directories};
-  if (!resume.empty()) return OnlineLearner::resume(resume, search);
+  if (!resume.empty()) {
+    OnlineLearner resumed = OnlineLearner::resume(resume, search);
+    if (!online.learn) resumed.set_learning(false);  // frozen from here on
+    return resumed;
+  }
   if (!checkpoint.empty()) {
     Predictor predictor(checkpoint, search);
     const RunConfig& trained = predictor.config();
@@ -237,6 +243,16 @@ nlohmann::json latency_json(const Latency& l) {
   return {{"p50", l.p50}, {"p99", l.p99}, {"max", l.max}, {"count", l.count}};
 }
 
+// Resident memory (bytes), for the report: a stream's memory must stay flat however long it runs.
+double resident_bytes() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
 // The interval's report: a line on stderr and, with --metrics, a JSON line.
 void report(const PrequentialScore::Interval& i, std::int64_t rows, std::int64_t updates,
             std::int64_t bad_rows, double seconds, double interval_seconds, std::ofstream* metrics) {
@@ -247,10 +263,11 @@ void report(const PrequentialScore::Interval& i, std::int64_t rows, std::int64_t
     std::snprintf(buf, sizeof buf, ", %s RMSE %.4g MAE %.4g", c.column.c_str(), c.rmse, c.mae);
     errors += buf;
   }
-  std::fprintf(stderr, "row %lld: %.0f rows/s, loss %.4g%s; predict %s; learn %s (%lld updates)\n",
-               static_cast<long long>(rows), rate, i.mean_loss, errors.c_str(),
-               latency_text(i.predict).c_str(), latency_text(i.learn).c_str(),
-               static_cast<long long>(i.updates));
+  char loss[32] = "no updates";
+  if (i.updates > 0) std::snprintf(loss, sizeof loss, "loss %.4g", i.mean_loss);
+  std::fprintf(stderr, "row %lld: %.0f rows/s, %s%s; predict %s; learn %s (%lld updates)\n",
+               static_cast<long long>(rows), rate, loss, errors.c_str(), latency_text(i.predict).c_str(),
+               latency_text(i.learn).c_str(), static_cast<long long>(i.updates));
   if (!metrics) return;
   nlohmann::json columns = nlohmann::json::object();
   for (const ColumnErrors& c : i.columns)
@@ -263,7 +280,8 @@ void report(const PrequentialScore::Interval& i, std::int64_t rows, std::int64_t
                                {"columns", columns},
                                {"predict_us", latency_json(i.predict)},
                                {"learn_us", latency_json(i.learn)},
-                               {"bad_rows", bad_rows}};
+                               {"bad_rows", bad_rows},
+                               {"resident_bytes", resident_bytes()}};
   *metrics << line.dump() << '\n' << std::flush;
 }
 
@@ -357,7 +375,6 @@ class OnlineRun {
       }
     }
     const bool ended = !stop_requested;
-    if (ended) learner_->finish();  // the stream is over: its last rows are learnt from
     const auto now = clock::now();
     const PrequentialScore::Interval last = score_->take();
     if (last.rows > 0)

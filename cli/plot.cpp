@@ -200,6 +200,82 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
   render_gnuplot(png, "1800,560", gp.str());
 }
 
+namespace {
+
+// rewind online's metrics: one record per report ("row", "columns", latencies).
+bool is_online_metrics(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line) && line.empty()) {
+  }
+  return line.find("\"rows_per_second\"") != std::string::npos;
+}
+
+}  // namespace
+
+void plot_online(const std::vector<std::string>& metrics_files, const std::string& png) {
+  if (!have_gnuplot()) throw std::runtime_error("gnuplot is not installed (apt-get install gnuplot-nox)");
+  std::vector<std::string> csvs, labels;
+  std::string column;  // the first target's errors are drawn
+  for (std::size_t i = 0; i < metrics_files.size(); ++i) {
+    const std::string& path = metrics_files[i];
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open metrics file '" + path + "'");
+    const std::string csv = png + "." + std::to_string(i) + ".csv";
+    std::ofstream out(csv);
+    out << "row,rmse,mae,predict_p50,predict_p99,learn_p50,learn_p99,rows_per_second\n";
+    std::string line;
+    std::int64_t records = 0;
+    for (std::int64_t number = 1; std::getline(in, line); ++number) {
+      if (line.empty()) continue;
+      try {
+        const nlohmann::json j = nlohmann::json::parse(line);
+        const nlohmann::json& columns = j.at("columns");
+        if (column.empty() && !columns.empty()) column = columns.begin().key();
+        const nlohmann::json& c = columns.contains(column) ? columns.at(column) : nlohmann::json::object();
+        const auto number_or_nan = [](const nlohmann::json& o, const char* key) {
+          return o.contains(key) && o.at(key).is_number() ? o.at(key).get<double>() : NAN;
+        };
+        out << j.at("row").get<std::int64_t>() << ',' << number_or_nan(c, "rmse") << ','
+            << number_or_nan(c, "mae") << ',' << number_or_nan(j.at("predict_us"), "p50") << ','
+            << number_or_nan(j.at("predict_us"), "p99") << ',' << number_or_nan(j.at("learn_us"), "p50")
+            << ',' << number_or_nan(j.at("learn_us"), "p99") << ',' << j.at("rows_per_second").get<double>()
+            << '\n';
+        ++records;
+      } catch (const std::exception& e) {
+        throw std::runtime_error("metrics file '" + path + "', line " + std::to_string(number) +
+                                 ": not a record of rewind online (" + e.what() + ")");
+      }
+    }
+    if (records == 0) throw std::runtime_error("metrics file '" + path + "' holds no reports");
+    if (!out) throw std::runtime_error("cannot write '" + csv + "'");
+    csvs.push_back(csv);
+    labels.push_back(label_of(path));
+  }
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset datafile missing 'nan'\nset key top right\nset grid\nset xlabel "
+        "'row'\n"
+     << "set multiplot layout 1,3 title 'rewind online: prequential (test, then train) errors and costs per "
+        "report'\n"
+     << "set title 'prequential RMSE of " << label_of(column) << " (data units)'\nset ylabel 'RMSE'\nplot ";
+  for (std::size_t i = 0; i < csvs.size(); ++i)
+    gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:2 every ::1 with linespoints lc " << i + 1
+       << " pt 7 ps 0.4 title '" << labels[i] << "'";
+  gp << "\nset title 'latency per row (predict) and per update (learn)'\nset ylabel 'microseconds'\nset "
+        "logscale y\n"
+     << "plot '" << csvs[0]
+     << "' using 1:4 every ::1 with lines lc 1 title 'predict p50', '' using 1:5 every ::1 "
+     << "with lines lc 1 dt 2 title 'predict p99', '' using 1:6 every ::1 with lines lc 2 title 'learn p50', "
+        "'' "
+     << "using 1:7 every ::1 with lines lc 2 dt 2 title 'learn p99'\nunset logscale y\n"
+     << "set title 'throughput'\nset ylabel 'rows per second'\nset yrange [0:*]\nplot ";
+  for (std::size_t i = 0; i < csvs.size(); ++i)
+    gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:8 every ::1 with lines lc " << i + 1 << " title '"
+       << labels[i] << "'";
+  gp << "\nunset multiplot\n";
+  render_gnuplot(png, "1800,560", gp.str());
+}
+
 void plot_predictions(const std::string& path, const std::string& png) {
   if (!have_gnuplot()) throw std::runtime_error("gnuplot is not installed (apt-get install gnuplot-nox)");
   std::ifstream in(path);
@@ -289,7 +365,11 @@ int run_plot(int argc, const char* const* argv) {
     throw std::invalid_argument("give the run's metrics file (rewind plot RUN/metrics.jsonl)");
   std::vector<std::string> files{metrics};
   files.insert(files.end(), compare.begin(), compare.end());
-  plot_runs(files, out);
+  if (is_online_metrics(metrics)) {
+    plot_online(files, out);
+  } else {
+    plot_runs(files, out);
+  }
   return 0;
 }
 

@@ -27,5 +27,9 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
 // with the first key column): one-step predictions, forecasts (steps > 1) and the forecast horizon past the
 // last known value shaded. Throws naming the file when it is not a predictions file.
 void plot_predictions(const std::string& predictions_csv, const std::string& png);
+// rewind online's reports: the prequential RMSE of the first target over the rows for each metrics file (the
+// first the main run, the others compared with it: a frozen model beside one that learns), the main run's
+// latencies (p50, p99 of predicting a row and of an update) and every run's rows per second.
+void plot_online(const std::vector<std::string>& metrics_files, const std::string& png);
 
 }  // namespace rwd::cli

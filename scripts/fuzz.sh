@@ -18,7 +18,7 @@ fi
 seconds=${1:-30}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors checkpoint csv text options)
+((${#targets[@]})) || targets=(safetensors checkpoint csv stream text options)
 build_dir=${BUILD_DIR:-build-fuzz}
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREWIND_FUZZ=ON \
   -DREWIND_SANITIZE=address,undefined -DREWIND_BUILD_TESTS=OFF -DREWIND_BUILD_BENCH=OFF -DREWIND_WERROR=OFF > /dev/null

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -189,10 +190,29 @@ void gemm_packed(std::int64_t m, const T* a, std::int64_t lda, const PackedB<T>&
   });
 }
 
+// C[1, n] = a op(B) + beta C for one row a (a stream stepped one row at a time: rewind online, predict) as
+// BLAS's matrix-vector product, whose setup is a fraction of gemm's packing at these sizes.
+template <class T>
+void row_gemm(bool tb, std::int64_t n, std::int64_t k, const T* a, const T* b, std::int64_t ldb, T beta,
+              T* c) {
+  // c = op(B)^T a: B [n, k] (op transposes it) read as it is, B [k, n] transposed.
+  const auto op = tb ? CblasNoTrans : CblasTrans;
+  const auto rows = static_cast<blasint>(tb ? n : k), cols = static_cast<blasint>(tb ? k : n);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemv(CblasRowMajor, op, rows, cols, 1.0f, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
+  } else {
+    cblas_dgemv(CblasRowMajor, op, rows, cols, 1.0, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
+  }
+}
+
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
+  if (m == 1 && !ta && n * k < 2 * gemm_min_work) {
+    row_gemm(tb, n, k, a, b, ldb, beta, c);
+    return;
+  }
   if (!ta && m >= gemm_min_packed_rows && (beta == T(0) || beta == T(1))) {
     // Reused across calls; at most one weight matrix per thread (callers that repeat a B pack it themselves).
     thread_local std::vector<T> storage;

@@ -219,6 +219,9 @@ const Predictor& OnlineLearner::predictor() const {
 const OnlineOptions& OnlineLearner::options() const {
   return impl_->options;
 }
+void OnlineLearner::set_learning(bool learn) {
+  impl_->options.learn = learn;
+}
 const OnlineCounts& OnlineLearner::counts() const {
   return impl_->counts;
 }
@@ -242,7 +245,7 @@ std::span<const double> OnlineLearner::observe(std::span<const double> inputs,
   const Predictor::Snapshot& before = p.snapshot();
   for (std::size_t j = 0; j < n_out; ++j) {
     const bool previous = before.started && !starts_sequence;
-    m.target_z[j] = p.config().transform.forward(p.targets()[j], targets[j],
+    m.target_z[j] = p.config().transform.forward(p.target_scale(j), targets[j],
                                                  previous ? before.last_targets[j] : targets[j]);
   }
   // Predict first (test), with the parameters as they are; learn() then trains on the row.
@@ -260,14 +263,6 @@ bool OnlineLearner::learn() {
   const std::int64_t end = m.position + m.options.k1;
   m.update(std::max<std::int64_t>(0, end - m.options.k2), end, m.options.k1);
   return true;
-}
-
-void OnlineLearner::finish() {
-  Impl& m = *impl_;
-  // A stream that ends between updates: its last window unrolls from the state kept for the next update (a
-  // pass of rewind train, which knows where the data end, unrolls k2 steps back from the end instead).
-  const std::int64_t complete = std::max<std::int64_t>(0, m.counts.rows - 1);
-  if (m.options.learn && complete > m.position) m.update(m.stored_step, complete, 0);
 }
 
 void OnlineLearner::save(const std::string& dir, const std::map<std::string, std::string>& metadata) {

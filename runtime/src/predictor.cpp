@@ -27,6 +27,7 @@ struct Predictor::Impl {
   std::vector<double> current, z, out;
   // Where each target column sits among the inputs (-1: not an input).
   std::vector<int> target_in_inputs;
+  std::vector<const ColumnScale*> input_scales, target_scales;  // the transform's, by column
 };
 
 namespace {
@@ -94,6 +95,8 @@ void Predictor::build(const PluginSearch& plugins) {
   if (m.config.series()) {
     m.next_step = m.config.csv.target_columns.empty();
     for (const std::string& t : m.targets) m.target_in_inputs.push_back(index_of(m.inputs, t));
+    for (const std::string& c : m.inputs) m.input_scales.push_back(&m.config.transform.scale_of(c));
+    for (const std::string& c : m.targets) m.target_scales.push_back(&m.config.transform.scale_of(c));
     shape = std::make_unique<trainers::SeriesData>(1, 1, static_cast<std::int64_t>(m.inputs.size()),
                                                    static_cast<std::int64_t>(m.targets.size()));
   } else if (m.config.token_count() > 0) {
@@ -138,6 +141,9 @@ const std::vector<std::string>& Predictor::inputs() const {
 }
 const std::vector<std::string>& Predictor::targets() const {
   return impl_->targets;
+}
+const ColumnScale& Predictor::target_scale(std::size_t j) const {
+  return *impl_->target_scales.at(j);
 }
 bool Predictor::next_step() const {
   return impl_->next_step;
@@ -195,7 +201,7 @@ std::span<const double> Predictor::predict(std::span<const double> inputs,
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     // A sequence's first row has no change to report: 0, as in training.
     const double previous = m.now.started ? m.now.last_inputs[i] : inputs[i];
-    m.z[i] = transform.forward(m.inputs[i], inputs[i], previous);
+    m.z[i] = transform.forward(*m.input_scales[i], inputs[i], previous);
     m.x.set(static_cast<std::int64_t>(i), m.z[i]);
   }
   m.tape->clear();
@@ -213,7 +219,7 @@ std::span<const double> Predictor::predict(std::span<const double> inputs,
                                              : y.values<double>()[j];
   };
   for (std::size_t j = 0; j < m.out.size(); ++j)
-    m.out[j] = transform.inverse(m.targets[j], read(j), m.current[j]);
+    m.out[j] = transform.inverse(*m.target_scales[j], read(j), m.current[j]);
   return m.out;
 }
 

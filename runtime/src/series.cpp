@@ -96,14 +96,11 @@ SeriesFrame SeriesTransform::apply(const SeriesFrame& frame) const {
 }
 
 double SeriesTransform::forward(const std::string& column, double value, double previous) const {
-  const ColumnScale& s = scale_of(column);
-  return ((difference ? value - previous : value) - s.shift) / s.scale;
+  return forward(scale_of(column), value, previous);
 }
 
 double SeriesTransform::inverse(const std::string& column, double z, double previous) const {
-  const ColumnScale& s = scale_of(column);
-  const double v = z * s.scale + s.shift;
-  return difference ? previous + v : v;
+  return inverse(scale_of(column), z, previous);
 }
 
 namespace {

@@ -277,11 +277,10 @@ void RowParser::parse(std::string_view line, std::int64_t number, ParsedRow& row
                                 std::to_string(columns_.size()) + " columns");
   const auto number_at = [&](std::size_t c) {
     const std::string& cell = cells_[c];
-    char* end = nullptr;
-    const double v = std::strtod(cell.c_str(), &end);
+    double v = 0;
     if (cell.empty())
       throw std::invalid_argument(where() + ", column '" + columns_[c] + "': the value is missing");
-    if (*end != '\0' || !std::isfinite(v))
+    if (!trainers::csv_number(cell, v))
       throw std::invalid_argument(where() + ", column '" + columns_[c] + "': '" + cell +
                                   "' is not a finite number");
     return v;

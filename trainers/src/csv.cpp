@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -23,11 +24,8 @@ std::vector<double> numbers(const CsvTable& table, std::size_t column) {
       out[r] = missing_value;
       continue;
     }
-    char* end = nullptr;
-    const double v = std::strtod(cell.c_str(), &end);
-    if (*end != '\0' || !std::isfinite(v))
+    if (!csv_number(cell, out[r]))
       throw std::runtime_error(table.where(r, column) + ": '" + cell + "' is not a finite number");
-    out[r] = v;
   }
   return out;
 }
@@ -110,6 +108,14 @@ void csv_record(std::string_view line, char delimiter, std::vector<std::string>&
   if (quoted) throw std::invalid_argument("a quote is not closed (fields cannot span lines)");
   finish();
   cells.resize(count);
+}
+
+bool csv_number(std::string_view cell, double& value) {
+  // As strtod read cells before: leading blanks (a quoted " 3") and a '+' (from_chars takes '-' only).
+  while (!cell.empty() && (cell.front() == ' ' || cell.front() == '\t')) cell.remove_prefix(1);
+  if (!cell.empty() && cell.front() == '+') cell.remove_prefix(1);
+  const auto [end, error] = std::from_chars(cell.data(), cell.data() + cell.size(), value);
+  return !cell.empty() && error == std::errc() && end == cell.data() + cell.size() && std::isfinite(value);
 }
 
 CsvTable CsvTable::read(const std::string& path, char delimiter) {

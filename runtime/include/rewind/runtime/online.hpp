@@ -52,6 +52,8 @@ class REWIND_RUNTIME_EXPORT OnlineLearner {
   Predictor& predictor();
   const Predictor& predictor() const;
   const OnlineOptions& options() const;
+  // Stops (or resumes) learning: a model frozen from here on predicts as it is.
+  void set_learning(bool learn);
   const OnlineCounts& counts() const;
 
   // Reads one row in the data's units (its inputs, and its targets' values: the actual values the last
@@ -62,10 +64,10 @@ class REWIND_RUNTIME_EXPORT OnlineLearner {
                                bool starts_sequence = false);
   std::span<const double> observe(std::span<const double> inputs, std::span<const double> targets,
                                   bool starts_sequence = false);
-  bool learn();  // the update due after the rows observed, if any; true when one ran
-  // The stream has ended: the update of the steps not learnt from yet (as the last, shorter window of a
-  // pass).
-  void finish();
+  // The update due after the rows observed, if any; true when one ran. Rows short of k1 at a stream's end
+  // wait for the next rows (a save keeps them), so that a stream continued later takes exactly the same
+  // updates.
+  bool learn();
   // Everything needed to go on exactly, in DIR/online.safetensors, and the model alone in
   // DIR/model.safetensors (for rewind predict and eval), each written atomically; metadata goes into both.
   void save(const std::string& dir, const std::map<std::string, std::string>& metadata = {});

@@ -44,7 +44,11 @@ class REWIND_RUNTIME_EXPORT Predictor {
   // ---- time series: one row at a time, in the data's units ----
   const std::vector<std::string>& inputs() const;   // the input columns, in the order step() takes them
   const std::vector<std::string>& targets() const;  // the predicted columns, in the order step() returns
-  bool next_step() const;  // predicts the next row's targets (--targets) or this row's (--target-columns)
+  bool next_step() const;
+  // The scale of target j (config().transform's, looked up once): what an online learner reads a row's actual
+  // values into the model's units with.
+  const ColumnScale& target_scale(
+      std::size_t j) const;  // predicts the next row's targets (--targets) or this row's (--target-columns)
   // Reads one row: its input values, and the target columns' values at this row when a target is not an input
   // and the model was trained on differences (the last value a predicted change is added to); starts_sequence
   // zeroes the state first. Returns the predicted targets of the next row (next_step()) or of this one.

@@ -41,6 +41,14 @@ struct REWIND_RUNTIME_EXPORT SeriesTransform {
   // without differencing).
   double forward(const std::string& column, double value, double previous) const;
   double inverse(const std::string& column, double z, double previous) const;
+  // The same with the column's scale looked up once (scale_of): what a row-by-row loop calls.
+  double forward(const ColumnScale& s, double value, double previous) const {
+    return ((difference ? value - previous : value) - s.shift) / s.scale;
+  }
+  double inverse(const ColumnScale& s, double z, double previous) const {
+    const double v = z * s.scale + s.shift;
+    return difference ? previous + v : v;
+  }
   const ColumnScale& scale_of(const std::string& column) const;  // throws naming a column never fitted
 };
 

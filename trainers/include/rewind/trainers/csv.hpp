@@ -40,6 +40,10 @@ struct REWIND_TRAINERS_EXPORT CsvTable {
 // saying what is wrong (the caller says where).
 REWIND_TRAINERS_EXPORT void csv_record(std::string_view line, char delimiter,
                                        std::vector<std::string>& cells);
+// A cell as a finite number: the whole cell after leading blanks, in C's format whatever the locale (an
+// optional sign, digits with '.' as the decimal point, an exponent); false for anything else (empty, text,
+// inf, nan, trailing text).
+REWIND_TRAINERS_EXPORT bool csv_number(std::string_view cell, double& value);
 
 // What to do with an empty cell in a used column: refuse the file (naming line and column), drop the row,
 // carry the last value forward, or interpolate linearly between the neighbouring values (by row). Values
