@@ -164,7 +164,12 @@ OnlineLearner OnlineCommand::learner(const std::string& header, const po::variab
     optimizer.schedule = "constant", optimizer.step_every = 0;
     if (!vm["lr"].defaulted()) optimizer.lr = config.optimizer.lr;
     choose_window(online, vm, &trained);
-    return OnlineLearner(std::move(predictor), online, optimizer);
+    OnlineLearner learner(std::move(predictor), online, optimizer);
+    // The training run's optimizer goes on where it stopped, when its checkpoint is there.
+    const fs::path run_checkpoint = fs::path(checkpoint) / "checkpoint.safetensors";
+    if (fs::is_directory(checkpoint) && fs::exists(run_checkpoint))
+      learner.continue_optimizer(run_checkpoint);
+    return learner;
   }
   // A new model: the columns from the stream's header, as rewind train resolves them from a file's.
   RunConfig& c = config;

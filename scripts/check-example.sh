@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the build in BUILD_DIR into a temporary prefix, builds examples/custom_cell out of tree against it
-# with find_package(rewind), and gradient-checks the example cell with the installed CLI.
+# Installs the build in BUILD_DIR into a temporary prefix and builds the examples out of tree against it with
+# find_package(rewind): gradient-checks the example cell and the cell zoo with the installed CLI, and runs the
+# programs of a user's own (examples/forecast, examples/online) against the CLI's predict and online.
 set -euo pipefail
 build_dir=$(realpath "$1")
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,3 +68,19 @@ paste -d, <(tail -n +2 "$work/forecast.csv" | head -n -1 | cut -d, -f1) <(tail -
   awk -F, '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5) { print "row " NR ": " $1 " against " $2; bad = 1 } }
            END { exit bad }' || { echo "examples/forecast differs from rewind predict"; exit 1; }
 echo "examples/forecast: $(($(wc -l < "$work/forecast.csv") - 1)) rows predicted, as rewind predict does"
+# A program that keeps learning: examples/online, built the same way, continues the co2 run on the rows read
+# on standard input; its predictions are rewind online's with the same window, and its save resumes.
+cmake -S "$source_dir/examples/online" -B "$work/online" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release "${sanitize[@]}" > "$work/online-configure.log"
+cmake --build "$work/online" > "$work/online-build.log"
+REWIND_NUM_THREADS=1 "$work/online/learn_online" "$work/co2" "$work/learnt" < "$work/rows.csv" > "$work/learnt.csv"
+REWIND_NUM_THREADS=1 "$work/prefix/bin/rewind" online --data "$work/rows.csv" --checkpoint "$work/co2" --k1 1 --k2 52 \
+  --out "$work/online.csv" 2> /dev/null
+paste -d, <(tail -n +2 "$work/learnt.csv" | cut -d, -f1) <(tail -n +2 "$work/online.csv" | cut -d, -f6) |
+  awk -F, '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-9 * (1 + ($2 < 0 ? -$2 : $2))) { print "row " NR ": " $1 " against " $2; bad = 1 } }
+           END { exit bad || NR < 2000 }' || { echo "examples/online differs from rewind online"; exit 1; }
+{ head -1 "$work/rows.csv"; tail -5 "$work/rows.csv"; } |
+  "$work/prefix/bin/rewind" online --data - --resume "$work/learnt" --out /dev/null 2> "$work/resumed.log"
+grep -q "resumed at row $(($(wc -l < "$work/rows.csv") - 1))" "$work/resumed.log" ||
+  { echo "the example's save does not resume: $(cat "$work/resumed.log")"; exit 1; }
+echo "examples/online: $(($(wc -l < "$work/learnt.csv") - 1)) rows learnt from and predicted, as rewind online does"

@@ -197,10 +197,11 @@ std::unique_ptr<models::Model> Registry::make_model(const std::string& cell,
       {"tie_weights", models::OptionType::boolean, "false",
        "the head's weight is the embedding's (needs embedding size = hidden size)"}};
   std::map<std::string, std::string> own, cell_options;
-  for (const auto& [key, value] : options) {
+  for (const auto& option : options) {
+    const std::string& key = option.first;  // clang 14 cannot capture a structured binding
     const bool model_option = std::any_of(std::begin(model_options), std::end(model_options),
                                           [&](const models::OptionSpec& spec) { return key == spec.name; });
-    (model_option ? own : cell_options)[key] = value;
+    (model_option ? own : cell_options)[key] = option.second;
   }
   const models::Options resolved_own = models::Options::resolve(model_options, own, "model '" + cell + "'");
   // Given options override the config; the config's own values stand otherwise.

@@ -210,6 +210,22 @@ OnlineLearner::~OnlineLearner() = default;
 OnlineLearner::OnlineLearner(OnlineLearner&&) noexcept = default;
 OnlineLearner& OnlineLearner::operator=(OnlineLearner&&) noexcept = default;
 
+void OnlineLearner::continue_optimizer(const std::string& checkpoint_file) {
+  Impl& m = *impl_;
+  std::map<std::string, std::string> meta;
+  const models::TensorMap tensors = models::load_safetensors(checkpoint_file, &meta);
+  if (!meta.count("rewind.updates"))
+    throw std::invalid_argument("'" + checkpoint_file + "' is not a training checkpoint (no rewind.updates)");
+  for (auto& [name, t] : m.optimizer.state(m.params)) {
+    const auto it = tensors.find(name);
+    if (it == tensors.end() || it->second.shape() != t->shape() || it->second.dtype() != t->dtype())
+      throw std::invalid_argument("'" + checkpoint_file + "' holds no optimizer state '" + name +
+                                  "' of this model (another optimizer or model?)");
+    std::memcpy(t->raw(), it->second.raw(), t->bytes());
+  }
+  m.optimizer.set_updates(std::stoll(meta.at("rewind.updates")));
+}
+
 Predictor& OnlineLearner::predictor() {
   return impl_->predictor;
 }

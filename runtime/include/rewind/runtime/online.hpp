@@ -49,6 +49,11 @@ class REWIND_RUNTIME_EXPORT OnlineLearner {
   // ring of rows, every state. Rows fed from counts().rows on continue it exactly.
   static OnlineLearner resume(const std::string& saved, const PluginSearch& plugins = {});
 
+  // Continues the optimizer of a training run (its checkpoint.safetensors: Adam's moments and update count)
+  // instead of starting it afresh, whose first updates are full-size steps whatever the gradient. The run
+  // must be the one whose model this learner continues, with the same optimizer.
+  void continue_optimizer(const std::string& checkpoint_file);
+
   Predictor& predictor();
   const Predictor& predictor() const;
   const OnlineOptions& options() const;
