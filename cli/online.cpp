@@ -3,6 +3,7 @@
 // learnt from (runtime::OnlineLearner: truncated BPTT(k1, k2) on a ring of the last rows). Reports
 // prequential errors and latencies; saves atomically every N rows or S seconds, at the end and on
 // SIGINT/SIGTERM. docs/online.md.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -152,7 +153,7 @@ OnlineLearner OnlineCommand::learner(const std::string& header, const po::variab
   const PluginSearch search{plugins.files, plugins.directories};
   if (!resume.empty()) {
     OnlineLearner resumed = OnlineLearner::resume(resume, search);
-    if (!online.learn) resumed.set_learning(false);  // frozen from here on
+    if (!online.learn) resumed.freeze();
     return resumed;
   }
   if (!checkpoint.empty()) {
@@ -195,8 +196,11 @@ class PredictionWriter {
  public:
   PredictionWriter(const std::string& path, const std::vector<std::string>& keys,
                    const std::vector<std::string>& targets)
-      : file_(path.empty() ? stdout : std::fopen(path.c_str(), "w")), own_(!path.empty()), path_(path) {
-    if (!file_) throw std::runtime_error("--out: cannot write '" + path + "': " + std::strerror(errno));
+      : fd_(path.empty() ? STDOUT_FILENO
+                         : ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)),
+        own_(!path.empty()),
+        path_(path) {
+    if (fd_ < 0) throw std::runtime_error("--out: cannot write '" + path + "': " + std::strerror(errno));
     std::string header;
     for (const std::string& k : keys) header += csv_cell(k) + ',';
     header += "row,origin,step";
@@ -205,7 +209,7 @@ class PredictionWriter {
     write(header + '\n');
   }
   ~PredictionWriter() {
-    if (own_) std::fclose(file_);
+    if (own_) ::close(fd_);
   }
   PredictionWriter(const PredictionWriter&) = delete;
   PredictionWriter& operator=(const PredictionWriter&) = delete;
@@ -229,11 +233,18 @@ class PredictionWriter {
     line_.append(buf, end);
   }
   void write(const std::string& text) {
-    if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0)
-      throw std::runtime_error("cannot write the predictions to " +
-                               (own_ ? "'" + path_ + "'" : "standard output") + ": " + std::strerror(errno));
+    // One write(2) per line, no stdio buffer: the line is out (flushed) when the call returns.
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        throw std::runtime_error("cannot write the predictions to " +
+                                 (own_ ? "'" + path_ + "'" : std::string("standard output")) + ": " +
+                                 std::strerror(errno));
+      done += static_cast<std::size_t>(n);
+    }
   }
-  std::FILE* file_;
+  int fd_;
   bool own_;
   std::string path_, line_;
 };
@@ -366,7 +377,7 @@ class OnlineRun {
       writer_->row(learner_->counts().rows - 1, row.keys, predicted);
       const auto t1 = clock::now();
       const bool learned = learner_->learn();
-      const auto t2 = clock::now();
+      const auto t2 = learned ? clock::now() : t1;  // a row without an update: no learning time to read
       score_->time(seconds(t0, t1), seconds(t1, t2), learned, learner_->counts().last_loss);
       if (score_->interval_full()) {
         report(score_->take(), learner_->counts().rows, learner_->counts().updates, bad_rows_,

@@ -559,3 +559,32 @@ TEST_CASE("ops shared out over the pool equal the same ops row by row", "[ops][v
       CHECK(whole[i].get(e) == Approx(by_row[i].get(e)).epsilon(1e-10).margin(1e-12));
     }
 }
+
+TEST_CASE("one-row products (a stream stepped row by row) equal a double reference on every path",
+          "[ops][matmul]") {
+  // Widths that take the four-rows-at-a-time sums with and without a tail, one row at a time, and the
+  // scaled-row form (k below a vector's width, and B not transposed).
+  for (const auto& [n, k] :
+       {std::pair<std::int64_t, std::int64_t>{128, 32}, {7, 13}, {5, 1}, {9, 3}, {4, 8}}) {
+    for (const DType dtype : {DType::f32, DType::f64}) {
+      CAPTURE(n, k, dtype == DType::f32);
+      const Tensor a = rwd::test::random_tensor(Shape::matrix(1, k), dtype, 11);
+      const Tensor w = rwd::test::random_tensor(Shape::matrix(n, k), dtype, 12);
+      const Tensor wt = rwd::test::random_tensor(Shape::matrix(k, n), dtype, 13);
+      const Tensor bias = rwd::test::random_tensor(Shape::matrix(1, n), dtype, 14);
+      Tape tape(dtype);
+      const Tensor linear_y = linear(tape.input(a), tape.input(w), tape.input(bias)).value();
+      const Tensor plain_y = matmul(tape.input(a), tape.input(wt)).value();
+      const double tolerance = dtype == DType::f32 ? 1e-5 : 1e-13;
+      for (std::int64_t j = 0; j < n; ++j) {
+        double by_w = bias.get(j), by_wt = 0;
+        for (std::int64_t p = 0; p < k; ++p) {
+          by_w += a.get(p) * w.get(j * k + p);
+          by_wt += a.get(p) * wt.get(p * n + j);
+        }
+        CHECK(linear_y.get(j) == Approx(by_w).margin(tolerance));
+        CHECK(plain_y.get(j) == Approx(by_wt).margin(tolerance));
+      }
+    }
+  }
+}

@@ -190,18 +190,82 @@ void gemm_packed(std::int64_t m, const T* a, std::int64_t lda, const PackedB<T>&
   });
 }
 
-// C[1, n] = a op(B) + beta C for one row a (a stream stepped one row at a time: rewind online, predict) as
-// BLAS's matrix-vector product, whose setup is a fraction of gemm's packing at these sizes.
+// Horizontal sums of 32-byte vectors, halving: a tree of log2(lanes) shuffles and additions.
+typedef float Float8 __attribute__((vector_size(32)));
+typedef float Float4 __attribute__((vector_size(16)));
+typedef double Double4 __attribute__((vector_size(32)));
+typedef double Double2 __attribute__((vector_size(16)));
+inline float horizontal_sum(Float8 v) {
+  const Float4 h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  return (h[0] + h[2]) + (h[1] + h[3]);
+}
+inline double horizontal_sum(Double4 v) {
+  const Double2 h = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
+  return h[0] + h[1];
+}
+
+// C[1, n] = a op(B) + beta C for one row a: a stream stepped one row at a time (rewind online, predict),
+// where a BLAS call's setup costs more than the product (OpenBLAS's gemv interface takes 5x its kernel's time
+// at 128 x 32).
 template <class T>
 void row_gemm(bool tb, std::int64_t n, std::int64_t k, const T* a, const T* b, std::int64_t ldb, T beta,
               T* c) {
-  // c = op(B)^T a: B [n, k] (op transposes it) read as it is, B [k, n] transposed.
-  const auto op = tb ? CblasNoTrans : CblasTrans;
-  const auto rows = static_cast<blasint>(tb ? n : k), cols = static_cast<blasint>(tb ? k : n);
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemv(CblasRowMajor, op, rows, cols, 1.0f, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
-  } else {
-    cblas_dgemv(CblasRowMajor, op, rows, cols, 1.0, b, static_cast<blasint>(ldb), a, 1, beta, c, 1);
+  using Vector = std::conditional_t<std::is_same_v<T, float>, Float8, Double4>;
+  constexpr std::int64_t lanes = sizeof(Vector) / sizeof(T);
+  T* __restrict out = c;  // C is never one of the operands
+  if (tb && k >= lanes) {
+    // Four outputs at a time: four independent chains of vector FMAs, then their horizontal sums.
+    const auto load = [](const T* p) {
+      Vector v;
+      std::memcpy(&v, p, sizeof v);
+      return v;
+    };
+    const auto finish = [&](std::int64_t j, Vector acc, std::int64_t p) {
+      T sum = horizontal_sum(acc);
+      for (; p < k; ++p) sum += a[p] * b[j * ldb + p];
+      out[j] = beta == T(0) ? sum : beta * out[j] + sum;  // beta 0: C's old values are never read
+    };
+    std::int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const T *w0 = b + j * ldb, *w1 = w0 + ldb, *w2 = w1 + ldb, *w3 = w2 + ldb;
+      Vector s0{}, s1{}, s2{}, s3{};
+      std::int64_t p = 0;
+      for (; p + lanes <= k; p += lanes) {
+        const Vector x = load(a + p);
+        s0 += x * load(w0 + p), s1 += x * load(w1 + p), s2 += x * load(w2 + p), s3 += x * load(w3 + p);
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (p == k) {  // no tail: the four sums at once, lanes interleaved and added (a 4 x 8 transpose)
+          const Float8 t0 = __builtin_shufflevector(s0, s1, 0, 8, 1, 9, 2, 10, 3, 11) +
+                            __builtin_shufflevector(s0, s1, 4, 12, 5, 13, 6, 14, 7, 15);
+          const Float8 t1 = __builtin_shufflevector(s2, s3, 0, 8, 1, 9, 2, 10, 3, 11) +
+                            __builtin_shufflevector(s2, s3, 4, 12, 5, 13, 6, 14, 7, 15);
+          const Float8 u = __builtin_shufflevector(t0, t1, 0, 1, 8, 9, 2, 3, 10, 11) +
+                           __builtin_shufflevector(t0, t1, 4, 5, 12, 13, 6, 7, 14, 15);
+          const Float4 sums =
+              __builtin_shufflevector(u, u, 0, 1, 2, 3) + __builtin_shufflevector(u, u, 4, 5, 6, 7);
+          for (int r = 0; r < 4; ++r) out[j + r] = beta == T(0) ? sums[r] : beta * out[j + r] + sums[r];
+          continue;
+        }
+      }
+      finish(j, s0, p), finish(j + 1, s1, p), finish(j + 2, s2, p), finish(j + 3, s3, p);
+    }
+    for (; j < n; ++j) {
+      Vector s0{};
+      std::int64_t p = 0;
+      for (; p + lanes <= k; p += lanes) s0 += load(a + p) * load(b + j * ldb + p);
+      finish(j, s0, p);
+    }
+    return;
+  }
+  // Otherwise C accumulates a's elements times B's rows (B [k, n]) or columns (B^T with k < lanes: a short
+  // weight row per output, as an input projection of one or two inputs).
+  for (std::int64_t j = 0; j < n; ++j) out[j] = beta == T(0) ? T(0) : beta * out[j];
+  const std::int64_t row_step = tb ? 1 : ldb, column_step = tb ? ldb : 1;
+  for (std::int64_t p = 0; p < k; ++p) {
+    const T ap = a[p];
+    const T* __restrict row = b + p * row_step;
+    for (std::int64_t j = 0; j < n; ++j) out[j] += ap * row[j * column_step];
   }
 }
 

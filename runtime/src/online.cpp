@@ -235,8 +235,8 @@ const Predictor& OnlineLearner::predictor() const {
 const OnlineOptions& OnlineLearner::options() const {
   return impl_->options;
 }
-void OnlineLearner::set_learning(bool learn) {
-  impl_->options.learn = learn;
+void OnlineLearner::freeze() {
+  impl_->options.learn = false;
 }
 const OnlineCounts& OnlineLearner::counts() const {
   return impl_->counts;
@@ -267,6 +267,7 @@ std::span<const double> OnlineLearner::observe(std::span<const double> inputs,
   // Predict first (test), with the parameters as they are; learn() then trains on the row.
   const std::span<const double> predicted = p.predict(inputs, targets, starts_sequence);
   const std::int64_t row = m.counts.rows++;
+  if (!m.options.learn) return predicted;  // frozen: nothing is recorded for updates that will not come
   if (row > 0) m.ring.set_target(row - 1, m.target_z, !starts_sequence);
   m.ring.push(p.model_inputs(), starts_sequence);
   return predicted;

@@ -57,8 +57,8 @@ class REWIND_RUNTIME_EXPORT OnlineLearner {
   Predictor& predictor();
   const Predictor& predictor() const;
   const OnlineOptions& options() const;
-  // Stops (or resumes) learning: a model frozen from here on predicts as it is.
-  void set_learning(bool learn);
+  // Stops learning for good: the model predicts as it is from here on (and its saves resume frozen).
+  void freeze();
   const OnlineCounts& counts() const;
 
   // Reads one row in the data's units (its inputs, and its targets' values: the actual values the last
