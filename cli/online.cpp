@@ -91,9 +91,11 @@ po::options_description OnlineCommand::describe() {
   o.add_options()(
       "trainer", po::value(&c.trainer)->default_value(c.trainer),
       "truncated: the trainer that learns online (full, checkpointed, adaptive and artbp need the "
-      "whole sequence)")("k1", po::value(&online.k1), "rows between updates (default 20)")(
+      "whole sequence)")("k1", po::value(&online.k1),
+                         "rows between updates (default: the checkpoint run's k1, else 20)")(
       "k2", po::value(&online.k2), "rows each update backpropagates through, >= k1 (default k1)")(
-      "no-learn", po::bool_switch(), "predict only: the model stays as it is")(
+      "no-learn", po::bool_switch(),
+      "predict only: the model stays as it is (with --resume: frozen from there)")(
       "optimizer", po::value(&c.optimizer.kind)->default_value(c.optimizer.kind),
       "new model: adam, sgd, ...")(
       "lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, shortest(c.optimizer.lr)),

@@ -415,6 +415,33 @@ mutant predictor.forecast_without_feedback runtime/src/predictor.cpp \
   'x[i] = 0 * predicted[static_cast<std::size_t>(t)];' \
   "$series"
 
+# ---- issue 24: learning online ---------------------------------------------------------------------------
+online='online|one-row'
+mutant online.learns_before_target_known runtime/src/online.cpp \
+  'if (!m.options.learn || m.counts.rows - 1 - m.position < m.options.k1) return false;' \
+  'if (!m.options.learn || m.counts.rows - m.position < m.options.k1) return false;' \
+  "$online"
+mutant online.loss_across_a_reset runtime/src/online.cpp \
+  'if (row > 0) m.ring.set_target(row - 1, m.target_z, !starts_sequence);' \
+  'if (row > 0) m.ring.set_target(row - 1, m.target_z, true);' \
+  "$online"
+mutant online.save_without_optimizer runtime/src/online.cpp \
+  '  for (const auto& [name, t] : m.optimizer.state(model.parameters())) tensors.emplace_back(name, t);' \
+  '' \
+  "$online"
+mutant online.resume_forgets_last_row runtime/src/online.cpp \
+  '    if (now.started) {' \
+  '    if (false) {' \
+  "$online"
+mutant stream.line_appended_to_last runtime/src/stream.cpp \
+  '    if (clear_next_) line_.clear(), clear_next_ = false;  // the line handed out last is done with' \
+  '' \
+  "$online"
+mutant kernels.row_sums_swapped autodiff/src/kernels.hpp \
+  '          const Float8 u = __builtin_shufflevector(t0, t1, 0, 1, 8, 9, 2, 3, 10, 11) +' \
+  '          const Float8 u = __builtin_shufflevector(t0, t1, 1, 0, 8, 9, 2, 3, 10, 11) +' \
+  "$online"
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0
