@@ -196,8 +196,8 @@ mutant dropout.backward_unmasked autodiff/src/ops_random.cpp \
   'dropout|gradcheck'
 mutant csv.quotes_not_stripped trainers/src/csv.cpp \
   '      quoted = was_quoted = true;
-      cell.clear();' \
-  '      cell += ch;' \
+      current->clear();' \
+  '      *current += ch;' \
   'CSV'
 
 # ---- issue 12's update weighting and adaptive k2, and backward's seed check --------------------------------
@@ -377,7 +377,7 @@ mutant series.transform_fitted_on_all_rows runtime/src/run_config.cpp \
   'if (config.transform.columns.empty()) config.transform.fit(frame, split);' \
   'if (config.transform.columns.empty()) config.transform.fit(frame, frame.rows());' \
   "$series"
-mutant series.inverse_forgets_last_value runtime/src/series.cpp \
+mutant series.inverse_forgets_last_value runtime/include/rewind/runtime/series.hpp \
   'return difference ? previous + v : v;' \
   'return difference ? 0 * previous + v : v;' \
   "$series"
@@ -407,8 +407,10 @@ mutant csv.keys_not_carried trainers/src/csv.cpp \
     key.clear();' \
   "$series"
 mutant predictor.reset_ignored runtime/src/predictor.cpp \
-  'if (starts_sequence) m.now.state = m.model->initial_state(1), m.now.started = false;' \
-  'if (false) m.now.state = m.model->initial_state(1), m.now.started = false;' \
+  '  if (starts_sequence) {
+    for (autodiff::Tensor& t : m.now.state) t.fill(0.0);' \
+  '  if (false) {
+    for (autodiff::Tensor& t : m.now.state) t.fill(0.0);' \
   "$series"
 mutant predictor.forecast_without_feedback runtime/src/predictor.cpp \
   'x[i] = predicted[static_cast<std::size_t>(t)];' \
