@@ -122,6 +122,12 @@ void OnlineCommand::check(const po::variables_map& vm) {
     throw std::invalid_argument("--report-every and --max-line must be >= 1, --save-every-* >= 0");
   if ((save_every_rows > 0 || save_every_seconds > 0) && save.empty() && resume.empty())
     throw std::invalid_argument("--save-every-rows and --save-every-seconds need --save DIR");
+  // The trained run's files are its own: an online save beside them would replace its model.safetensors.
+  std::error_code same;
+  if (!checkpoint.empty() && !save.empty() && fs::equivalent(checkpoint, save, same))
+    throw std::invalid_argument("--save '" + save +
+                                "' is the --checkpoint run's directory: the online model "
+                                "would replace the trained one; save into another directory");
   if (config.trainer != "truncated")
     throw std::invalid_argument("trainer '" + config.trainer +
                                 "' cannot learn online: it needs the whole sequence before an update (rewind "
@@ -439,6 +445,9 @@ class OnlineRun {
     if (!save_dir_.empty())
       std::fprintf(stderr, "saved %s (online.safetensors, model.safetensors) at row %lld\n",
                    save_dir_.c_str(), static_cast<long long>(saved_rows_));
+    else if (n.updates > 0)
+      std::fprintf(stderr, "not saved: what the %lld updates learnt is gone (--save DIR keeps it)\n",
+                   static_cast<long long>(n.updates));
   }
 
   OnlineCommand& c_;

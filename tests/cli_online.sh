@@ -106,5 +106,10 @@ refused "trainer 'full' cannot learn online: it needs the whole sequence" online
 refused "--hidden describes a new model: the checkpoint fixes it" online --data rows.csv --checkpoint trained \
   --hidden 3
 refused "--k1 cannot be combined with --resume" online --data rows.csv --resume file --k1 2
+refused "--save 'trained/' is the --checkpoint run's directory: the online model would replace the trained one" \
+  online --data rows.csv --checkpoint trained --save trained/
+"$rewind" online --data rows.csv --checkpoint trained --k1 4 --k2 9 --out /dev/null 2> unsaved.log
+grep -q "not saved: what the 250 updates learnt is gone (--save DIR keeps it)" unsaved.log ||
+  fail "a run without --save: $(tail -2 unsaved.log)"
 refused "the stream's header' has no column 'z' \\(columns: t, x, y, start\\)" online --data rows.csv --inputs z
 echo "online: exact, every input kind, bitwise resume, bad rows: checked"
