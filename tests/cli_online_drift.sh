@@ -33,6 +33,13 @@ back=$(rmse learning.jsonl | awk -v c=$change -v l="$level" '$1 > c && $2 <= 2 *
 frozen_best=$(rmse frozen.jsonl | awk -v c=$change '$1 > c && (m == "" || $2 < m) { m = $2 } END { print m }')
 holds 'a > 10 * b' "$frozen_best" "$level" ||
   fail "the frozen model came back to the level before the change: best RMSE $frozen_best against $level"
+# rewind plot reads the reports of both runs (their prequential RMSE over rows, latencies, throughput).
+if command -v gnuplot > /dev/null; then
+  "$rewind" plot learning.jsonl --compare frozen.jsonl --out drift.png > plot.log ||
+    fail "rewind plot of online metrics: $(cat plot.log)"
+  [ -s drift.png ] && grep -q "prequential RMSE of x" drift.png.gp || fail "rewind plot drew no online figure"
+  [ "$(wc -l < drift.png.0.csv)" = $((2 * change / every + 1)) ] || fail "plot data: $(wc -l < drift.png.0.csv) lines"
+fi
 if [ -n "$keep" ]; then
   mkdir -p "$keep"
   cp learning.jsonl frozen.jsonl "$keep"/
