@@ -57,7 +57,7 @@ TEST_CASE("bad plugin files are refused with the file and the reason", "[plugins
                     Contains("librewind_fixture_no_descriptor.so': not a rewind plugin (it exports no "
                              "'rewind_plugin_descriptor'"));
   CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_wrong_abi.so"),
-                    Contains("wrong_abi.so': built for plugin ABI version 99, expected 3"));
+                    Contains("wrong_abi.so': built for plugin ABI version 99, expected 4"));
   CHECK_THROWS_WITH(r.load_file(fixture_dir / "librewind_fixture_wrong_fingerprint.so"),
                     Contains("built with 'msvc 19, msvc stl, float training', expected '" +
                              std::string(plugins::build_fingerprint) + "'"));

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 
 #include "kernels.hpp"
+#include "rewind/autodiff/inference.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "row_kernels.hpp"
 
@@ -17,6 +20,13 @@ void expect_matrix(Op op, const char* what, Shape s, std::int64_t rows, std::int
   if (s.rank != 2 || s.rows != rows || s.cols != cols)
     fail(op, std::string(what) + " is " + s.str() + ", expected [" + std::to_string(rows) + ", " +
                  std::to_string(cols) + "]");
+}
+
+template <class T>
+void linear_forward(std::int64_t rows, std::int64_t in, std::int64_t out, const T* x, const T* w,
+                    const T* bias, T* y) {
+  for (std::int64_t r = 0; r < rows; ++r) std::memcpy(y + r * out, bias, sizeof(T) * out);
+  gemm<T>(false, true, rows, out, in, x, in, w, in, T(1), y);
 }
 
 }  // namespace
@@ -32,11 +42,8 @@ Var linear(const Var& x, const Var& w, const Var& b) {
                          " do not fit x @ weight^T + bias (weight is [out, in], bias [out])");
   Node* n = Recorder::record(tape, Op::linear, Shape::matrix(sx.rows, sw.rows), inputs, true);
   dispatch(tape.dtype(), [&]<class T>() {
-    T* y = out_of<T>(n);
-    const T* bias = value_of<T>(n->inputs[2]);
-    for (std::int64_t r = 0; r < sx.rows; ++r) std::memcpy(y + r * sw.rows, bias, sizeof(T) * sw.rows);
-    gemm<T>(false, true, sx.rows, sw.rows, sx.cols, value_of<T>(n->inputs[0]), sx.cols,
-            value_of<T>(n->inputs[1]), sw.cols, T(1), y);
+    linear_forward(sx.rows, sx.cols, sw.rows, value_of<T>(n->inputs[0]), value_of<T>(n->inputs[1]),
+                   value_of<T>(n->inputs[2]), out_of<T>(n));
   });
   return finish(tape, n);
 }
@@ -167,8 +174,9 @@ Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
     for (std::int64_t r = 0; r < batch; ++r) {
       T* s = act + r * 3 * hidden;
       const T* br = b + r * 3 * hidden;
-      gru_forward_row(hidden, s, s + hidden, s + 2 * hidden, gh_n_copy, br, br + hidden, br + 2 * hidden,
+      gru_forward_row(hidden, s, s + hidden, s + 2 * hidden, br, br + hidden, br + 2 * hidden,
                       h0 + r * hidden, h + r * hidden);
+      std::copy_n(br + 2 * hidden, hidden, gh_n_copy);
     }
   });
   return finish(tape, n);
@@ -208,3 +216,100 @@ REWIND_INSTANTIATE(gru_pointwise)
 #undef REWIND_INSTANTIATE
 
 }  // namespace rwd::autodiff
+
+// ---- inference without a tape (inference.hpp) ------------------------------------------------------------
+// The recorded ops' arithmetic on the caller's tensors: the same kernels in the same order, so the values are
+// the same bits.
+
+namespace rwd::autodiff::infer {
+namespace {
+
+[[noreturn]] void infer_fail(const char* op, const std::string& why) {
+  throw std::invalid_argument(std::string("infer::") + op + ": " + why);
+}
+
+void expect_dtype(const char* op, DType dtype, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors)
+    if (!t->has_storage() || t->dtype() != dtype)
+      infer_fail(op, std::string("every tensor must be a ") + name_of(dtype) + " tensor with storage");
+}
+
+void expect_shape(const char* op, const char* what, Shape s, std::int64_t rows, std::int64_t cols) {
+  if (s.rank != 2 || s.rows != rows || s.cols != cols)
+    infer_fail(op, std::string(what) + " is " + s.str() + ", expected [" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "]");
+}
+
+// c_prev [B, H] and the gates' [B, gates * H] of a cell's step; returns H.
+std::int64_t cell_shapes(const char* op, const Tensor& gi, const Tensor& gh, const Tensor& prev,
+                         std::int64_t gates) {
+  const Shape s = prev.shape();
+  if (s.rank != 2) infer_fail(op, "the previous state must be [batch, hidden], got " + s.str());
+  expect_shape(op, "gi", gi.shape(), s.rows, gates * s.cols);
+  expect_shape(op, "gh", gh.shape(), s.rows, gates * s.cols);
+  expect_dtype(op, prev.dtype(), {&gi, &gh, &prev});
+  return s.cols;
+}
+
+}  // namespace
+
+void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
+  const Shape sx = x.shape(), sw = w.shape(), sb = b.shape();
+  if (sx.rank != 2 || sw.rank != 2 || sx.cols != sw.cols || sb.numel() != sw.rows || sb.rows != 1)
+    infer_fail("linear", "x " + sx.str() + ", weight " + sw.str() + ", bias " + sb.str() +
+                             " do not fit x @ weight^T + bias (weight is [out, in], bias [out])");
+  expect_dtype("linear", x.dtype(), {&x, &w, &b});
+  if (&y == &x || &y == &w || &y == &b) infer_fail("linear", "y must be another tensor than its inputs");
+  y.resize(Shape::matrix(sx.rows, sw.rows), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    linear_forward(sx.rows, sx.cols, sw.rows, x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>());
+  });
+}
+
+void rnn_pointwise(const Tensor& a, const Tensor& b, Tensor& h) {
+  if (a.shape() != b.shape())
+    infer_fail("rnn_pointwise", "shapes " + a.shape().str() + " and " + b.shape().str() + " differ");
+  expect_dtype("rnn_pointwise", a.dtype(), {&a, &b});
+  if (&h != &a && &h != &b) h.resize(a.shape(), a.dtype());
+  dispatch(a.dtype(), [&]<class T>() {
+    const T *x = a.data<T>(), *y = b.data<T>();
+    T* out = h.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) out[i] = kernels::tanh(x[i] + y[i]);
+  });
+}
+
+void lstm_pointwise(Tensor& gi, const Tensor& gh, const Tensor& c_prev, Tensor& h, Tensor& c) {
+  const std::int64_t hidden = cell_shapes("lstm_pointwise", gi, gh, c_prev, 4);
+  if (&c == &c_prev || &h == &c_prev || &h == &c || &h == &gi || &c == &gi)
+    infer_fail("lstm_pointwise", "h and c must be two tensors other than c_prev and gi");
+  const std::int64_t batch = c_prev.shape().rows;
+  h.resize(c_prev.shape(), c_prev.dtype());
+  c.resize(c_prev.shape(), c_prev.dtype());
+  dispatch(c_prev.dtype(), [&]<class T>() {
+    T* gates = gi.data<T>();
+    const T* b = gh.data<T>();
+    for (std::int64_t i = 0; i < batch * 4 * hidden; ++i) gates[i] += b[i];
+    for (std::int64_t r = 0; r < batch; ++r) {
+      T* g = gates + r * 4 * hidden;
+      lstm_forward_row(hidden, g, g + hidden, g + 2 * hidden, g + 3 * hidden, c_prev.data<T>() + r * hidden,
+                       c.data<T>() + r * hidden, h.data<T>() + r * hidden);
+    }
+  });
+}
+
+void gru_pointwise(Tensor& gi, const Tensor& gh, const Tensor& h_prev, Tensor& h) {
+  const std::int64_t hidden = cell_shapes("gru_pointwise", gi, gh, h_prev, 3);
+  if (&h == &h_prev || &h == &gi) infer_fail("gru_pointwise", "h must be another tensor than h_prev and gi");
+  const std::int64_t batch = h_prev.shape().rows;
+  h.resize(h_prev.shape(), h_prev.dtype());
+  dispatch(h_prev.dtype(), [&]<class T>() {
+    for (std::int64_t r = 0; r < batch; ++r) {
+      T* s = gi.data<T>() + r * 3 * hidden;
+      const T* br = gh.data<T>() + r * 3 * hidden;
+      gru_forward_row(hidden, s, s + hidden, s + 2 * hidden, br, br + hidden, br + 2 * hidden,
+                      h_prev.data<T>() + r * hidden, h.data<T>() + r * hidden);
+    }
+  });
+}
+
+}  // namespace rwd::autodiff::infer

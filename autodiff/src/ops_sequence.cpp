@@ -349,8 +349,9 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
         for (std::int64_t r = rows.begin; r < rows.end; ++r) {
           T* s = saved + (t * b + r) * 4 * h;
           const T* ghr = gh + r * 3 * h;
-          gru_forward_row(h, s, s + h, s + 2 * h, s + 3 * h, ghr, ghr + h, ghr + 2 * h,
-                          h_prev + (r - rows.begin) * h, y + (t * b + r) * h);
+          gru_forward_row(h, s, s + h, s + 2 * h, ghr, ghr + h, ghr + 2 * h, h_prev + (r - rows.begin) * h,
+                          y + (t * b + r) * h);
+          std::copy_n(ghr + 2 * h, h, s + 3 * h);  // gh_n, kept for backward
         }
       }
     });

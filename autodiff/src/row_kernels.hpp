@@ -46,17 +46,16 @@ void lstm_backward_row(std::int64_t h, T* __restrict i, T* __restrict f, T* __re
   }
 }
 
-// r, z from their input projections plus gh's; n = tanh(x_n + r gh_n), kept with gh_n; h = (1 - z) n + z
-// h_prev.
+// r, z from their input projections plus gh's; n = tanh(x_n + r gh_n); h = (1 - z) n + z h_prev. Backward
+// also reads gh_n: the callers that record keep it.
 template <class T>
 void gru_forward_row(std::int64_t h, T* __restrict r, T* __restrict z, T* __restrict n,
-                     T* __restrict gh_n_kept, const T* __restrict gh_r, const T* __restrict gh_z,
-                     const T* __restrict gh_n, const T* __restrict h_prev, T* __restrict h_out) {
+                     const T* __restrict gh_r, const T* __restrict gh_z, const T* __restrict gh_n,
+                     const T* __restrict h_prev, T* __restrict h_out) {
   for (std::int64_t j = 0; j < h; ++j) r[j] = kernels::sigmoid(r[j] + gh_r[j]);
   for (std::int64_t j = 0; j < h; ++j) z[j] = kernels::sigmoid(z[j] + gh_z[j]);
   for (std::int64_t j = 0; j < h; ++j) {
     n[j] = kernels::tanh(n[j] + r[j] * gh_n[j]);
-    gh_n_kept[j] = gh_n[j];
     h_out[j] = (T(1) - z[j]) * n[j] + z[j] * h_prev[j];
   }
 }

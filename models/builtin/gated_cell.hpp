@@ -6,6 +6,7 @@
 #include <span>
 #include <type_traits>
 
+#include "rewind/autodiff/inference.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/models/cell.hpp"
 
@@ -61,6 +62,11 @@ class GatedCell : public Cell {
               {autodiff::slice_rows(y, rows - batch, rows), autodiff::slice_rows(y, rows, rows + batch)}};
     }
   }
+  // infer()'s projections, into gi_ and gh_ (infer() is fused_'s step: the reference cells have none).
+  void project(const Tensor& x, const Tensor& h) {
+    autodiff::infer::linear(x, weight_ih_.value(), bias_ih_.value(), gi_);
+    autodiff::infer::linear(h, weight_hh_.value(), bias_hh_.value(), gh_);
+  }
   Var gate(const Var& all, int index) const {
     return autodiff::slice_cols(all, index * hidden_, (index + 1) * hidden_);
   }
@@ -68,6 +74,7 @@ class GatedCell : public Cell {
   std::int64_t input_, hidden_;
   bool fused_;
   Parameter weight_ih_, weight_hh_, bias_ih_, bias_hh_;
+  Tensor gi_, gh_, previous_;  // infer()'s buffers: the projections and the state it replaces
 
  private:
   Tensor init(const CellSpec& spec, Shape shape) {

@@ -23,6 +23,14 @@ class Gru final : public GatedCell {
     const Var n = autodiff::tanh(gate(gi, 2) + r * gate(gh, 2));
     return {n + z * (s[0] - n)};  // (1 - z) n + z h, without a tensor of ones
   }
+
+  const Tensor* infer(const Tensor& x, std::span<Tensor> s) override {
+    if (!fused_) return nullptr;
+    project(x, s[0]);
+    previous_ = s[0];
+    autodiff::infer::gru_pointwise(gi_, gh_, previous_, s[0]);
+    return &s[0];
+  }
 };
 
 std::unique_ptr<Cell> create(const CellSpec& spec) {

@@ -36,6 +36,14 @@ class Lstm final : public GatedCell {
     const Var c = f * s[1] + i * g;
     return {o * autodiff::tanh(c), c};
   }
+
+  const Tensor* infer(const Tensor& x, std::span<Tensor> s) override {
+    if (!fused_) return nullptr;
+    project(x, s[0]);
+    previous_ = s[1];
+    autodiff::infer::lstm_pointwise(gi_, gh_, previous_, s[0], s[1]);
+    return &s[0];
+  }
 };
 
 std::unique_ptr<Cell> create(const CellSpec& spec) {

@@ -17,6 +17,13 @@ class Rnn final : public GatedCell {
     if (fused_) return {autodiff::rnn_pointwise(input_gates(t, x), hidden_gates(t, s[0]))};
     return {autodiff::tanh(input_gates(t, x) + hidden_gates(t, s[0]))};
   }
+
+  const Tensor* infer(const Tensor& x, std::span<Tensor> s) override {
+    if (!fused_) return nullptr;
+    project(x, s[0]);
+    autodiff::infer::rnn_pointwise(gi_, gh_, s[0]);
+    return &s[0];
+  }
 };
 
 std::unique_ptr<Cell> create(const CellSpec& spec) {

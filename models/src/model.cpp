@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "rewind/autodiff/inference.hpp"
 #include "rewind/autodiff/ops.hpp"
 
 namespace rwd::models {
@@ -26,6 +27,10 @@ Tensor Initializer::normal(Shape shape, DType dtype) {
 }
 
 Cell::~Cell() = default;
+
+const Tensor* Cell::infer(const Tensor& /*x*/, std::span<Tensor> /*state*/) {
+  return nullptr;
+}
 
 std::vector<Tensor> Cell::initial_state(std::int64_t batch, DType dtype) const {
   return std::vector<Tensor>(static_cast<std::size_t>(state_size()),
@@ -239,6 +244,35 @@ Var Model::step(Tape& tape, const Var& x, ModelState& state) {
                  state[layer][0].shape().rows);
   }
   return head(tape, input);
+}
+
+const Tensor* Model::infer(const Tensor& x, std::vector<Tensor>& state) {
+  if (uses_tokens())
+    throw std::invalid_argument("model: infer() takes real-valued inputs; a token model steps on a tape");
+  if (inference_ == Inference::no) return nullptr;
+  std::size_t needed = 0;
+  for (const auto& cell : cells_) needed += static_cast<std::size_t>(cell->state_size());
+  if (state.size() != needed)
+    throw std::invalid_argument("model: the state has " + std::to_string(state.size()) +
+                                " tensors, the layers need " + std::to_string(needed));
+  // The first call finds out whether every layer infers; a layer that does not leaves the state as it was.
+  std::vector<Tensor> before;
+  if (inference_ == Inference::untried) before = state;
+  const Tensor* input = &x;
+  std::size_t next = 0;
+  for (const auto& cell : cells_) {
+    const auto count = static_cast<std::size_t>(cell->state_size());
+    input = cell->infer(*input, std::span<Tensor>(state).subspan(next, count));
+    if (input == nullptr) {
+      inference_ = Inference::no;
+      state = std::move(before);
+      return nullptr;
+    }
+    next += count;
+  }
+  inference_ = Inference::yes;
+  autodiff::infer::linear(*input, head_weight().value(), head_bias_->value(), inferred_);
+  return &inferred_;
 }
 
 }  // namespace rwd::models

@@ -45,6 +45,15 @@ class NamedCell final : public models::Cell {
     }
   }
   Var output(const models::State& state) const override { return cell_->output(state); }
+  const autodiff::Tensor* infer(const autodiff::Tensor& x, std::span<autodiff::Tensor> state) override {
+    try {
+      return cell_->infer(x, state);
+    } catch (const autodiff::AllocationError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw PluginError(origin_ + ": infer failed: " + e.what());
+    }
+  }
   models::Sequence run(Tape& tape, const Var& inputs, const models::State& state,
                        std::span<const std::uint8_t> resets) override {
     try {

@@ -78,6 +78,12 @@ class REWIND_MODELS_EXPORT Cell {
                        std::span<const std::uint8_t> resets);
   // Named without the module prefix, as in PyTorch (weight_ih_l0, ...).
   virtual std::vector<Parameter*> parameters() = 0;
+  // One step without a tape, for inference (no gradient, no dropout): x [batch, input_size]; the state's
+  // tensors, shaped as initial_state() makes them, become the next step's. Returns what output() would give
+  // (valid until the next call), or nullptr when the cell has no such step: callers then record step() on a
+  // no-grad tape. Equal to step() bit for bit. The built-in fused cells have one; a cell of your own can
+  // add one with rewind/autodiff/inference.hpp. At batch 1 it is several times faster than recording.
+  virtual const Tensor* infer(const Tensor& x, std::span<Tensor> state);
 
   std::vector<Tensor> initial_state(std::int64_t batch, DType dtype) const;
 };

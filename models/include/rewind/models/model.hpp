@@ -76,6 +76,12 @@ class REWIND_MODELS_EXPORT Model {
   // One step through every layer and the head; returns the head's output [batch, output_size].
   Var step(Tape& tape, std::span<const std::int32_t> tokens, ModelState& state);
   Var step(Tape& tape, const Var& x, ModelState& state);
+  // The same step without a tape, for inference (no gradient, no dropout), on real-valued inputs: x [batch,
+  // input_size], and the state as initial_state() makes it, advanced in place. Returns the head's output
+  // [batch, output_size] (valid until the next call), equal to step()'s in eval mode bit for bit; or nullptr,
+  // with the state untouched, when a layer's cell has no tape-free step (Cell::infer): then record step() on
+  // a no-grad tape.
+  const Tensor* infer(const Tensor& x, std::vector<Tensor>& state);
 
  private:
   void check_state(const ModelState& state) const;
@@ -89,6 +95,8 @@ class REWIND_MODELS_EXPORT Model {
   std::unique_ptr<Parameter> head_weight_;  // null when tied to the embedding
   std::unique_ptr<Parameter> head_bias_;
   std::vector<Parameter*> parameters_;  // embedding, rnn.* by layer, head: PyTorch's state_dict order
+  enum class Inference { untried, yes, no } inference_ = Inference::untried;  // whether every cell infers
+  Tensor inferred_;                                                           // infer()'s output
 };
 
 }  // namespace rwd::models

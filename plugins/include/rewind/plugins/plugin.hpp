@@ -16,8 +16,9 @@ namespace rwd::plugins {
 
 // Bumped whenever Descriptor, Cell, Model, Trainer or anything a factory or trainer exchanges changes layout
 // (2: ModelConfig gained dropout and tie_weights, which moved Model's members; Trainer::settings and
-// restore_settings, UpdateStats::k1 and k2; 3: UpdateStats::normalizer).
-inline constexpr std::uint32_t abi_version = 3;
+// restore_settings, UpdateStats::k1 and k2; 3: UpdateStats::normalizer; 4: Cell::infer and Model's buffers
+// for it).
+inline constexpr std::uint32_t abi_version = 4;
 
 #define REWIND_PLUGIN_STR2(x) #x
 #define REWIND_PLUGIN_STR(x) REWIND_PLUGIN_STR2(x)
