@@ -330,7 +330,7 @@ class OnlineRun {
       if (!*metrics_) throw std::runtime_error("--metrics: cannot write '" + c_.metrics + "'");
     }
     writer_.emplace(c_.out, key_columns_, learner_->predictor().targets());
-    score_.emplace(learner_->predictor().targets(), static_cast<std::size_t>(c_.report_every));
+    score_.emplace(learner_->predictor().targets(), c_.report_every);
     previous_.resize(learner_->predictor().targets().size());
   }
 

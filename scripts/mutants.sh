@@ -443,6 +443,14 @@ mutant kernels.row_sums_swapped autodiff/src/kernels.hpp \
   '          const Float8 u = __builtin_shufflevector(t0, t1, 0, 1, 8, 9, 2, 3, 10, 11) +' \
   '          const Float8 u = __builtin_shufflevector(t0, t1, 1, 0, 8, 9, 2, 3, 10, 11) +' \
   "$online"
+mutant infer.partial_step_kept models/src/model.cpp \
+  '      state = std::move(before);' \
+  '' \
+  'inference'
+mutant infer.lstm_reads_new_c models/builtin/lstm.cpp \
+  '    autodiff::infer::lstm_pointwise(gi_, gh_, previous_, s[0], s[1]);' \
+  '    autodiff::infer::lstm_pointwise(gi_, gh_, s[0], previous_, s[1]);' \
+  'inference'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

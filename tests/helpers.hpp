@@ -33,8 +33,9 @@ struct TempDir {
   }
 };
 
-// Heap allocations of this test binary so far (counted in test_allocation.cpp).
+// Heap allocations of this test binary so far, and their bytes (counted in test_allocation.cpp).
 std::size_t heap_allocations();
+std::size_t heap_bytes();
 
 // Uniform values in [lo, hi), optionally kept at least min_abs away from zero (for kinks like relu's).
 inline autodiff::Tensor random_tensor(autodiff::Shape shape, autodiff::DType dtype, std::uint64_t seed,

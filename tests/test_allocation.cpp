@@ -11,11 +11,14 @@
 #include "rewind/autodiff/ops.hpp"
 
 namespace {
-std::atomic<std::size_t> allocations{0};
+std::atomic<std::size_t> allocations{0}, allocated_bytes{0};
 }  // namespace
 
 std::size_t rwd::test::heap_allocations() {
   return allocations.load();
+}
+std::size_t rwd::test::heap_bytes() {
+  return allocated_bytes.load();
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -24,8 +27,9 @@ extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile
                                                          void (*)(const volatile void*));
 
 namespace {
-void count_malloc(const volatile void*, std::size_t) {
+void count_malloc(const volatile void*, std::size_t bytes) {
   allocations.fetch_add(1, std::memory_order_relaxed);
+  allocated_bytes.fetch_add(bytes, std::memory_order_relaxed);
 }
 void ignore_free(const volatile void*) {}
 const int hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
@@ -35,6 +39,7 @@ const int hooks_installed = __sanitizer_install_malloc_and_free_hooks(count_mall
 namespace {
 void* counted(std::size_t bytes, std::size_t align) {
   allocations.fetch_add(1, std::memory_order_relaxed);
+  allocated_bytes.fetch_add(bytes, std::memory_order_relaxed);
   void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (bytes + align - 1) / align * align)
                                               : std::malloc(bytes ? bytes : 1);
   if (p == nullptr) throw std::bad_alloc();

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "helpers.hpp"
 #include "rewind/runtime/online.hpp"
@@ -115,6 +116,43 @@ TEST_CASE("online: predicting only is the Predictor's stepping, and the model do
   }
   CHECK(frozen.counts().updates == 0);
   CHECK(parameters(frozen) == before);
+}
+
+TEST_CASE("online: latency percentiles within 1/128 of nth_element's, in memory no interval changes",
+          "[online]") {
+  std::mt19937_64 rng(9);
+  // Times from 20 ns to 20 s, log-uniform, and a few exact ones below 128 ns.
+  std::uniform_real_distribution<double> exponent(std::log(20e-9), std::log(20.0));
+  std::vector<double> seconds;
+  for (int i = 0; i < 20000; ++i) seconds.push_back(std::exp(exponent(rng)));
+  for (double ns : {3.0, 64.0, 127.0}) seconds.push_back(ns * 1e-9);
+  runtime::LatencyHistogram histogram;
+  for (double s : seconds) histogram.add(s);
+  const runtime::Latency l = histogram.summary();
+  const auto exact = [&](double q) {
+    std::vector<double> v = seconds;
+    const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+    std::ranges::nth_element(v, v.begin() + static_cast<std::ptrdiff_t>(k));
+    return 1e6 * v[k];
+  };
+  CHECK(l.count == static_cast<std::int64_t>(seconds.size()));
+  CHECK(l.max == 1e6 * *std::ranges::max_element(seconds));
+  CHECK(std::abs(l.p50 - exact(0.5)) <= exact(0.5) / 128 + 1e-3);
+  CHECK(std::abs(l.p99 - exact(0.99)) <= exact(0.99) / 128 + 1e-3);
+  runtime::LatencyHistogram small;
+  for (double ns : {5.0, 7.0, 100.0}) small.add(ns * 1e-9);
+  CHECK(small.summary().p50 == Approx(7e-3));  // below 128 ns every nanosecond has its own bucket
+  small.clear();
+  CHECK(small.summary().count == 0);
+
+  // An interval of 10^9 rows costs what one of 10 does: rewind online --report-every 1000000000 once
+  // preallocated 16 GB for its latencies.
+  const std::size_t before = test::heap_bytes();
+  runtime::PrequentialScore score({"x"}, 1'000'000'000);
+  CHECK(test::heap_bytes() - before < 1'000'000);
+  for (int r = 0; r < 1000; ++r) score.time(1e-6 * (r + 1), 0, false, 0);
+  CHECK_FALSE(score.interval_full());
+  CHECK(score.take().predict.p99 == Approx(990).epsilon(1.0 / 128));
 }
 
 TEST_CASE("online: the row parser names the line and column of what it refuses", "[online][errors]") {

@@ -1,6 +1,7 @@
 #include "rewind/runtime/online.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -382,22 +383,49 @@ OnlineLearner OnlineLearner::resume(const std::string& saved, const PluginSearch
   }
 }
 
-namespace {
+std::size_t LatencyHistogram::bucket(std::uint64_t ns) {
+  if (ns < exact) return ns;
+  // [2^(6 + e), 2^(7 + e)) in 64 steps of 2^e: the top 7 bits of ns name the bucket.
+  const int e = static_cast<int>(std::bit_width(ns)) - 7;
+  if (e > octaves) return exact + per_octave * octaves - 1;
+  return static_cast<std::size_t>(exact + (e - 1) * per_octave) +
+         static_cast<std::size_t>((ns >> e) - per_octave);
+}
 
-Latency percentiles(std::span<double> seconds) {
+double LatencyHistogram::value(std::size_t b) {
+  if (b < exact) return static_cast<double>(b);
+  const auto e = static_cast<int>((b - exact) / per_octave) + 1;
+  const auto top = static_cast<double>((b - exact) % per_octave + per_octave);
+  return std::ldexp(top + 0.5, e);
+}
+
+void LatencyHistogram::add(double seconds) {
+  const double ns = std::max(0.0, seconds * 1e9);
+  ++counts_[bucket(ns < 0x1p63 ? static_cast<std::uint64_t>(ns) : std::uint64_t{1} << 63)];
+  ++count_;
+  max_ = std::max(max_, seconds);
+}
+
+Latency LatencyHistogram::summary() const {
   Latency l;
-  l.count = static_cast<std::int64_t>(seconds.size());
-  if (seconds.empty()) return l;
+  l.count = count_;
+  if (count_ == 0) return l;
+  // The k-th smallest of the times, k = q (count - 1) rounded, as nth_element would pick it.
   const auto at = [&](double q) {
-    const auto k = static_cast<std::size_t>(q * static_cast<double>(seconds.size() - 1) + 0.5);
-    std::ranges::nth_element(seconds, seconds.begin() + static_cast<std::ptrdiff_t>(k));
-    return 1e6 * seconds[k];
+    const auto k = static_cast<std::int64_t>(q * static_cast<double>(count_ - 1) + 0.5);
+    std::int64_t seen = 0;
+    for (std::size_t b = 0; b < counts_.size(); ++b)
+      if ((seen += counts_[b]) > k) return std::min(value(b) / 1e3, 1e6 * max_);
+    return 1e6 * max_;
   };
-  l.p50 = at(0.50), l.p99 = at(0.99), l.max = at(1.0);
+  l.p50 = at(0.50), l.p99 = at(0.99), l.max = 1e6 * max_;
   return l;
 }
 
-}  // namespace
+void LatencyHistogram::clear() {
+  counts_.fill(0);
+  count_ = 0, max_ = 0;
+}
 
 void PrequentialScore::Sums::clear() {
   std::ranges::fill(squared, 0.0), std::ranges::fill(absolute, 0.0), std::ranges::fill(count, 0);
@@ -416,10 +444,8 @@ std::vector<ColumnErrors> PrequentialScore::Sums::errors(const std::vector<std::
   return out;
 }
 
-PrequentialScore::PrequentialScore(std::vector<std::string> targets, std::size_t interval_capacity)
-    : targets_(std::move(targets)),
-      predict_(std::max<std::size_t>(interval_capacity, 1)),
-      learn_(predict_.size()) {
+PrequentialScore::PrequentialScore(std::vector<std::string> targets, std::int64_t interval_rows)
+    : targets_(std::move(targets)), interval_rows_(std::max<std::int64_t>(interval_rows, 1)) {
   for (Sums* s : {&interval_, &total_}) {
     s->squared.assign(targets_.size(), 0.0), s->absolute.assign(targets_.size(), 0.0);
     s->count.assign(targets_.size(), 0);
@@ -435,20 +461,19 @@ void PrequentialScore::score(std::span<const double> predicted, std::span<const 
 }
 
 void PrequentialScore::time(double predict_seconds, double learn_seconds, bool learned, double loss) {
-  // Past the capacity (take() not called) the interval's latencies stop being recorded; the errors go on.
-  if (rows_ < predict_.size()) predict_[rows_++] = predict_seconds;
-  if (learned && updates_ < learn_.size()) learn_[updates_++] = learn_seconds, loss_sum_ += loss;
+  ++rows_;
+  predict_.add(predict_seconds);
+  if (learned) ++updates_, learn_.add(learn_seconds), loss_sum_ += loss;
 }
 
 PrequentialScore::Interval PrequentialScore::take() {
   Interval i;
-  i.rows = static_cast<std::int64_t>(rows_), i.updates = static_cast<std::int64_t>(updates_);
+  i.rows = rows_, i.updates = updates_;
   i.columns = interval_.errors(targets_);
   i.mean_loss = updates_ > 0 ? loss_sum_ / static_cast<double>(updates_) : 0;
-  i.predict = percentiles({predict_.data(), rows_});
-  i.learn = percentiles({learn_.data(), updates_});
+  i.predict = predict_.summary(), i.learn = learn_.summary();
   rows_ = updates_ = 0, loss_sum_ = 0;
-  interval_.clear();
+  interval_.clear(), predict_.clear(), learn_.clear();
   return i;
 }
 

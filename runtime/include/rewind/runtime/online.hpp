@@ -5,6 +5,7 @@
 // starts. docs/online.md.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -90,12 +91,30 @@ struct Latency {
   std::int64_t count = 0;
 };
 
+// Any number of latencies in fixed memory: a histogram of nanoseconds with 64 buckets per octave (the layout
+// of HdrHistogram), so a percentile is within 1/128 of a recorded value (exact below 128 ns) and the maximum
+// is exact. Times beyond 2^47 ns (39 hours) count in the last bucket.
+class REWIND_RUNTIME_EXPORT LatencyHistogram {
+ public:
+  void add(double seconds);
+  Latency summary() const;  // microseconds
+  void clear();
+
+ private:
+  static constexpr int exact = 128, per_octave = 64, octaves = 40;
+  static std::size_t bucket(std::uint64_t nanoseconds);
+  static double value(std::size_t bucket);  // the middle of its range, in nanoseconds
+  std::array<std::int64_t, exact + per_octave * octaves> counts_{};
+  std::int64_t count_ = 0;
+  double max_ = 0;  // seconds
+};
+
 // Test-then-train scores of a stream: each row's actual target values against the prediction made at the row
 // before, in the data's units, with the time each row took to predict and each update to learn. Kept for an
-// interval of rows (take() ends it) and for the whole stream; memory is the interval's capacity, fixed.
+// interval of rows (take() ends it) and for the whole stream, in memory that neither length changes.
 class REWIND_RUNTIME_EXPORT PrequentialScore {
  public:
-  PrequentialScore(std::vector<std::string> targets, std::size_t interval_capacity);
+  PrequentialScore(std::vector<std::string> targets, std::int64_t interval_rows);
 
   // The row's actual values and what was predicted for them (nothing when the row starts a sequence or is the
   // first: nothing was predicted for it).
@@ -112,12 +131,12 @@ class REWIND_RUNTIME_EXPORT PrequentialScore {
   };
   Interval take();                          // the interval since the last take(), then a new one
   std::vector<ColumnErrors> total() const;  // over every row scored
-  bool interval_full() const { return rows_ == predict_.size(); }
+  bool interval_full() const { return rows_ >= interval_rows_; }
 
  private:
   std::vector<std::string> targets_;
-  std::vector<double> predict_, learn_;  // latencies of the interval (seconds), preallocated
-  std::size_t rows_ = 0, updates_ = 0;
+  std::int64_t interval_rows_, rows_ = 0, updates_ = 0;
+  LatencyHistogram predict_, learn_;
   double loss_sum_ = 0;
   struct Sums {
     std::vector<double> squared, absolute;
