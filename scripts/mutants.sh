@@ -446,11 +446,15 @@ mutant kernels.row_sums_swapped autodiff/src/kernels.hpp \
 mutant infer.partial_step_kept models/src/model.cpp \
   '      state = std::move(before);' \
   '' \
-  'inference'
+  'infer'
 mutant infer.lstm_reads_new_c models/builtin/lstm.cpp \
   '    autodiff::infer::lstm_pointwise(gi_, gh_, previous_, s[0], s[1]);' \
   '    autodiff::infer::lstm_pointwise(gi_, gh_, s[0], previous_, s[1]);' \
-  'inference'
+  'infer'
+mutant latency.bucket_low_end runtime/src/online.cpp \
+  '  return std::ldexp(top + 0.5, e);' \
+  '  return std::ldexp(top, e);' \
+  'latency percentiles'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

@@ -142,6 +142,11 @@ TEST_CASE("online: latency percentiles within 1/128 of nth_element's, in memory 
   runtime::LatencyHistogram small;
   for (double ns : {5.0, 7.0, 100.0}) small.add(ns * 1e-9);
   CHECK(small.summary().p50 == Approx(7e-3));  // below 128 ns every nanosecond has its own bucket
+  // 131071 ns tops the bucket [130048, 131072): read as its middle, half a bucket (1/256) away at most.
+  runtime::LatencyHistogram top;
+  for (int i = 0; i < 3; ++i) top.add(131071e-9);
+  top.add(1.0);
+  CHECK(std::abs(top.summary().p50 - 131.071) <= 131.071 / 256);
   small.clear();
   CHECK(small.summary().count == 0);
 
