@@ -202,7 +202,7 @@ void plot_runs(const std::vector<std::string>& metrics_files, const std::string&
 
 namespace {
 
-// rewind online's metrics: one record per report ("row", "columns", latencies).
+// rewind online's metrics: one record per report ("row", "columns" or "tokens", latencies).
 bool is_online_metrics(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -216,7 +216,8 @@ bool is_online_metrics(const std::string& path) {
 void plot_online(const std::vector<std::string>& metrics_files, const std::string& png) {
   if (!have_gnuplot()) throw std::runtime_error("gnuplot is not installed (apt-get install gnuplot-nox)");
   std::vector<std::string> csvs, labels;
-  std::string column;  // the first target's errors are drawn
+  std::string column;  // the first target's errors are drawn, or a token model's log loss
+  bool tokens = false;
   for (std::size_t i = 0; i < metrics_files.size(); ++i) {
     const std::string& path = metrics_files[i];
     std::ifstream in(path);
@@ -236,11 +237,14 @@ void plot_online(const std::vector<std::string>& metrics_files, const std::strin
         const auto number_or_nan = [](const nlohmann::json& o, const char* key) {
           return o.contains(key) && o.at(key).is_number() ? o.at(key).get<double>() : NAN;
         };
-        out << j.at("row").get<std::int64_t>() << ',' << number_or_nan(c, "rmse") << ','
-            << number_or_nan(c, "mae") << ',' << number_or_nan(j.at("predict_us"), "p50") << ','
-            << number_or_nan(j.at("predict_us"), "p99") << ',' << number_or_nan(j.at("learn_us"), "p50")
-            << ',' << number_or_nan(j.at("learn_us"), "p99") << ',' << j.at("rows_per_second").get<double>()
-            << '\n';
+        tokens = tokens || j.contains("tokens");
+        const nlohmann::json& t = j.contains("tokens") ? j.at("tokens") : nlohmann::json::object();
+        out << j.at("row").get<std::int64_t>() << ','
+            << (tokens ? number_or_nan(t, "log_loss") : number_or_nan(c, "rmse")) << ','
+            << (tokens ? number_or_nan(t, "accuracy") : number_or_nan(c, "mae")) << ','
+            << number_or_nan(j.at("predict_us"), "p50") << ',' << number_or_nan(j.at("predict_us"), "p99")
+            << ',' << number_or_nan(j.at("learn_us"), "p50") << ',' << number_or_nan(j.at("learn_us"), "p99")
+            << ',' << j.at("rows_per_second").get<double>() << '\n';
         ++records;
       } catch (const std::exception& e) {
         throw std::runtime_error("metrics file '" + path + "', line " + std::to_string(number) +
@@ -257,7 +261,9 @@ void plot_online(const std::vector<std::string>& metrics_files, const std::strin
         "'row'\n"
      << "set multiplot layout 1,3 title 'rewind online: prequential (test, then train) errors and costs per "
         "report'\n"
-     << "set title 'prequential RMSE of " << label_of(column) << " (data units)'\nset ylabel 'RMSE'\nplot ";
+     << (tokens ? "set title 'prequential log loss of the next token'\nset ylabel 'nats per token'\nplot "
+                : "set title 'prequential RMSE of " + label_of(column) +
+                      " (data units)'\nset ylabel 'RMSE'\nplot ");
   for (std::size_t i = 0; i < csvs.size(); ++i)
     gp << (i ? ", " : "") << "'" << csvs[i] << "' using 1:2 every ::1 with linespoints lc " << i + 1
        << " pt 7 ps 0.4 title '" << labels[i] << "'";

@@ -29,14 +29,6 @@ struct PredictOptions {
   PluginOptions plugins;
 };
 
-// A symbol on one line: line ends and tabs as \n, \r and \t (and a backslash as \\).
-std::string printable(const std::string& symbol) {
-  std::string out;
-  for (char c : symbol)
-    out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\\' ? "\\\\" : std::string(1, c);
-  return out;
-}
-
 // Every token's --top-k most likely successors with their probabilities, as CSV, one line per token.
 std::string top_k_csv(Predictor& predictor, const std::string& data, std::int64_t k) {
   const trainers::Vocabulary& vocabulary = predictor.config().vocabulary;

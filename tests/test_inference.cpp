@@ -125,6 +125,33 @@ TEST_CASE("Model::infer equals a step recorded in evaluation mode bit for bit: e
           }
 }
 
+TEST_CASE("Model::infer of token ids equals a step recorded in evaluation mode bit for bit", "[inference]") {
+  for (const char* cell : {"gru", "lstm"})
+    for (DType dtype : {DType::f32, DType::f64}) {
+      INFO(cell << " " << autodiff::name_of(dtype));
+      models::ModelConfig c = config(6, 10, 2, dtype);
+      c.vocab_size = 7;
+      c.output_size = 0;
+      auto model = test::make_model(cell, c, true);
+      std::vector<Tensor> recorded = model->initial_state(2), inferred = recorded;
+      for (int t = 0; t < 5; ++t) {
+        const std::int32_t ids[2] = {t % 7, (3 * t + 1) % 7};
+        Tape tape(dtype);
+        autodiff::NoGradGuard no_grad;
+        autodiff::EvalModeGuard eval;
+        models::ModelState vars;
+        model->begin(tape, recorded, vars);
+        Tensor y;
+        model->step(tape, ids, vars).copy_to(y);
+        model->end(vars, recorded);
+        const Tensor* z = model->infer(ids, inferred);
+        REQUIRE(z != nullptr);
+        CHECK(same_bits(y, *z));
+        for (std::size_t i = 0; i < recorded.size(); ++i) CHECK(same_bits(recorded[i], inferred[i]));
+      }
+    }
+}
+
 TEST_CASE("a cell of one's own infers with the public kernels, bit for bit", "[inference]") {
   models::Model model(config(2, 9, 2, DType::f64),
                       [](const models::CellSpec& spec) { return std::make_unique<OwnRnn>(spec, true); });
@@ -173,7 +200,12 @@ TEST_CASE("inference refuses tokens, a wrong state and tensors that do not fit, 
   auto token_model = test::make_model("gru", tokens, true);
   std::vector<Tensor> token_state = token_model->initial_state(1);
   CHECK_THROWS_WITH(token_model->infer(Tensor(Shape::matrix(1, 4), DType::f32), token_state),
-                    Contains("infer() takes real-valued inputs"));
+                    Contains("real-valued inputs given to a token model"));
+  const std::int32_t outside[1] = {5};
+  CHECK_THROWS_WITH(token_model->infer(outside, token_state),
+                    Contains("token 5 is outside the vocabulary of 5"));
+  CHECK_THROWS_WITH(model->infer(std::span<const std::int32_t>(outside), state),
+                    Contains("token ids given to a model with real-valued inputs"));
 
   const Tensor gates = random_tensor(Shape::matrix(1, 8), DType::f64, rng);
   Tensor gi = gates, c_prev(Shape::matrix(1, 2), DType::f64), h, c;

@@ -9,6 +9,7 @@
 #include "helpers.hpp"
 #include "rewind/runtime/online.hpp"
 #include "rewind/runtime/stream.hpp"
+#include "rewind/trainers/tokens.hpp"
 
 using namespace rwd;
 using Catch::Matchers::Contains;
@@ -71,6 +72,29 @@ TEST_CASE("online: no heap allocation per row once warm, predicting and learning
     CHECK(learner.counts().updates > 0);
     CHECK(allocations == 0);
   }
+}
+
+TEST_CASE("online: a token model steps and learns with no heap allocation per token once warm",
+          "[online][allocation]") {
+  runtime::RunConfig c;
+  c.model = "lstm", c.hidden = 16, c.seed = 2, c.data = "stream";
+  c.vocabulary = trainers::Vocabulary::of(trainers::TokenMode::chars, {"the cat sat\n"}, {"text"});
+  c.optimizer.lr = 0.01;
+  runtime::OnlineLearner learner(runtime::Predictor(c, {}, {}, search), {.k1 = 3, .k2 = 8}, c.optimizer);
+  const std::int32_t vocab = static_cast<std::int32_t>(c.vocabulary.size());
+  const auto feed = [&](int t) {
+    const std::size_t before = test::heap_allocations();
+    const std::span<const double> p = learner.step_token((t * 7 + t / 5) % vocab, t % 110 == 20);
+    CHECK(static_cast<std::int32_t>(p.size()) == vocab);
+    return test::heap_allocations() - before;
+  };
+  for (int t = 0; t < 40; ++t) feed(t);  // a new sequence at 20 (and 130 and 240, once warm)
+  std::size_t allocations = 0;
+  for (int t = 40; t < 300; ++t) allocations += feed(t);
+  CHECK(learner.counts().updates > 50);
+  CHECK(allocations == 0);
+  CHECK_THROWS_WITH(learner.step_token(vocab), Contains("token " + std::to_string(vocab) + " is outside"));
+  CHECK_THROWS_WITH(learner.step(std::vector<double>{1.0}, {}), Contains("reads tokens (observe_token)"));
 }
 
 TEST_CASE("online: a learner resumed from a save mid-stream ends bitwise where an uninterrupted one does",

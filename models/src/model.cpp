@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "rewind/autodiff/inference.hpp"
@@ -247,8 +248,29 @@ Var Model::step(Tape& tape, const Var& x, ModelState& state) {
 }
 
 const Tensor* Model::infer(const Tensor& x, std::vector<Tensor>& state) {
-  if (uses_tokens())
-    throw std::invalid_argument("model: infer() takes real-valued inputs; a token model steps on a tape");
+  if (uses_tokens()) throw std::invalid_argument("model: real-valued inputs given to a token model");
+  return infer_layers(x, state);
+}
+
+const Tensor* Model::infer(std::span<const std::int32_t> tokens, std::vector<Tensor>& state) {
+  if (!uses_tokens())
+    throw std::invalid_argument("model: token ids given to a model with real-valued inputs");
+  const Tensor& table = embedding_->value();
+  const std::int64_t width = table.shape().cols;
+  embedded_.resize(Shape::matrix(static_cast<std::int64_t>(tokens.size()), width), table.dtype());
+  const std::size_t row_bytes = table.bytes() / static_cast<std::size_t>(config_.vocab_size);
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
+      throw std::invalid_argument("model: token " + std::to_string(tokens[i]) +
+                                  " is outside the vocabulary of " + std::to_string(config_.vocab_size));
+    std::memcpy(static_cast<std::byte*>(embedded_.raw()) + i * row_bytes,
+                static_cast<const std::byte*>(table.raw()) + static_cast<std::size_t>(tokens[i]) * row_bytes,
+                row_bytes);
+  }
+  return infer_layers(embedded_, state);
+}
+
+const Tensor* Model::infer_layers(const Tensor& x, std::vector<Tensor>& state) {
   if (inference_ == Inference::no) return nullptr;
   std::size_t needed = 0;
   for (const auto& cell : cells_) needed += static_cast<std::size_t>(cell->state_size());

@@ -22,15 +22,22 @@ constexpr const char* format = "rewind.online";  // the format of an online save
 constexpr const char* format_version = "1";
 
 // The last steps of the stream, by absolute step index, as a dataset of one stream: what record_window reads
-// for an update. Step s holds row s's inputs (model units) and row s + 1's targets once they are known.
+// for an update. Step s holds row s's inputs (model units) and row s + 1's targets once they are known; for
+// a token model (vocab > 0) token s and token s + 1.
 class RingSteps final : public trainers::Dataset {
  public:
-  RingSteps(std::int64_t capacity, std::int64_t inputs, std::int64_t outputs, DType dtype)
+  RingSteps(std::int64_t capacity, std::int64_t inputs, std::int64_t outputs, std::int64_t vocab, DType dtype)
       : capacity_(capacity),
         inputs_(inputs),
         outputs_(outputs),
+        vocab_(vocab),
         reset_(static_cast<std::size_t>(capacity), 0),
         has_loss_(static_cast<std::size_t>(capacity), 0) {
+    if (vocab > 0) {
+      tokens_.assign(static_cast<std::size_t>(capacity), 0);
+      target_tokens_.assign(static_cast<std::size_t>(capacity), trainers::no_target);
+      return;
+    }
     for (std::int64_t i = 0; i < capacity; ++i) {
       features_.emplace_back(autodiff::Shape::matrix(1, inputs), dtype);
       targets_.emplace_back(autodiff::Shape::matrix(1, outputs), dtype);
@@ -38,18 +45,23 @@ class RingSteps final : public trainers::Dataset {
   }
   std::int64_t batch() const override { return 1; }
   std::int64_t steps() const override { return steps_; }
-  std::int64_t vocab_size() const override { return 0; }
+  std::int64_t vocab_size() const override { return vocab_; }
   std::int64_t input_size() const override { return inputs_; }
-  std::int64_t output_size() const override { return outputs_; }
+  std::int64_t output_size() const override { return vocab_ > 0 ? vocab_ : outputs_; }
   trainers::Step step(std::int64_t t) const override {
     if (t < steps_ - capacity_ || t >= steps_)
       throw std::logic_error("online: step " + std::to_string(t) + " has left the ring (steps " +
                              std::to_string(steps_ - capacity_) + " to " + std::to_string(steps_) + ")");
     const std::size_t i = slot(t);
     trainers::Step s;
-    s.features = &features_[i];
-    s.target_values = &targets_[i];
-    s.has_loss = has_loss_[i] != 0;
+    if (vocab_ > 0) {
+      s.tokens = {&tokens_[i], 1};
+      s.target_tokens = {&target_tokens_[i], 1};
+    } else {
+      s.features = &features_[i];
+      s.target_values = &targets_[i];
+      s.has_loss = has_loss_[i] != 0;
+    }
     if (reset_[i]) s.reset = {&reset_[i], 1};
     return s;
   }
@@ -61,6 +73,14 @@ class RingSteps final : public trainers::Dataset {
     reset_[i] = reset ? 1 : 0;
     has_loss_[i] = 0;
   }
+  void push_token(std::int32_t token, bool reset) {
+    const std::size_t i = slot(steps_++);
+    tokens_[i] = token;
+    target_tokens_[i] = trainers::no_target;
+    reset_[i] = reset ? 1 : 0;
+  }
+  // The target of step t (the token after it), or no_target when that token starts another sequence.
+  void set_target_token(std::int64_t t, std::int32_t target) { target_tokens_[slot(t)] = target; }
   // The target of step t (the row after it), or none when that row starts another sequence.
   void set_target(std::int64_t t, std::span<const double> targets, bool has_loss) {
     const std::size_t i = slot(t);
@@ -72,6 +92,20 @@ class RingSteps final : public trainers::Dataset {
   // For a save: the slots as two tensors and a flag string, and back.
   void put(std::vector<std::pair<std::string, const Tensor*>>& tensors,
            std::map<std::string, std::string>& meta, std::vector<Tensor>& keep) const {
+    meta["rewind.online.steps"] = std::to_string(steps_);
+    std::string flags;
+    for (std::size_t i = 0; i < reset_.size(); ++i)
+      flags += static_cast<char>('0' + reset_[i] + 2 * has_loss_[i]);
+    meta["rewind.online.ring_flags"] = flags;
+    if (vocab_ > 0) {  // ids as doubles: exact below 2^53
+      for (const auto& [name, ids] : {std::pair{"online.ring.tokens", &tokens_},
+                                      std::pair{"online.ring.target_tokens", &target_tokens_}}) {
+        keep.emplace_back(autodiff::Shape::vector(capacity_), DType::f64);
+        for (std::int64_t i = 0; i < capacity_; ++i) keep.back().set(i, (*ids)[static_cast<std::size_t>(i)]);
+        tensors.emplace_back(name, &keep.back());
+      }
+      return;
+    }
     keep.emplace_back(autodiff::Shape::matrix(capacity_, inputs_), features_[0].dtype());
     keep.emplace_back(autodiff::Shape::matrix(capacity_, outputs_), targets_[0].dtype());
     for (std::int64_t i = 0; i < capacity_; ++i) {
@@ -83,19 +117,35 @@ class RingSteps final : public trainers::Dataset {
     }
     tensors.emplace_back("online.ring.inputs", &keep[keep.size() - 2]);
     tensors.emplace_back("online.ring.targets", &keep.back());
-    std::string flags;
-    for (std::size_t i = 0; i < reset_.size(); ++i)
-      flags += static_cast<char>('0' + reset_[i] + 2 * has_loss_[i]);
-    meta["rewind.online.ring_flags"] = flags;
-    meta["rewind.online.steps"] = std::to_string(steps_);
   }
   void get(const models::TensorMap& tensors, const std::map<std::string, std::string>& meta) {
+    const std::string& flags = meta.at("rewind.online.ring_flags");
+    if (flags.size() != reset_.size()) throw std::invalid_argument("the saved ring does not fit k1 and k2");
+    for (std::size_t i = 0; i < reset_.size(); ++i) {
+      reset_[i] = static_cast<std::uint8_t>((flags[i] - '0') & 1);
+      has_loss_[i] = static_cast<std::uint8_t>(((flags[i] - '0') >> 1) & 1);
+    }
+    steps_ = std::stoll(meta.at("rewind.online.steps"));
+    if (vocab_ > 0) {
+      for (const auto& [name, ids] : {std::pair{"online.ring.tokens", &tokens_},
+                                      std::pair{"online.ring.target_tokens", &target_tokens_}}) {
+        const Tensor& saved = tensors.at(name);
+        if (saved.shape() != autodiff::Shape::vector(capacity_))
+          throw std::invalid_argument("the saved ring of tokens does not fit k1 and k2");
+        for (std::int64_t i = 0; i < capacity_; ++i) {
+          const double id = saved.get(i);
+          if (id != trainers::no_target && !(id >= 0 && id < static_cast<double>(vocab_)))
+            throw std::invalid_argument("the saved ring holds token " + std::to_string(id) +
+                                        ", outside the vocabulary of " + std::to_string(vocab_));
+          (*ids)[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(id);
+        }
+      }
+      return;
+    }
     const Tensor& in = tensors.at("online.ring.inputs");
     const Tensor& out = tensors.at("online.ring.targets");
-    const std::string& flags = meta.at("rewind.online.ring_flags");
     if (in.shape() != autodiff::Shape::matrix(capacity_, inputs_) ||
-        out.shape() != autodiff::Shape::matrix(capacity_, outputs_) || flags.size() != reset_.size() ||
-        in.dtype() != features_[0].dtype())
+        out.shape() != autodiff::Shape::matrix(capacity_, outputs_) || in.dtype() != features_[0].dtype())
       throw std::invalid_argument("the saved ring of rows does not fit the model and k1, k2");
     for (std::int64_t i = 0; i < capacity_; ++i) {
       const auto at = static_cast<std::size_t>(i);
@@ -103,16 +153,14 @@ class RingSteps final : public trainers::Dataset {
                   features_[at].bytes());
       std::memcpy(targets_[at].raw(), static_cast<const char*>(out.raw()) + targets_[at].bytes() * at,
                   targets_[at].bytes());
-      reset_[at] = static_cast<std::uint8_t>((flags[at] - '0') & 1);
-      has_loss_[at] = static_cast<std::uint8_t>(((flags[at] - '0') >> 1) & 1);
     }
-    steps_ = std::stoll(meta.at("rewind.online.steps"));
   }
 
  private:
   std::size_t slot(std::int64_t t) const { return static_cast<std::size_t>(t % capacity_); }
-  std::int64_t capacity_, inputs_, outputs_, steps_ = 0;
+  std::int64_t capacity_, inputs_, outputs_, vocab_, steps_ = 0;
   std::vector<Tensor> features_, targets_;
+  std::vector<std::int32_t> tokens_, target_tokens_;
   std::vector<std::uint8_t> reset_, has_loss_;
 };
 
@@ -124,12 +172,10 @@ struct OnlineLearner::Impl {
         options(o),
         optimizer(optimizer_config),
         ring(o.k1 + o.k2 + 1, static_cast<std::int64_t>(predictor.inputs().size()),
-             static_cast<std::int64_t>(predictor.targets().size()), predictor.model().config().dtype),
+             static_cast<std::int64_t>(predictor.targets().size()),
+             predictor.series() ? 0 : predictor.config().token_count(), predictor.model().config().dtype),
         tape(predictor.model().config().dtype) {
-    if (!predictor.series())
-      throw std::invalid_argument("rewind online learns time series models; '" + predictor.file() +
-                                  "' reads tokens");
-    if (!predictor.next_step())
+    if (predictor.series() && !predictor.next_step())
       throw std::invalid_argument(
           "rewind online learns models of the next row (--targets), not of the same row");
     if (o.k1 < 1 || o.k2 < o.k1)
@@ -254,6 +300,8 @@ std::span<const double> OnlineLearner::observe(std::span<const double> inputs,
                                                std::span<const double> targets, bool starts_sequence) {
   Impl& m = *impl_;
   Predictor& p = m.predictor;
+  if (!p.series())
+    throw std::invalid_argument("OnlineLearner::observe: '" + p.file() + "' reads tokens (observe_token)");
   const std::size_t n_out = p.targets().size();
   if (targets.size() != n_out)
     throw std::invalid_argument("online: " + std::to_string(targets.size()) + " target values for the " +
@@ -271,6 +319,27 @@ std::span<const double> OnlineLearner::observe(std::span<const double> inputs,
   if (!m.options.learn) return predicted;  // frozen: nothing is recorded for updates that will not come
   if (row > 0) m.ring.set_target(row - 1, m.target_z, !starts_sequence);
   m.ring.push(p.model_inputs(), starts_sequence);
+  return predicted;
+}
+
+std::span<const double> OnlineLearner::step_token(std::int32_t token, bool starts_sequence) {
+  const std::span<const double> predicted = observe_token(token, starts_sequence);
+  learn();
+  return predicted;
+}
+
+std::span<const double> OnlineLearner::observe_token(std::int32_t token, bool starts_sequence) {
+  Impl& m = *impl_;
+  Predictor& p = m.predictor;
+  if (p.series())
+    throw std::invalid_argument("OnlineLearner::observe_token: '" + p.file() +
+                                "' is a time series model (observe)");
+  const std::span<const double> predicted = p.predict_token(token, starts_sequence);
+  const std::int64_t step = m.counts.rows++;
+  if (!m.options.learn) return predicted;
+  // This token answers the last prediction: the target of the step before, unless a sequence starts here.
+  if (step > 0) m.ring.set_target_token(step - 1, starts_sequence ? trainers::no_target : token);
+  m.ring.push_token(token, starts_sequence);
   return predicted;
 }
 
@@ -460,6 +529,27 @@ void PrequentialScore::score(std::span<const double> predicted, std::span<const 
     }
 }
 
+void PrequentialScore::score_token(std::span<const double> predicted, std::int32_t actual) {
+  if (actual < 0 || static_cast<std::size_t>(actual) >= predicted.size())
+    throw std::invalid_argument("PrequentialScore::score_token: token " + std::to_string(actual) +
+                                " for a prediction over " + std::to_string(predicted.size()) + " tokens");
+  const auto best = std::ranges::max_element(predicted) - predicted.begin();
+  // A probability that underflowed to 0 costs 690 nats, not an infinite mean for the rest of the stream.
+  const double nats = -std::log(std::max(predicted[static_cast<std::size_t>(actual)], 1e-300));
+  for (TokenSums* t : {&interval_tokens_, &total_tokens_})
+    ++t->count, t->nats += nats, t->correct += best == actual;
+}
+
+PrequentialScore::TokenScores PrequentialScore::TokenSums::scores() const {
+  if (count == 0) return {};
+  const auto n = static_cast<double>(count);
+  return {count, nats / n, static_cast<double>(correct) / n};
+}
+
+PrequentialScore::TokenScores PrequentialScore::total_tokens() const {
+  return total_tokens_.scores();
+}
+
 void PrequentialScore::time(double predict_seconds, double learn_seconds, bool learned, double loss) {
   ++rows_;
   predict_.add(predict_seconds);
@@ -470,6 +560,8 @@ PrequentialScore::Interval PrequentialScore::take() {
   Interval i;
   i.rows = rows_, i.updates = updates_;
   i.columns = interval_.errors(targets_);
+  i.tokens = interval_tokens_.scores();
+  interval_tokens_ = {};
   i.mean_loss = updates_ > 0 ? loss_sum_ / static_cast<double>(updates_) : 0;
   i.predict = predict_.summary(), i.learn = learn_.summary();
   rows_ = updates_ = 0, loss_sum_ = 0;

@@ -229,6 +229,11 @@ std::span<const double> Predictor::model_inputs() const {
 }
 
 std::vector<double> Predictor::step_token(std::int32_t token) {
+  const std::span<const double> p = predict_token(token);
+  return {p.begin(), p.end()};
+}
+
+std::span<const double> Predictor::predict_token(std::int32_t token, bool starts_sequence) {
   Impl& m = *impl_;
   if (series())
     throw std::invalid_argument("Predictor::step_token: '" + m.file + "' is a time series model (step)");
@@ -236,21 +241,27 @@ std::vector<double> Predictor::step_token(std::int32_t token) {
   if (token < 0 || token >= vocab)
     throw std::invalid_argument("Predictor::step_token: token " + std::to_string(token) +
                                 " is outside the vocabulary of " + std::to_string(vocab));
-  m.tape->clear();
-  models::ModelState state;
-  autodiff::NoGradGuard no_grad;
-  autodiff::EvalModeGuard eval;
-  m.model->begin(*m.tape, m.now.state, state);
+  if (starts_sequence)
+    for (autodiff::Tensor& t : m.now.state) t.fill(0.0);
   const std::int32_t ids[1] = {token};
-  const autodiff::Tensor logits = m.model->step(*m.tape, ids, state).value();
-  m.model->end(state, m.now.state);
-  std::vector<double> p(static_cast<std::size_t>(vocab));
+  const autodiff::Tensor* logits = m.model->infer(ids, m.now.state);
+  if (logits == nullptr) {
+    m.tape->clear();
+    autodiff::NoGradGuard no_grad;
+    autodiff::EvalModeGuard eval;
+    m.model->begin(*m.tape, m.now.state, m.state);
+    m.model->step(*m.tape, ids, m.state).copy_to(m.y);
+    m.model->end(m.state, m.now.state);
+    logits = &m.y;
+  }
+  m.now.started = true;
+  m.out.resize(static_cast<std::size_t>(vocab));
   double peak = -INFINITY, total = 0;
-  for (std::int64_t c = 0; c < vocab; ++c) peak = std::max(peak, logits.get(c));
+  for (std::int64_t c = 0; c < vocab; ++c) peak = std::max(peak, logits->get(c));
   for (std::int64_t c = 0; c < vocab; ++c)
-    total += p[static_cast<std::size_t>(c)] = std::exp(logits.get(c) - peak);
-  for (double& v : p) v /= total;
-  return p;
+    total += m.out[static_cast<std::size_t>(c)] = std::exp(logits->get(c) - peak);
+  for (double& v : m.out) v /= total;
+  return m.out;
 }
 
 // ---- predictions and forecasts of a whole frame ----------------------------------------------------------
@@ -349,6 +360,13 @@ std::vector<PredictionRow> predict_frame(Predictor& predictor, const trainers::S
     if (last) forecast(predictor, frame, r, predicted, options, forecasts);
   }
   out.insert(out.end(), forecasts.begin(), forecasts.end());
+  return out;
+}
+
+std::string printable(const std::string& symbol) {
+  std::string out;
+  for (char c : symbol)
+    out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\\' ? "\\\\" : std::string(1, c);
   return out;
 }
 

@@ -32,8 +32,9 @@ const char* name_of(TokenMode mode) {
 
 namespace {
 
+// A file's name in quotes; a source that names itself with quotes already ("'rows.txt' line 2") as it is.
 std::string quoted(const std::string& source) {
-  return "'" + source + "'";
+  return source.starts_with('\'') ? source : "'" + source + "'";
 }
 
 std::string hex_byte(unsigned char b) {
@@ -202,12 +203,32 @@ std::int64_t Vocabulary::cover(std::string_view text, const std::string& source,
 std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::string& source,
                                              const EncodeOptions& options) const {
   std::vector<std::int32_t> ids;
+  if (mode == TokenMode::bytes) ids.reserve(text.size());
+  Encoder(*this).encode(text, source, options, ids);
+  return ids;
+}
+
+Vocabulary::Encoder::Encoder(const Vocabulary& vocabulary)
+    : vocabulary_(&vocabulary), unknown_(vocabulary.unknown()) {
+  if (vocabulary.mode == TokenMode::bytes) {
+    byte_index_.assign(256, -1);
+    for (std::size_t i = 0; i < vocabulary.symbols.size(); ++i)
+      if (vocabulary.symbols[i].size() == 1)
+        byte_index_[static_cast<unsigned char>(vocabulary.symbols[i][0])] = static_cast<std::int32_t>(i);
+  } else {
+    for (std::size_t i = 0; i < vocabulary.symbols.size(); ++i)
+      index_.emplace(vocabulary.symbols[i], static_cast<std::int32_t>(i));
+  }
+}
+
+void Vocabulary::Encoder::encode(std::string_view text, const std::string& source,
+                                 const EncodeOptions& options, std::vector<std::int32_t>& ids) const {
+  const TokenMode mode = vocabulary_->mode;
   std::int64_t skipped = 0, as_unknown = 0;
-  const std::int32_t unk = unknown();
   // A symbol outside the vocabulary: <unk> when there is one, else dropped or refused.
   const auto outside = [&](const auto& describe) {
-    if (unk >= 0) {
-      ids.push_back(unk);
+    if (unknown_ >= 0) {
+      ids.push_back(unknown_);
       ++as_unknown;
     } else if (options.skip_unknown) {
       ++skipped;
@@ -216,14 +237,8 @@ std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::s
     }
   };
   if (mode == TokenMode::bytes) {
-    std::int32_t index[256];
-    std::fill(std::begin(index), std::end(index), -1);
-    for (std::size_t i = 0; i < symbols.size(); ++i)
-      if (symbols[i].size() == 1)
-        index[static_cast<unsigned char>(symbols[i][0])] = static_cast<std::int32_t>(i);
-    ids.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
-      const std::int32_t id = index[static_cast<unsigned char>(text[i])];
+      const std::int32_t id = byte_index_[static_cast<unsigned char>(text[i])];
       if (id >= 0) {
         ids.push_back(id);
         continue;
@@ -236,11 +251,9 @@ std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::s
       });
     }
   } else {
-    std::unordered_map<std::string, std::int32_t> index;
-    for (std::size_t i = 0; i < symbols.size(); ++i) index.emplace(symbols[i], static_cast<std::int32_t>(i));
     for_each_symbol(mode, text, source, options.final_eos, [&](std::string_view s, std::size_t offset) {
-      const auto it = index.find(std::string(s));
-      if (it != index.end()) {
+      const auto it = index_.find(std::string(s));
+      if (it != index_.end()) {
         ids.push_back(it->second);
         return;
       }
@@ -252,7 +265,6 @@ std::vector<std::int32_t> Vocabulary::encode(std::string_view text, const std::s
   }
   if (options.skipped) *options.skipped = skipped;
   if (options.as_unknown) *options.as_unknown = as_unknown;
-  return ids;
 }
 
 std::string Vocabulary::decode(std::span<const std::int32_t> ids) const {

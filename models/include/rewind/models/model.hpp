@@ -82,9 +82,12 @@ class REWIND_MODELS_EXPORT Model {
   // with the state untouched, when a layer's cell has no tape-free step (Cell::infer): then record step() on
   // a no-grad tape.
   const Tensor* infer(const Tensor& x, std::vector<Tensor>& state);
+  // The same for token ids [batch]: their embedding rows are the first layer's input.
+  const Tensor* infer(std::span<const std::int32_t> tokens, std::vector<Tensor>& state);
 
  private:
   void check_state(const ModelState& state) const;
+  const Tensor* infer_layers(const Tensor& x, std::vector<Tensor>& state);
   Parameter& head_weight() const { return config_.tie_weights ? *embedding_ : *head_weight_; }
   // Dropout at `site` (0: the embedding, l: after layer l) of x, whose rows are steps of `batch` rows.
   Var drop(const Var& x, std::int64_t site, std::int64_t batch) const;
@@ -96,7 +99,7 @@ class REWIND_MODELS_EXPORT Model {
   std::unique_ptr<Parameter> head_bias_;
   std::vector<Parameter*> parameters_;  // embedding, rnn.* by layer, head: PyTorch's state_dict order
   enum class Inference { untried, yes, no } inference_ = Inference::untried;  // whether every cell infers
-  Tensor inferred_;                                                           // infer()'s output
+  Tensor embedded_, inferred_;  // infer()'s embedding rows and output
 };
 
 }  // namespace rwd::models

@@ -30,7 +30,7 @@ struct OnlineOptions {
 
 // What the learner has done so far.
 struct OnlineCounts {
-  std::int64_t rows = 0;     // rows read
+  std::int64_t rows = 0;     // rows (or tokens) read
   std::int64_t updates = 0;  // optimizer steps taken
   std::int64_t skipped = 0;  // non-finite updates skipped
   double last_loss = 0;      // the last update's loss, in model units
@@ -70,6 +70,10 @@ class REWIND_RUNTIME_EXPORT OnlineLearner {
                                bool starts_sequence = false);
   std::span<const double> observe(std::span<const double> inputs, std::span<const double> targets,
                                   bool starts_sequence = false);
+  // The same for a token model: reads one token, the answer to the last prediction, and returns the
+  // probabilities of the next token (valid until the next call).
+  std::span<const double> step_token(std::int32_t token, bool starts_sequence = false);
+  std::span<const double> observe_token(std::int32_t token, bool starts_sequence = false);
   // The update due after the rows observed, if any; true when one ran. Rows short of k1 at a stream's end
   // wait for the next rows (a save keeps them), so that a stream continued later takes exactly the same
   // updates.
@@ -119,18 +123,28 @@ class REWIND_RUNTIME_EXPORT PrequentialScore {
   // The row's actual values and what was predicted for them (nothing when the row starts a sequence or is the
   // first: nothing was predicted for it).
   void score(std::span<const double> predicted, std::span<const double> actual);
+  // Tokens: the probabilities predicted for this token, and the token read.
+  void score_token(std::span<const double> predicted, std::int32_t actual);
   // The row took predict_seconds to read and predict, and learn_seconds to learn (an update ran when
   // learned).
   void time(double predict_seconds, double learn_seconds, bool learned, double loss);
 
+  // Of tokens: the mean log loss of the token read under its prediction (nats) and how often it was the most
+  // probable one.
+  struct TokenScores {
+    std::int64_t count = 0;
+    double log_loss = 0, accuracy = 0;
+  };
   struct Interval {
     std::int64_t rows = 0, updates = 0;
     std::vector<ColumnErrors> columns;  // over the interval's scored rows
+    TokenScores tokens;                 // over its scored tokens
     double mean_loss = 0;               // of its updates, in model units
     Latency predict, learn;             // per row; per update
   };
   Interval take();                          // the interval since the last take(), then a new one
   std::vector<ColumnErrors> total() const;  // over every row scored
+  TokenScores total_tokens() const;         // over every token scored
   bool interval_full() const { return rows_ >= interval_rows_; }
 
  private:
@@ -144,6 +158,11 @@ class REWIND_RUNTIME_EXPORT PrequentialScore {
     void clear();
     std::vector<ColumnErrors> errors(const std::vector<std::string>& targets) const;
   } interval_, total_;
+  struct TokenSums {
+    std::int64_t count = 0, correct = 0;
+    double nats = 0;
+    TokenScores scores() const;
+  } interval_tokens_, total_tokens_;
 };
 
 }  // namespace rwd::runtime

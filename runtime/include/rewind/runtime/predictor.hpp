@@ -63,6 +63,9 @@ class REWIND_RUNTIME_EXPORT Predictor {
   // ---- tokens ----
   // Reads one token id; returns the probabilities of the next token (softmax of the logits).
   std::vector<double> step_token(std::int32_t token);
+  // step_token() into a buffer of the predictor's own (valid until the next call), starting a new sequence
+  // when told: no allocation per token.
+  std::span<const double> predict_token(std::int32_t token, bool starts_sequence = false);
 
   // The state to start from again (a forecast from an origin goes back to it): the model's carried state and,
   // for differences, the last values read.
@@ -114,5 +117,7 @@ REWIND_RUNTIME_EXPORT void write_predictions(std::ostream& out, const std::vecto
                                              const std::vector<PredictionRow>& rows);
 // A CSV cell: quoted when it holds a comma, a quote or a line break.
 REWIND_RUNTIME_EXPORT std::string csv_cell(const std::string& text);
+// A token's symbol on one line: line ends and tabs as \n, \r and \t (and a backslash as \\).
+REWIND_RUNTIME_EXPORT std::string printable(const std::string& symbol);
 
 }  // namespace rwd::runtime

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "rewind/trainers/data.hpp"
@@ -56,6 +57,21 @@ struct REWIND_TRAINERS_EXPORT Vocabulary {
                                    const EncodeOptions& options) const;
   // words: joined by spaces, <eos> as a line end.
   std::string decode(std::span<const std::int32_t> ids) const;
+
+  // encode() piece after piece, its index of the symbols built once: a stream's lines as they arrive.
+  class REWIND_TRAINERS_EXPORT Encoder {
+   public:
+    explicit Encoder(const Vocabulary& vocabulary);
+    // Appends the ids of text to ids, as encode(text, source, options) returns them.
+    void encode(std::string_view text, const std::string& source, const EncodeOptions& options,
+                std::vector<std::int32_t>& ids) const;
+
+   private:
+    const Vocabulary* vocabulary_;
+    std::int32_t unknown_;
+    std::vector<std::int32_t> byte_index_;                 // bytes: by byte value, -1 outside
+    std::unordered_map<std::string, std::int32_t> index_;  // chars and words
+  };
 
  private:
   void cap(std::int64_t max_symbols);
