@@ -455,6 +455,18 @@ mutant latency.bucket_low_end runtime/src/online.cpp \
   '  return std::ldexp(top + 0.5, e);' \
   '  return std::ldexp(top, e);' \
   'latency percentiles'
+mutant online.text_line_without_newline cli/online.cpp \
+  "    text_ += '\\n';" \
+  '' \
+  'cli\.online\.tokens'
+mutant online.token_accuracy_inverted runtime/src/online.cpp \
+  't->correct += best == actual;' \
+  't->correct += best != actual;' \
+  'online'
+mutant online.token_target_of_the_same_step runtime/src/online.cpp \
+  '  if (step > 0) m.ring.set_target_token(step - 1, starts_sequence ? trainers::no_target : token);' \
+  '  if (step > 0) m.ring.set_target_token(step - 1, starts_sequence ? trainers::no_target : token - 1);' \
+  'cli\.online\.tokens'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

@@ -184,6 +184,27 @@ TEST_CASE("online: latency percentiles within 1/128 of nth_element's, in memory 
   CHECK(score.take().predict.p99 == Approx(990).epsilon(1.0 / 128));
 }
 
+TEST_CASE("online: tokens are scored by their log loss and whether they were the most probable", "[online]") {
+  runtime::PrequentialScore score({}, 3);
+  const std::vector<double> p = {0.5, 0.25, 0.25};
+  score.score_token(p, 0);  // the most probable: ln 2
+  score.score_token(p, 2);  // ln 4
+  score.time(0, 0, false, 0), score.time(0, 0, false, 0);
+  score.score_token(p, 1);
+  score.time(0, 0, false, 0);
+  CHECK(score.interval_full());
+  const runtime::PrequentialScore::Interval i = score.take();
+  CHECK(i.tokens.count == 3);
+  CHECK(i.tokens.log_loss == Approx((std::log(2.0) + 2 * std::log(4.0)) / 3));
+  CHECK(i.tokens.accuracy == Approx(1.0 / 3));
+  CHECK(i.columns.empty());
+  score.score_token(p, 0);
+  CHECK(score.take().tokens.count == 1);  // a new interval
+  CHECK(score.total_tokens().count == 4);
+  CHECK(score.total_tokens().accuracy == Approx(0.5));
+  CHECK_THROWS_WITH(score.score_token(p, 3), Contains("token 3 for a prediction over 3 tokens"));
+}
+
 TEST_CASE("online: the row parser names the line and column of what it refuses", "[online][errors]") {
   runtime::RowParser parser("t, x ,y,reset", {"x", "y"}, {"x"}, {"t"}, "reset");
   runtime::ParsedRow row;
