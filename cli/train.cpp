@@ -157,6 +157,8 @@ void TrainOptions::add_optimizer_options(po::options_description& o) {
       "clip the global gradient norm to this (0: no clipping)")(
       "accumulate", po::value(&c.accumulate)->default_value(c.accumulate),
       "windows per update: their gradients summed into one update (gradient accumulation)")(
+      "keep-denormals", po::bool_switch(),
+      "compute with denormal floats instead of flushing them to zero (slower on many CPUs)")(
       "on-nonfinite", po::value(&outputs.on_nonfinite)->default_value(outputs.on_nonfinite),
       "a non-finite loss or gradient: stop (save the last good parameters), or skip the update")(
       "max-skips", po::value(&outputs.max_skips)->default_value(outputs.max_skips),
@@ -332,6 +334,7 @@ void refuse_options_for_other_data(const RunConfig& c, const po::variables_map& 
 RunConfig new_run_config(TrainOptions& o, const po::variables_map& vm) {
   RunConfig c = o.config;
   c.outputs = o.outputs;
+  c.flush_denormals = !vm["keep-denormals"].as<bool>();
   if (!c.outputs.metrics.empty())
     c.outputs.metrics = fs::absolute(c.outputs.metrics).lexically_normal().string();
   if (c.task.empty() && c.data.empty()) c.data = REWIND_DEFAULT_DATA;

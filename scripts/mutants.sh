@@ -467,6 +467,15 @@ mutant online.token_target_of_the_same_step runtime/src/online.cpp \
   '  if (step > 0) m.ring.set_target_token(step - 1, starts_sequence ? trainers::no_target : token);' \
   '  if (step > 0) m.ring.set_target_token(step - 1, starts_sequence ? trainers::no_target : token - 1);' \
   'cli\.online\.tokens'
+mutant denormals.workers_keep_their_mode autodiff/src/parallel.cpp \
+  "    if (float_mode() != mode_) set_float_mode(mode_);  // a worker takes the caller's (flushing denormals)" \
+  '' \
+  'FlushDenormalsGuard'
+mutant denormals.training_keeps_them runtime/src/training.cpp \
+  '  const autodiff::FlushDenormalsGuard denormals(config_.flush_denormals);
+  const RunOutputs& out = config_.outputs;' \
+  '  const RunOutputs& out = config_.outputs;' \
+  'denormals'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "helpers.hpp"
 #include "plugin_fixtures.hpp"
 #include "rewind/models/safetensors.hpp"
 #include "rewind/runtime/predictor.hpp"
 #include "rewind/runtime/series.hpp"
+#include "rewind/runtime/training.hpp"
 #include "rewind/trainers/csv.hpp"
 
 using namespace rwd;
@@ -273,4 +275,35 @@ TEST_CASE("a run fits its transform on the training rows only and stores the col
   const runtime::RunConfig stored = runtime::RunConfig::from_json(c.to_json());
   CHECK(stored.transform.scale_of("a").scale == s.scale);
   CHECK(stored.transform.normalize == "standard");
+}
+
+TEST_CASE("a run records whether it flushes denormals, and one saved before it was recorded resumes without",
+          "[denormals]") {
+  runtime::RunConfig c;
+  CHECK(c.flush_denormals);
+  c.flush_denormals = false;
+  CHECK_FALSE(runtime::RunConfig::from_json(c.to_json()).flush_denormals);
+  c.flush_denormals = true;
+  nlohmann::json j = nlohmann::json::parse(c.to_json());
+  CHECK(runtime::RunConfig::from_json(j.dump()).flush_denormals);
+  j.erase("flush_denormals");
+  CHECK_FALSE(runtime::RunConfig::from_json(j.dump()).flush_denormals);
+}
+
+TEST_CASE("training runs with denormals flushed unless the run keeps them, and restores the mode",
+          "[denormals]") {
+  for (const bool flush : {true, false}) {
+    runtime::RunConfig c;
+    c.task = "delay:2", c.task_steps = 40, c.hidden = 4, c.batch = 2, c.eval_every = 0;
+    c.flush_denormals = flush;
+    plugins::Registry registry;
+    registry.load_directory(REWIND_TEST_PLUGIN_DIR);
+    runtime::Training training(c, registry, {}, {.max_updates = 2});
+    std::vector<bool> seen;
+    training.train({.update = [&](const trainers::UpdateReport&, bool) {
+      seen.push_back(autodiff::flushing_denormals());
+    }});
+    CHECK(seen == std::vector<bool>(2, flush));
+    CHECK_FALSE(autodiff::flushing_denormals());
+  }
 }

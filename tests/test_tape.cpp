@@ -260,3 +260,32 @@ TEST_CASE("linear_cross_entropy over several row chunks equals softmax_cross_ent
   for (const auto& [got, want] : {std::pair{d_table, want_table}, {d_w, want_w}, {d_b, want_b}})
     for (std::int64_t i = 0; i < want.numel(); ++i) CHECK(got.get(i) == Approx(want.get(i)).epsilon(1e-12));
 }
+
+TEST_CASE("FlushDenormalsGuard flushes denormals on this thread and in the pool's, and restores the mode",
+          "[tape][denormals]") {
+  volatile float tiny = 1e-40f;  // denormal: below FLT_MIN
+  const bool before = flushing_denormals();
+  CHECK(tiny * 1.0f != 0.0f);
+  // A product whose every term is denormal, split across the pool's threads by rows: each part must flush.
+  const Tensor a = Tensor::from(std::vector<double>(512 * 256, 1e-21), Shape::matrix(512, 256), DType::f32);
+  const auto product = [&] {
+    Tape t(DType::f32);
+    NoGradGuard no_grad;
+    return matmul(t.input(a), t.input(a), Transpose::no, Transpose::yes).value();
+  };
+  {
+    const FlushDenormalsGuard flush;
+    CHECK(flushing_denormals());
+    CHECK(tiny * 1.0f == 0.0f);
+    const Tensor p = product();
+    double largest = 0;
+    for (std::int64_t i = 0; i < p.numel(); ++i) largest = std::max(largest, std::abs(p.get(i)));
+    CHECK(largest == 0);
+    const FlushDenormalsGuard keep(false);  // nested: off again, then back on
+    CHECK_FALSE(flushing_denormals());
+  }
+  CHECK(flushing_denormals() == before);
+  CHECK(tiny * 1.0f != 0.0f);
+  const Tensor p = product();  // 256 terms of 1e-42: about 2.6e-40, every row
+  for (std::int64_t r = 0; r < 512; r += 511) CHECK(p.at(r, 0) == Approx(2.56e-40).epsilon(0.05));
+}

@@ -76,6 +76,7 @@ class Pool {
   void run(int parts, void (*body)(void*, int), void* context) {
     body_ = body;
     context_ = context;
+    mode_ = float_mode();
     done_.store(0, std::memory_order_relaxed);
     const std::uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
     claim_.store(generation << 32 | static_cast<std::uint64_t>(parts) << 16 | 1,  // part 0 is the caller's
@@ -91,6 +92,7 @@ class Pool {
 
  private:
   void run_part(int part) {
+    if (float_mode() != mode_) set_float_mode(mode_);  // a worker takes the caller's (flushing denormals)
     inside_part = true;
     body_(context_, part);
     inside_part = false;
@@ -129,6 +131,7 @@ class Pool {
   std::atomic<int> done_{0};             // parts of the current generation finished
   void (*body_)(void*, int) = nullptr;
   void* context_ = nullptr;
+  unsigned mode_ = 0;  // the caller's float_mode()
 };
 
 // One caller at a time uses the workers; another thread that calls meanwhile runs its parts itself.
@@ -180,6 +183,20 @@ void run_parts(int parts, void (*body)(void*, int), void* context) {
   std::unique_lock lock(pool_mutex, std::try_to_lock);
   if (!lock.owns_lock()) return run_here();
   pool().run(parts, body, context);
+}
+
+unsigned float_mode() {
+#if defined(__x86_64__) || defined(__i386__)
+  return _mm_getcsr();
+#else
+  return 0;
+#endif
+}
+
+void set_float_mode([[maybe_unused]] unsigned mode) {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(mode);
+#endif
 }
 
 }  // namespace rwd::autodiff::parallel

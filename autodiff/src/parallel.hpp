@@ -25,6 +25,17 @@ inline std::pair<std::int64_t, std::int64_t> range(std::int64_t items, int part,
 
 void run_parts(int parts, void (*body)(void* context, int part), void* context);
 
+// This thread's floating-point control word (MXCSR on x86, 0 elsewhere). The pool's threads run each part in
+// the mode of the thread that split the work.
+unsigned float_mode();
+void set_float_mode(unsigned mode);
+#if defined(__x86_64__) || defined(__i386__)
+inline constexpr unsigned flush_denormals_bits =
+    0x8040;  // flush-to-zero (bit 15), denormals-are-zero (bit 6)
+#else
+inline constexpr unsigned flush_denormals_bits = 0;
+#endif
+
 // Calls body(part) for part in [0, parts), part 0 on the calling thread, and returns when all are done.
 // Bodies must not throw or allocate from a tape (the arena is not thread-safe): allocate first.
 template <class Body>

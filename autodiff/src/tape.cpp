@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "node.hpp"
+#include "parallel.hpp"
 #include "recorder.hpp"
 
 namespace rwd::autodiff {
@@ -463,6 +464,18 @@ NoGradGuard::~NoGradGuard() {
 }
 bool grad_enabled() {
   return grad_mode;
+}
+
+FlushDenormalsGuard::FlushDenormalsGuard(bool flush) : previous_(parallel::float_mode()) {
+  parallel::set_float_mode(flush ? previous_ | parallel::flush_denormals_bits
+                                 : previous_ & ~parallel::flush_denormals_bits);
+}
+FlushDenormalsGuard::~FlushDenormalsGuard() {
+  parallel::set_float_mode(previous_);
+}
+bool flushing_denormals() {
+  return parallel::flush_denormals_bits != 0 &&
+         (parallel::float_mode() & parallel::flush_denormals_bits) == parallel::flush_denormals_bits;
 }
 
 EvalModeGuard::EvalModeGuard() : previous_(training_mode) {

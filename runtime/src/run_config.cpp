@@ -98,6 +98,7 @@ std::string RunConfig::to_json() const {
   j["eval_every"] = eval_every;
   j["accumulate"] = accumulate;
   j["clip"] = clip;
+  j["flush_denormals"] = flush_denormals;
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
               {"target_columns", csv.target_columns},
@@ -157,6 +158,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.eval_every = j.value("eval_every", c.eval_every);
     c.accumulate = j.value("accumulate", c.accumulate);
     c.clip = j.at("clip");
+    c.flush_denormals = j.value("flush_denormals", false);
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};
     // Added with issue 23: runs saved before read their series as they did (no keys, no gaps, no transform).

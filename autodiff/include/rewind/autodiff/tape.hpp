@@ -186,6 +186,23 @@ class REWIND_AUTODIFF_EXPORT NoGradGuard {
 };
 REWIND_AUTODIFF_EXPORT bool grad_enabled();
 
+// Flush-to-zero and denormals-are-zero on this thread while alive (and in the pool's threads, for the parts
+// of the work this thread splits): a denormal operand, such as a gradient that has decayed through hundreds
+// of steps, costs many CPUs a microcode assist per instruction. rewind train sets it for its whole run
+// (--keep-denormals turns it off). x86 only (MXCSR): elsewhere it changes nothing and flushing_denormals()
+// stays false. docs/performance.md.
+class REWIND_AUTODIFF_EXPORT FlushDenormalsGuard {
+ public:
+  explicit FlushDenormalsGuard(bool flush = true);
+  ~FlushDenormalsGuard();
+  FlushDenormalsGuard(const FlushDenormalsGuard&) = delete;
+  FlushDenormalsGuard& operator=(const FlushDenormalsGuard&) = delete;
+
+ private:
+  unsigned previous_;
+};
+REWIND_AUTODIFF_EXPORT bool flushing_denormals();  // on this thread
+
 // Training or evaluation, per thread (PyTorch's train() / eval()): dropout is the identity in evaluation. A
 // mode, not a flag per op; separate from NoGradGuard (recording nothing is not the same as evaluating).
 // Training by default; evaluate(), sample() and validation run under EvalModeGuard.

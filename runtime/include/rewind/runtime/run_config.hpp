@@ -70,6 +70,9 @@ struct REWIND_RUNTIME_EXPORT RunConfig {
   trainers::OptimizerConfig optimizer;
   double clip = 0;
   std::int64_t accumulate = 1;  // windows per update (gradient accumulation)
+  // Denormal floats read and written as zero while training (autodiff::FlushDenormalsGuard): part of the run,
+  // since it can change the last bits of a result. Runs saved before it was recorded resume without.
+  bool flush_denormals = true;
   // Updates between validation runs (0: only at the end). Part of the run: the plateau schedule, the best
   // checkpoint and early stopping count validation runs, so a resume keeps it unless told otherwise.
   std::int64_t eval_every = 500;
