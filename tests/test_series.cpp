@@ -300,9 +300,11 @@ TEST_CASE("training runs with denormals flushed unless the run keeps them, and r
     registry.load_directory(REWIND_TEST_PLUGIN_DIR);
     runtime::Training training(c, registry, {}, {.max_updates = 2});
     std::vector<bool> seen;
-    training.train({.update = [&](const trainers::UpdateReport&, bool) {
+    runtime::TrainingEvents events;
+    events.update = [&](const trainers::UpdateReport&, bool) {
       seen.push_back(autodiff::flushing_denormals());
-    }});
+    };
+    training.train(events);
     CHECK(seen == std::vector<bool>(2, flush));
     CHECK_FALSE(autodiff::flushing_denormals());
   }
