@@ -176,6 +176,21 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 constexpr std::int64_t gemm_min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
 constexpr std::int64_t gemm_min_packed_rows = 128;
 
+// B packed into storage as PackedB packs it, with the panels shared out to the pool when B is large: the
+// sequence ops pack W_hh twice per window, 16 MiB each at hidden 1024.
+template <class T>
+PackedB<T> pack(const T* b, std::int64_t ldb, bool transposed, std::int64_t k, std::int64_t n, T* storage) {
+  constexpr std::int64_t min_part_elements = std::int64_t{1} << 16;
+  const std::int64_t panels = PackedB<T>::panels(n);
+  const int parts =
+      parallel::parts_for(panels, std::max<std::int64_t>(1, min_part_elements / (PackedB<T>::width * k)));
+  parallel::run(parts, [&](int part) {
+    const auto [first, last] = parallel::range(panels, part, parts);
+    PackedB<T>::pack_panels(b, ldb, transposed, k, n, storage, first, last);
+  });
+  return PackedB<T>(storage, k, n);
+}
+
 // C[m, packed.n] = A packed + beta C (beta 0 or 1) with the rows of C shared out: gemm's packed path, for a
 // caller that packs B once and multiplies many row blocks by it (linear_cross_entropy's chunks).
 template <class T>
@@ -281,7 +296,7 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
     // Reused across calls; at most one weight matrix per thread (callers that repeat a B pack it themselves).
     thread_local std::vector<T> storage;
     storage.resize(static_cast<std::size_t>(PackedB<T>::size(k, n)));
-    gemm_packed(m, a, lda, PackedB<T>(b, ldb, tb, k, n, storage.data()), beta, c, ldc);
+    gemm_packed(m, a, lda, pack(b, ldb, tb, k, n, storage.data()), beta, c, ldc);
     return;
   }
   constexpr std::int64_t min_work = gemm_min_work;

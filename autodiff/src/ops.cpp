@@ -39,7 +39,7 @@ PackedB<T> packed_parameter(Tape& tape, Node* leaf, bool transposed, std::int64_
   void*& packed = static_cast<void**>(leaf->saved)[transposed ? 1 : 0];
   if (packed == nullptr) {
     packed = Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(PackedB<T>::size(k, n)));
-    PackedB<T>(value_of<T>(leaf), leaf->shape.cols, transposed, k, n, static_cast<T*>(packed));
+    pack(value_of<T>(leaf), leaf->shape.cols, transposed, k, n, static_cast<T*>(packed));
   }
   return PackedB<T>(static_cast<const T*>(packed), k, n);
 }
@@ -398,7 +398,7 @@ PackedB<T> pack_in_arena(Tape& tape, const T* b, std::int64_t ldb, bool transpos
                          std::int64_t n) {
   T* storage = static_cast<T*>(
       Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(PackedB<T>::size(k, n))));
-  return PackedB<T>(b, ldb, transposed, k, n, storage);
+  return pack(b, ldb, transposed, k, n, storage);
 }
 
 // C[rows, packed.n] = A packed + beta C, as gemm computes it for this shape.

@@ -107,7 +107,7 @@ template <class T>
 PackedB<T> pack_w_hh(Tape& tape, const Node* w_hh, bool for_backward) {
   const std::int64_t g = w_hh->shape.rows, h = w_hh->shape.cols;
   const std::int64_t k = for_backward ? g : h, n = for_backward ? h : g;
-  return PackedB<T>(value_of<T>(w_hh), h, !for_backward, k, n, scratch<T>(tape, PackedB<T>::size(k, n)));
+  return pack(value_of<T>(w_hh), h, !for_backward, k, n, scratch<T>(tape, PackedB<T>::size(k, n)));
 }
 
 // rows x cols of `bias` (a sum of two biases when `second` is given) into dst with row stride ld.

@@ -20,6 +20,22 @@ void for_each_element(Tensor& t, F&& f) {
     for (std::int64_t i = 0; i < t.numel(); ++i) f(p[i]);
   }
 }
+
+// In double, in 8 partial sums added at the end: a single running sum is a chain of dependent adds that
+// does not vectorise (4.5 M of them, 5 ms, per update of an LSTM at hidden 1024). The order is fixed, so the
+// result does not vary between runs.
+template <class T>
+double sum_of_squares(const T* v, std::int64_t n) {
+  constexpr int lanes = 8;
+  double part[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    for (int j = 0; j < lanes; ++j) part[j] += static_cast<double>(v[i + j]) * v[i + j];
+  for (; i < n; ++i) part[0] += static_cast<double>(v[i]) * v[i];
+  double total = 0;
+  for (double p : part) total += p;
+  return total;
+}
 }  // namespace
 
 Optimizer::Optimizer(OptimizerConfig config) : config_(std::move(config)) {
@@ -213,8 +229,11 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::state(const std::vector<
 
 double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
   double total = 0;
-  for (Parameter* p : params)
-    for_each_element(p->grad(), [&](auto v) { total += static_cast<double>(v) * v; });
+  for (Parameter* p : params) {
+    const Tensor& g = p->grad();
+    total += g.dtype() == autodiff::DType::f32 ? sum_of_squares(g.data<float>(), g.numel())
+                                               : sum_of_squares(g.data<double>(), g.numel());
+  }
   const double norm = std::sqrt(total);
   if (norm > max_norm && norm > 0) {
     const double factor = max_norm / norm;
