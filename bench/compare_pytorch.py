@@ -131,12 +131,13 @@ def run_torch(cell, hidden, steps, batch, vocab, k, seed=1):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_rewind(rewind, cell, hidden, steps, batch, vocab, k):
+def run_rewind(rewind, cell, hidden, steps, batch, vocab, k, precision="f32"):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.json")
         spec = f"truncated:{k}" if k > 0 else "full"
         subprocess.run([rewind, "bench-memory", "--model", cell, "--seq", str(steps), "--trainers", spec, "--hidden",
-                        str(hidden), "--batch", str(batch), "--input", str(vocab), "--json", out],
+                        str(hidden), "--batch", str(batch), "--input", str(vocab), "--precision", precision,
+                        "--json", out],
                        check=True, capture_output=True)
         with open(out) as f:
             return json.load(f)[0]

@@ -30,6 +30,7 @@ struct BenchSetup {
   std::int64_t hidden = 128, batch = 32, input = 64;
   std::int64_t passes = 1;
   std::uint64_t seed = 1;
+  std::string precision = "f32";  // of the products: f32 or bf16 (autodiff::MatmulPrecision)
 };
 
 // "truncated:20" -> ("truncated", {k: 20}); "truncated:5:25" -> k1, k2; "checkpointed:50" -> segment.
@@ -78,6 +79,8 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
   config.seed = s.seed;
   auto model = registry.make_model(s.model, config);
   auto trainer = registry.make_trainer(name, options);
+  const autodiff::MatmulPrecisionGuard products(s.precision == "bf16" ? autodiff::MatmulPrecision::bf16
+                                                                      : autodiff::MatmulPrecision::f32);
   trainers::Optimizer sgd({.kind = "sgd", .lr = 1e-3});
   trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return data; },
                       {.max_passes = s.passes});
@@ -180,8 +183,10 @@ int run_bench_memory(int argc, const char* const* argv) {
       "input", po::value(&s.input)->default_value(s.input),
       "embedding size = vocabulary of the random tokens")(
       "passes", po::value(&s.passes)->default_value(s.passes), "passes over the T steps per configuration")(
-      "seed", po::value(&s.seed)->default_value(s.seed), "seed")("csv", po::value(&csv_path),
-                                                                 "write the table as CSV")(
+      "seed", po::value(&s.seed)->default_value(s.seed), "seed")(
+      "precision", po::value(&s.precision)->default_value(s.precision),
+      "products in f32, or bf16 (operands rounded to bfloat16, sums in f32; CPUs with AVX512_BF16)")(
+      "csv", po::value(&csv_path), "write the table as CSV")(
       "json", po::value(&json_path), "write the results as JSON")("plot", po::value(&plot),
                                                                   "write a PNG with gnuplot")(
       "child-trainer", po::value(&child_trainer), "(internal) run one configuration and print it as JSON")(
@@ -206,10 +211,16 @@ int run_bench_memory(int argc, const char* const* argv) {
     if (lengths.back() < 1) throw std::invalid_argument("--seq: lengths must be positive, got " + t);
   }
   for (const std::string& spec : specs) parse_trainer(spec);  // reject a bad spec before running anything
+  if (s.precision != "f32" && s.precision != "bf16")
+    throw std::invalid_argument("--precision must be f32 or bf16, got '" + s.precision + "'");
+  if (s.precision == "bf16")
+    if (const std::string why = autodiff::bf16_unavailable_reason(); !why.empty())
+      throw std::invalid_argument("--precision bf16 cannot run here: " + why);
   const double min_floats = minimum_saved_floats(s.model, s.hidden, s.input);
   std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) +
                        " --batch " + std::to_string(s.batch) + " --input " + std::to_string(s.input) +
-                       " --passes " + std::to_string(s.passes) + " --seed " + std::to_string(s.seed);
+                       " --passes " + std::to_string(s.passes) + " --seed " + std::to_string(s.seed) +
+                       " --precision " + s.precision;
   for (const std::string& f : plugin_options.files) common += " --plugin " + shell_quote(f);
   for (const std::string& d : plugin_options.directories) common += " --plugin-dir " + shell_quote(d);
   const std::string self = boost::dll::program_location().string();

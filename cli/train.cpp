@@ -159,6 +159,8 @@ void TrainOptions::add_optimizer_options(po::options_description& o) {
       "windows per update: their gradients summed into one update (gradient accumulation)")(
       "keep-denormals", po::bool_switch(),
       "compute with denormal floats instead of flushing them to zero (slower on many CPUs)")(
+      "precision", po::value(&c.precision)->default_value(c.precision),
+      "products in f32, or bf16: operands rounded to bfloat16, sums in f32 (CPUs with AVX512_BF16)")(
       "on-nonfinite", po::value(&outputs.on_nonfinite)->default_value(outputs.on_nonfinite),
       "a non-finite loss or gradient: stop (save the last good parameters), or skip the update")(
       "max-skips", po::value(&outputs.max_skips)->default_value(outputs.max_skips),

@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bf16_gemm.hpp"
 #include "fast_math.hpp"
 #include "node.hpp"
 #include "packed_gemm.hpp"
@@ -284,10 +285,27 @@ void row_gemm(bool tb, std::int64_t n, std::int64_t k, const T* a, const T* b, s
   }
 }
 
+// Products of f32 tensors in bf16 (MatmulPrecision::bf16): those with at least this many multiply-adds per
+// element rounded (m n k / (m k + k n), which is m n / (m + n)), where rounding and packing both operands
+// costs a few percent of the product. A window's dW_hh (4H x H from B k rows) has 800 at hidden 1024; its
+// dW_ih and dx (64 inputs) have 60 and stay f32, as do the per-step products by a parameter.
+constexpr std::int64_t bf16_min_reuse = 256;
+
+inline bool bf16_products() {
+  return matmul_precision() == MatmulPrecision::bf16;
+}
+
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc = 0) {
   if (ldc == 0) ldc = n;
+  if constexpr (std::is_same_v<T, float>) {
+    if (m * n >= bf16_min_reuse * (m + n) && m * n * k >= 2 * gemm_min_work && (beta == 0 || beta == 1) &&
+        bf16_products()) {
+      bf16::gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+  }
   if (m == 1 && !ta && n * k < 2 * gemm_min_work) {
     row_gemm(tb, n, k, a, b, ldb, beta, c);
     return;

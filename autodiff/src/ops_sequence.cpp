@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 
 #include "kernels.hpp"
 #include "packed_gemm.hpp"
@@ -102,12 +103,33 @@ T* scratch(Tape& tape, std::int64_t count) {
 }
 
 // W_hh [gates * H, H] packed once per window for the per-step products: h_{t-1} W_hh^T in forward,
-// d(gates)_t W_hh in backward.
+// d(gates)_t W_hh in backward. In bf16 when f32 products are (MatmulPrecision::bf16).
 template <class T>
-PackedB<T> pack_w_hh(Tape& tape, const Node* w_hh, bool for_backward) {
+struct RecurrentWeight {
+  PackedB<T> f32;
+  std::optional<bf16::PackedB> rounded;
+
+  // C [rows, n] = A [rows, k] W (+ C when add).
+  void multiply(std::int64_t rows, const T* a, std::int64_t lda, bool add, T* c, std::int64_t ldc) const {
+    if constexpr (std::is_same_v<T, float>)
+      if (rounded) return bf16::packed_gemm(rows, a, lda, *rounded, add, c, ldc);
+    packed_gemm(rows, a, lda, f32, add, c, ldc);
+  }
+};
+
+template <class T>
+RecurrentWeight<T> pack_w_hh(Tape& tape, const Node* w_hh, bool for_backward) {
   const std::int64_t g = w_hh->shape.rows, h = w_hh->shape.cols;
   const std::int64_t k = for_backward ? g : h, n = for_backward ? h : g;
-  return pack(value_of<T>(w_hh), h, !for_backward, k, n, scratch<T>(tape, PackedB<T>::size(k, n)));
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) {
+      auto* storage = static_cast<std::uint16_t*>(Recorder::allocate_tensor(
+          tape, sizeof(std::uint16_t) * static_cast<std::size_t>(bf16::PackedB::size(k, n))));
+      return {PackedB<T>(static_cast<const T*>(nullptr), k, n),
+              bf16::pack(value_of<T>(w_hh), h, !for_backward, k, n, storage)};
+    }
+  }
+  return {pack(value_of<T>(w_hh), h, !for_backward, k, n, scratch<T>(tape, PackedB<T>::size(k, n))), {}};
 }
 
 // rows x cols of `bias` (a sum of two biases when `second` is given) into dst with row stride ld.
@@ -190,12 +212,12 @@ Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(y, d.steps * b, h, h, value_of<T>(n->inputs[4]), value_of<T>(n->inputs[5]));
     gemm<T>(false, true, d.steps * b, h, d.input, value_of<T>(n->inputs[0]), d.input,
             value_of<T>(n->inputs[2]), d.input, T(1), y);
-    const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
         T* yt = y + (t * b + rows.begin) * h;
-        packed_gemm(rows.count(), step_state(prev, n->resets, t, b, rows, h, masked), h, w_hh, true, yt, h);
+        w_hh.multiply(rows.count(), step_state(prev, n->resets, t, b, rows, h, masked), h, true, yt, h);
         for (std::int64_t i = 0; i < rows.count() * h; ++i) yt[i] = kernels::tanh(yt[i]);
       }
     });
@@ -212,14 +234,14 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
   T* dpre = static_cast<T*>(n->grad);  // dy, turned into the pre-activation gradient step by step
   T* dh = scratch<T>(tape, b * h);
   std::fill_n(dh, b * h, T(0));
-  const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
   over_batch_rows(b, [&](Rows rows) {
     T* dhr = dh + rows.begin * h;
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
       T* dt = dpre + (t * b + rows.begin) * h;
       const T* yt = y + (t * b + rows.begin) * h;
       for (std::int64_t i = 0; i < rows.count() * h; ++i) dt[i] = (dt[i] + dhr[i]) * (T(1) - yt[i] * yt[i]);
-      packed_gemm(rows.count(), dt, h, w_hh, false, dhr, h);
+      w_hh.multiply(rows.count(), dt, h, false, dhr, h);
       cut_at_resets(dh, n->resets, t, b, rows, h);
     }
   });
@@ -253,14 +275,14 @@ Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, c
     fill_bias_rows(gates, rows, 4 * h, 4 * h, value_of<T>(n->inputs[5]), value_of<T>(n->inputs[6]));
     gemm<T>(false, true, rows, 4 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[3]),
             d.input, T(1), gates);
-    const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], false);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked);
         const T* c_prev = step_state(t == 0 ? value_of<T>(n->inputs[2]) : cs + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked + (masked != nullptr ? b * h : 0));
-        packed_gemm(rows.count(), h_prev, h, w_hh, true, gates + (t * b + rows.begin) * 4 * h, 4 * h);
+        w_hh.multiply(rows.count(), h_prev, h, true, gates + (t * b + rows.begin) * 4 * h, 4 * h);
         for (std::int64_t r = rows.begin; r < rows.end; ++r) {
           T* g = gates + (t * b + r) * 4 * h;
           lstm_forward_row(h, g, g + h, g + 2 * h, g + 3 * h, c_prev + (r - rows.begin) * h,
@@ -292,7 +314,7 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   std::fill_n(dh, b * h, T(0));
   std::fill_n(zeros, b * h, T(0));
   std::memcpy(dc, dy + rows * h, sizeof(T) * b * h);
-  const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], true);
   over_batch_rows(b, [&](Rows rows) {
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
       for (std::int64_t r = rows.begin; r < rows.end; ++r) {
@@ -302,8 +324,7 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
         lstm_backward_row(h, g, g + h, g + 2 * h, g + 3 * h, cs + (t * b + r) * h, c_prev,
                           dy + (t * b + r) * h, dh + r * h, dc + r * h, hs + (t * b + r) * h);
       }
-      packed_gemm(rows.count(), gates + (t * b + rows.begin) * 4 * h, 4 * h, w_hh, false, dh + rows.begin * h,
-                  h);
+      w_hh.multiply(rows.count(), gates + (t * b + rows.begin) * 4 * h, 4 * h, false, dh + rows.begin * h, h);
       cut_at_resets(dh, n->resets, t, b, rows, h);
       cut_at_resets(dc, n->resets, t, b, rows, h);
     }
@@ -338,14 +359,14 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(saved, rows, 3 * h, 4 * h, value_of<T>(n->inputs[4]));
     gemm<T>(false, true, rows, 3 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[2]),
             d.input, T(1), saved, 4 * h);
-    const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
                                      b, rows, h, masked);
         T* ghs = gh + rows.begin * 3 * h;
         fill_bias_rows(ghs, rows.count(), 3 * h, 3 * h, value_of<T>(n->inputs[5]));
-        packed_gemm(rows.count(), h_prev, h, w_hh, true, ghs, 3 * h);
+        w_hh.multiply(rows.count(), h_prev, h, true, ghs, 3 * h);
         for (std::int64_t r = rows.begin; r < rows.end; ++r) {
           T* s = saved + (t * b + r) * 4 * h;
           const T* ghr = gh + r * 3 * h;
@@ -368,7 +389,7 @@ void backward_gru_sequence(Tape& tape, Node* n) {
   const T* y = value_of<T>(n);
   const T* h0 = value_of<T>(n->inputs[1]);
   const T* dy = dy_of<T>(n);
-  const PackedB<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
   T* dh = scratch<T>(tape, 2 * b * h);
   T* zeros = dh + b * h;  // the previous h of a restarting row
   T* dgh = scratch<T>(tape, b * 3 * h);
@@ -383,7 +404,7 @@ void backward_gru_sequence(Tape& tape, Node* n) {
         gru_backward_row(h, s, s + h, s + 2 * h, s + 3 * h, dg, dg + h, dg + 2 * h, h_prev,
                          dy + (t * b + r) * h, dh + r * h);
       }
-      packed_gemm(rows.count(), dgh + rows.begin * 3 * h, 3 * h, w_hh, true, dh + rows.begin * h, h);
+      w_hh.multiply(rows.count(), dgh + rows.begin * 3 * h, 3 * h, true, dh + rows.begin * h, h);
       cut_at_resets(dh, n->resets, t, b, rows, h);
     }
   });

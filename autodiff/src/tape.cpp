@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "bf16_gemm.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "recorder.hpp"
@@ -476,6 +477,29 @@ FlushDenormalsGuard::~FlushDenormalsGuard() {
 bool flushing_denormals() {
   return parallel::flush_denormals_bits != 0 &&
          (parallel::float_mode() & parallel::flush_denormals_bits) == parallel::flush_denormals_bits;
+}
+
+namespace {
+std::atomic<MatmulPrecision> product_precision{MatmulPrecision::f32};
+}
+void set_matmul_precision(MatmulPrecision precision) {
+  if (precision == MatmulPrecision::bf16)
+    if (const std::string why = bf16_unavailable_reason(); !why.empty())
+      throw std::runtime_error("bf16 products are not available: " + why);
+  product_precision.store(precision, std::memory_order_relaxed);
+}
+MatmulPrecision matmul_precision() {
+  return product_precision.load(std::memory_order_relaxed);
+}
+std::string bf16_unavailable_reason() {
+  static const std::string reason = kernels::bf16::unsupported_reason();
+  return reason;
+}
+MatmulPrecisionGuard::MatmulPrecisionGuard(MatmulPrecision precision) : previous_(matmul_precision()) {
+  set_matmul_precision(precision);
+}
+MatmulPrecisionGuard::~MatmulPrecisionGuard() {
+  product_precision.store(previous_, std::memory_order_relaxed);
 }
 
 EvalModeGuard::EvalModeGuard() : previous_(training_mode) {

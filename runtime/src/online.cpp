@@ -215,6 +215,7 @@ struct OnlineLearner::Impl {
       throw std::logic_error("online: the stored state is for step " + std::to_string(stored_step) +
                              ", the update starts at " + std::to_string(start));
     const autodiff::FlushDenormalsGuard denormals(run.flush_denormals);  // as rewind train learns
+    const autodiff::MatmulPrecisionGuard products(run.matmul_precision());
     models::Model& model = predictor.model();
     for (autodiff::Parameter* p : params) p->zero_grad();
     tape.clear();

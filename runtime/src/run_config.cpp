@@ -99,6 +99,7 @@ std::string RunConfig::to_json() const {
   j["accumulate"] = accumulate;
   j["clip"] = clip;
   j["flush_denormals"] = flush_denormals;
+  j["precision"] = precision;
   j["csv"] = {{"inputs", csv.inputs},
               {"targets", csv.targets},
               {"target_columns", csv.target_columns},
@@ -159,6 +160,7 @@ RunConfig RunConfig::from_json(const std::string& text) {
     c.accumulate = j.value("accumulate", c.accumulate);
     c.clip = j.at("clip");
     c.flush_denormals = j.value("flush_denormals", false);
+    c.precision = j.value("precision", std::string("f32"));
     const json& csv = j.at("csv");
     c.csv = {csv.at("inputs"), csv.at("targets"), csv.at("target_columns"), csv.at("reset_column")};
     // Added with issue 23: runs saved before read their series as they did (no keys, no gaps, no transform).
@@ -241,6 +243,11 @@ void RunConfig::validate() const {
     refuse("a token file (--token-dtype) needs --vocab-size N or --vocab FILE");
   if (!(clip >= 0 && std::isfinite(clip)))
     refuse("--clip must be >= 0 (0: no clipping), got " + std::to_string(clip));
+  if (precision != "f32" && precision != "bf16")
+    refuse("--precision must be f32 or bf16, got '" + precision + "'");
+  if (precision == "bf16")
+    if (const std::string why = autodiff::bf16_unavailable_reason(); !why.empty())
+      refuse("--precision bf16 cannot run here: " + why);
   trainers::Optimizer{optimizer};  // refuses its own options, naming them
 }
 

@@ -448,6 +448,7 @@ void Training::validate(std::int64_t update, const TrainingEvents& events) {
 
 void Training::train(const TrainingEvents& events) {
   const autodiff::FlushDenormalsGuard denormals(config_.flush_denormals);
+  const autodiff::MatmulPrecisionGuard products(config_.matmul_precision());
   const RunOutputs& out = config_.outputs;
   s_->warn = events.warning;
   try {
@@ -486,6 +487,7 @@ void Training::train(const TrainingEvents& events) {
 
 void Training::finish(const TrainingEvents& events, bool interrupted) {
   const autodiff::FlushDenormalsGuard denormals(config_.flush_denormals);
+  const autodiff::MatmulPrecisionGuard products(config_.matmul_precision());
   if (!interrupted) {  // when interrupted, save first: a grace period may be short
     for (const auto& [label, metric, data, series] :
          {std::tuple{"validation (final)", "eval", validation(), s_->data.series_validation()},

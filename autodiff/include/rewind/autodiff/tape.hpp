@@ -203,6 +203,31 @@ class REWIND_AUTODIFF_EXPORT FlushDenormalsGuard {
 };
 REWIND_AUTODIFF_EXPORT bool flushing_denormals();  // on this thread
 
+// How products of f32 tensors are computed (the GEMMs of matmul, linear, the cells and the sequence ops'
+// recurrences): in f32, or with both operands rounded to bfloat16 and the products summed in f32, on
+// AVX512_BF16's vdpbf16ps at twice the f32 rate. f64 products are always f64 (gradcheck is unaffected); the
+// pointwise work, parameters and gradients stay f32. Process-wide, like torch.set_float32_matmul_precision.
+// A few products keep f32 whatever the setting: linear_cross_entropy's head, and a per-step product by a
+// parameter under 128 rows. docs/performance.md, "bf16".
+enum class MatmulPrecision { f32, bf16 };
+// Throws std::runtime_error, with the reason, for bf16 on a CPU that cannot (bf16_unavailable_reason()).
+REWIND_AUTODIFF_EXPORT void set_matmul_precision(MatmulPrecision precision);
+REWIND_AUTODIFF_EXPORT MatmulPrecision matmul_precision();
+// Empty when this CPU runs bf16 products; otherwise why not.
+REWIND_AUTODIFF_EXPORT std::string bf16_unavailable_reason();
+
+// set_matmul_precision while alive, the previous precision restored after.
+class REWIND_AUTODIFF_EXPORT MatmulPrecisionGuard {
+ public:
+  explicit MatmulPrecisionGuard(MatmulPrecision precision);
+  ~MatmulPrecisionGuard();
+  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
+  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
+
+ private:
+  MatmulPrecision previous_;
+};
+
 // Training or evaluation, per thread (PyTorch's train() / eval()): dropout is the identity in evaluation. A
 // mode, not a flag per op; separate from NoGradGuard (recording nothing is not the same as evaluating).
 // Training by default; evaluate(), sample() and validation run under EvalModeGuard.

@@ -73,6 +73,12 @@ struct REWIND_RUNTIME_EXPORT RunConfig {
   // Denormal floats read and written as zero while training (autodiff::FlushDenormalsGuard): part of the run,
   // since it can change the last bits of a result. Runs saved before it was recorded resume without.
   bool flush_denormals = true;
+  // Products while training: "f32", or "bf16" (bf16 operands, f32 sums: autodiff::MatmulPrecision). Part of
+  // the run; runs saved before it was recorded are f32.
+  std::string precision = "f32";
+  autodiff::MatmulPrecision matmul_precision() const {
+    return precision == "bf16" ? autodiff::MatmulPrecision::bf16 : autodiff::MatmulPrecision::f32;
+  }
   // Updates between validation runs (0: only at the end). Part of the run: the plateau schedule, the best
   // checkpoint and early stopping count validation runs, so a resume keeps it unless told otherwise.
   std::int64_t eval_every = 500;
