@@ -18,6 +18,7 @@
 #include "plot.hpp"
 #include "plugin_options.hpp"
 #include "rewind/trainers/loop.hpp"
+#include "rewind/trainers/schedule.hpp"
 
 namespace po = boost::program_options;
 using json = nlohmann::json;
@@ -33,7 +34,8 @@ struct BenchSetup {
   std::string precision = "f32";  // of the products: f32 or bf16 (autodiff::MatmulPrecision)
 };
 
-// "truncated:20" -> ("truncated", {k: 20}); "truncated:5:25" -> k1, k2; "checkpointed:50" -> segment.
+// "truncated:20" -> ("truncated", {k: 20}); "truncated:5:25" -> k1, k2; "checkpointed:50" -> segment;
+// "checkpointed:5%" or "checkpointed:50MiB" -> memory_budget.
 std::pair<std::string, std::map<std::string, std::string>> parse_trainer(const std::string& spec) {
   std::vector<std::string> parts;
   std::stringstream ss(spec);
@@ -44,11 +46,15 @@ std::pair<std::string, std::map<std::string, std::string>> parse_trainer(const s
     options["k"] = parts[1];
   else if (parts[0] == "truncated" && parts.size() == 3)
     options["k1"] = parts[1], options["k2"] = parts[2];
-  else if (parts[0] == "checkpointed" && parts.size() == 2)
+  else if (parts[0] == "checkpointed" && parts.size() == 2 &&
+           parts[1].find_first_not_of("0123456789") == std::string::npos)
     options["segment"] = parts[1];
+  else if (parts[0] == "checkpointed" && parts.size() == 2)
+    options["memory_budget"] = (trainers::parse_budget(parts[1], 100), parts[1]);  // refuses a bad one now
   else if (parts.size() != 1)
     throw std::invalid_argument("trainer spec '" + spec +
-                                "': expected full, truncated:K, truncated:K1:K2 or checkpointed[:C]");
+                                "': expected full, truncated:K, truncated:K1:K2, checkpointed[:C] or "
+                                "checkpointed:BUDGET (50MiB, 5%)");
   return {parts[0], options};
 }
 
@@ -62,9 +68,8 @@ double minimum_saved_floats(const std::string& model, std::int64_t hidden, std::
   return 0;
 }
 
-json run_child(const plugins::Registry& registry, const BenchSetup& s, const std::string& trainer_spec,
-               std::int64_t steps) {
-  const auto [name, options] = parse_trainer(trainer_spec);
+// T steps of random tokens, every one a target.
+trainers::TokenData random_tokens(const BenchSetup& s, std::int64_t steps) {
   trainers::TokenData data(s.batch, steps, s.input);
   std::mt19937_64 rng(s.seed);
   for (std::int64_t t = 0; t < steps; ++t)
@@ -72,12 +77,24 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
       data.input(t, b) = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(s.input));
       data.target(t, b) = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(s.input));
     }
+  return data;
+}
+
+std::unique_ptr<models::Model> bench_model(const plugins::Registry& registry, const BenchSetup& s,
+                                           const std::map<std::string, std::string>& options) {
   models::ModelConfig config;
   config.vocab_size = s.input;
   config.input_size = s.input;
   config.hidden_size = s.hidden;
   config.seed = s.seed;
-  auto model = registry.make_model(s.model, config);
+  return registry.make_model(s.model, config, options);
+}
+
+json run_child(const plugins::Registry& registry, const BenchSetup& s, const std::string& trainer_spec,
+               std::int64_t steps, const std::map<std::string, std::string>& model_options) {
+  const auto [name, options] = parse_trainer(trainer_spec);
+  const trainers::TokenData data = random_tokens(s, steps);
+  auto model = bench_model(registry, s, model_options);
   auto trainer = registry.make_trainer(name, options);
   const autodiff::MatmulPrecisionGuard products(s.precision == "bf16" ? autodiff::MatmulPrecision::bf16
                                                                       : autodiff::MatmulPrecision::f32);
@@ -85,10 +102,11 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
   trainers::Loop loop(*model, *trainer, sgd, [&](std::int64_t) -> const trainers::Dataset& { return data; },
                       {.max_passes = s.passes});
   std::size_t tape_peak = 0;
-  std::int64_t updates = 0, recorded = 0;
+  std::int64_t updates = 0, recorded = 0, held_peak = 0;
   const auto started = std::chrono::steady_clock::now();
   loop.run([&](const trainers::UpdateReport& r) {
     tape_peak = std::max(tape_peak, r.stats.tape.peak_bytes);
+    held_peak = std::max({held_peak, r.stats.held_bytes, static_cast<std::int64_t>(r.stats.tape.peak_bytes)});
     recorded += r.steps_recorded;
     ++updates;
     return true;
@@ -101,6 +119,7 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
           {"steps", steps},
           {"updates", updates},
           {"tape_peak_bytes", tape_peak},
+          {"held_peak_bytes", held_peak},
           {"peak_rss_bytes", static_cast<std::int64_t>(usage.ru_maxrss) * 1024},
           {"seconds", seconds},
           {"us_per_step", seconds / processed * 1e6},
@@ -136,6 +155,29 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
   render_gnuplot(png, "1400,560", gp.str());
 }
 
+// The trade-off as one picture per T: time per step against the memory held at its highest, every trainer a
+// point (the budgets of the optimal plan a line from the least memory to full BPTT's).
+void write_budget_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs,
+                       const std::vector<std::int64_t>& lengths, const BenchSetup& s) {
+  std::ostringstream gp;
+  gp << "set datafile separator ','\nset key top right\nset grid\nset logscale x\n"
+     << "set multiplot layout 1," << lengths.size() << " title '" << s.model << ", hidden " << s.hidden
+     << ", batch " << s.batch << ": exact gradient within a memory budget, against full and truncated BPTT'\n"
+     << "set xlabel 'tape and kept states at their highest (MiB)'\nset ylabel 'us per time step'\n";
+  for (std::int64_t T : lengths) {
+    gp << "set title 'T = " << T << "'\nplot '" << csv << "' using ($3 == " << T
+       << " && strstrt(strcol(2), '%') > 0 ? $9/1048576 : 1/0):7 with linespoints lw 2 title 'optimal plan "
+          "(budgets)'";
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      if (specs[i].find('%') == std::string::npos)
+        gp << ", '' using ($1 == " << i << " && $3 == " << T << " ? $9/1048576 : 1/0):7 with points pt "
+           << 5 + i << " ps 2 title '" << specs[i] << "'";
+    gp << "\n";
+  }
+  gp << "unset multiplot\n";
+  render_gnuplot(png, std::to_string(700 * lengths.size()) + ",560", gp.str());
+}
+
 // One configuration in a child process of its own (a fresh peak RSS); its JSON result, or the reason it
 // failed.
 std::optional<json> run_in_child(const std::string& command, std::string& why) {
@@ -155,11 +197,12 @@ std::optional<json> run_in_child(const std::string& command, std::string& why) {
 void write_csv(const std::string& path, const json& results, const std::string& option) {
   std::ostringstream csv;
   csv << "trainer_index,trainer,steps,tape_peak_bytes,peak_rss_bytes,minimum_saved_bytes_full,us_per_step,"
-         "steps_x_batch_per_second\n";
+         "steps_x_batch_per_second,held_peak_bytes,steps_recorded\n";
   for (const json& r : results)
     csv << r["trainer_index"] << ',' << r["trainer"].get<std::string>() << ',' << r["steps"] << ','
         << r["tape_peak_bytes"] << ',' << r["peak_rss_bytes"] << ',' << r["minimum_saved_bytes_full"] << ','
-        << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << '\n';
+        << r["us_per_step"] << ',' << r["steps_x_batch_per_second"] << ',' << r["held_peak_bytes"] << ','
+        << r["steps_recorded"] << '\n';
   write_text_file(path, csv.str(), option);
 }
 
@@ -170,14 +213,18 @@ int run_bench_memory(int argc, const char* const* argv) {
   PluginOptions plugin_options;
   std::string seq = "100,1000,10000", trainer_list = "full,truncated:20,checkpointed", csv_path, json_path,
               plot;
-  std::string child_trainer;
+  std::string child_trainer, budgets;
   std::int64_t child_steps = 0;
   po::options_description options("rewind bench-memory options");
   options.add_options()("help,h", "show this help")("model", po::value(&s.model)->default_value(s.model),
                                                     "model plugin")(
       "seq", po::value(&seq)->default_value(seq), "sequence lengths T, comma-separated")(
       "trainers", po::value(&trainer_list)->default_value(trainer_list),
-      "full, truncated:K, truncated:K1:K2, checkpointed[:C], comma-separated")(
+      "full, truncated:K, truncated:K1:K2, checkpointed[:C] (C steps between kept states), "
+      "checkpointed:BUDGET (50MiB, 5% of full's tape: the optimal plan), comma-separated")(
+      "budgets", po::value(&budgets),
+      "memory budgets to sweep with the checkpointed trainer's optimal plan (e.g. 1%,2%,5%,10%,25%), "
+      "after --trainers; --plot then draws time per step against peak memory")(
       "hidden", po::value(&s.hidden)->default_value(s.hidden), "hidden size")(
       "batch", po::value(&s.batch)->default_value(s.batch), "batch rows")(
       "input", po::value(&s.input)->default_value(s.input),
@@ -200,11 +247,13 @@ int run_bench_memory(int argc, const char* const* argv) {
     return 0;
   const plugins::Registry registry = plugin_options.load(true);
   if (!child_trainer.empty()) {
-    std::cout << run_child(registry, s, child_trainer, child_steps).dump() << std::endl;
+    std::cout << run_child(registry, s, child_trainer, child_steps, plugin_options.option_map()).dump()
+              << std::endl;
     return 0;
   }
 
-  const std::vector<std::string> specs = split_list(trainer_list);
+  std::vector<std::string> specs = split_list(trainer_list);
+  for (const std::string& budget : split_list(budgets)) specs.push_back("checkpointed:" + budget);
   std::vector<std::int64_t> lengths;
   for (const std::string& t : split_list(seq)) {
     lengths.push_back(parse_integer(t, "--seq"));
@@ -223,10 +272,11 @@ int run_bench_memory(int argc, const char* const* argv) {
                        " --precision " + s.precision;
   for (const std::string& f : plugin_options.files) common += " --plugin " + shell_quote(f);
   for (const std::string& d : plugin_options.directories) common += " --plugin-dir " + shell_quote(d);
+  for (const std::string& o : plugin_options.settings) common += " --option " + shell_quote(o);
   const std::string self = boost::dll::program_location().string();
 
-  std::printf("%-18s %8s %8s %14s %14s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB",
-              "peak RSS MiB", "us / step", "steps x batch/s", "min saved MiB");
+  std::printf("%-18s %8s %8s %14s %12s %14s %9s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB",
+              "held MiB", "peak RSS MiB", "fwd/step", "us / step", "steps x batch/s", "min saved MiB");
   json results = json::array();
   int failed = 0;
   for (std::size_t i = 0; i < specs.size(); ++i)
@@ -244,25 +294,140 @@ int run_bench_memory(int argc, const char* const* argv) {
       json& r = *result;
       r["trainer_index"] = i;
       r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
-      std::printf("%-18s %8lld %8lld %14s %14s %12.1f %16.0f %14s\n", specs[i].c_str(),
+      std::printf("%-18s %8lld %8lld %14s %12s %14s %9.3f %12.1f %16.0f %14s\n", specs[i].c_str(),
                   static_cast<long long>(steps), static_cast<long long>(r["updates"].get<std::int64_t>()),
                   mib(r["tape_peak_bytes"].get<double>()).c_str(),
-                  mib(r["peak_rss_bytes"].get<double>()).c_str(), r["us_per_step"].get<double>(),
-                  r["steps_x_batch_per_second"].get<double>(),
+                  mib(r["held_peak_bytes"].get<double>()).c_str(),
+                  mib(r["peak_rss_bytes"].get<double>()).c_str(),
+                  r["steps_recorded"].get<double>() / static_cast<double>(steps * s.passes),
+                  r["us_per_step"].get<double>(), r["steps_x_batch_per_second"].get<double>(),
                   mib(r["minimum_saved_bytes_full"].get<double>()).c_str());
       std::fflush(stdout);
       results.push_back(r);
     }
   std::printf(
-      "min saved: the activations full BPTT must keep at the least, %.0f floats per row and step for %s\n",
+      "held: tape and kept states at their highest together; fwd/step: forward steps run per step (1: no "
+      "recomputation)\nmin saved: the activations full BPTT must keep at the least, %.0f floats per row and "
+      "step for %s\n",
       min_floats, s.model.c_str());
   std::string csv_for_plot = csv_path.empty() && !plot.empty() ? plot + ".csv" : csv_path;
   if (!csv_for_plot.empty()) write_csv(csv_for_plot, results, csv_path.empty() ? "--plot" : "--csv");
   if (!json_path.empty()) write_text_file(json_path, results.dump(2) + "\n", "--json");
-  if (!plot.empty()) write_plot(plot, csv_for_plot, specs, s);
+  if (!plot.empty() && budgets.empty()) write_plot(plot, csv_for_plot, specs, s);
+  if (!plot.empty() && !budgets.empty()) write_budget_plot(plot, csv_for_plot, specs, lengths, s);
   if (failed > 0) {
     std::fprintf(stderr, "rewind bench-memory: %d configuration(s) failed\n", failed);
     return 1;
+  }
+  return 0;
+}
+
+std::string bytes_text(std::int64_t bytes) {
+  char buf[32];
+  if (bytes >= (1 << 20))
+    std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(bytes) / (1 << 20));
+  else if (bytes >= (1 << 10))
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / (1 << 10));
+  else
+    std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(bytes));
+  return buf;
+}
+
+json plan_json(const trainers::CheckpointPlan& p) {
+  return {{"forward_steps", p.forward_steps}, {"recomputed_steps", p.recomputed_steps()},
+          {"peak_bytes", p.peak_bytes},       {"max_kept", p.max_kept},
+          {"reversals", p.reversals},         {"longest_reversal", p.longest_reversal},
+          {"granularity", p.granularity}};
+}
+
+int run_plan(int argc, const char* const* argv) {
+  BenchSetup s;
+  PluginOptions plugin_options;
+  std::int64_t steps = 1000;
+  std::string budget, json_path;
+  bool show_actions = false;
+  po::options_description options("rewind plan options");
+  options.add_options()("help,h", "show this help")("model", po::value(&s.model)->default_value(s.model),
+                                                    "model plugin")(
+      "seq", po::value(&steps)->default_value(steps), "sequence length T")(
+      "memory-budget", po::value(&budget)->required(),
+      "bytes for kept states and tape (50MiB, 2GiB, 123) or a percentage of full BPTT's tape (5%)")(
+      "hidden", po::value(&s.hidden)->default_value(s.hidden), "hidden size")(
+      "batch", po::value(&s.batch)->default_value(s.batch), "batch rows")(
+      "input", po::value(&s.input)->default_value(s.input), "embedding size = vocabulary")(
+      "actions", po::bool_switch(&show_actions), "print the plan's actions")(
+      "json", po::value(&json_path), "write the plan's figures as JSON");
+  plugin_options.add_to(options);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, vm,
+                          "usage: rewind plan --model lstm --hidden 256 --seq 1000 --memory-budget 50MiB"))
+    return 0;
+  if (steps < 1) throw std::invalid_argument("--seq must be at least 1, got " + std::to_string(steps));
+  const plugins::Registry registry = plugin_options.load(true);
+  auto model = bench_model(registry, s, plugin_options.option_map());
+  // The costs are those of the first steps; a few of them measure every one.
+  const trainers::TokenData data = random_tokens(s, std::min<std::int64_t>(steps, 8));
+  autodiff::Tape tape(model->config().dtype);
+  const trainers::CheckpointCosts costs =
+      trainers::measure_checkpoint_costs(*model, data, tape, model->initial_state(s.batch));
+  const std::int64_t full = trainers::full_tape_bytes(steps, costs);
+  const std::int64_t bytes = trainers::parse_budget(budget, full);
+  const trainers::CheckpointPlan plan = trainers::optimal_checkpoints(steps, costs, bytes);
+  const auto sqrt_segment = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps))));
+  const trainers::CheckpointPlan uniform = trainers::uniform_checkpoints(steps, sqrt_segment, costs);
+
+  const double T = static_cast<double>(steps);
+  std::printf("%s, hidden %lld, batch %lld, input %lld, T = %lld\n", s.model.c_str(),
+              static_cast<long long>(s.hidden), static_cast<long long>(s.batch),
+              static_cast<long long>(s.input), static_cast<long long>(steps));
+  std::printf(
+      "measured: full BPTT's tape %s + %s per step; a reversal's %s + %s per step; an advance's %s + %s "
+      "per step; a kept state %s\n",
+      bytes_text(costs.full_fixed_bytes).c_str(), bytes_text(costs.full_step_bytes).c_str(),
+      bytes_text(costs.fixed_bytes).c_str(), bytes_text(costs.step_bytes).c_str(),
+      bytes_text(costs.advance_fixed_bytes).c_str(), bytes_text(costs.advance_step_bytes).c_str(),
+      bytes_text(costs.state_bytes).c_str());
+  auto row = [&](const std::string& name, std::int64_t peak, std::int64_t forward) {
+    std::printf("  %-28s peak %12s  forward steps %9lld (%.3f per step)\n", name.c_str(),
+                bytes_text(peak).c_str(), static_cast<long long>(forward), static_cast<double>(forward) / T);
+  };
+  row("full BPTT", full, steps);
+  row("checkpointed, segment " + std::to_string(sqrt_segment), uniform.peak_bytes, uniform.forward_steps);
+  row("budget " + bytes_text(bytes), plan.peak_bytes, plan.forward_steps);
+  std::printf(
+      "the plan: %lld recomputed steps, at most %lld states kept, %lld reversals of at most %lld steps; %s\n",
+      static_cast<long long>(plan.recomputed_steps()), static_cast<long long>(plan.max_kept),
+      static_cast<long long>(plan.reversals), static_cast<long long>(plan.longest_reversal),
+      plan.granularity == 1 ? "optimal"
+                            : ("optimal with states kept every " + std::to_string(plan.granularity) +
+                               " steps (T is long for the programme over single steps)")
+                                  .c_str());
+  if (show_actions)
+    for (const trainers::CheckpointAction& a : plan.actions) {
+      if (a.kind == trainers::CheckpointAction::Kind::drop)
+        std::printf("  drop S_%lld\n", static_cast<long long>(a.from));
+      else
+        std::printf("  %s [%lld, %lld)\n",
+                    a.kind == trainers::CheckpointAction::Kind::advance ? "advance" : "reverse",
+                    static_cast<long long>(a.from), static_cast<long long>(a.to));
+    }
+  if (!json_path.empty()) {
+    const json out = {{"model", s.model},
+                      {"hidden", s.hidden},
+                      {"batch", s.batch},
+                      {"input", s.input},
+                      {"steps", steps},
+                      {"budget_bytes", bytes},
+                      {"full_tape_bytes", full},
+                      {"costs",
+                       {{"state_bytes", costs.state_bytes},
+                        {"fixed_bytes", costs.fixed_bytes},
+                        {"step_bytes", costs.step_bytes},
+                        {"advance_fixed_bytes", costs.advance_fixed_bytes},
+                        {"advance_step_bytes", costs.advance_step_bytes}}},
+                      {"plan", plan_json(plan)},
+                      {"sqrt_segments", plan_json(uniform)}};
+    write_text_file(json_path, out.dump(2) + "\n", "--json");
   }
   return 0;
 }

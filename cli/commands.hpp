@@ -13,6 +13,7 @@ int run_eval(int argc, const char* const* argv);
 int run_predict(int argc, const char* const* argv);
 int run_online(int argc, const char* const* argv);
 int run_bench_memory(int argc, const char* const* argv);
+int run_plan(int argc, const char* const* argv);
 int run_plot(int argc, const char* const* argv);
 int run_tokenize(int argc, const char* const* argv);
 int run_analyze(int argc, const char* const* argv);

@@ -31,6 +31,8 @@ constexpr Command commands[] = {
     {"plot", "draw a run's loss and learning-rate curves from its metrics (gnuplot PNG)", rwd::cli::run_plot},
     {"bench-memory", "memory and speed of trainers side by side over sequence lengths (table, CSV, plot)",
      rwd::cli::run_bench_memory},
+    {"plan", "the checkpoint plan for exact BPTT within a memory budget: recomputed steps and peak bytes",
+     rwd::cli::run_plan},
     {"analyze",
      "what truncation costs in gradient: truncated vs full per k (truncation), gradient decay with lag "
      "(horizon)",

@@ -23,6 +23,7 @@
 #include "rewind/runtime/run_config.hpp"
 #include "rewind/runtime/training.hpp"
 #include "rewind/runtime/world.hpp"
+#include "rewind/trainers/schedule.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -56,8 +57,8 @@ struct TrainOptions {
   RunFiles files;
   std::string resume, plot, prime = "ROMEO:", csv_inputs, csv_targets, csv_target_columns, csv_keys,
                             missing = "error", token_mode = "bytes", vocab_file;
-  std::int64_t eval_every = RunConfig().eval_every, sample_length = 300, k = 0, k1 = 0, k2 = 0, segment = 0,
-               memory_budget = 0;
+  std::int64_t eval_every = RunConfig().eval_every, sample_length = 300, k = 0, k1 = 0, k2 = 0, segment = 0;
+  std::string memory_budget;
   double temperature = 0.8;
   bool tie_weights = false, no_save = false;
 
@@ -82,7 +83,9 @@ void TrainOptions::add_run_options(po::options_description& o, bool help) {
       "k1", po::value(&k1), "truncated: steps between updates")(
       "k2", po::value(&k2), "truncated: steps backpropagated per update (>= k1)")(
       "segment", po::value(&segment), "checkpointed: steps between kept states (default ceil(sqrt(T)))")(
-      "memory-budget", po::value(&memory_budget), "checkpointed: tape bytes for one segment")(
+      "memory-budget", po::value(&memory_budget),
+      "checkpointed: bytes (e.g. 50MiB, or 5% of full BPTT's tape) for kept states and tape, planned for the "
+      "fewest recomputed steps; adaptive: tape bytes that cap k2")(
       "trainer-option", po::value(&trainer_settings)->composing(),
       "KEY=VALUE for the trainer plugin (repeatable)")(
       "data", po::value(&c.data),
@@ -216,6 +219,12 @@ bool given(const po::variables_map& vm, const char* option) {
   return vm.count(option) && !vm[option].defaulted();
 }
 
+// --memory-budget as the trainer takes it: checkpointed reads units and percentages itself, adaptive bytes.
+std::string budget_option(const std::string& trainer, const std::string& text) {
+  if (trainer == "checkpointed") return text;
+  return std::to_string(trainers::parse_bytes(text));
+}
+
 // With --resume the stored run defines model, data and hyperparameters: only limits and outputs may be given.
 void refuse_run_options_on_resume(const po::variables_map& vm) {
   static const std::set<std::string> allowed = {"resume",
@@ -240,6 +249,7 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
                                                 "no-save",
                                                 "plugin",
                                                 "plugin-dir",
+                                                "memory-budget",
                                                 "help"};
   for (const auto& [name, value] : vm)
     if (!value.defaulted() && !allowed.count(name))
@@ -249,7 +259,8 @@ void refuse_run_options_on_resume(const po::variables_map& vm) {
                                   "--max-updates, --time-limit, --save, --save-every, --save-every-seconds, "
                                   "--keep-checkpoints, --keep-best, --early-stop, --metrics, --plot, "
                                   "--eval-every, --log-every, --on-nonfinite, --max-skips, --no-save, "
-                                  "--sample-length, --prime, --temperature, --plugin, --plugin-dir)");
+                                  "--sample-length, --prime, --temperature, --plugin, --plugin-dir, and "
+                                  "--memory-budget for the checkpointed trainer)");
 }
 
 // The run's stored output options, with those given again on the command line taking their place.
@@ -295,6 +306,16 @@ SavedRun resumed_run(TrainOptions& o, const po::variables_map& vm) {
   run.config.outputs = resumed_outputs(run.outputs, o.outputs, vm);
   if (vm["eval-every"].defaulted()) o.eval_every = run.config.eval_every;
   run.config.check_data_unchanged();
+  // The budget changes how the gradient is computed, not what it is: the checkpointed trainer plans again.
+  if (vm.count("memory-budget")) {
+    if (run.config.trainer != "checkpointed")
+      throw std::invalid_argument(
+          "--memory-budget with --resume applies to the checkpointed trainer; this run "
+          "uses '" +
+          run.config.trainer + "'");
+    run.config.trainer_options.erase("segment");
+    run.config.trainer_options["memory_budget"] = budget_option(run.config.trainer, o.memory_budget);
+  }
   if (o.files.save.empty() && !o.no_save) {
     if (!run.best_copy_of().empty())
       throw std::invalid_argument(
@@ -368,12 +389,11 @@ RunConfig new_run_config(TrainOptions& o, const po::variables_map& vm) {
   PluginOptions trainer_map;
   trainer_map.settings = o.trainer_settings;
   c.trainer_options = trainer_map.option_map("--trainer-option");
-  for (const auto& [name, value, key] : {std::tuple{"k", o.k, "k"},
-                                         {"k1", o.k1, "k1"},
-                                         {"k2", o.k2, "k2"},
-                                         {"segment", o.segment, "segment"},
-                                         {"memory-budget", o.memory_budget, "memory_budget"}})
+  for (const auto& [name, value, key] :
+       {std::tuple{"k", o.k, "k"}, {"k1", o.k1, "k1"}, {"k2", o.k2, "k2"}, {"segment", o.segment, "segment"}})
     if (vm.count(name)) c.trainer_options[key] = std::to_string(value);
+  if (vm.count("memory-budget"))
+    c.trainer_options["memory_budget"] = budget_option(c.trainer, o.memory_budget);
   // k sets both k1 and k2: given with either, one of them would be silently overridden.
   if (c.trainer_options.count("k") && (c.trainer_options.count("k1") || c.trainer_options.count("k2")))
     throw std::invalid_argument("give --k (k1 = k2 = K) or --k1/--k2, not both");

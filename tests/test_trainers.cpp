@@ -12,6 +12,7 @@
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/trainers/csv.hpp"
 #include "rewind/trainers/loop.hpp"
+#include "rewind/trainers/schedule.hpp"
 #include "trainer_fixtures.hpp"
 
 using namespace rwd;
@@ -123,11 +124,63 @@ TEST_CASE("full, truncated with k >= T and checkpointed all equal a brute-force 
         const trainers::UpdateStats stats = check("checkpointed", {{"segment", std::to_string(segment)}});
         CHECK(stats.steps_recorded == 2 * T - last);
       }
-      // A memory budget below one step's tape keeps every state (segments of 1); a budget above the whole
-      // sequence's records it once.
-      CHECK(check("checkpointed", {{"memory_budget", "1"}}).steps_recorded == 2 * T - 1);
-      CHECK(check("checkpointed", {{"memory_budget", "1000000000000"}}).steps_recorded == T);
+      // Memory budgets from the least to the whole tape: the plan's steps are run, the kept states and the
+      // tape stay within the budget, and below the least the trainer refuses, stating it.
+      auto full = test::builtin_plugins().make_trainer("full", {});
+      full->begin(*model, *data, tape);
+      const trainers::CheckpointCosts costs =
+          trainers::measure_checkpoint_costs(*model, *data, tape, full->stored_state());
+      const std::int64_t least = trainers::minimum_budget(T, costs),
+                         whole = costs.fixed_bytes + T * costs.step_bytes;
+      for (std::int64_t budget = least; budget < whole + (whole - least) / 6; budget += (whole - least) / 6) {
+        INFO("budget " << budget << " bytes");
+        const trainers::UpdateStats stats =
+            check("checkpointed", {{"memory_budget", std::to_string(budget)}});
+        CHECK(stats.steps_recorded == trainers::optimal_checkpoints(T, costs, budget).forward_steps);
+        CHECK(stats.held_bytes <= budget);
+      }
+      CHECK(check("checkpointed", {{"memory_budget", std::to_string(whole)}}).steps_recorded == T);
+      auto trainer = test::builtin_plugins().make_trainer("checkpointed",
+                                                          {{"memory_budget", std::to_string(least - 1)}});
+      trainer->begin(*model, *data, tape);
+      CHECK_THROWS_WITH(trainer->next(*model, *data, tape),
+                        Catch::Contains("below the minimum of " + std::to_string(least) + " bytes"));
     }
+}
+
+TEST_CASE("checkpointed within a memory budget: f32 gradients as full BPTT's, and dropout refused",
+          "[trainers]") {
+  models::ModelConfig config = token_config();
+  config.hidden_size = 16;
+  config.dtype = DType::f32;
+  auto model = test::make_model("lstm", config, true);
+  const auto data = random_tokens(4, 60, 5);
+  Tape tape(DType::f32);
+  std::int64_t recorded = 0;
+  auto gradient = [&](const std::string& name, std::map<std::string, std::string> options) {
+    auto trainer = test::builtin_plugins().make_trainer(name, options);
+    trainer->begin(*model, *data, tape);
+    recorded = trainer->next(*model, *data, tape).steps_recorded;
+    return gradients(*model);
+  };
+  const std::vector<Tensor> full = gradient("full", {});
+  for (const char* budget : {"25%", "50%", "80%"}) {
+    INFO("budget " << budget);
+    const std::vector<Tensor> planned = gradient("checkpointed", {{"memory_budget", budget}});
+    CHECK(recorded > 60);
+    double difference = 0, norm = 0;
+    for (std::size_t i = 0; i < full.size(); ++i)
+      for (std::int64_t k = 0; k < full[i].numel(); ++k) {
+        difference += std::pow(full[i].get(k) - planned[i].get(k), 2);
+        norm += std::pow(full[i].get(k), 2);
+      }
+    CHECK(std::sqrt(difference / norm) <= 1e-6);
+  }
+  config.dropout = 0.1;
+  auto dropped = test::make_model("lstm", config, true);
+  auto trainer = test::builtin_plugins().make_trainer("checkpointed", {{"memory_budget", "50%"}});
+  trainer->begin(*dropped, *data, tape);
+  CHECK_THROWS_WITH(trainer->next(*dropped, *data, tape), Catch::Contains("do not support dropout"));
 }
 
 TEST_CASE("truncated(k1, k2) equals a brute-force unroll per update", "[trainers]") {

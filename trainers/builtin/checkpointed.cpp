@@ -1,11 +1,16 @@
-// Checkpointed BPTT: the exact full-BPTT gradient with sub-linear memory. A forward pass without a tape
-// history keeps the state every c steps; the backward pass recomputes one segment at a time, last first,
-// seeding each segment's end state with the gradient the later segment sent back.
+// Checkpointed BPTT: the exact full-BPTT gradient with less memory. It runs a checkpoint plan
+// (rewind/trainers/schedule.hpp): advances without a tape keep states, reversals record a stretch of steps
+// from a kept state and backpropagate it, seeded with the gradient the later stretch sent back to its end.
+// With `segment` (or neither option) the plan keeps a state every c steps; with `memory_budget` it is the
+// plan with the fewest recomputed steps that fits the budget, from the bytes measured on the first update.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/plugins/plugin.hpp"
+#include "rewind/trainers/schedule.hpp"
 
 namespace rwd::trainers::builtin {
 namespace {
@@ -13,85 +18,142 @@ namespace {
 class Checkpointed final : public Trainer {
  public:
   explicit Checkpointed(const TrainerSpec& spec)
-      : segment_(spec.options.integer("segment")), budget_(spec.options.integer("memory_budget")) {
-    if (segment_ < 0 || budget_ < 0)
-      throw std::invalid_argument("trainer 'checkpointed': segment and memory_budget must be >= 0");
+      : segment_(spec.options.integer("segment")), budget_(spec.options.string("memory_budget")) {
+    if (segment_ < 0) throw std::invalid_argument("trainer 'checkpointed': segment must be >= 0");
+    try {
+      has_budget_ = parse_budget(budget_, std::int64_t{1} << 50) > 0;  // "0" (the default): none
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("trainer 'checkpointed': memory_budget ") + e.what());
+    }
+    if (segment_ > 0 && has_budget_)
+      throw std::invalid_argument("trainer 'checkpointed': give segment or memory_budget, not both");
+  }
+
+  void begin(Model& model, const Dataset& data, Tape& tape) override {
+    Trainer::begin(model, data, tape);
+    tape_peak_ = 0;
   }
 
   UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    const std::int64_t c = segment_length(model, data, tape);
-    const std::int64_t total = count_targets(data, 0, steps_);
-    std::vector<std::vector<Tensor>> starts{stored_};
-    for (std::int64_t begin = 0; begin + c < steps_; begin += c) {  // the states at segment starts
-      autodiff::NoGradGuard no_grad;
-      tape.clear();
-      ModelState state;
-      model.begin(tape, starts.back(), state);
-      starts.emplace_back();
-      const std::int64_t end = begin + c;  // no loss: this pass only keeps the state at each segment's end
-      record_window(
-          model, tape, data, state,
-          {.begin = begin, .end = end, .loss_begin = end, .save_step = end, .saved = &starts.back()});
-    }
+    const CheckpointPlan& plan = plan_for(model, data, tape);
     for (autodiff::Parameter* p : model.parameters()) p->zero_grad();
+    const double total = static_cast<double>(count_targets(data, 0, steps_));
+    std::map<std::int64_t, std::vector<Tensor>> kept;
+    std::int64_t kept_bytes = 0;
+    auto bytes = [](const std::vector<Tensor>& state) {
+      std::int64_t sum = 0;
+      for (const Tensor& t : state) sum += static_cast<std::int64_t>(t.bytes());
+      return sum;
+    };
+    auto state_at = [&](std::int64_t step) -> const std::vector<Tensor>& {
+      return step == 0 ? stored_ : kept.at(step);
+    };
     UpdateStats stats;
     stats.end_step = steps_;
-    std::vector<Tensor> end_grad;  // d loss / d (state at the current segment's end)
-    for (auto j = static_cast<std::int64_t>(starts.size()) - 1; j >= 0; --j) {
-      const std::int64_t begin = j * c, end = std::min(begin + c, steps_);
-      tape.clear();
-      ModelState state;
-      model.begin(tape, starts[static_cast<std::size_t>(j)], state, j > 0);
-      const ModelState leaves = state;
-      const WindowResult w = record_window(
-          model, tape, data, state,
-          {.begin = begin, .end = end, .loss_begin = begin, .normalizer = static_cast<double>(total)});
-      std::vector<autodiff::Seed> seeds;
-      if (w.loss.valid() && w.loss.requires_grad()) seeds.push_back({w.loss, nullptr});
-      std::size_t k = 0;
-      for (const models::State& layer : state)
-        for (const Var& v : layer) {
-          if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});
-          ++k;
+    std::vector<Tensor> end_grad;  // d loss / d (the state where the gradient has reached)
+    for (const CheckpointAction& a : plan.actions) {
+      if (a.kind == CheckpointAction::Kind::drop) {
+        kept_bytes -= bytes(kept.at(a.from));
+        kept.erase(a.from);
+      } else if (a.kind == CheckpointAction::Kind::advance) {
+        std::vector<Tensor> state = state_at(a.from);
+        for (std::int64_t begin = a.from; begin < a.to; begin += a.chunk) {
+          autodiff::NoGradGuard no_grad;
+          clear(tape);
+          ModelState recorded;
+          model.begin(tape, state, recorded);
+          const std::int64_t end = std::min(begin + a.chunk, a.to);  // no loss: only the end state is kept
+          record_window(model, tape, data, recorded,
+                        {.begin = begin, .end = end, .loss_begin = end, .save_step = end, .saved = &state});
+          held(stats, kept_bytes + bytes(state), tape);  // the state being made, and the chunk's tape
         }
-      if (!seeds.empty()) tape.backward(seeds);
-      if (j > 0) {
-        end_grad.clear();
-        for (const models::State& layer : leaves)
-          for (const Var& v : layer) end_grad.push_back(tape.grad(v));
+        kept_bytes += bytes(state);
+        kept[a.to] = std::move(state);
+      } else {
+        const std::int64_t carried = bytes(end_grad);
+        reverse(model, data, tape, state_at(a.from), a, total, end_grad, stats);
+        held(stats, kept_bytes + carried, tape);
       }
-      stats.loss += w.loss.valid() ? w.loss.item() : 0.0;
-      stats.loss_count += w.count;
-      stats.correct += w.correct;
-      // Every segment but the last runs twice: once without a tape for its end state, once recorded.
-      stats.steps_recorded += (j + 1 == static_cast<std::int64_t>(starts.size()) ? 1 : 2) * (end - begin);
     }
+    stats.steps_recorded = plan.forward_steps;
     stats.tape = tape.memory();
+    stats.tape.peak_bytes = tape_peak_;
     position_ = steps_;
     return stats;
   }
 
  private:
-  // c from the option, from the memory budget (measured bytes of one recorded step), or ceil(sqrt(T)).
-  std::int64_t segment_length(Model& model, const Dataset& data, Tape& tape) {
-    if (segment_ > 0) return std::min(segment_, steps_);
-    if (budget_ > 0) {
-      tape.clear();
-      ModelState state;
-      model.begin(tape, stored_, state);
-      const std::size_t before = tape.memory().in_use_bytes;
-      const WindowResult w = record_window(model, tape, data, state, {.begin = 0, .end = 1});
-      if (w.loss.valid() && w.loss.requires_grad()) tape.backward(w.loss);
-      const std::size_t per_step = std::max<std::size_t>(1, tape.memory().in_use_bytes - before);
-      tape.clear();
-      tape.reset_peak();
-      return std::clamp<std::int64_t>(budget_ / static_cast<std::int64_t>(per_step), 1, steps_);
-    }
-    return std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps_)))));
+  // Records steps [from, to) from their kept start state and backpropagates their loss together with the
+  // gradient at S_to; leaves the gradient at S_from in end_grad.
+  void reverse(Model& model, const Dataset& data, Tape& tape, const std::vector<Tensor>& start,
+               const CheckpointAction& a, double total, std::vector<Tensor>& end_grad, UpdateStats& stats) {
+    clear(tape);
+    ModelState state;
+    model.begin(tape, start, state, a.from > 0);
+    const ModelState leaves = state;
+    const WindowResult w = record_window(
+        model, tape, data, state, {.begin = a.from, .end = a.to, .loss_begin = a.from, .normalizer = total});
+    std::vector<autodiff::Seed> seeds;
+    if (w.loss.valid() && w.loss.requires_grad()) seeds.push_back({w.loss, nullptr});
+    std::size_t k = 0;
+    for (const models::State& layer : state)
+      for (const Var& v : layer) {
+        if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});
+        ++k;
+      }
+    if (!seeds.empty()) tape.backward(seeds);
+    end_grad.clear();
+    if (a.from > 0)
+      for (const models::State& layer : leaves)
+        for (const Var& v : layer) end_grad.push_back(tape.grad(v));
+    stats.loss += w.loss.valid() ? w.loss.item() : 0.0;
+    stats.loss_count += w.count;
+    stats.correct += w.correct;
   }
 
-  std::int64_t segment_, budget_;
+  // The plan for this pass's length: states every `segment` (default ceil(sqrt(T))) steps, or the optimum
+  // within the budget, planned from the bytes measured here, once per length.
+  const CheckpointPlan& plan_for(Model& model, const Dataset& data, Tape& tape) {
+    if (plan_ && plan_->steps == steps_) return *plan_;
+    if (has_budget_) {
+      // Dropout masks are drawn per window (RandomKey): a plan's reversals would draw other masks than the
+      // advances that kept their start states, and the gradient would no longer be full BPTT's.
+      if (model.config().dropout > 0)
+        throw std::invalid_argument(
+            "trainer 'checkpointed': memory_budget plans do not support dropout yet (its masks are drawn per "
+            "window); use segment");
+      const CheckpointCosts costs = measure_checkpoint_costs(model, data, tape, stored_);
+      try {
+        plan_ = optimal_checkpoints(steps_, costs, parse_budget(budget_, full_tape_bytes(steps_, costs)));
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("trainer 'checkpointed': ") + e.what());
+      }
+    } else {
+      const std::int64_t c =
+          segment_ > 0 ? segment_
+                       : static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps_))));
+      plan_ = uniform_checkpoints(steps_, c, CheckpointCosts{});
+    }
+    return *plan_;
+  }
+
+  // Each window's tape peak is read on its own, so that it adds up with the states kept at that time.
+  void clear(Tape& tape) {
+    tape_peak_ = std::max(tape_peak_, tape.memory().peak_bytes);
+    tape.clear();
+    tape.reset_peak();
+  }
+  void held(UpdateStats& stats, std::int64_t kept_bytes, const Tape& tape) {
+    tape_peak_ = std::max(tape_peak_, tape.memory().peak_bytes);
+    stats.held_bytes =
+        std::max(stats.held_bytes, kept_bytes + static_cast<std::int64_t>(tape.memory().peak_bytes));
+  }
+
+  std::int64_t segment_;
+  std::string budget_;  // bytes, or a percentage of full BPTT's tape
+  bool has_budget_ = false;
+  std::size_t tape_peak_ = 0;  // since begin()
+  std::optional<CheckpointPlan> plan_;
 };
 
 std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
@@ -100,14 +162,14 @@ std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
 
 constexpr models::OptionSpec options[] = {
     {"segment", models::OptionType::integer, "0", "steps between kept states (0: ceil(sqrt(T)))"},
-    {"memory_budget", models::OptionType::integer, "0",
-     "bytes of tape for one recomputed segment; sets the segment length when segment is 0"}};
+    {"memory_budget", models::OptionType::string, "0",
+     "bytes (e.g. 50MiB, or 5% of full BPTT's tape) for kept states and tape: plans the fewest recomputed "
+     "steps that fit"}};
 
 }  // namespace
 
 extern const plugins::Descriptor checkpointed_descriptor = plugins::trainer_descriptor(
-    "checkpointed", "checkpointed BPTT: the full gradient, recomputing segments from kept states", options,
-    create);
+    "checkpointed", "checkpointed BPTT: the full gradient, recomputing from kept states", options, create);
 
 }  // namespace rwd::trainers::builtin
 

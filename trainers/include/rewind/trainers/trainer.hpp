@@ -38,6 +38,7 @@ struct UpdateStats {
   std::int64_t end_step = 0;
   std::int64_t steps_recorded = 0;  // forward steps run for this update (recomputation included)
   autodiff::MemoryStats tape;       // the tape's figures at the end of the update (peak since begin())
+  std::int64_t held_bytes = 0;      // checkpointing: the most bytes of tape and kept states at one time
   std::int64_t k1 = 0, k2 = 0;      // a truncating trainer's window for this update (0: not truncating)
 
   double gradient_normalizer() const { return normalizer > 0 ? normalizer : static_cast<double>(loss_count); }
