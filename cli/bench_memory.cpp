@@ -96,6 +96,14 @@ json run_child(const plugins::Registry& registry, const BenchSetup& s, const std
   const trainers::TokenData data = random_tokens(s, steps);
   auto model = bench_model(registry, s, model_options);
   auto trainer = registry.make_trainer(name, options);
+  if (options.count("memory_budget")) {
+    autodiff::Tape tape(model->config().dtype);
+    const trainers::CheckpointCosts costs =
+        trainers::measure_checkpoint_costs(*model, data, tape, model->initial_state(s.batch));
+    const std::int64_t least = trainers::minimum_budget(steps, costs);
+    if (trainers::parse_budget(options.at("memory_budget"), trainers::full_tape_bytes(steps, costs)) < least)
+      return {{"trainer", trainer_spec}, {"steps", steps}, {"least_budget_bytes", least}};
+  }
   const autodiff::MatmulPrecisionGuard products(s.precision == "bf16" ? autodiff::MatmulPrecision::bf16
                                                                       : autodiff::MatmulPrecision::f32);
   trainers::Optimizer sgd({.kind = "sgd", .lr = 1e-3});
@@ -292,6 +300,11 @@ int run_bench_memory(int argc, const char* const* argv) {
         continue;
       }
       json& r = *result;
+      if (r.contains("least_budget_bytes")) {
+        std::printf("%-18s %8lld  below the least budget, %s MiB\n", specs[i].c_str(),
+                    static_cast<long long>(steps), mib(r["least_budget_bytes"].get<double>()).c_str());
+        continue;
+      }
       r["trainer_index"] = i;
       r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
       std::printf("%-18s %8lld %8lld %14s %12s %14s %9.3f %12.1f %16.0f %14s\n", specs[i].c_str(),
@@ -343,43 +356,38 @@ json plan_json(const trainers::CheckpointPlan& p) {
 int run_plan(int argc, const char* const* argv) {
   BenchSetup s;
   PluginOptions plugin_options;
-  std::int64_t steps = 1000;
-  std::string budget, json_path;
+  std::string seq = "1000", budget, json_path;
   bool show_actions = false;
   po::options_description options("rewind plan options");
   options.add_options()("help,h", "show this help")("model", po::value(&s.model)->default_value(s.model),
                                                     "model plugin")(
-      "seq", po::value(&steps)->default_value(steps), "sequence length T")(
+      "seq", po::value(&seq)->default_value(seq), "sequence lengths T, comma-separated")(
       "memory-budget", po::value(&budget)->required(),
       "bytes for kept states and tape (50MiB, 2GiB, 123) or a percentage of full BPTT's tape (5%)")(
       "hidden", po::value(&s.hidden)->default_value(s.hidden), "hidden size")(
       "batch", po::value(&s.batch)->default_value(s.batch), "batch rows")(
       "input", po::value(&s.input)->default_value(s.input), "embedding size = vocabulary")(
       "actions", po::bool_switch(&show_actions), "print the plan's actions")(
-      "json", po::value(&json_path), "write the plan's figures as JSON");
+      "json", po::value(&json_path), "write the plans' figures as JSON");
   plugin_options.add_to(options);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, vm,
                           "usage: rewind plan --model lstm --hidden 256 --seq 1000 --memory-budget 50MiB"))
     return 0;
-  if (steps < 1) throw std::invalid_argument("--seq must be at least 1, got " + std::to_string(steps));
+  std::vector<std::int64_t> lengths;
+  for (const std::string& t : split_list(seq)) {
+    lengths.push_back(parse_integer(t, "--seq"));
+    if (lengths.back() < 1) throw std::invalid_argument("--seq: lengths must be positive, got " + t);
+  }
   const plugins::Registry registry = plugin_options.load(true);
   auto model = bench_model(registry, s, plugin_options.option_map());
-  // The costs are those of the first steps; a few of them measure every one.
-  const trainers::TokenData data = random_tokens(s, std::min<std::int64_t>(steps, 8));
+  // A step costs the same wherever it is: the first few measure every one.
+  const trainers::TokenData data = random_tokens(s, 8);
   autodiff::Tape tape(model->config().dtype);
   const trainers::CheckpointCosts costs =
       trainers::measure_checkpoint_costs(*model, data, tape, model->initial_state(s.batch));
-  const std::int64_t full = trainers::full_tape_bytes(steps, costs);
-  const std::int64_t bytes = trainers::parse_budget(budget, full);
-  const trainers::CheckpointPlan plan = trainers::optimal_checkpoints(steps, costs, bytes);
-  const auto sqrt_segment = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps))));
-  const trainers::CheckpointPlan uniform = trainers::uniform_checkpoints(steps, sqrt_segment, costs);
-
-  const double T = static_cast<double>(steps);
-  std::printf("%s, hidden %lld, batch %lld, input %lld, T = %lld\n", s.model.c_str(),
-              static_cast<long long>(s.hidden), static_cast<long long>(s.batch),
-              static_cast<long long>(s.input), static_cast<long long>(steps));
+  std::printf("%s, hidden %lld, batch %lld, input %lld\n", s.model.c_str(), static_cast<long long>(s.hidden),
+              static_cast<long long>(s.batch), static_cast<long long>(s.input));
   std::printf(
       "measured: full BPTT's tape %s + %s per step; a reversal's %s + %s per step; an advance's %s + %s "
       "per step; a kept state %s\n",
@@ -387,49 +395,67 @@ int run_plan(int argc, const char* const* argv) {
       bytes_text(costs.fixed_bytes).c_str(), bytes_text(costs.step_bytes).c_str(),
       bytes_text(costs.advance_fixed_bytes).c_str(), bytes_text(costs.advance_step_bytes).c_str(),
       bytes_text(costs.state_bytes).c_str());
-  auto row = [&](const std::string& name, std::int64_t peak, std::int64_t forward) {
-    std::printf("  %-28s peak %12s  forward steps %9lld (%.3f per step)\n", name.c_str(),
-                bytes_text(peak).c_str(), static_cast<long long>(forward), static_cast<double>(forward) / T);
-  };
-  row("full BPTT", full, steps);
-  row("checkpointed, segment " + std::to_string(sqrt_segment), uniform.peak_bytes, uniform.forward_steps);
-  row("budget " + bytes_text(bytes), plan.peak_bytes, plan.forward_steps);
-  std::printf(
-      "the plan: %lld recomputed steps, at most %lld states kept, %lld reversals of at most %lld steps; %s\n",
-      static_cast<long long>(plan.recomputed_steps()), static_cast<long long>(plan.max_kept),
-      static_cast<long long>(plan.reversals), static_cast<long long>(plan.longest_reversal),
-      plan.granularity == 1 ? "optimal"
-                            : ("optimal with states kept every " + std::to_string(plan.granularity) +
-                               " steps (T is long for the programme over single steps)")
-                                  .c_str());
-  if (show_actions)
-    for (const trainers::CheckpointAction& a : plan.actions) {
-      if (a.kind == trainers::CheckpointAction::Kind::drop)
-        std::printf("  drop S_%lld\n", static_cast<long long>(a.from));
-      else
-        std::printf("  %s [%lld, %lld)\n",
-                    a.kind == trainers::CheckpointAction::Kind::advance ? "advance" : "reverse",
-                    static_cast<long long>(a.from), static_cast<long long>(a.to));
+  json out = json::array();
+  int refused = 0;
+  for (std::int64_t steps : lengths) {
+    const std::int64_t full = trainers::full_tape_bytes(steps, costs);
+    const std::int64_t bytes = trainers::parse_budget(budget, full);
+    std::printf("T = %lld\n", static_cast<long long>(steps));
+    if (const std::int64_t least = trainers::minimum_budget(steps, costs); bytes < least) {
+      std::printf("  budget %s is below the least plan's %s (%.2f%% of full BPTT's tape)\n",
+                  bytes_text(bytes).c_str(), bytes_text(least).c_str(),
+                  100.0 * static_cast<double>(least) / static_cast<double>(full));
+      ++refused;
+      continue;
     }
-  if (!json_path.empty()) {
-    const json out = {{"model", s.model},
-                      {"hidden", s.hidden},
-                      {"batch", s.batch},
-                      {"input", s.input},
-                      {"steps", steps},
-                      {"budget_bytes", bytes},
-                      {"full_tape_bytes", full},
-                      {"costs",
-                       {{"state_bytes", costs.state_bytes},
-                        {"fixed_bytes", costs.fixed_bytes},
-                        {"step_bytes", costs.step_bytes},
-                        {"advance_fixed_bytes", costs.advance_fixed_bytes},
-                        {"advance_step_bytes", costs.advance_step_bytes}}},
-                      {"plan", plan_json(plan)},
-                      {"sqrt_segments", plan_json(uniform)}};
-    write_text_file(json_path, out.dump(2) + "\n", "--json");
+    const trainers::CheckpointPlan plan = trainers::optimal_checkpoints(steps, costs, bytes);
+    const auto sqrt_segment = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps))));
+    const trainers::CheckpointPlan uniform = trainers::uniform_checkpoints(steps, sqrt_segment, costs);
+    auto row = [&](const std::string& name, std::int64_t peak, std::int64_t forward) {
+      std::printf("  %-28s peak %12s  forward steps %9lld (%.3f per step)\n", name.c_str(),
+                  bytes_text(peak).c_str(), static_cast<long long>(forward),
+                  static_cast<double>(forward) / static_cast<double>(steps));
+    };
+    row("full BPTT", full, steps);
+    row("checkpointed, segment " + std::to_string(sqrt_segment), uniform.peak_bytes, uniform.forward_steps);
+    row("budget " + bytes_text(bytes), plan.peak_bytes, plan.forward_steps);
+    const std::string grid = plan.granularity == 1
+                                 ? "optimal"
+                                 : "optimal with states kept every " + std::to_string(plan.granularity) +
+                                       " steps (T is long for the programme over single steps)";
+    std::printf(
+        "  the plan: %lld recomputed steps, at most %lld states kept, %lld reversals of at most %lld "
+        "steps; %s\n",
+        static_cast<long long>(plan.recomputed_steps()), static_cast<long long>(plan.max_kept),
+        static_cast<long long>(plan.reversals), static_cast<long long>(plan.longest_reversal), grid.c_str());
+    if (show_actions)
+      for (const trainers::CheckpointAction& a : plan.actions) {
+        if (a.kind == trainers::CheckpointAction::Kind::drop)
+          std::printf("    drop S_%lld\n", static_cast<long long>(a.from));
+        else
+          std::printf("    %s [%lld, %lld)\n",
+                      a.kind == trainers::CheckpointAction::Kind::advance ? "advance" : "reverse",
+                      static_cast<long long>(a.from), static_cast<long long>(a.to));
+      }
+    out.push_back({{"steps", steps},
+                   {"budget_bytes", bytes},
+                   {"full_tape_bytes", full},
+                   {"plan", plan_json(plan)},
+                   {"sqrt_segments", plan_json(uniform)}});
   }
-  return 0;
+  if (!json_path.empty()) {
+    const json costs_json = {{"state_bytes", costs.state_bytes},
+                             {"fixed_bytes", costs.fixed_bytes},
+                             {"step_bytes", costs.step_bytes},
+                             {"advance_fixed_bytes", costs.advance_fixed_bytes},
+                             {"advance_step_bytes", costs.advance_step_bytes},
+                             {"full_fixed_bytes", costs.full_fixed_bytes},
+                             {"full_step_bytes", costs.full_step_bytes}};
+    const json doc = {{"model", s.model}, {"hidden", s.hidden},  {"batch", s.batch},
+                      {"input", s.input}, {"costs", costs_json}, {"plans", out}};
+    write_text_file(json_path, doc.dump(2) + "\n", "--json");
+  }
+  return refused > 0 ? 1 : 0;
 }
 
 }  // namespace rwd::cli

@@ -300,14 +300,21 @@ CheckpointCosts measure_checkpoint_costs(Model& model, const Dataset& data, Tape
   return costs;
 }
 
-std::int64_t parse_bytes(const std::string& text) {
+namespace {
+// The number `text` starts with and the characters it takes; 0 characters when it starts with none.
+std::pair<double, std::size_t> leading_number(const std::string& text) {
   std::size_t used = 0;
-  double value = -1;
   try {
-    value = std::stod(text, &used);
+    const double value = std::stod(text, &used);
+    return {value, used};
   } catch (const std::exception&) {
-    used = 0;
+    return {0, 0};
   }
+}
+}  // namespace
+
+std::int64_t parse_bytes(const std::string& text) {
+  const auto [value, used] = leading_number(text);
   std::string unit = text.substr(used);
   while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.erase(0, 1);
   static const std::pair<const char*, double> units[] = {
@@ -322,13 +329,7 @@ std::int64_t parse_bytes(const std::string& text) {
 
 std::int64_t parse_budget(const std::string& text, std::int64_t full_bytes) {
   if (text.empty() || text.back() != '%') return parse_bytes(text);
-  std::size_t used = 0;
-  double percent = -1;
-  try {
-    percent = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const auto [percent, used] = leading_number(text);
   if (used + 1 != text.size() || !(percent > 0 && percent <= 100))
     throw std::invalid_argument("'" + text +
                                 "' is not a budget (bytes such as 50MiB, or a percentage of full "
