@@ -477,6 +477,42 @@ mutant denormals.training_keeps_them runtime/src/training.cpp \
   '  const RunOutputs& out = config_.outputs;' \
   'denormals'
 
+# ---- issue 25: bf16 products (they run, and can be killed, only on a CPU with AVX512_BF16) ---------------------
+mutant bf16.rounds_ties_up autodiff/src/bf16_gemm.hpp \
+  '  bits += 0x7fffu + ((bits >> 16) & 1u);' \
+  '  bits += 0x8000u;' \
+  'bf16'
+mutant bf16.later_chunks_overwrite autodiff/src/bf16_gemm.cpp \
+  '    const bool add = beta != 0 || k0 > 0;' \
+  '    const bool add = beta != 0;' \
+  'bf16'
+
+# ---- issue 26: exact BPTT within a memory budget ----------------------------------------------------------
+mutant plan.reversal_one_step_too_long trainers/src/schedule.cpp \
+  '  return room < c.step_bytes ? 0 : room / std::max<std::int64_t>(1, c.step_bytes);' \
+  '  return room < c.step_bytes ? 0 : room / std::max<std::int64_t>(1, c.step_bytes) + 1;' \
+  'checkpoint plan'
+mutant plan.advance_forgets_its_new_state trainers/src/schedule.cpp \
+  '  const std::int64_t room = budget - c.advance_fixed_bytes - (j + 1) * c.state_bytes;' \
+  '  const std::int64_t room = budget - c.advance_fixed_bytes - j * c.state_bytes;' \
+  'checkpoint plan'
+mutant plan.costs_without_carried_gradient trainers/src/schedule.cpp \
+  '  costs.fixed_bytes += state_bytes;  // the gradient a reversal receives at its end, held beside the tape' \
+  '' \
+  'brute-force full BPTT'
+mutant checkpointed.end_gradient_dropped trainers/builtin/checkpointed.cpp \
+  '          if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
+  '          if (false && !end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
+  'brute-force full BPTT'
+mutant checkpointed.plan_kept_across_lengths trainers/builtin/checkpointed.cpp \
+  '    if (plan_ && plan_->steps == steps_) return *plan_;' \
+  '    if (plan_) return *plan_;' \
+  'memory budget'
+mutant resume.budget_beside_segment cli/train.cpp \
+  '    run.config.trainer_options.erase("segment");' \
+  '' \
+  'cli\.plan$'
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0

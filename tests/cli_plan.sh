@@ -37,6 +37,10 @@ if "$rewind" train --resume other --max-updates 7 --memory-budget 10 > tiny.log 
   echo "a resume with a budget below the least one was accepted"; exit 1
 fi
 grep -q "below the minimum" tiny.log
+"$rewind" train --task recall:10 --task-steps 120 --hidden 16 --trainer checkpointed --segment 10 --max-updates 2 \
+  --sample-length 0 --eval-every 0 --save segments > segments.log
+"$rewind" train --resume segments --max-updates 3 --memory-budget 40% > segments_resumed.log
+grep -q "trained .* (to update 3)" segments_resumed.log
 "$rewind" train --task recall:10 --task-steps 120 --hidden 16 --trainer truncated --k 10 --max-updates 2 \
   --sample-length 0 --eval-every 0 --save trunc > trunc.log
 if "$rewind" train --resume trunc --max-updates 3 --memory-budget 5% > refused.log 2>&1; then

@@ -1,8 +1,9 @@
 // MatmulPrecision::bf16: products with operands rounded to bfloat16 and f32 sums
 // (autodiff/src/bf16_gemm.cpp). On a CPU without AVX512_BF16 only the refusal is tested.
+#include <bit>
 #include <catch2/catch.hpp>
-
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -64,6 +65,25 @@ void check_product(const Tensor& c, const Tensor& a, bool ta, const Tensor& b, b
 }
 
 }  // namespace
+
+TEST_CASE("round_to_bf16 rounds to nearest, ties to even, flushes denormals and keeps NaN and infinity",
+          "[bf16]") {
+  using kernels::bf16::round_to_bf16;
+  const float ulp = 0x1p-7f;  // of bfloat16 at 1: 7 stored fraction bits
+  CHECK(rounded(1.0f) == 1.0);
+  CHECK(rounded(1.0f + ulp / 2) == 1.0);                      // a tie, to the even 1
+  CHECK(rounded(1.0f + 3 * ulp / 2) == 1.0 + 2 * ulp);        // a tie, to the even 1 + 2 ulp
+  CHECK(rounded(1.0f + ulp / 2 + 0x1p-20f) == 1.0 + ulp);     // above the tie: up
+  CHECK(rounded(1.0f + ulp / 2 - 0x1p-20f) == 1.0);           // below it: down
+  CHECK(rounded(-(1.0f + 3 * ulp / 2)) == -(1.0 + 2 * ulp));  // the sign does not matter
+  CHECK(rounded(0x1p-130f) == 0.0);                           // a denormal: zero
+  CHECK(std::signbit(rounded(-0x1p-130f)));
+  CHECK(rounded(std::numeric_limits<float>::infinity()) == std::numeric_limits<double>::infinity());
+  CHECK(std::isnan(rounded(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(rounded(std::bit_cast<float>(0x7f800001u))));  // a NaN whose payload sits in the low bits
+  CHECK(round_to_bf16(3.0e38f) == 0x7f62);                        // large finite values round normally
+  CHECK(rounded(std::numeric_limits<float>::max()) == std::numeric_limits<double>::infinity());
+}
 
 TEST_CASE("bf16 products equal the product of the rounded operands summed in f32", "[bf16][ops]") {
   if (!have_bf16()) return;
