@@ -221,6 +221,8 @@ bool given(const po::variables_map& vm, const char* option) {
 
 // --memory-budget as the trainer takes it: checkpointed reads units and percentages itself, adaptive bytes.
 std::string budget_option(const std::string& trainer, const std::string& text) {
+  if (trainers::parse_budget(text, std::int64_t{1} << 50) <= 0)
+    throw std::invalid_argument("--memory-budget must be more than 0 bytes, got '" + text + "'");
   if (trainer == "checkpointed") return text;
   return std::to_string(trainers::parse_bytes(text));
 }

@@ -500,6 +500,14 @@ mutant plan.costs_without_carried_gradient trainers/src/schedule.cpp \
   '  costs.fixed_bytes += state_bytes;  // the gradient a reversal receives at its end, held beside the tape' \
   '' \
   'brute-force full BPTT'
+mutant plan.costs_measured_on_real_targets trainers/src/schedule.cpp \
+  '  const EveryStepCounted data(real_data);' \
+  '  const Dataset& data = real_data;' \
+  'memory budget'
+mutant plan.advance_without_carried_gradient trainers/src/schedule.cpp \
+  '  costs.advance_fixed_bytes += state_bytes;  // advances after the first reversal carry its gradient too' \
+  '' \
+  'brute-force full BPTT|memory budget'
 mutant checkpointed.end_gradient_dropped trainers/builtin/checkpointed.cpp \
   '          if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
   '          if (false && !end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \

@@ -79,6 +79,7 @@ TEST_CASE(
         .advance_step_bytes = 1},
        10},
       {{.state_bytes = 3, .fixed_bytes = 0, .step_bytes = 1}, 10},  // states dearer than steps
+      {{.state_bytes = 0, .fixed_bytes = 2, .step_bytes = 1}, 10},  // states for free
   };
   for (const Case& c : cases)
     for (std::int64_t T = 1; T <= c.longest; ++T) {
@@ -92,6 +93,7 @@ TEST_CASE(
         CHECK(plan.forward_steps == exhaustive_optimum(T, c.costs, budget));
         CHECK(plan.peak_bytes <= budget);
       }
+      CHECK(exhaustive_optimum(T, c.costs, least - 1) == -1);  // the least budget is the least
       CHECK_THROWS_WITH(optimal_checkpoints(T, c.costs, least - 1),
                         Catch::Contains("below the minimum of " + std::to_string(least) + " bytes"));
     }

@@ -20,8 +20,10 @@ class Checkpointed final : public Trainer {
   explicit Checkpointed(const TrainerSpec& spec)
       : segment_(spec.options.integer("segment")), budget_(spec.options.string("memory_budget")) {
     if (segment_ < 0) throw std::invalid_argument("trainer 'checkpointed': segment must be >= 0");
+    has_budget_ = budget_ != "0";  // the default: none
     try {
-      has_budget_ = parse_budget(budget_, std::int64_t{1} << 50) > 0;  // "0" (the default): none
+      if (has_budget_ && parse_budget(budget_, std::int64_t{1} << 50) <= 0)
+        throw std::invalid_argument("'" + budget_ + "' is no memory at all");
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string("trainer 'checkpointed': memory_budget ") + e.what());
     }
@@ -65,7 +67,7 @@ class Checkpointed final : public Trainer {
           const std::int64_t end = std::min(begin + a.chunk, a.to);  // no loss: only the end state is kept
           record_window(model, tape, data, recorded,
                         {.begin = begin, .end = end, .loss_begin = end, .save_step = end, .saved = &state});
-          held(stats, kept_bytes + bytes(state), tape);  // the state being made, and the chunk's tape
+          held(stats, kept_bytes + bytes(state) + bytes(end_grad), tape);  // the new state, the chunk's tape
         }
         kept_bytes += bytes(state);
         kept[a.to] = std::move(state);
@@ -116,12 +118,12 @@ class Checkpointed final : public Trainer {
   const CheckpointPlan& plan_for(Model& model, const Dataset& data, Tape& tape) {
     if (plan_ && plan_->steps == steps_) return *plan_;
     if (has_budget_) {
-      // Dropout masks are drawn per window (RandomKey): a plan's reversals would draw other masks than the
-      // advances that kept their start states, and the gradient would no longer be full BPTT's.
-      if (model.config().dropout > 0)
+      if (draws_random_numbers(model, data, tape))
         throw std::invalid_argument(
-            "trainer 'checkpointed': memory_budget plans do not support dropout yet (its masks are drawn per "
-            "window); use segment");
+            "trainer 'checkpointed': memory_budget plans do not support a model that draws random numbers "
+            "(dropout, zoneout) yet: its masks are drawn per window, and a plan's reversals are other "
+            "windows "
+            "than the advances that kept their start states; use segment");
       const CheckpointCosts costs = measure_checkpoint_costs(model, data, tape, stored_);
       try {
         plan_ = optimal_checkpoints(steps_, costs, parse_budget(budget_, full_tape_bytes(steps_, costs)));
@@ -135,6 +137,29 @@ class Checkpointed final : public Trainer {
       plan_ = uniform_checkpoints(steps_, c, CheckpointCosts{});
     }
     return *plan_;
+  }
+
+  // Whether two recordings of the same steps under other random keys end in other states: dropout, or a
+  // plugin cell's zoneout, whose masks are drawn per window (autodiff::RandomKey).
+  bool draws_random_numbers(Model& model, const Dataset& data, Tape& tape) const {
+    const autodiff::RandomKey key = tape.random_key();
+    std::vector<Tensor> ends[2];
+    for (int i = 0; i < 2; ++i) {
+      autodiff::NoGradGuard no_grad;
+      tape.clear();
+      tape.random_key().update = key.update + 1 + static_cast<std::uint64_t>(i);
+      ModelState state;
+      model.begin(tape, stored_, state);
+      const std::int64_t end = std::min<std::int64_t>(2, steps_);
+      record_window(model, tape, data, state,
+                    {.begin = 0, .end = end, .loss_begin = end, .save_step = end, .saved = &ends[i]});
+    }
+    tape.clear();
+    tape.random_key() = key;
+    for (std::size_t t = 0; t < ends[0].size(); ++t)
+      for (std::int64_t k = 0; k < ends[0][t].numel(); ++k)
+        if (ends[0][t].get(k) != ends[1][t].get(k)) return true;
+    return false;
   }
 
   // Each window's tape peak is read on its own, so that it adds up with the states kept at that time.

@@ -13,9 +13,11 @@
 namespace rwd::trainers {
 namespace {
 
-constexpr std::int32_t unreachable = 1 << 29;  // three of them still add up within int32
+constexpr std::int64_t unreachable = std::numeric_limits<std::int64_t>::max() / 4;  // three still add up
 // The programme's work is about depth x n^2 / 2; past this many, states are kept on a coarser grid.
 constexpr double programme_work_limit = 4e8;
+// Past this even on the coarsest grid allowed (a tight budget for a long T), planning is refused.
+constexpr double programme_work_refused = 4e9;
 
 // Most steps a reversal may record while j states are kept (0: none fits).
 std::int64_t reversal_limit(const CheckpointCosts& c, std::int64_t budget, std::int64_t j) {
@@ -39,20 +41,19 @@ class Programme {
       if (leaf < 1) break;
       leaf_.push_back(leaf);
     }
-    cost_.assign(leaf_.size(), std::vector<std::int32_t>(static_cast<std::size_t>(n_ + 1), unreachable));
+    cost_.assign(leaf_.size(), std::vector<std::int64_t>(static_cast<std::size_t>(n_ + 1), unreachable));
     for (auto j = static_cast<std::int64_t>(leaf_.size()) - 1; j >= 0; --j) {
-      std::int32_t* here = row(j);
-      const std::int32_t* deeper = splits(j) ? row(j + 1) : nullptr;
+      std::int64_t* here = row(j);
+      const std::int64_t* deeper = splits(j) ? row(j + 1) : nullptr;
       here[0] = 0;
       for (std::int64_t t = 1; t <= n_; ++t) {
         if (t <= leaf_[static_cast<std::size_t>(j)]) {
-          here[t] = static_cast<std::int32_t>(t);
+          here[t] = t;
           continue;
         }
         if (deeper == nullptr) continue;
-        std::int32_t best = unreachable;
-        for (std::int64_t y = 1; y < t; ++y)
-          best = std::min(best, static_cast<std::int32_t>(y) + deeper[t - y] + here[y]);
+        std::int64_t best = unreachable;
+        for (std::int64_t y = 1; y < t; ++y) best = std::min(best, y + deeper[t - y] + here[y]);
         here[t] = std::min(best, unreachable);
       }
     }
@@ -87,10 +88,10 @@ class Programme {
         out.push_back({.kind = Kind::reverse, .from = position(task.begin), .to = position(task.end)});
         continue;
       }
-      const std::int32_t* here = row(task.depth);
-      const std::int32_t* deeper = row(task.depth + 1);
+      const std::int64_t* here = row(task.depth);
+      const std::int64_t* deeper = row(task.depth + 1);
       std::int64_t y = 1;
-      while (static_cast<std::int32_t>(y) + deeper[t - y] + here[y] != here[t]) ++y;
+      while (y + deeper[t - y] + here[y] != here[t]) ++y;
       const std::int64_t mid = task.begin + y;
       const std::int64_t from = position(task.begin), to = position(mid);
       out.push_back({.kind = Kind::advance,
@@ -110,8 +111,8 @@ class Programme {
   bool splits(std::int64_t j) const {
     return j + 1 < static_cast<std::int64_t>(leaf_.size()) && advance_limit(costs_, budget_, j) >= 1;
   }
-  std::int32_t* row(std::int64_t j) { return cost_[static_cast<std::size_t>(j)].data(); }
-  const std::int32_t* row(std::int64_t j) const { return cost_[static_cast<std::size_t>(j)].data(); }
+  std::int64_t* row(std::int64_t j) { return cost_[static_cast<std::size_t>(j)].data(); }
+  const std::int64_t* row(std::int64_t j) const { return cost_[static_cast<std::size_t>(j)].data(); }
   // Block edges counted from the end, so that only the first block is short.
   std::int64_t position(std::int64_t block) const {
     return std::max<std::int64_t>(0, steps_ - (n_ - block) * g_);
@@ -121,7 +122,7 @@ class Programme {
   const CheckpointCosts& costs_;
   std::int64_t budget_;
   std::vector<std::int64_t> leaf_;               // leaf_[j]: most blocks a reversal holds beside j states
-  std::vector<std::vector<std::int32_t>> cost_;  // cost_[j][t]: blocks run to reverse t blocks at depth j
+  std::vector<std::vector<std::int64_t>> cost_;  // cost_[j][t]: blocks run to reverse t blocks at depth j
 };
 
 std::string describe(const CheckpointAction& a) {
@@ -139,9 +140,11 @@ std::string describe(const CheckpointAction& a) {
 }  // namespace
 
 std::int64_t minimum_budget(std::int64_t steps, const CheckpointCosts& costs) {
-  const std::int64_t reversal = costs.fixed_bytes + costs.step_bytes;
-  if (steps <= 1) return reversal;
-  return std::max(reversal, costs.advance_fixed_bytes + costs.advance_step_bytes) + costs.state_bytes;
+  const std::int64_t whole = full_tape_bytes(steps, costs);  // no state kept
+  if (steps <= 1) return whole;
+  return std::min(whole, std::max(costs.fixed_bytes + costs.step_bytes,
+                                  costs.advance_fixed_bytes + costs.advance_step_bytes) +
+                             costs.state_bytes);
 }
 
 CheckpointPlan optimal_checkpoints(std::int64_t steps, const CheckpointCosts& costs,
@@ -149,28 +152,34 @@ CheckpointPlan optimal_checkpoints(std::int64_t steps, const CheckpointCosts& co
   if (steps < 1) throw std::invalid_argument("checkpoint plan: the sequence needs at least one step");
   const std::int64_t least = minimum_budget(steps, costs);
   if (budget_bytes < least)
-    throw std::invalid_argument(
-        "memory budget of " + std::to_string(budget_bytes) + " bytes is below the minimum of " +
-        std::to_string(least) + " bytes (one kept state of " + std::to_string(costs.state_bytes) +
-        " and one step's tape of " + std::to_string(costs.fixed_bytes + costs.step_bytes) + ")");
+    throw std::invalid_argument("memory budget of " + std::to_string(budget_bytes) +
+                                " bytes is below the minimum of " + std::to_string(least) +
+                                " bytes (one kept state of " + std::to_string(costs.state_bytes) +
+                                " and one step's reversal or advance)");
   CheckpointPlan plan;
   plan.steps = steps;
   plan.budget_bytes = budget_bytes;
-  // The coarsest grid that keeps the programme short is still bounded by the longest reversal beside one
-  // kept state, so that the grid never rules out every plan.
-  const std::int64_t finest_leaf = std::max<std::int64_t>(1, reversal_limit(costs, budget_bytes, 1));
-  std::int64_t g = 1;
-  while (g < finest_leaf && Programme::work(steps, costs, budget_bytes, g) > programme_work_limit) ++g;
-  for (;; g = std::max<std::int64_t>(1, g / 2)) {
+  if (full_tape_bytes(steps, costs) <= budget_bytes) {  // full BPTT fits: nothing to recompute
+    plan.actions = {{.kind = CheckpointAction::Kind::reverse, .from = 0, .to = steps}};
+  } else {
+    // The coarsest grid that keeps the programme short is still bounded by the longest reversal beside one
+    // kept state, so that the grid never rules out every plan.
+    const std::int64_t finest_leaf = std::max<std::int64_t>(1, reversal_limit(costs, budget_bytes, 1));
+    std::int64_t g = 1;
+    while (g < finest_leaf && Programme::work(steps, costs, budget_bytes, g) > programme_work_limit) ++g;
+    if (Programme::work(steps, costs, budget_bytes, g) > programme_work_refused)
+      throw std::invalid_argument("memory budget of " + std::to_string(budget_bytes) + " bytes for " +
+                                  std::to_string(steps) +
+                                  " steps: the plan would take too long to find (and to run: each step is "
+                                  "recomputed many times); give a larger budget");
     const Programme programme(steps, costs, budget_bytes, g);
-    if (programme.feasible()) {
-      plan.granularity = g;
-      plan.actions = programme.actions();
-      break;
-    }
-    if (g == 1) throw std::logic_error("checkpoint plan: no plan within a budget above the minimum");
+    if (!programme.feasible())
+      throw std::logic_error("checkpoint plan: no plan within a budget above the minimum");
+    plan.granularity = g;
+    plan.actions = programme.actions();
   }
   account(plan, costs);
+  if (plan.peak_bytes > budget_bytes) throw std::logic_error("checkpoint plan: its peak exceeds the budget");
   return plan;
 }
 
@@ -217,7 +226,10 @@ void account(CheckpointPlan& plan, const CheckpointCosts& costs) {
     } else {
       if (a.to != frontier)
         refuse(a, "does not end where the gradient is (step " + std::to_string(frontier) + ")");
-      bytes = held * costs.state_bytes + costs.fixed_bytes + (a.to - a.from) * costs.step_bytes;
+      // From S_0 to the end, with no gradient in and none out, it is full BPTT's window.
+      bytes = a.from == 0 && a.to == plan.steps
+                  ? full_tape_bytes(plan.steps, costs)
+                  : held * costs.state_bytes + costs.fixed_bytes + (a.to - a.from) * costs.step_bytes;
       frontier = a.from;
       plan.longest_reversal = std::max(plan.longest_reversal, a.to - a.from);
       ++plan.reversals;
@@ -233,8 +245,40 @@ void account(CheckpointPlan& plan, const CheckpointCosts& costs) {
     throw std::logic_error("checkpoint plan: S_" + std::to_string(*kept.begin()) + " is never dropped");
 }
 
-CheckpointCosts measure_checkpoint_costs(Model& model, const Dataset& data, Tape& tape,
+namespace {
+// The data with a target in every row of every step, so that a measured window records the head and the loss
+// over all its steps, as a reversal with any target in it does, whichever steps of the real data count.
+class EveryStepCounted final : public Dataset {
+ public:
+  explicit EveryStepCounted(const Dataset& data)
+      : data_(data),
+        tokens_(static_cast<std::size_t>(data.batch()), 0),
+        values_(autodiff::Shape::matrix(data.batch(), std::max<std::int64_t>(1, data.output_size())),
+                autodiff::DType::f64) {}
+  std::int64_t batch() const override { return data_.batch(); }
+  std::int64_t steps() const override { return data_.steps(); }
+  std::int64_t vocab_size() const override { return data_.vocab_size(); }
+  std::int64_t input_size() const override { return data_.input_size(); }
+  std::int64_t output_size() const override { return data_.output_size(); }
+  Step step(std::int64_t t) const override {
+    Step s = data_.step(t);
+    s.target_tokens = tokens_;
+    s.target_values = &values_;
+    s.has_loss = true;
+    s.loss_rows = {};
+    return s;
+  }
+
+ private:
+  const Dataset& data_;
+  std::vector<std::int32_t> tokens_;
+  Tensor values_;
+};
+}  // namespace
+
+CheckpointCosts measure_checkpoint_costs(Model& model, const Dataset& real_data, Tape& tape,
                                          const std::vector<Tensor>& start) {
+  const EveryStepCounted data(real_data);
   // Peak tape bytes of a window of `steps` steps, reversed (recorded and backpropagated) or advanced.
   std::int64_t state_bytes = 0;
   enum class Kind { reversal, advance, full };
@@ -292,6 +336,7 @@ CheckpointCosts measure_checkpoint_costs(Model& model, const Dataset& data, Tape
   fit(Kind::reversal, costs.fixed_bytes, costs.step_bytes);
   costs.fixed_bytes += state_bytes;  // the gradient a reversal receives at its end, held beside the tape
   fit(Kind::advance, costs.advance_fixed_bytes, costs.advance_step_bytes);
+  costs.advance_fixed_bytes += state_bytes;  // advances after the first reversal carry its gradient too
   fit(Kind::full, costs.full_fixed_bytes, costs.full_step_bytes);
   costs.state_bytes = state_bytes;
   tape.clear();

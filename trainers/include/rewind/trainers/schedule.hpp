@@ -1,5 +1,5 @@
 // Checkpoint schedules: the exact BPTT gradient within a memory budget, recomputing as little as possible
-// (docs/trainers.md, "Checkpoint schedules").
+// (docs/trainers.md, "Exact BPTT within a memory budget").
 //
 // The model. A pass has T steps and its start state S_0 is given. An advance runs steps [from, to) without a
 // tape from a kept state and keeps S_to. A reversal records steps [from, to) on the tape from a kept state
@@ -56,10 +56,11 @@ struct CheckpointPlan {
   std::int64_t recomputed_steps() const { return forward_steps - steps; }
 };
 
-// The least budget a plan for `steps` steps fits: one step's reversal, and one kept state when T > 1.
+// The least budget a plan for `steps` steps fits: one kept state beside a one-step reversal or advance, or
+// the whole sequence as one reversal if that is less.
 REWIND_TRAINERS_EXPORT std::int64_t minimum_budget(std::int64_t steps, const CheckpointCosts& costs);
 // The plan with the fewest advanced steps within budget_bytes. Throws std::invalid_argument below
-// minimum_budget, stating it.
+// minimum_budget, stating it, or when the budget is so tight for T that planning would take too long.
 REWIND_TRAINERS_EXPORT CheckpointPlan optimal_checkpoints(std::int64_t steps, const CheckpointCosts& costs,
                                                           std::int64_t budget_bytes);
 // One level: states kept every `segment` steps, then the segments reversed last first (Chen et al. 2016).
