@@ -218,6 +218,39 @@ TEST_CASE("backward reuses values nothing reads again for gradients, bit for bit
   CHECK(reused.first_nonfinite().empty());
 }
 
+TEST_CASE("seeding a sequence's final state takes no gradient buffer beside its outputs", "[tape][memory]") {
+  TwoLayerLstm model;
+  constexpr std::int64_t batch = TwoLayerLstm::batch, rows = TwoLayerLstm::rows;
+  Tensor seed(Shape::matrix(batch, TwoLayerLstm::hidden), DType::f64);
+  for (std::int64_t i = 0; i < seed.numel(); ++i) seed.set(i, 0.1 * static_cast<double>(i + 1));
+  struct Run {
+    std::size_t peak;
+    std::vector<Tensor> grads;
+  };
+  // The loss, and with `seeded` a gradient at the last layer's h_T and c_T, as a checkpointed trainer's
+  // reversal before the last has.
+  auto run = [&](bool also_read, bool seeded) {
+    Tape tape(DType::f64);
+    const auto r = model.record(tape, also_read);
+    std::vector<Seed> seeds{{r.loss, nullptr}};
+    const Var h_last = slice_rows(r.y2, rows - batch, rows), c_last = slice_rows(r.y2, rows, rows + batch);
+    if (seeded) seeds.insert(seeds.end(), {{h_last, &seed}, {c_last, &seed}});
+    tape.backward(seeds);
+    Run out{tape.memory().peak_bytes, {}};
+    for (const Parameter& p : model.params) out.grads.push_back(p.grad());
+    return out;
+  };
+  const Run plain = run(false, false), seeded = run(false, true), seeded_kept = run(true, true);
+  CHECK(seeded.peak == plain.peak);
+  bool differs = false;
+  for (std::size_t i = 0; i < seeded.grads.size(); ++i)
+    for (std::int64_t j = 0; j < seeded.grads[i].numel(); ++j) {
+      CHECK(seeded.grads[i].get(j) == seeded_kept.grads[i].get(j));
+      differs |= seeded.grads[i].get(j) != plain.grads[i].get(j);
+    }
+  CHECK(differs);  // the seeds reached the parameters
+}
+
 TEST_CASE("a tape built where a destroyed one lived does not reuse its cached leaves", "[tape][parameter]") {
   Parameter w("w", Tensor::from({2.0}, Shape::scalar(), DType::f64));
   for (int i = 0; i < 3; ++i) {

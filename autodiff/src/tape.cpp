@@ -17,6 +17,20 @@
 
 namespace rwd::autodiff {
 namespace {
+// The ops.def column: ops whose backward reads neither their own value nor anything that aliases it.
+bool value_dead_in_backward(Op op) {
+  switch (op) {
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
+  case Op::name:                                                      \
+    return value_dead;
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+    case Op::input:
+    case Op::parameter:
+      break;
+  }
+  return false;
+}
 
 thread_local bool grad_mode = true;
 thread_local bool training_mode = true;
@@ -222,7 +236,7 @@ void Tape::backward(std::span<const Seed> seeds) {
                                   name_of(s.grad->dtype()) + " does not match " + describe(n) + " on a " +
                                   name_of(dtype_) + " tape");
   }
-  for (const Seed& s : seeds) {
+  auto apply = [&](const Seed& s) {
     Node* n = s.output.node();
     void* g = Recorder::ensure_grad(*this, n);
     const std::int64_t count = n->shape.numel();
@@ -236,9 +250,26 @@ void Tape::backward(std::span<const Seed> seeds) {
     } else {
       accumulate(static_cast<double*>(g));
     }
+  };
+  // A seed on (a view of) a value whose own backward does not read it waits for that value's backward step:
+  // by then a consumer's backward may have written its gradient over the value (Recorder::grad_over_value),
+  // where seeding first would have allocated a gradient beside it (a sequence's final state seeded beside
+  // its outputs, read by the head: one more buffer of all its steps).
+  std::vector<const Seed*> waiting;
+  for (const Seed& s : seeds) {
+    const Node* owner = value_owner(s.output.node());
+    if (owner->has_backward && owner->grad == nullptr && value_dead_in_backward(owner->op))
+      waiting.push_back(&s);
+    else
+      apply(s);
   }
   consumed_ = true;
   for (Node* n = last_backward_; n != nullptr; n = n->prev_backward) {
+    for (const Seed*& s : waiting)
+      if (s != nullptr && value_owner(s->output.node()) == n) {
+        apply(*s);
+        s = nullptr;
+      }
     if (n->grad == nullptr) continue;
 #ifndef NDEBUG
     if (n->value_overwritten) poison_value(n, dtype_);  // see Recorder::grad_over_value
@@ -387,24 +418,6 @@ void* Recorder::ensure_grad(Tape& tape, Node* n) {
   }
   return n->grad;
 }
-
-namespace {
-// The ops.def column: ops whose backward reads neither their own value nor anything that aliases it.
-bool value_dead_in_backward(Op op) {
-  switch (op) {
-#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
-  case Op::name:                                                      \
-    return value_dead;
-#include "rewind/autodiff/ops.def"
-#undef REWIND_OP
-    case Op::input:
-    case Op::parameter:
-      break;
-  }
-  return false;
-}
-
-}  // namespace
 
 void* Recorder::grad_over_value(Tape& tape, Node* n, bool zeroed) {
   Node* owner = value_owner(n);
