@@ -516,6 +516,10 @@ mutant checkpointed.plan_kept_across_lengths trainers/builtin/checkpointed.cpp \
   '    if (plan_ && plan_->steps == steps_) return *plan_;' \
   '    if (plan_) return *plan_;' \
   'memory budget'
+mutant backward.seeds_at_once autodiff/src/tape.cpp \
+  '    if (owner->has_backward && owner->grad == nullptr && value_dead_in_backward(owner->op))' \
+  '    if (false && owner->has_backward && owner->grad == nullptr && value_dead_in_backward(owner->op))' \
+  'final state takes no gradient buffer'
 mutant resume.budget_beside_segment cli/train.cpp \
   '    run.config.trainer_options.erase("segment");' \
   '' \
