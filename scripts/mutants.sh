@@ -499,7 +499,7 @@ mutant plan.advance_forgets_its_new_state trainers/src/schedule.cpp \
 mutant plan.costs_without_carried_gradient trainers/src/schedule.cpp \
   '  costs.fixed_bytes += state_bytes;  // the gradient a reversal receives at its end, held beside the tape' \
   '' \
-  'brute-force full BPTT'
+  'brute-force full BPTT|memory budget'
 mutant plan.costs_measured_on_real_targets trainers/src/schedule.cpp \
   '  const EveryStepCounted data(real_data);' \
   '  const Dataset& data = real_data;' \
@@ -509,8 +509,8 @@ mutant plan.advance_without_carried_gradient trainers/src/schedule.cpp \
   '' \
   'brute-force full BPTT|memory budget'
 mutant checkpointed.end_gradient_dropped trainers/builtin/checkpointed.cpp \
-  '          if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
-  '          if (false && !end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
+  '        if (!end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
+  '        if (false && !end_grad.empty() && v.requires_grad()) seeds.push_back({v, &end_grad[k]});' \
   'brute-force full BPTT'
 mutant checkpointed.plan_kept_across_lengths trainers/builtin/checkpointed.cpp \
   '    if (plan_ && plan_->steps == steps_) return *plan_;' \

@@ -216,6 +216,28 @@ TEST_CASE("checkpointed within a memory budget: f32 gradients as full BPTT's, an
     CHECK(relative_difference(gradients(*model), reference) <= 1e-6);
   }
 
+  // A state large beside the tape's alignment slack, and many budgets: the carried gradient, held beside
+  // reversals and advances alike, must be in the plan's memory.
+  {
+    models::ModelConfig wide = config;
+    wide.hidden_size = 64;
+    auto big = test::make_model("lstm", wide, true);
+    const auto rows = random_tokens(16, 40, 5);
+    auto full_trainer = test::builtin_plugins().make_trainer("full", {});
+    full_trainer->begin(*big, *rows, tape);
+    const trainers::CheckpointCosts costs =
+        trainers::measure_checkpoint_costs(*big, *rows, tape, full_trainer->stored_state());
+    const std::int64_t least = trainers::minimum_budget(40, costs),
+                       whole = trainers::full_tape_bytes(40, costs);
+    for (std::int64_t budget = least; budget < whole; budget += (whole - least) / 40) {
+      INFO("hidden 64, batch 16, budget " << budget << " of " << least << " to " << whole);
+      auto trainer =
+          test::builtin_plugins().make_trainer("checkpointed", {{"memory_budget", std::to_string(budget)}});
+      trainer->begin(*big, *rows, tape);
+      CHECK(trainer->next(*big, *rows, tape).held_bytes <= budget);
+    }
+  }
+
   config.dropout = 0.1;
   auto dropped = test::make_model("lstm", config, true);
   auto trainer = test::builtin_plugins().make_trainer("checkpointed", {{"memory_budget", "50%"}});
