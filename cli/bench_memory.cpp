@@ -163,6 +163,37 @@ void write_plot(const std::string& png, const std::string& csv, const std::vecto
   render_gnuplot(png, "1400,560", gp.str());
 }
 
+// What each child is given besides its trainer and T.
+std::string child_arguments(const BenchSetup& s, const PluginOptions& plugin_options) {
+  std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) +
+                       " --batch " + std::to_string(s.batch) + " --input " + std::to_string(s.input) +
+                       " --passes " + std::to_string(s.passes) + " --seed " + std::to_string(s.seed) +
+                       " --precision " + s.precision;
+  for (const std::string& f : plugin_options.files) common += " --plugin " + shell_quote(f);
+  for (const std::string& d : plugin_options.directories) common += " --plugin-dir " + shell_quote(d);
+  for (const std::string& o : plugin_options.settings) common += " --option " + shell_quote(o);
+  return common;
+}
+
+// A child's result as a table row: its figures, or a budget below the least plan's.
+void print_row(const json& r, std::int64_t passes) {
+  const std::string spec = r["trainer"].get<std::string>();
+  const auto steps = r["steps"].get<std::int64_t>();
+  if (r.contains("least_budget_bytes")) {
+    std::printf("%-18s %8lld  below the least budget, %s MiB\n", spec.c_str(), static_cast<long long>(steps),
+                mib(r["least_budget_bytes"].get<double>()).c_str());
+    return;
+  }
+  std::printf("%-18s %8lld %8lld %14s %12s %14s %9.3f %12.1f %16.0f %14s\n", spec.c_str(),
+              static_cast<long long>(steps), static_cast<long long>(r["updates"].get<std::int64_t>()),
+              mib(r["tape_peak_bytes"].get<double>()).c_str(),
+              mib(r["held_peak_bytes"].get<double>()).c_str(), mib(r["peak_rss_bytes"].get<double>()).c_str(),
+              r["steps_recorded"].get<double>() / static_cast<double>(steps * passes),
+              r["us_per_step"].get<double>(), r["steps_x_batch_per_second"].get<double>(),
+              mib(r["minimum_saved_bytes_full"].get<double>()).c_str());
+  std::fflush(stdout);
+}
+
 // The trade-off as one picture per T: time per step against the memory held at its highest, every trainer a
 // point (the budgets of the optimal plan a line from the least memory to full BPTT's).
 void write_budget_plot(const std::string& png, const std::string& csv, const std::vector<std::string>& specs,
@@ -274,13 +305,7 @@ int run_bench_memory(int argc, const char* const* argv) {
     if (const std::string why = autodiff::bf16_unavailable_reason(); !why.empty())
       throw std::invalid_argument("--precision bf16 cannot run here: " + why);
   const double min_floats = minimum_saved_floats(s.model, s.hidden, s.input);
-  std::string common = " --model " + shell_quote(s.model) + " --hidden " + std::to_string(s.hidden) +
-                       " --batch " + std::to_string(s.batch) + " --input " + std::to_string(s.input) +
-                       " --passes " + std::to_string(s.passes) + " --seed " + std::to_string(s.seed) +
-                       " --precision " + s.precision;
-  for (const std::string& f : plugin_options.files) common += " --plugin " + shell_quote(f);
-  for (const std::string& d : plugin_options.directories) common += " --plugin-dir " + shell_quote(d);
-  for (const std::string& o : plugin_options.settings) common += " --option " + shell_quote(o);
+  const std::string common = child_arguments(s, plugin_options);
   const std::string self = boost::dll::program_location().string();
 
   std::printf("%-18s %8s %8s %14s %12s %14s %9s %12s %16s %14s\n", "trainer", "T", "updates", "tape peak MiB",
@@ -300,23 +325,12 @@ int run_bench_memory(int argc, const char* const* argv) {
         continue;
       }
       json& r = *result;
-      if (r.contains("least_budget_bytes")) {
-        std::printf("%-18s %8lld  below the least budget, %s MiB\n", specs[i].c_str(),
-                    static_cast<long long>(steps), mib(r["least_budget_bytes"].get<double>()).c_str());
-        continue;
+      if (!r.contains("least_budget_bytes")) {
+        r["trainer_index"] = i;
+        r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
+        results.push_back(r);
       }
-      r["trainer_index"] = i;
-      r["minimum_saved_bytes_full"] = min_floats * 4.0 * static_cast<double>(s.batch * steps);
-      std::printf("%-18s %8lld %8lld %14s %12s %14s %9.3f %12.1f %16.0f %14s\n", specs[i].c_str(),
-                  static_cast<long long>(steps), static_cast<long long>(r["updates"].get<std::int64_t>()),
-                  mib(r["tape_peak_bytes"].get<double>()).c_str(),
-                  mib(r["held_peak_bytes"].get<double>()).c_str(),
-                  mib(r["peak_rss_bytes"].get<double>()).c_str(),
-                  r["steps_recorded"].get<double>() / static_cast<double>(steps * s.passes),
-                  r["us_per_step"].get<double>(), r["steps_x_batch_per_second"].get<double>(),
-                  mib(r["minimum_saved_bytes_full"].get<double>()).c_str());
-      std::fflush(stdout);
-      results.push_back(r);
+      print_row(r, s.passes);
     }
   std::printf(
       "held: tape and kept states at their highest together; fwd/step: forward steps run per step (1: no "
@@ -351,6 +365,58 @@ json plan_json(const trainers::CheckpointPlan& p) {
           {"peak_bytes", p.peak_bytes},       {"max_kept", p.max_kept},
           {"reversals", p.reversals},         {"longest_reversal", p.longest_reversal},
           {"granularity", p.granularity}};
+}
+
+json costs_json(const trainers::CheckpointCosts& c) {
+  return {{"state_bytes", c.state_bytes},
+          {"fixed_bytes", c.fixed_bytes},
+          {"step_bytes", c.step_bytes},
+          {"advance_fixed_bytes", c.advance_fixed_bytes},
+          {"advance_step_bytes", c.advance_step_bytes},
+          {"full_fixed_bytes", c.full_fixed_bytes},
+          {"full_step_bytes", c.full_step_bytes}};
+}
+
+// One T's plan beside full BPTT and sqrt(T) segments; its figures, or nothing for a budget below the least.
+std::optional<json> print_plan(std::int64_t steps, const trainers::CheckpointCosts& costs,
+                               const std::string& budget, bool show_actions) {
+  const std::int64_t full = trainers::full_tape_bytes(steps, costs);
+  const std::int64_t bytes = trainers::parse_budget(budget, full);
+  std::printf("T = %lld\n", static_cast<long long>(steps));
+  if (const std::int64_t least = trainers::minimum_budget(steps, costs); bytes < least) {
+    std::printf("  budget %s is below the least plan's %s (%.2f%% of full BPTT's tape)\n",
+                bytes_text(bytes).c_str(), bytes_text(least).c_str(),
+                100.0 * static_cast<double>(least) / static_cast<double>(full));
+    return std::nullopt;
+  }
+  const trainers::CheckpointPlan plan = trainers::optimal_checkpoints(steps, costs, bytes);
+  const auto sqrt_segment = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps))));
+  const trainers::CheckpointPlan uniform = trainers::uniform_checkpoints(steps, sqrt_segment, costs);
+  auto row = [&](const std::string& name, std::int64_t peak, std::int64_t forward) {
+    std::printf("  %-28s peak %12s  forward steps %9lld (%.3f per step)\n", name.c_str(),
+                bytes_text(peak).c_str(), static_cast<long long>(forward),
+                static_cast<double>(forward) / static_cast<double>(steps));
+  };
+  row("full BPTT", full, steps);
+  row("checkpointed, segment " + std::to_string(sqrt_segment), uniform.peak_bytes, uniform.forward_steps);
+  row("budget " + bytes_text(bytes), plan.peak_bytes, plan.forward_steps);
+  const std::string grid = plan.granularity == 1
+                               ? "optimal"
+                               : "optimal with states kept every " + std::to_string(plan.granularity) +
+                                     " steps (T is long for the programme over single steps)";
+  std::printf(
+      "  the plan: %lld recomputed steps, at most %lld states kept, %lld reversals of at most %lld "
+      "steps; %s\n",
+      static_cast<long long>(plan.recomputed_steps()), static_cast<long long>(plan.max_kept),
+      static_cast<long long>(plan.reversals), static_cast<long long>(plan.longest_reversal), grid.c_str());
+  if (show_actions)
+    for (const trainers::CheckpointAction& a : plan.actions)
+      std::printf("    %s\n", trainers::describe(a).c_str());
+  return json{{"steps", steps},
+              {"budget_bytes", bytes},
+              {"full_tape_bytes", full},
+              {"plan", plan_json(plan)},
+              {"sqrt_segments", plan_json(uniform)}};
 }
 
 int run_plan(int argc, const char* const* argv) {
@@ -395,64 +461,17 @@ int run_plan(int argc, const char* const* argv) {
       bytes_text(costs.fixed_bytes).c_str(), bytes_text(costs.step_bytes).c_str(),
       bytes_text(costs.advance_fixed_bytes).c_str(), bytes_text(costs.advance_step_bytes).c_str(),
       bytes_text(costs.state_bytes).c_str());
-  json out = json::array();
+  json plans = json::array();
   int refused = 0;
   for (std::int64_t steps : lengths) {
-    const std::int64_t full = trainers::full_tape_bytes(steps, costs);
-    const std::int64_t bytes = trainers::parse_budget(budget, full);
-    std::printf("T = %lld\n", static_cast<long long>(steps));
-    if (const std::int64_t least = trainers::minimum_budget(steps, costs); bytes < least) {
-      std::printf("  budget %s is below the least plan's %s (%.2f%% of full BPTT's tape)\n",
-                  bytes_text(bytes).c_str(), bytes_text(least).c_str(),
-                  100.0 * static_cast<double>(least) / static_cast<double>(full));
+    if (std::optional<json> plan = print_plan(steps, costs, budget, show_actions))
+      plans.push_back(*plan);
+    else
       ++refused;
-      continue;
-    }
-    const trainers::CheckpointPlan plan = trainers::optimal_checkpoints(steps, costs, bytes);
-    const auto sqrt_segment = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(steps))));
-    const trainers::CheckpointPlan uniform = trainers::uniform_checkpoints(steps, sqrt_segment, costs);
-    auto row = [&](const std::string& name, std::int64_t peak, std::int64_t forward) {
-      std::printf("  %-28s peak %12s  forward steps %9lld (%.3f per step)\n", name.c_str(),
-                  bytes_text(peak).c_str(), static_cast<long long>(forward),
-                  static_cast<double>(forward) / static_cast<double>(steps));
-    };
-    row("full BPTT", full, steps);
-    row("checkpointed, segment " + std::to_string(sqrt_segment), uniform.peak_bytes, uniform.forward_steps);
-    row("budget " + bytes_text(bytes), plan.peak_bytes, plan.forward_steps);
-    const std::string grid = plan.granularity == 1
-                                 ? "optimal"
-                                 : "optimal with states kept every " + std::to_string(plan.granularity) +
-                                       " steps (T is long for the programme over single steps)";
-    std::printf(
-        "  the plan: %lld recomputed steps, at most %lld states kept, %lld reversals of at most %lld "
-        "steps; %s\n",
-        static_cast<long long>(plan.recomputed_steps()), static_cast<long long>(plan.max_kept),
-        static_cast<long long>(plan.reversals), static_cast<long long>(plan.longest_reversal), grid.c_str());
-    if (show_actions)
-      for (const trainers::CheckpointAction& a : plan.actions) {
-        if (a.kind == trainers::CheckpointAction::Kind::drop)
-          std::printf("    drop S_%lld\n", static_cast<long long>(a.from));
-        else
-          std::printf("    %s [%lld, %lld)\n",
-                      a.kind == trainers::CheckpointAction::Kind::advance ? "advance" : "reverse",
-                      static_cast<long long>(a.from), static_cast<long long>(a.to));
-      }
-    out.push_back({{"steps", steps},
-                   {"budget_bytes", bytes},
-                   {"full_tape_bytes", full},
-                   {"plan", plan_json(plan)},
-                   {"sqrt_segments", plan_json(uniform)}});
   }
   if (!json_path.empty()) {
-    const json costs_json = {{"state_bytes", costs.state_bytes},
-                             {"fixed_bytes", costs.fixed_bytes},
-                             {"step_bytes", costs.step_bytes},
-                             {"advance_fixed_bytes", costs.advance_fixed_bytes},
-                             {"advance_step_bytes", costs.advance_step_bytes},
-                             {"full_fixed_bytes", costs.full_fixed_bytes},
-                             {"full_step_bytes", costs.full_step_bytes}};
-    const json doc = {{"model", s.model}, {"hidden", s.hidden},  {"batch", s.batch},
-                      {"input", s.input}, {"costs", costs_json}, {"plans", out}};
+    const json doc = {{"model", s.model}, {"hidden", s.hidden},         {"batch", s.batch},
+                      {"input", s.input}, {"costs", costs_json(costs)}, {"plans", plans}};
     write_text_file(json_path, doc.dump(2) + "\n", "--json");
   }
   return refused > 0 ? 1 : 0;

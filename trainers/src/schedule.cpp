@@ -125,18 +125,6 @@ class Programme {
   std::vector<std::vector<std::int64_t>> cost_;  // cost_[j][t]: blocks run to reverse t blocks at depth j
 };
 
-std::string describe(const CheckpointAction& a) {
-  switch (a.kind) {
-    case CheckpointAction::Kind::advance:
-      return "advance [" + std::to_string(a.from) + ", " + std::to_string(a.to) + ")";
-    case CheckpointAction::Kind::reverse:
-      return "reverse [" + std::to_string(a.from) + ", " + std::to_string(a.to) + ")";
-    case CheckpointAction::Kind::drop:
-      return "drop S_" + std::to_string(a.from);
-  }
-  return "?";
-}
-
 }  // namespace
 
 std::int64_t minimum_budget(std::int64_t steps, const CheckpointCosts& costs) {
@@ -275,6 +263,18 @@ class EveryStepCounted final : public Dataset {
   Tensor values_;
 };
 }  // namespace
+
+std::string describe(const CheckpointAction& a) {
+  switch (a.kind) {
+    case CheckpointAction::Kind::advance:
+      return "advance [" + std::to_string(a.from) + ", " + std::to_string(a.to) + ")";
+    case CheckpointAction::Kind::reverse:
+      return "reverse [" + std::to_string(a.from) + ", " + std::to_string(a.to) + ")";
+    case CheckpointAction::Kind::drop:
+      return "drop S_" + std::to_string(a.from);
+  }
+  return "?";
+}
 
 CheckpointCosts measure_checkpoint_costs(Model& model, const Dataset& real_data, Tape& tape,
                                          const std::vector<Tensor>& start) {

@@ -71,6 +71,9 @@ REWIND_TRAINERS_EXPORT CheckpointPlan uniform_checkpoints(std::int64_t steps, st
 // steps just before the gradient, or leaves a step unreversed.
 REWIND_TRAINERS_EXPORT void account(CheckpointPlan& plan, const CheckpointCosts& costs);
 
+// "advance [0, 40)", "reverse [40, 60)", "drop S_40".
+REWIND_TRAINERS_EXPORT std::string describe(const CheckpointAction& action);
+
 // Measures the costs on `data` from `start` (the tape is cleared, its peak reset, parameter gradients
 // zeroed): reversals, advances and full BPTT's window over 1, 2, 4 and 8 steps, and the line above each's
 // points, with room for each node's alignment padding.
