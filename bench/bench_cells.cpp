@@ -45,8 +45,10 @@ void cell_window(benchmark::State& state, const std::string& cell, bool fused, s
 }
 
 // One truncated(20) update of a token model through the trainer plugin: window record, backward, tape
-// clear, i.e. what rewind train repeats. Random tokens, batch 32, embedding 64.
-void trainer_update(benchmark::State& state, const std::string& cell, std::int64_t hidden) {
+// clear, i.e. what rewind train repeats. Random tokens, batch 32, embedding 64. In f64 the gradients sum
+// their rows one time step (or row) at a time (docs/tape.md), which the f64 rows measure.
+void trainer_update(benchmark::State& state, const std::string& cell, std::int64_t hidden,
+                    autodiff::DType dtype) {
   constexpr std::int64_t batch = 32, vocab = 64, steps = 2000;
   trainers::TokenData data(batch, steps, vocab);
   for (std::int64_t t = 0; t < steps; ++t)
@@ -58,9 +60,10 @@ void trainer_update(benchmark::State& state, const std::string& cell, std::int64
   config.vocab_size = vocab;
   config.input_size = vocab;
   config.hidden_size = hidden;
+  config.dtype = dtype;
   auto model = registry().make_model(cell, config);
   auto trainer = registry().make_trainer("truncated", {{"k", "20"}});
-  autodiff::Tape tape;
+  autodiff::Tape tape(dtype);
   trainer->begin(*model, data, tape);
   for (auto _ : state) {
     if (trainer->done()) trainer->begin(*model, data, tape);
@@ -74,7 +77,13 @@ const bool registered = [] {
     for (std::int64_t hidden : {64, 256})
       benchmark::RegisterBenchmark(
           ("BM_TruncatedUpdate/" + std::string(cell) + "/" + std::to_string(hidden)).c_str(),
-          [=](benchmark::State& s) { trainer_update(s, cell, hidden); })
+          [=](benchmark::State& s) { trainer_update(s, cell, hidden, autodiff::DType::f32); })
+          ->Unit(benchmark::kMillisecond);
+  for (const char* cell : {"gru", "lstm"})
+    for (std::int64_t hidden : {64, 256})
+      benchmark::RegisterBenchmark(
+          ("BM_TruncatedUpdate/" + std::string(cell) + "/" + std::to_string(hidden) + "/f64").c_str(),
+          [=](benchmark::State& s) { trainer_update(s, cell, hidden, autodiff::DType::f64); })
           ->Unit(benchmark::kMillisecond);
   for (const char* cell : {"rnn", "gru", "lstm"})
     for (bool fused : {true, false})

@@ -524,6 +524,38 @@ mutant resume.budget_beside_segment cli/train.cpp \
   '    run.config.trainer_options.erase("segment");' \
   '' \
   'cli\.plan$'
+mutant plan.whole_sequence_as_a_reversal trainers/src/schedule.cpp \
+  '    return t <= leaf_[static_cast<std::size_t>(j)] && !(j == 0 && t == n_);' \
+  '    return t <= leaf_[static_cast<std::size_t>(j)];' \
+  'checkpoint plan|bitwise full BPTT'
+mutant f64.weight_rows_in_one_product autodiff/src/kernels.hpp \
+  '  if constexpr (!window_invariant<T>) {
+    gemm<T>(true, false, m, n, rows, a, lda, b, ldb, T(1), c);' \
+  '  if constexpr (true) {
+    gemm<T>(true, false, m, n, rows, a, lda, b, ldb, T(1), c);' \
+  'bitwise full BPTT'
+mutant f64.recurrent_steps_in_one_product autodiff/src/ops_sequence.cpp \
+  '  if constexpr (window_invariant<T>) {' \
+  '  if constexpr (false) {' \
+  'bitwise full BPTT'
+mutant f64.column_sums_first_row_first autodiff/src/kernels.hpp \
+  '  for (std::int64_t r = rows - 1; r >= 0; --r) add_into(dst, src + r * ld, cols);' \
+  '  for (std::int64_t r = 0; r < rows; ++r) add_into(dst, src + r * ld, cols);' \
+  'bitwise full BPTT'
+mutant f64.head_chunks_first_first autodiff/src/ops.cpp \
+  '  for (std::int64_t first = (sx.rows - 1) / head_chunk_rows * head_chunk_rows; first >= 0;
+       first -= head_chunk_rows) {' \
+  '  for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {' \
+  'bitwise full BPTT'
+mutant f64.kernel_by_row_count autodiff/src/kernels.hpp \
+  '  return window_invariant<T> || m >= gemm_min_packed_rows;' \
+  '  return m >= gemm_min_packed_rows;' \
+  'bitwise full BPTT'
+mutant mse.stretch_mean_rescaled trainers/src/trainer.cpp \
+  '    loss = autodiff::mse(y * tape.input(keep), tape.input(target), norm);' \
+  '    loss = autodiff::scale(autodiff::mse(y * tape.input(keep), tape.input(target)),
+                           static_cast<double>(target.numel()) / norm);' \
+  'bitwise full BPTT'
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

@@ -28,6 +28,7 @@ TEST_CASE("shape mismatches name the op and both shapes", "[errors]") {
   CHECK_THROWS_WITH(slice_cols(a, 2, 6), Contains("slice_cols: columns [2, 6) of [3, 4]"));
   CHECK_THROWS_WITH(concat_cols({a, b}), Contains("concat_cols: part [2, 4] does not have the 3 rows"));
   CHECK_THROWS_WITH(mse(a, b), Contains("mse: shapes [3, 4] and [2, 4] differ"));
+  CHECK_THROWS_WITH(mse(a, a, -1), Contains("mse: the normalizer must be finite and >= 0"));
   CHECK_THROWS_WITH(linear(a, tape.input(zeros(5, 3)), tape.input(Tensor(Shape::vector(5), DType::f32))),
                     Contains("linear: x [3, 4], weight [5, 3], bias [5] do not fit"));
   CHECK_THROWS_WITH(rnn_pointwise(a, b), Contains("rnn_pointwise: shapes [3, 4] and [2, 4] differ"));

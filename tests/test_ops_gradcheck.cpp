@@ -110,7 +110,8 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                                       },
                                       -2,
                                       2}};
-  cases[Op::mse] = {{"both sides", {m(3, 4), m(3, 4)}, [](auto& v) { return mse(v[0], v[1]); }}};
+  cases[Op::mse] = {{"both sides", {m(3, 4), m(3, 4)}, [](auto& v) { return mse(v[0], v[1]); }},
+                    {"normalizer", {m(3, 4), m(3, 4)}, [](auto& v) { return mse(v[0], v[1], 7.0); }}};
   // stop_gradient's numeric derivative is not zero, so it is checked as part of a function whose other path
   // must still be exact; its own cut is asserted to be exactly zero in test_tape.cpp.
   cases[Op::stop_gradient] = {{"the other path stays exact", {m(3, 4)}, [](auto& v) {

@@ -53,9 +53,10 @@ std::int64_t exhaustive_optimum(std::int64_t T, const CheckpointCosts& c, std::i
                                    c.advance_step_bytes <=
                                budget)
       reach(next, kept, frontier, cost + 1);
-    // Reverse from the state in hand up to the gradient.
-    if (hand < frontier &&
-        held(hand, kept) * c.state_bytes + c.fixed_bytes + (frontier - hand) * c.step_bytes <= budget)
+    // Reverse from the state in hand up to the gradient; all of it from S_0 is full BPTT's window.
+    const std::int64_t tape =
+        hand == 0 && frontier == T ? full_tape_bytes(T, c) : c.fixed_bytes + (frontier - hand) * c.step_bytes;
+    if (hand < frontier && held(hand, kept) * c.state_bytes + tape <= budget)
       reach(hand, kept, hand, cost + frontier - hand);
   }
   return -1;
@@ -80,12 +81,19 @@ TEST_CASE(
        10},
       {{.state_bytes = 3, .fixed_bytes = 0, .step_bytes = 1}, 10},  // states dearer than steps
       {{.state_bytes = 0, .fixed_bytes = 2, .step_bytes = 1}, 10},  // states for free
+      // Full BPTT's window dearer than a reversal of all the steps (a budget between the two must split),
+      // and cheaper.
+      {{.state_bytes = 1, .fixed_bytes = 1, .step_bytes = 2, .full_fixed_bytes = 4, .full_step_bytes = 2},
+       10},
+      {{.state_bytes = 1, .fixed_bytes = 3, .step_bytes = 2, .full_fixed_bytes = 0, .full_step_bytes = 2},
+       10},
   };
   for (const Case& c : cases)
     for (std::int64_t T = 1; T <= c.longest; ++T) {
       const std::int64_t least = minimum_budget(T, c.costs);
-      for (std::int64_t budget = least; budget <= c.costs.fixed_bytes + T * c.costs.step_bytes + 1;
-           ++budget) {
+      const std::int64_t most =
+          std::max(c.costs.fixed_bytes + T * c.costs.step_bytes, full_tape_bytes(T, c.costs)) + 1;
+      for (std::int64_t budget = least; budget <= most; ++budget) {
         INFO("T = " << T << ", budget " << budget << ", state " << c.costs.state_bytes << ", step "
                     << c.costs.step_bytes);
         const CheckpointPlan plan = optimal_checkpoints(T, c.costs, budget);

@@ -4,8 +4,10 @@
 // collected here (not through Model::end, which the trainers use).
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "helpers.hpp"
 #include "plugin_fixtures.hpp"
@@ -158,6 +160,64 @@ TEST_CASE("full, truncated with k >= T and checkpointed all equal a brute-force 
       trainer->begin(*model, *data, tape);
       CHECK_THROWS_WITH(trainer->next(*model, *data, tape),
                         Catch::Contains("below the minimum of " + std::to_string(least) + " bytes"));
+    }
+}
+
+TEST_CASE("in f64 a memory budget's gradient is bitwise full BPTT's", "[trainers]") {
+  // Over 512 rows (the head's chunks), with sequence restarts and a regression head in the second data set.
+  const auto tokens = random_tokens(16, 48, 9);
+  std::string csv = "a,b,start\n";
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (int row = 0; row < 8 * 41; ++row)
+    csv += std::to_string(u(rng)) + "," + std::to_string(u(rng)) + "," + (row % 37 == 5 ? "1" : "0") + "\n";
+  const test::TempDir dir;
+  const auto series = trainers::csv_streams(trainers::CsvTable::read(dir.write("series.csv", csv)),
+                                            {.targets = {"b"}, .reset_column = "start"}, 0, 8 * 41, 8);
+  Tape tape(DType::f64);
+  for (const trainers::Dataset* data : {static_cast<const trainers::Dataset*>(tokens.get()),
+                                        static_cast<const trainers::Dataset*>(series.get())})
+    for (const auto& [cell, layers, fused] :
+         {std::tuple{"rnn", 1, true},
+          {"gru", 1, true},
+          {"lstm", 1, true},
+          {"gru", 2, true},
+          {"lstm", 2, true},
+          // Primitive cells, one op per step, that read each state tensor in one op (docs/tape.md).
+          {"rnn", 2, false},
+          {"lstm", 2, false}}) {
+      models::ModelConfig config = token_config(layers);
+      config.hidden_size = 8;
+      if (data == series.get()) {
+        config.vocab_size = 0;
+        config.input_size = data->input_size();
+        config.output_size = data->output_size();
+      }
+      auto model = test::make_model(cell, config, fused);
+      auto gradient = [&](const std::string& name, std::map<std::string, std::string> options) {
+        auto trainer = test::builtin_plugins().make_trainer(name, options);
+        trainer->begin(*model, *data, tape);
+        trainer->next(*model, *data, tape);
+        return gradients(*model);
+      };
+      const std::vector<Tensor> full = gradient("full", {});
+      auto sizing = test::builtin_plugins().make_trainer("full", {});
+      sizing->begin(*model, *data, tape);
+      const trainers::CheckpointCosts costs =
+          trainers::measure_checkpoint_costs(*model, *data, tape, sizing->stored_state());
+      const std::int64_t T = data->steps(), least = trainers::minimum_budget(T, costs),
+                         whole = trainers::full_tape_bytes(T, costs);
+      for (std::int64_t budget = least; budget < whole; budget += (whole - least) / 5) {
+        INFO(cell << (fused ? "" : " (primitives)") << ", " << layers << " layer(s), "
+                  << (data == series.get() ? "series" : "tokens") << ", budget " << budget << " of " << least
+                  << " to " << whole);
+        const std::vector<Tensor> planned =
+            gradient("checkpointed", {{"memory_budget", std::to_string(budget)}});
+        for (std::size_t i = 0; i < full.size(); ++i) {
+          INFO(model->parameters()[i]->name());
+          CHECK(std::memcmp(planned[i].raw(), full[i].raw(), full[i].bytes()) == 0);
+        }
+      }
     }
 }
 

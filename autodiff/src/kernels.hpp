@@ -64,10 +64,22 @@ void add_into(T* dst, const T* src, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) dst[i] += src[i];
 }
 
+// In f64 what a window computes does not depend on where the sequence was cut into windows, so that a
+// checkpointed plan's gradient is bitwise full BPTT's (docs/tape.md):
+// - a gradient that sums over rows (a weight's dY^T X, a bias's column sums, an embedding's scattered rows)
+//   adds them last row first, one block of rows at a time (a time step in a sequence op, one row
+//   elsewhere), each straight into the parameter's gradient: windows reversed last first then give every
+//   parameter the same additions in the same order as one window over all of it;
+// - a product by rows (A B with A row-major) takes the packed kernel whatever its row count, which computes
+//   each row alone, where OpenBLAS's edge tiles and small-matrix kernels vary with the row count.
+// f32 keeps one product over all rows and the fastest kernel for each shape.
+template <class T>
+inline constexpr bool window_invariant = std::is_same_v<T, double>;
+
 // dst[c] += the sum over rows r of src[r * ld + c], for c < cols: a bias's gradient, the column sums of dy.
 template <class T>
 void add_column_sums(T* dst, const T* src, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
-  for (std::int64_t r = 0; r < rows; ++r) add_into(dst, src + r * ld, cols);
+  for (std::int64_t r = rows - 1; r >= 0; --r) add_into(dst, src + r * ld, cols);
 }
 
 // The sum over i < n of term(i), accumulated in A: in `lanes` partial sums (element i in sum i mod lanes)
@@ -176,6 +188,12 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
 // kernels and edge tiles differ with the part's size, by core type).
 constexpr std::int64_t gemm_min_work = std::int64_t{1} << 19;  // m n k per part: below it waking costs more
 constexpr std::int64_t gemm_min_packed_rows = 128;
+
+// Whether a product by m rows of A takes the packed kernel (window_invariant: always in f64).
+template <class T>
+constexpr bool packed_rows(std::int64_t m) {
+  return window_invariant<T> || m >= gemm_min_packed_rows;
+}
 
 // B packed into storage as PackedB packs it, with the panels shared out to the pool when B is large: the
 // sequence ops pack W_hh twice per window, 16 MiB each at hidden 1024.
@@ -306,11 +324,11 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
       return;
     }
   }
-  if (m == 1 && !ta && n * k < 2 * gemm_min_work) {
+  if (m == 1 && !ta && n * k < 2 * gemm_min_work && !window_invariant<T>) {
     row_gemm(tb, n, k, a, b, ldb, beta, c);
     return;
   }
-  if (!ta && m >= gemm_min_packed_rows && (beta == T(0) || beta == T(1))) {
+  if (!ta && packed_rows<T>(m) && (beta == T(0) || beta == T(1))) {
     // Reused across calls; at most one weight matrix per thread (callers that repeat a B pack it themselves).
     thread_local std::vector<T> storage;
     storage.resize(static_cast<std::size_t>(PackedB<T>::size(k, n)));
@@ -340,6 +358,21 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
       }
     }
   });
+}
+
+// c [m, n] += a^T b summed over `rows` rows of a [rows, m] and b [rows, n]: a weight's gradient. In f64 one
+// product per `block` rows, last block first (window_invariant).
+template <class T>
+void add_products_over_rows(std::int64_t m, std::int64_t n, std::int64_t rows, const T* a, std::int64_t lda,
+                            const T* b, std::int64_t ldb, T* c, std::int64_t block = 1) {
+  if constexpr (!window_invariant<T>) {
+    gemm<T>(true, false, m, n, rows, a, lda, b, ldb, T(1), c);
+  } else {
+    for (std::int64_t end = rows; end > 0; end -= block) {
+      const std::int64_t begin = std::max<std::int64_t>(0, end - block);
+      gemm<T>(true, false, m, n, end - begin, a + begin * lda, lda, b + begin * ldb, ldb, T(1), c);
+    }
+  }
 }
 
 }  // namespace rwd::autodiff::kernels

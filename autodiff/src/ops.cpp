@@ -262,7 +262,7 @@ void backward_gather_rows(Tape& tape, Node* n) {
   const std::int32_t* indices = n->indices;
   const std::int64_t cols = n->shape.cols;
   const T* dy = dy_of<T>(n);
-  for (std::int64_t i = 0; i < n->shape.rows; ++i)
+  for (std::int64_t i = n->shape.rows - 1; i >= 0; --i)  // last row first: kernels::window_invariant
     for (std::int64_t c = 0; c < cols; ++c) gt[indices[i] * cols + c] += dy[i * cols + c];
 }
 
@@ -405,7 +405,7 @@ PackedB<T> pack_in_arena(Tape& tape, const T* b, std::int64_t ldb, bool transpos
 template <class T>
 void chunk_gemm(std::int64_t rows, const T* a, std::int64_t lda, const PackedB<T>& packed, const T* b,
                 std::int64_t ldb, bool transposed, T beta, T* c) {
-  if (rows >= gemm_min_packed_rows) {
+  if (packed_rows<T>(rows)) {
     gemm_packed(rows, a, lda, packed, beta, c, packed.n);
   } else {
     gemm<T>(false, transposed, rows, packed.n, packed.k, a, lda, b, ldb, beta, c);
@@ -484,7 +484,9 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   const T* w = value_of<T>(n->inputs[1]);
   const PackedB<T> w_t = pack_in_arena<T>(tape, w, sx.cols, true, sx.cols, classes);
   const PackedB<T> w_packed = pack_in_arena<T>(tape, w, sx.cols, false, classes, sx.cols);
-  for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {
+  // Last chunk first, for kernels::window_invariant.
+  for (std::int64_t first = (sx.rows - 1) / head_chunk_rows * head_chunk_rows; first >= 0;
+       first -= head_chunk_rows) {
     const std::int64_t rows = std::min(head_chunk_rows, sx.rows - first);
     head_logits<T>(n, first, rows, w_t, chunk);
     over_softmax_blocks(rows, [&](std::int64_t, std::int64_t offset, std::int64_t count) {
@@ -497,15 +499,14 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
       softmax_rows_backward<T>(n, block, block, block_shape, first + offset);
     });
     const T* x_rows = value_of<T>(n->inputs[0]) + first * sx.cols;
-    if (gw != nullptr)
-      gemm<T>(true, false, classes, sx.cols, rows, chunk, classes, x_rows, sx.cols, T(1), gw);
+    if (gw != nullptr) add_products_over_rows<T>(classes, sx.cols, rows, chunk, classes, x_rows, sx.cols, gw);
     if (gb != nullptr) add_column_sums(gb, chunk, rows, classes, classes);
     if (gx != nullptr)
       chunk_gemm<T>(rows, chunk, classes, w_packed, w, sx.cols, false, beta_x, gx + first * sx.cols);
   }
 }
 
-Var mse(const Var& a, const Var& b) {
+Var mse(const Var& a, const Var& b, double normalizer) {
   const std::array<Var, 2> inputs{a, b};
   Tape& tape = Recorder::tape_of(Op::mse, inputs);
   Node* na = a.node();
@@ -513,8 +514,10 @@ Var mse(const Var& a, const Var& b) {
   if (na->shape != nb->shape)
     fail(Op::mse, "shapes " + na->shape.str() + " and " + nb->shape.str() + " differ");
   Node* n = Recorder::record(tape, Op::mse, Shape::scalar(), inputs, true);
+  if (!(normalizer >= 0) || !std::isfinite(normalizer))
+    fail(Op::mse, "the normalizer must be finite and >= 0");
   const std::int64_t count = na->shape.numel();
-  n->scalar = 1.0 / static_cast<double>(count);
+  n->scalar = 1.0 / (normalizer > 0 ? normalizer : static_cast<double>(count));
   dispatch(tape.dtype(), [&]<class T>() {
     const T* x = value_of<T>(na);
     const T* y = value_of<T>(nb);

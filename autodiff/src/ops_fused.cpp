@@ -55,7 +55,7 @@ void backward_linear(Tape& tape, Node* n) {
   if (T* gx = grad_in<T>(tape, n, 0))
     gemm<T>(false, false, rows, in, out, dy, out, value_of<T>(n->inputs[1]), in, T(1), gx);
   if (T* gw = grad_in<T>(tape, n, 1))
-    gemm<T>(true, false, out, in, rows, dy, out, value_of<T>(n->inputs[0]), in, T(1), gw);
+    add_products_over_rows<T>(out, in, rows, dy, out, value_of<T>(n->inputs[0]), in, gw);
   if (T* gb = grad_in<T>(tape, n, 2)) add_column_sums(gb, dy, rows, out, out);
 }
 

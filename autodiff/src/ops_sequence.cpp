@@ -149,23 +149,30 @@ void input_side_grads(Tape& tape, Node* n, const Dims& d, std::int64_t g, const 
                       int x_index, int w_ih_index, int b_ih_index) {
   const std::int64_t rows = d.steps * d.batch;
   if (T* dw = grad_in<T>(tape, n, w_ih_index))
-    gemm<T>(true, false, g, d.input, rows, dg, ldg, value_of<T>(n->inputs[x_index]), d.input, T(1), dw);
-  if (T* db = grad_in<T>(tape, n, b_ih_index))
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < g; ++c) db[c] += dg[r * ldg + c];
+    add_products_over_rows<T>(g, d.input, rows, dg, ldg, value_of<T>(n->inputs[x_index]), d.input, dw,
+                              d.batch);
+  if (T* db = grad_in<T>(tape, n, b_ih_index)) add_column_sums(db, dg, rows, g, ldg);
   // Last: dx may take over x's buffer (an embedding's rows, a lower layer's h_t) once dW_ih has read x.
   if (T* dx = grad_in_over_value<T>(tape, n, x_index))
     gemm<T>(false, false, rows, d.input, g, dg, ldg, value_of<T>(n->inputs[w_ih_index]), d.input, T(1), dx);
 }
 
 // dW += sum over t of dg_t^T h_{t-1} for `cols` gate columns of dg (row stride ldg) into rows of dW (row
-// stride hidden): h_{-1} = h0, h_t are rows of hs. Runs of steps without a restart are one GEMM; a step
-// where rows restart reads their state as zero from a masked copy, so nothing before it leaks in.
+// stride hidden): h_{-1} = h0, h_t are rows of hs. Runs of steps without a restart are one GEMM (in f64 one
+// step at a time, last first: window_invariant); a step where rows restart reads their state as zero from a
+// masked copy, so nothing before it leaks in.
 template <class T>
 void recurrent_weight_grad(Tape& tape, const Dims& d, std::int64_t cols, const T* dg, std::int64_t ldg,
                            const T* h0, const T* hs, const std::uint8_t* resets, T* dw) {
   const std::int64_t b = d.batch, h = d.hidden;
   T* masked = resets != nullptr ? scratch<T>(tape, b * h) : nullptr;
+  if constexpr (window_invariant<T>) {
+    for (std::int64_t t = d.steps - 1; t >= 0; --t) {
+      const T* prev = step_state(t == 0 ? h0 : hs + (t - 1) * b * h, resets, t, b, Rows{0, b}, h, masked);
+      gemm<T>(true, false, cols, h, b, dg + t * b * ldg, ldg, prev, h, T(1), dw);
+    }
+    return;
+  }
   std::int64_t run = 1;  // the first step of the pending run of restart-free steps (step 0 reads h0 alone)
   auto flush = [&](std::int64_t end) {
     if (end > run)

@@ -47,7 +47,7 @@ class Programme {
       const std::int64_t* deeper = splits(j) ? row(j + 1) : nullptr;
       here[0] = 0;
       for (std::int64_t t = 1; t <= n_; ++t) {
-        if (t <= leaf_[static_cast<std::size_t>(j)]) {
+        if (leaf(j, t)) {
           here[t] = t;
           continue;
         }
@@ -84,7 +84,7 @@ class Programme {
         continue;
       }
       const std::int64_t t = task.end - task.begin;
-      if (t <= leaf_[static_cast<std::size_t>(task.depth)]) {
+      if (leaf(task.depth, t)) {
         out.push_back({.kind = Kind::reverse, .from = position(task.begin), .to = position(task.end)});
         continue;
       }
@@ -107,6 +107,11 @@ class Programme {
   }
 
  private:
+  // Whether t blocks are reversed in one stretch beside j kept states. All of them from S_0 is full BPTT's
+  // window, on its own line, which the caller found too large.
+  bool leaf(std::int64_t j, std::int64_t t) const {
+    return t <= leaf_[static_cast<std::size_t>(j)] && !(j == 0 && t == n_);
+  }
   // A split at depth j keeps one more state, so it needs a reversal and an advance to fit beside j + 1.
   bool splits(std::int64_t j) const {
     return j + 1 < static_cast<std::int64_t>(leaf_.size()) && advance_limit(costs_, budget_, j) >= 1;

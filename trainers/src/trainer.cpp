@@ -188,8 +188,7 @@ void record_loss(Model& model, Tape& tape, const Dataset& data, const Var& featu
         }
       }
     }
-    loss = autodiff::scale(autodiff::mse(y * tape.input(keep), tape.input(target)),
-                           static_cast<double>(target.numel()) / norm);
+    loss = autodiff::mse(y * tape.input(keep), tape.input(target), norm);
   }
   result.count += here;
   result.loss = result.loss.valid() ? result.loss + loss : loss;

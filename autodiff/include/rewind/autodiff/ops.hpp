@@ -61,8 +61,10 @@ struct CrossEntropyOptions {
 // With every row ignored the loss is 0 (and so is its gradient).
 REWIND_AUTODIFF_EXPORT Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
                                                  CrossEntropyOptions options = {});
-// Mean of (a - b)^2 over every element; both operands receive gradients.
-REWIND_AUTODIFF_EXPORT Var mse(const Var& a, const Var& b);
+// The sum of (a - b)^2 over every element divided by `normalizer`, by default the element count (the mean);
+// both operands receive gradients. A trainer passes the count over a whole update, as for cross-entropy,
+// so that every window's gradient is scaled by the same factor.
+REWIND_AUTODIFF_EXPORT Var mse(const Var& a, const Var& b, double normalizer = 0);
 
 // Same value, no path back: gradients stop here, exactly.
 REWIND_AUTODIFF_EXPORT Var stop_gradient(const Var& x);
@@ -206,8 +208,9 @@ struct DropoutOptions {
   // > 0: one mask of this many rows repeated down x. With rows = batch over a window's [T * B, N] rows, every
   // step of a row shares its mask: "locked" (variational) dropout (Gal & Ghahramani 2016).
   std::int64_t period_rows = 0;
-  // Which mask: -1 draws the op's own (from its position on the tape); a number >= 0 names a stream, and every
-  // dropout of the same shape and stream in the same window draws the same mask (locked across step calls).
+  // Which mask: -1 draws the op's own (from its position on the tape); a number >= 0 names a stream, and
+  // every dropout of the same shape and stream in the same window draws the same mask (locked across step
+  // calls).
   std::int64_t stream = -1;
 };
 REWIND_AUTODIFF_EXPORT Var dropout(const Var& x, double p, DropoutOptions options = {});
