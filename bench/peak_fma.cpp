@@ -1,7 +1,8 @@
-// This machine's floating-point peak, measured: independent chains of vector FMAs (AVX2, and AVX-512 where the
-// CPU has it) and of bf16 dot products (vdpbf16ps, where it has AVX512_BF16) kept in registers, on one thread
-// and on every core at once. Prints one JSON object of GFLOP/s (an FMA lane is 2 flops, a vdpbf16ps lane 4);
-// bench/peak.py divides what training achieves by it. Needs no library: what it measures is the core.
+// This machine's floating-point peak, measured: independent chains of vector FMAs (AVX2, and AVX-512 where
+// the CPU has it) and of bf16 dot products (vdpbf16ps, where it has AVX512_BF16) kept in registers, on one
+// thread and on every core at once. Prints one JSON object of GFLOP/s (an FMA lane is 2 flops, a vdpbf16ps
+// lane 4); bench/peak.py divides what training achieves by it. Needs no library: what it measures is the
+// core.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -69,8 +70,7 @@ double gflops(double (*kernel)(float*), unsigned threads) {
     std::vector<double> flops(threads);
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] { flops[t] = kernel(&sinks[t * 16]); });
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back([&, t] { flops[t] = kernel(&sinks[t * 16]); });
     for (std::thread& t : pool) t.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double total = 0;

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
     std::vector<double> x(inputs.size()), now(targets.size());
     while (std::getline(std::cin, line)) {
       const std::vector<std::string> row = cells(line);
-      if (row.size() != header.size()) throw std::runtime_error("row " + std::to_string(rows + 1) + " is ragged");
+      if (row.size() != header.size())
+        throw std::runtime_error("row " + std::to_string(rows + 1) + " is ragged");
       for (std::size_t i = 0; i < inputs.size(); ++i) x[i] = std::stod(row[inputs[i]]);
       for (std::size_t j = 0; j < targets.size(); ++j) now[j] = std::stod(row[targets[j]]);
       const std::vector<double> next = predictor.step(x, now);

@@ -1,7 +1,7 @@
 // Reads CSV rows on standard input as they come (a header, then one row per line) and, for each, writes the
-// model's prediction of the next row, then learns from the row: truncated BPTT(1, 52), one update per row over
-// the last 52, continuing the training run's optimizer. At the end of the stream the model and everything
-// needed to go on exactly are saved (rewind online --resume SAVE_DIR continues from there).
+// model's prediction of the next row, then learns from the row: truncated BPTT(1, 52), one update per row
+// over the last 52, continuing the training run's optimizer. At the end of the stream the model and
+// everything needed to go on exactly are saved (rewind online --resume SAVE_DIR continues from there).
 //   learn_online RUN_DIR SAVE_DIR < rows.csv
 #include <cstdio>
 #include <exception>

@@ -14,8 +14,8 @@ namespace rwd::fuzz {
 // A file in /tmp holding the input, one per process and extension, rewritten for every input.
 inline std::string as_file(const std::uint8_t* data, std::size_t size, const char* extension) {
   const std::string path = "/tmp/rewind-fuzz-" + std::to_string(::getpid()) + extension;
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
-                                                                static_cast<std::streamsize>(size));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   return path;
 }
 

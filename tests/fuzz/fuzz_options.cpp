@@ -6,11 +6,10 @@
 #include "rewind/models/options.hpp"
 
 namespace {
-constexpr rwd::models::OptionSpec specs[] = {
-    {"k", rwd::models::OptionType::integer, "20", "an integer"},
-    {"forget_bias", rwd::models::OptionType::real, "0", "a real"},
-    {"fused", rwd::models::OptionType::boolean, "true", "a boolean"},
-    {"name", rwd::models::OptionType::string, "", "a string"}};
+constexpr rwd::models::OptionSpec specs[] = {{"k", rwd::models::OptionType::integer, "20", "an integer"},
+                                             {"forget_bias", rwd::models::OptionType::real, "0", "a real"},
+                                             {"fused", rwd::models::OptionType::boolean, "true", "a boolean"},
+                                             {"name", rwd::models::OptionType::string, "", "a string"}};
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
