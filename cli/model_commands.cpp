@@ -83,25 +83,35 @@ int run_gradcheck(int argc, const char* const* argv) {
   ModelShape shape;
   double rtol = 1e-6, atol = 1e-8;
   std::int64_t max_elements = 0;
+  std::string mode = "reverse";
   po::options_description options = with_help("rewind gradcheck options");
   shape.add_to(options);
   plugin_options.add_to(options);
   options.add_options()("rtol", po::value(&rtol)->default_value(rtol, shortest(rtol)), "relative tolerance")(
       "atol", po::value(&atol)->default_value(atol, shortest(atol)), "absolute tolerance")(
       "max-elements", po::value(&max_elements)->default_value(max_elements),
-      "elements checked per parameter, at random (0: all)");
+      "elements checked per parameter, at random (0: all; reverse mode)")(
+      "mode", po::value(&mode)->default_value(mode),
+      "reverse: gradients against central differences; forward: Jacobian-vector products (Tape::jvp) "
+      "along random directions against central differences and against reverse mode");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, vm,
                           "usage: rewind gradcheck --model NAME [--plugin FILE] [options]"))
     return 0;
+  if (mode != "reverse" && mode != "forward")
+    throw std::invalid_argument("--mode: '" + mode + "' is not reverse or forward");
   const plugins::Registry registry = plugin_options.load();
   auto model =
       registry.make_model(shape.name, shape.config(autodiff::DType::f64), plugin_options.option_map());
-  const autodiff::GradcheckReport report =
-      models::check_gradients(*model, {.batch = shape.batch, .steps = shape.steps, .seed = shape.seed},
-                              {.atol = atol, .rtol = rtol, .max_elements_per_parameter = max_elements});
-  std::printf("gradient check of model '%s' (%s), double precision, %d step(s), batch %lld, %d layer(s)\n\n",
-              shape.name.c_str(), registry.find(plugins::Kind::model, shape.name).file.c_str(), shape.steps,
+  const autodiff::GradcheckReport report = models::check_gradients(
+      *model, {.batch = shape.batch, .steps = shape.steps, .seed = shape.seed},
+      {.atol = atol,
+       .rtol = rtol,
+       .mode = mode == "forward" ? autodiff::GradcheckMode::forward : autodiff::GradcheckMode::automatic,
+       .max_elements_per_parameter = max_elements});
+  std::printf("%s check of model '%s' (%s), double precision, %d step(s), batch %lld, %d layer(s)\n\n",
+              mode == "forward" ? "forward-mode (tangent)" : "gradient", shape.name.c_str(),
+              registry.find(plugins::Kind::model, shape.name).file.c_str(), shape.steps,
               static_cast<long long>(shape.batch), shape.layers);
   std::printf("%s\n%s\n", report.table().c_str(), report.summary().c_str());
   return report.passed ? 0 : 1;

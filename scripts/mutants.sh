@@ -557,6 +557,33 @@ mutant mse.stretch_mean_rescaled trainers/src/trainer.cpp \
                            static_cast<double>(target.numel()) / norm);' \
   'bitwise full BPTT'
 
+# ---- issue 27: forward mode -------------------------------------------------------------------------------
+jvp='tangents of every op|jvp: the tangent|cli\.gradcheck\.forward'
+mutant jvp.matmul_without_b_term autodiff/src/ops.cpp \
+  '  if (const T* t_b = t.of<T>(nb)) gemm<T>(ta, tb, m, nn, k, value_of<T>(na), lda, t_b, ldb, T(1), ty);' \
+  '' \
+  "$jvp"
+mutant jvp.lstm_cell_state_forgotten autodiff/src/row_kernels.hpp \
+  '    tc[j] = tf * c_prev[j] + (tc_prev != nullptr ? f[j] * tc_prev[j] : T(0)) + ti * g[j] + i[j] * tg;' \
+  '    tc[j] = tf * c_prev[j] + ti * g[j] + i[j] * tg;' \
+  "$jvp"
+mutant jvp.gru_update_gate_sign autodiff/src/row_kernels.hpp \
+  '    th[j] = (T(1) - z[j]) * tn + tz * (h_prev[j] - n[j]) + (th_prev != nullptr ? z[j] * th_prev[j] : T(0));' \
+  '    th[j] = (T(1) - z[j]) * tn + tz * (n[j] - h_prev[j]) + (th_prev != nullptr ? z[j] * th_prev[j] : T(0));' \
+  "$jvp"
+mutant jvp.tangent_through_restarts autodiff/src/ops_sequence.cpp \
+  '    return {p, step_state(tprev, n->resets, step, b, Rows{0, b}, h, tangent_masked.data() + which * b * h)};' \
+  '    return {p, tprev};' \
+  "$jvp"
+mutant jvp.layer_norm_mean_kept autodiff/src/ops_norm.cpp \
+  '      if (tx != nullptr) d += gain[c] * rstd * (tx[r * s.cols + c] - mean_t - xhat * mean_xhat_t);' \
+  '      if (tx != nullptr) d += gain[c] * rstd * (tx[r * s.cols + c] - xhat * mean_xhat_t);' \
+  "$jvp"
+mutant jvp.no_grad_nodes_carry_tangents autodiff/src/tape.cpp \
+  '    if (n->has_backward && t.reaches(n)) run_jvp(*this, t, n);' \
+  '    if (t.reaches(n)) run_jvp(*this, t, n);' \
+  "$jvp"
+
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
   exit 0

@@ -288,7 +288,10 @@ TEST_CASE("every op in the table has a gradient check", "[ops][gradcheck]") {
   }
 }
 
-TEST_CASE("gradients of every op match central differences in double", "[ops][gradcheck]") {
+// Both modes over the same cases: reverse (gradients against central differences) and forward (each op's
+// tangent rule through Tape::jvp, against central differences along random directions and against reverse
+// mode's adjoint, <w, J v> = <J^T w, v>).
+static void check_every_op(GradcheckMode mode) {
   std::uint64_t seed = 1;
   for (auto& [op, op_cases] : op_cases()) {
     for (const OpCase& c : op_cases) {
@@ -305,21 +308,35 @@ TEST_CASE("gradients of every op match central differences in double", "[ops][gr
       };
       INFO("op " << name_of(op) << ": " << c.label);
       if (op == Op::stop_gradient) {
-        // d/dx [tanh(x) * sg(x) + sg(exp(x))] through the uncut path only is (1 - tanh^2) * x.
+        // d/dx [tanh(x) * sg(x) + sg(exp(x))] through the uncut path only is (1 - tanh^2) * x, and so is
+        // the tangent along a direction of ones.
         Tape tape(DType::f64);
-        Var y = sum(f(tape));
-        tape.backward(y);
+        Var y = f(tape);
+        Tensor ones(params[0].value().shape(), DType::f64);
+        for (std::int64_t i = 0; i < ones.numel(); ++i) ones.set(i, 1.0);
+        const Tangent direction{tape.param(params[0]), &ones};
+        const Tensor tangent = tape.jvp(std::span(&direction, 1), std::span(&y, 1))[0];
+        tape.backward(sum(y));
         const Tensor& g = params[0].grad();
         for (std::int64_t i = 0; i < g.numel(); ++i) {
           const double x = params[0].value().get(i);
-          CHECK(g.get(i) == Approx((1 - std::tanh(x) * std::tanh(x)) * x).epsilon(1e-12));
+          const Tensor& exact = mode == GradcheckMode::forward ? tangent : g;
+          CHECK(exact.get(i) == Approx((1 - std::tanh(x) * std::tanh(x)) * x).epsilon(1e-12));
         }
         continue;
       }
-      const GradcheckReport report = gradcheck(f, checked, {.atol = 1e-9, .rtol = 1e-6});
+      const GradcheckReport report = gradcheck(f, checked, {.atol = 1e-9, .rtol = 1e-6, .mode = mode});
       INFO(report.summary());
       CHECK(report.passed);
       CHECK(report.max_rel_error <= 1e-6);
     }
   }
+}
+
+TEST_CASE("gradients of every op match central differences in double", "[ops][gradcheck]") {
+  check_every_op(GradcheckMode::automatic);
+}
+
+TEST_CASE("tangents of every op match central differences and reverse mode in double", "[ops][jvp]") {
+  check_every_op(GradcheckMode::forward);
 }

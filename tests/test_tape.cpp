@@ -322,3 +322,41 @@ TEST_CASE("FlushDenormalsGuard flushes denormals on this thread and in the pool'
   const Tensor p = product();  // 256 terms of 1e-42: about 2.6e-40, every row
   for (std::int64_t r = 0; r < 512; r += 511) CHECK(p.at(r, 0) == Approx(2.56e-40).epsilon(0.05));
 }
+
+TEST_CASE("jvp: the tangent of a small expression, its directions checked, and only before backward",
+          "[tape][jvp]") {
+  Tape tape(DType::f64);
+  Parameter w("w", Tensor::from({0.5, -1.0}, Shape::vector(2), DType::f64));
+  const Var x = tape.input(Tensor::from({2.0, 3.0}, Shape::vector(2), DType::f64), true);
+  const Var c = tape.input(Tensor::from({1.0, 1.0}, Shape::vector(2), DType::f64));
+  const Var y = sum(x * tape.param(w) + stop_gradient(x) * x + c);
+  const Tensor along_x = Tensor::from({1.0, 0.0}, Shape::vector(2), DType::f64);
+  const Tensor along_w = Tensor::from({0.0, 2.0}, Shape::vector(2), DType::f64);
+  // d y = w . dx + x . dw + x . dx (the stop_gradient factor held): 0.5 * 1 + 2 * 1 and 3 * 2.
+  const Tangent both[] = {{x, &along_x}, {tape.param(w), &along_w}};
+  CHECK(tape.jvp(both, std::span(&y, 1))[0].get(0) == 0.5 + 2.0 + 6.0);
+  const Tangent only_x[] = {{x, &along_x}};
+  const Var outputs[] = {y, c};
+  const std::vector<Tensor> tangents = tape.jvp(only_x, outputs);
+  CHECK(tangents[0].get(0) == 2.5);
+  CHECK(tangents[1].get(0) == 0.0);  // a leaf without a direction stays
+
+  const Tangent not_leaf[] = {{y, &along_x}};
+  CHECK_THROWS_WITH(tape.jvp(not_leaf, outputs), Catch::Contains("is not a leaf"));
+  const Tangent constant[] = {{c, &along_x}};
+  CHECK_THROWS_WITH(tape.jvp(constant, outputs), Catch::Contains("does not require a gradient"));
+  const Tensor wrong = Tensor::from({1.0, 2.0, 3.0}, Shape::vector(3), DType::f64);
+  const Tangent mismatched[] = {{x, &wrong}};
+  CHECK_THROWS_WITH(tape.jvp(mismatched, outputs),
+                    Catch::Contains("the direction for") && Catch::Contains("is [3] f64, not [2] f64"));
+  const Tangent twice[] = {{x, &along_x}, {x, &along_x}};
+  CHECK_THROWS_WITH(tape.jvp(twice, outputs), Catch::Contains("two directions for"));
+  Tape other(DType::f64);
+  const Var elsewhere = other.input(along_x, true);
+  const Tangent foreign[] = {{elsewhere, &along_x}};
+  CHECK_THROWS_WITH(tape.jvp(foreign, outputs), Catch::Contains("is on another tape"));
+
+  tape.backward(y);
+  CHECK(tape.grad(x).get(0) == 0.5 + 2.0);  // w + sg(x): the jvp calls left the window as it was
+  CHECK_THROWS_WITH(tape.jvp(only_x, outputs), Catch::Contains("call jvp() before backward()"));
+}

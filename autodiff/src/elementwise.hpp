@@ -133,4 +133,14 @@ void backward_unary(Tape& tape, Node* n, G&& g) {
   });
 }
 
+// ty = tx * g(x, y) elementwise: the same derivative, applied forward.
+template <class T, class G>
+void jvp_unary(Tangents& t, Node* n, G&& g) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const T* x = value_of<T>(n->inputs[0]);
+  const T* y = value_of<T>(n);
+  for (std::int64_t i = 0; i < n->shape.numel(); ++i) ty[i] = tx[i] * g(x[i], y[i]);
+}
+
 }  // namespace rwd::autodiff::kernels

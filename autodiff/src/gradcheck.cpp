@@ -18,6 +18,8 @@ const char* name_of(GradcheckMode m) {
       return "full Jacobian";
     case GradcheckMode::vjp:
       return "vector-Jacobian product";
+    case GradcheckMode::forward:
+      return "forward mode, Jacobian-vector product";
   }
   return "?";
 }
@@ -72,6 +74,58 @@ struct Scorer {
   }
 };
 
+std::vector<double> normal_values(std::int64_t count, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  std::vector<double> v(static_cast<std::size_t>(count));
+  for (double& x : v) x = normal(rng);
+  return v;
+}
+
+// Forward mode, parameter by parameter: J v against the central difference along v (index: the output
+// element), and <w, J v> against <J^T w, v> (index -1).
+void check_forward(const std::function<Var(Tape&)>& f, std::span<Parameter* const> parameters,
+                   const GradcheckOptions& options, Tape& tape, std::mt19937_64& rng,
+                   GradcheckReport& report) {
+  Scorer scorer{options, report};
+  for (Parameter* p : parameters) {
+    GradcheckParameterResult result{p->name()};
+    for (int probe = 0; probe < std::max(1, options.vjp_probes); ++probe) {
+      const Tensor v = Tensor::from(normal_values(p->value().numel(), rng), p->value().shape(), DType::f64);
+      for (Parameter* q : parameters) q->zero_grad();
+      tape.clear();
+      const Var y = f(tape);
+      const Tangent direction{tape.param(*p), &v};
+      const Tensor jv = tape.jvp(std::span<const Tangent>(&direction, 1), std::span<const Var>(&y, 1))[0];
+      const Tensor w = Tensor::from(normal_values(y.shape().numel(), rng), y.shape(), DType::f64);
+      const Seed seed{y, &w};
+      tape.backward(std::span<const Seed>(&seed, 1));
+      double w_jv = 0, jtw_v = 0;
+      for (std::int64_t j = 0; j < jv.numel(); ++j) w_jv += w.get(j) * jv.get(j);
+      for (std::int64_t i = 0; i < v.numel(); ++i) jtw_v += p->grad().get(i) * v.get(i);
+
+      double* values = p->value().data<double>();
+      const std::vector<double> original(values, values + p->value().numel());
+      for (std::int64_t i = 0; i < v.numel(); ++i)
+        values[i] = original[static_cast<std::size_t>(i)] + options.eps * v.get(i);
+      const std::vector<double> plus = evaluate(f, tape);
+      for (std::int64_t i = 0; i < v.numel(); ++i)
+        values[i] = original[static_cast<std::size_t>(i)] - options.eps * v.get(i);
+      const std::vector<double> minus = evaluate(f, tape);
+      std::copy(original.begin(), original.end(), values);
+      for (std::int64_t j = 0; j < jv.numel(); ++j) {
+        const std::size_t k = static_cast<std::size_t>(j);
+        scorer.score(result, j, probe, jv.get(j), (plus[k] - minus[k]) / (2 * options.eps));
+      }
+      scorer.score(result, -1, probe, w_jv, jtw_v);
+      result.elements_checked += jv.numel() + 1;
+    }
+    report.passed = report.passed && result.passed;
+    report.max_abs_error = std::max(report.max_abs_error, result.max_abs_error);
+    report.max_rel_error = std::max(report.max_rel_error, result.max_rel_error);
+    report.parameters.push_back(result);
+  }
+}
+
 }  // namespace
 
 GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Parameter* const> parameters,
@@ -102,9 +156,14 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
   if (report.mode == GradcheckMode::automatic)
     report.mode =
         outputs <= options.full_jacobian_max_outputs ? GradcheckMode::full_jacobian : GradcheckMode::vjp;
+  std::mt19937_64 rng(options.seed);
+  if (report.mode == GradcheckMode::forward) {
+    check_forward(f, parameters, options, tape, rng, report);
+    tape.clear();
+    return report;
+  }
 
   // Output directions: unit vectors (rows of the Jacobian) or random probes.
-  std::mt19937_64 rng(options.seed);
   std::vector<std::vector<double>> directions;
   if (report.mode == GradcheckMode::full_jacobian) {
     for (std::int64_t j = 0; j < outputs; ++j) {
@@ -163,10 +222,19 @@ GradcheckReport gradcheck(const std::function<Var(Tape&)>& f, std::span<Paramete
 std::string GradcheckReport::summary() const {
   std::string s = format("gradcheck %s (%s): max abs error %.3g, max rel error %.3g",
                          passed ? "passed" : "FAILED", name_of(mode), max_abs_error, max_rel_error);
-  if (worst_index >= 0)
+  if (mode == GradcheckMode::forward && !worst_parameter.empty()) {
+    s += worst_index >= 0
+             ? format("; worst: (J v)[%lld] for %s (probe %lld) forward %.12g numeric %.12g",
+                      static_cast<long long>(worst_index), worst_parameter.c_str(),
+                      static_cast<long long>(worst_output), worst_analytic, worst_numeric)
+             : format("; worst: <w, J v> %.12g against reverse mode's <J^T w, v> %.12g for %s (probe %lld)",
+                      worst_analytic, worst_numeric, worst_parameter.c_str(),
+                      static_cast<long long>(worst_output));
+  } else if (worst_index >= 0) {
     s += format("; worst: %s[%lld] (%s %lld) analytic %.12g numeric %.12g", worst_parameter.c_str(),
                 static_cast<long long>(worst_index), mode == GradcheckMode::vjp ? "probe" : "output",
                 static_cast<long long>(worst_output), worst_analytic, worst_numeric);
+  }
   return s;
 }
 

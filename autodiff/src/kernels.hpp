@@ -19,6 +19,7 @@
 #include "packed_gemm.hpp"
 #include "parallel.hpp"
 #include "recorder.hpp"
+#include "tangents.hpp"
 
 namespace rwd::autodiff::kernels {
 
@@ -358,6 +359,16 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
       }
     }
   });
+}
+
+// ty += the tangent of x w^T + b, rows x out: tx w^T + x tw^T + tb (each term where its tangent is not zero).
+template <class T>
+void linear_tangent(std::int64_t rows, std::int64_t in, std::int64_t out, const T* x, const T* w, const T* tx,
+                    const T* tw, const T* tb, T* ty, std::int64_t ldy) {
+  if (tb != nullptr)
+    for (std::int64_t r = 0; r < rows; ++r) add_into(ty + r * ldy, tb, out);
+  if (tx != nullptr) gemm<T>(false, true, rows, out, in, tx, in, w, in, T(1), ty, ldy);
+  if (tw != nullptr) gemm<T>(false, true, rows, out, in, x, in, tw, in, T(1), ty, ldy);
 }
 
 // c [m, n] += a^T b summed over `rows` rows of a [rows, m] and b [rows, n]: a weight's gradient. In f64 one

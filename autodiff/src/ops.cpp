@@ -102,6 +102,19 @@ void backward_matmul(Tape& tape, Node* n) {
   }
 }
 
+// tY = op(tA) op(B) + op(A) op(tB).
+template <class T>
+void jvp_matmul(const Tape&, Tangents& t, Node* n) {
+  Node* na = n->inputs[0];
+  Node* nb = n->inputs[1];
+  const bool ta = n->arg0 != 0, tb = n->arg1 != 0;
+  const std::int64_t m = n->shape.rows, nn = n->shape.cols, k = ta ? na->shape.rows : na->shape.cols;
+  const std::int64_t lda = na->shape.cols, ldb = nb->shape.cols;
+  T* ty = t.make<T>(n);
+  if (const T* t_a = t.of<T>(na)) gemm<T>(ta, tb, m, nn, k, t_a, lda, value_of<T>(nb), ldb, T(1), ty);
+  if (const T* t_b = t.of<T>(nb)) gemm<T>(ta, tb, m, nn, k, value_of<T>(na), lda, t_b, ldb, T(1), ty);
+}
+
 // ---- column slice and concat ---------------------------------------------------------------------------
 
 Var slice_cols(const Var& x, std::int64_t begin, std::int64_t end) {
@@ -121,6 +134,15 @@ Var slice_cols(const Var& x, std::int64_t begin, std::int64_t end) {
       std::memcpy(out_of<T>(n) + r * width, value_of<T>(nx) + r * s.cols + begin, sizeof(T) * width);
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_slice_cols(const Tape&, Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->inputs[0]->shape.cols, width = n->shape.cols;
+  for (std::int64_t r = 0; r < n->shape.rows; ++r)
+    std::copy_n(tx + r * cols + n->arg0, width, ty + r * width);
 }
 
 template <class T>
@@ -164,6 +186,20 @@ Var concat_cols(std::span<const Var> parts) {
 }
 
 template <class T>
+void jvp_concat_cols(const Tape&, Tangents& t, Node* n) {
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->shape.cols;
+  std::int64_t offset = 0;
+  for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+    const std::int64_t width = n->inputs[i]->shape.cols;
+    if (const T* tx = t.of<T>(n->inputs[i]))
+      for (std::int64_t r = 0; r < n->shape.rows; ++r)
+        std::copy_n(tx + r * width, width, ty + r * cols + offset);
+    offset += width;
+  }
+}
+
+template <class T>
 void backward_concat_cols(Tape& tape, Node* n) {
   const T* dy = dy_of<T>(n);
   const std::int64_t cols = n->shape.cols;
@@ -196,6 +232,11 @@ Var slice_rows(const Var& x, std::int64_t begin, std::int64_t end) {
 // Nothing to do: Recorder::ensure_grad gave the view its rows of x's gradient buffer, so dy is already there.
 template <class T>
 void backward_slice_rows(Tape&, Node*) {}
+// Likewise its tangent is its rows of x's tangent.
+template <class T>
+void jvp_slice_rows(const Tape&, Tangents& t, Node* n) {
+  t.view<T>(n, n->inputs[0], n->arg0 * n->shape.cols);
+}
 
 Var concat_rows(std::span<const Var> parts) {
   Tape& tape = Recorder::tape_of(Op::concat_rows, parts);
@@ -216,6 +257,16 @@ Var concat_rows(std::span<const Var> parts) {
     out += bytes;
   }
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_concat_rows(const Tape&, Tangents& t, Node* n) {
+  T* ty = t.make<T>(n);
+  for (std::uint32_t i = 0; i < n->n_inputs; ++i) {
+    const std::int64_t count = n->inputs[i]->shape.numel();
+    if (const T* tx = t.of<T>(n->inputs[i])) std::copy_n(tx, count, ty);
+    ty += count;
+  }
 }
 
 template <class T>
@@ -254,6 +305,15 @@ Var gather_rows(const Var& table, std::span<const std::int32_t> indices) {
       std::memcpy(out_of<T>(n) + i * s.cols, value_of<T>(nt) + indices[i] * s.cols, sizeof(T) * s.cols);
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_gather_rows(const Tape&, Tangents& t, Node* n) {
+  const T* tt = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->shape.cols;
+  for (std::int64_t i = 0; i < n->shape.rows; ++i)
+    std::copy_n(tt + n->indices[i] * cols, cols, ty + i * cols);
 }
 
 template <class T>
@@ -349,6 +409,22 @@ void softmax_rows_backward(const Node* n, const T* probs, T* dlogits, Shape s, s
   }
 }
 
+// The tangent of a cross-entropy from its logits' tangent: the sum over counted rows of
+// (probs - onehot(target)) . tlogits, over the normalizer (n->scalar). `first_row` as above.
+template <class T>
+double cross_entropy_tangent(const Node* n, const T* probs, const T* tlogits, Shape s,
+                             std::int64_t first_row = 0) {
+  const std::int32_t* targets = n->indices + first_row;
+  double total = 0;
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    if (targets[r] == n->arg0) continue;
+    for (std::int64_t c = 0; c < s.cols; ++c)
+      total += static_cast<double>(probs[r * s.cols + c]) * tlogits[r * s.cols + c];
+    total -= tlogits[r * s.cols + targets[r]];
+  }
+  return total * n->scalar;
+}
+
 }  // namespace
 
 Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targets,
@@ -364,6 +440,12 @@ Var softmax_cross_entropy(const Var& logits, std::span<const std::int32_t> targe
     *out_of<T>(n) = static_cast<T>(softmax_rows<T>(value_of<T>(nl), probs, s, targets, options) * n->scalar);
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_softmax_cross_entropy(const Tape&, Tangents& t, Node* n) {
+  *t.make<T>(n) = static_cast<T>(cross_entropy_tangent<T>(n, static_cast<const T*>(n->saved),
+                                                          t.of<T>(n->inputs[0]), n->inputs[0]->shape));
 }
 
 template <class T>
@@ -506,6 +588,42 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   }
 }
 
+// Chunk by chunk, as backward: the logits recomputed and turned into probabilities, their tangent
+// tx W^T + x tW^T + tb, and the cross-entropy's tangent from both.
+template <class T>
+void jvp_linear_cross_entropy(const Tape&, Tangents& t, Node* n) {
+  const Shape sx = n->inputs[0]->shape;
+  const std::int64_t classes = n->inputs[1]->shape.rows;
+  const T *x = value_of<T>(n->inputs[0]), *w = value_of<T>(n->inputs[1]), *b = value_of<T>(n->inputs[2]);
+  const T *tx = t.of<T>(n->inputs[0]), *tw = t.of<T>(n->inputs[1]), *tb = t.of<T>(n->inputs[2]);
+  std::vector<T> probs(static_cast<std::size_t>(std::min(sx.rows, head_chunk_rows) * classes));
+  std::vector<T> tlogits(probs.size());
+  CrossEntropyOptions recompute;
+  recompute.ignore_index = static_cast<std::int32_t>(n->arg0);
+  double total = 0;
+  for (std::int64_t first = 0; first < sx.rows; first += head_chunk_rows) {
+    const std::int64_t rows = std::min(head_chunk_rows, sx.rows - first);
+    const Shape chunk = Shape::matrix(rows, classes);
+    for (std::int64_t r = 0; r < rows; ++r) std::copy_n(b, classes, probs.data() + r * classes);
+    gemm<T>(false, true, rows, classes, sx.cols, x + first * sx.cols, sx.cols, w, sx.cols, T(1),
+            probs.data());
+    softmax_rows<T>(probs.data(), probs.data(), chunk,
+                    std::span<const std::int32_t>(n->indices + first, static_cast<std::size_t>(rows)),
+                    recompute);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < classes; ++c)
+        tlogits[static_cast<std::size_t>(r * classes + c)] = tb ? tb[c] : T(0);
+    if (tx != nullptr)
+      gemm<T>(false, true, rows, classes, sx.cols, tx + first * sx.cols, sx.cols, w, sx.cols, T(1),
+              tlogits.data());
+    if (tw != nullptr)
+      gemm<T>(false, true, rows, classes, sx.cols, x + first * sx.cols, sx.cols, tw, sx.cols, T(1),
+              tlogits.data());
+    total += cross_entropy_tangent<T>(n, probs.data(), tlogits.data(), chunk, first);
+  }
+  *t.make<T>(n) = static_cast<T>(total);
+}
+
 Var mse(const Var& a, const Var& b, double normalizer) {
   const std::array<Var, 2> inputs{a, b};
   Tape& tape = Recorder::tape_of(Op::mse, inputs);
@@ -528,6 +646,16 @@ Var mse(const Var& a, const Var& b, double normalizer) {
     *out_of<T>(n) = static_cast<T>(total * n->scalar);
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_mse(const Tape&, Tangents& t, Node* n) {
+  const T *a = value_of<T>(n->inputs[0]), *b = value_of<T>(n->inputs[1]);
+  const T *ta = t.of<T>(n->inputs[0]), *tb = t.of<T>(n->inputs[1]);
+  double total = 0;
+  for (std::int64_t i = 0; i < n->inputs[0]->shape.numel(); ++i)
+    total += (static_cast<double>(a[i]) - b[i]) * ((ta ? ta[i] : T(0)) - (tb ? tb[i] : T(0)));
+  *t.make<T>(n) = static_cast<T>(2 * total * n->scalar);
 }
 
 template <class T>
@@ -561,6 +689,11 @@ template <class T>
 void backward_stop_gradient(Tape&, Node*) {
   throw std::logic_error("stop_gradient has no backward step; it cannot be on the backward chain");
 }
+// Its tangent is zero (JAX's too): nothing flows across the cut, in either direction.
+template <class T>
+void jvp_stop_gradient(const Tape&, Tangents&, Node*) {
+  throw std::logic_error("stop_gradient has no tangent rule; it cannot be on the backward chain");
+}
 
 // ---- dispatch from the table ---------------------------------------------------------------------------
 
@@ -575,6 +708,20 @@ void run_backward(Tape& tape, Node* n) {
     case Op::input:
     case Op::parameter:
       break;  // leaves: their gradient is already in place
+  }
+}
+
+void run_jvp(const Tape& tape, Tangents& tangents, Node* n) {
+  switch (n->op) {
+#define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula)             \
+  case Op::name:                                                                  \
+    dispatch(tape.dtype(), [&]<class T>() { jvp_##name<T>(tape, tangents, n); }); \
+    break;
+#include "rewind/autodiff/ops.def"
+#undef REWIND_OP
+    case Op::input:
+    case Op::parameter:
+      break;  // leaves: their tangent is the direction given, or zero
   }
 }
 

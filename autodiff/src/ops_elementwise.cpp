@@ -64,43 +64,85 @@ void backward_binary(Tape& tape, Node* n, DA d_a, DB d_b) {
   if (T* gb = grad_in<T>(tape, n, 1)) broadcast_grad<1>(n->shape, gb, dy, a, oa, b, ob, d_b);
 }
 
+// ty = ta d_a(a, b) + tb d_b(a, b), each operand (and its tangent) read where it was broadcast from.
+template <class T, class DA, class DB>
+void jvp_binary(Tangents& t, Node* n, DA d_a, DB d_b) {
+  Node* na = n->inputs[0];
+  Node* nb = n->inputs[1];
+  const Operand oa = operand_in(na->shape, n->shape), ob = operand_in(nb->shape, n->shape);
+  const T *a = value_of<T>(na), *b = value_of<T>(nb), *ta = t.of<T>(na), *tb = t.of<T>(nb);
+  T* ty = t.make<T>(n);
+  for (std::int64_t r = 0; r < n->shape.rows; ++r)
+    for (std::int64_t c = 0; c < n->shape.cols; ++c) {
+      const std::int64_t i = r * oa.row + c * oa.col, j = r * ob.row + c * ob.col;
+      T d = T(0);
+      if (ta != nullptr) d += ta[i] * d_a(a[i], b[j]);
+      if (tb != nullptr) d += tb[j] * d_b(a[i], b[j]);
+      ty[r * n->shape.cols + c] = d;
+    }
+}
+
+// Both rules of a binary op from derivatives_<name><T>(), the pair (dy/da, dy/db) as functions of (a, b).
+#define REWIND_BINARY_RULES(name)                      \
+  template <class T>                                   \
+  void backward_##name(Tape& tape, Node* n) {          \
+    const auto [d_a, d_b] = derivatives_##name<T>();   \
+    backward_binary<T>(tape, n, d_a, d_b);             \
+  }                                                    \
+  template <class T>                                   \
+  void jvp_##name(const Tape&, Tangents& t, Node* n) { \
+    const auto [d_a, d_b] = derivatives_##name<T>();   \
+    jvp_binary<T>(t, n, d_a, d_b);                     \
+  }
+
+// Both rules of a unary elementwise op from derivative_<name><T>(n), dy/dx as a function of (x, y).
+#define REWIND_UNARY_RULES(name)                         \
+  template <class T>                                     \
+  void backward_##name(Tape& tape, Node* n) {            \
+    backward_unary<T>(tape, n, derivative_##name<T>(n)); \
+  }                                                      \
+  template <class T>                                     \
+  void jvp_##name(const Tape&, Tangents& t, Node* n) {   \
+    jvp_unary<T>(t, n, derivative_##name<T>(n));         \
+  }
+
 }  // namespace
 
 Var add(const Var& a, const Var& b) {
   return binary(Op::add, a, b);
 }
 template <class T>
-void backward_add(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T, T) { return T(1); }, [](T, T) { return T(1); });
+auto derivatives_add() {
+  return std::pair{[](T, T) { return T(1); }, [](T, T) { return T(1); }};
 }
+REWIND_BINARY_RULES(add)
 
 Var sub(const Var& a, const Var& b) {
   return binary(Op::sub, a, b);
 }
 template <class T>
-void backward_sub(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T, T) { return T(1); }, [](T, T) { return T(-1); });
+auto derivatives_sub() {
+  return std::pair{[](T, T) { return T(1); }, [](T, T) { return T(-1); }};
 }
+REWIND_BINARY_RULES(sub)
 
 Var mul(const Var& a, const Var& b) {
   return binary(Op::mul, a, b);
 }
 template <class T>
-void backward_mul(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T, T b) { return b; }, [](T a, T) { return a; });
+auto derivatives_mul() {
+  return std::pair{[](T, T b) { return b; }, [](T a, T) { return a; }};
 }
+REWIND_BINARY_RULES(mul)
 
 Var div(const Var& a, const Var& b) {
   return binary(Op::div, a, b);
 }
 template <class T>
-void backward_div(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T, T b) { return T(1) / b; }, [](T a, T b) { return -a / (b * b); });
+auto derivatives_div() {
+  return std::pair{[](T, T b) { return T(1) / b; }, [](T a, T b) { return -a / (b * b); }};
 }
+REWIND_BINARY_RULES(div)
 
 Var maximum(const Var& a, const Var& b) {
   return binary(Op::maximum, a, b);
@@ -112,21 +154,21 @@ T winner_share(bool wins, bool loses, bool tie) {
   return wins ? T(1) : tie ? T(0.5) : loses ? T(0) : T(1);
 }
 template <class T>
-void backward_maximum(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T a, T b) { return winner_share<T>(a > b, a < b, a == b); },
-      [](T a, T b) { return winner_share<T>(b > a, b < a, a == b); });
+auto derivatives_maximum() {
+  return std::pair{[](T a, T b) { return winner_share<T>(a > b, a < b, a == b); },
+                   [](T a, T b) { return winner_share<T>(b > a, b < a, a == b); }};
 }
+REWIND_BINARY_RULES(maximum)
 
 Var minimum(const Var& a, const Var& b) {
   return binary(Op::minimum, a, b);
 }
 template <class T>
-void backward_minimum(Tape& tape, Node* n) {
-  backward_binary<T>(
-      tape, n, [](T a, T b) { return winner_share<T>(a<b, a> b, a == b); },
-      [](T a, T b) { return winner_share<T>(b<a, b> a, a == b); });
+auto derivatives_minimum() {
+  return std::pair{[](T a, T b) { return winner_share<T>(a<b, a> b, a == b); },
+                   [](T a, T b) { return winner_share<T>(b<a, b> a, a == b); }};
 }
+REWIND_BINARY_RULES(minimum)
 
 // ---- where ---------------------------------------------------------------------------------------------
 
@@ -158,6 +200,20 @@ Var where(const Var& mask, const Var& a, const Var& b) {
 }
 
 template <class T>
+void jvp_where(const Tape&, Tangents& t, Node* n) {
+  const Shape s = n->shape;
+  const Operand om = operand_in(n->inputs[0]->shape, s), oa = operand_in(n->inputs[1]->shape, s),
+                ob = operand_in(n->inputs[2]->shape, s);
+  const T *m = value_of<T>(n->inputs[0]), *ta = t.of<T>(n->inputs[1]), *tb = t.of<T>(n->inputs[2]);
+  T* ty = t.make<T>(n);
+  for (std::int64_t r = 0; r < s.rows; ++r)
+    for (std::int64_t c = 0; c < s.cols; ++c) {
+      const T* from = m[r * om.row + c * om.col] != T(0) ? ta : tb;
+      const Operand o = from == ta ? oa : ob;
+      ty[r * s.cols + c] = from != nullptr ? from[r * o.row + c * o.col] : T(0);
+    }
+}
+template <class T>
 void backward_where(Tape& tape, Node* n) {
   const Shape s = n->shape;
   const Operand om = operand_in(n->inputs[0]->shape, s), oa = operand_in(n->inputs[1]->shape, s),
@@ -181,6 +237,10 @@ Var add_scalar(const Var& x, double c) {
   return unary(Op::add_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v + c); });
 }
 template <class T>
+void jvp_add_scalar(const Tape&, Tangents& t, Node* n) {
+  std::copy_n(t.of<T>(n->inputs[0]), n->shape.numel(), t.make<T>(n));
+}
+template <class T>
 void backward_add_scalar(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
   const T* dy = dy_of<T>(n);
@@ -189,6 +249,12 @@ void backward_add_scalar(Tape& tape, Node* n) {
 
 Var rsub_scalar(const Var& x, double c) {
   return unary(Op::rsub_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(c - v); });
+}
+template <class T>
+void jvp_rsub_scalar(const Tape&, Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  for (std::int64_t i = 0; i < n->shape.numel(); ++i) ty[i] = -tx[i];
 }
 template <class T>
 void backward_rsub_scalar(Tape& tape, Node* n) {
@@ -204,6 +270,12 @@ Var div_scalar(const Var& x, double c) {
   return unary(Op::div_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(v / c); });
 }
 template <class T>
+void jvp_div_scalar(const Tape&, Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  for (std::int64_t i = 0; i < n->shape.numel(); ++i) ty[i] = static_cast<T>(tx[i] / n->scalar);
+}
+template <class T>
 void backward_div_scalar(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
   const T* dy = dy_of<T>(n);
@@ -216,66 +288,73 @@ Var rdiv_scalar(const Var& x, double c) {
   return unary(Op::rdiv_scalar, x, c, [c](auto v) { return static_cast<decltype(v)>(c / v); });
 }
 template <class T>
-void backward_rdiv_scalar(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T y) { return -y / x; });
+auto derivative_rdiv_scalar(const Node*) {
+  return [](T x, T y) { return -y / x; };
 }
+REWIND_UNARY_RULES(rdiv_scalar)
 
 Var scale(const Var& x, double c) {
   return unary(Op::scale, x, c, [c](auto v) { return static_cast<decltype(v)>(v * c); });
 }
 template <class T>
-void backward_scale(Tape& tape, Node* n) {
-  const T c = static_cast<T>(n->scalar);
-  backward_unary<T>(tape, n, [c](T, T) { return c; });
+auto derivative_scale(const Node* n) {
+  return [c = static_cast<T>(n->scalar)](T, T) { return c; };
 }
+REWIND_UNARY_RULES(scale)
 
 Var neg(const Var& x) {
   return unary(Op::neg, x, 0, [](auto v) { return -v; });
 }
 template <class T>
-void backward_neg(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T) { return T(-1); });
+auto derivative_neg(const Node*) {
+  return [](T, T) { return T(-1); };
 }
+REWIND_UNARY_RULES(neg)
 
 Var sigmoid(const Var& x) {
   return unary(Op::sigmoid, x, 0, [](auto v) { return kernels::sigmoid(v); });
 }
 template <class T>
-void backward_sigmoid(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return y * (T(1) - y); });
+auto derivative_sigmoid(const Node*) {
+  return [](T, T y) { return y * (T(1) - y); };
 }
+REWIND_UNARY_RULES(sigmoid)
 
 Var tanh(const Var& x) {
   return unary(Op::tanh, x, 0, [](auto v) { return kernels::tanh(v); });
 }
 template <class T>
-void backward_tanh(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return T(1) - y * y; });
+auto derivative_tanh(const Node*) {
+  return [](T, T y) { return T(1) - y * y; };
 }
+REWIND_UNARY_RULES(tanh)
 
 Var relu(const Var& x) {
   return unary(Op::relu, x, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); });
 }
 template <class T>
-void backward_relu(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return y > 0 ? T(1) : T(0); });
+auto derivative_relu(const Node*) {
+  return [](T, T y) { return y > 0 ? T(1) : T(0); };
 }
+REWIND_UNARY_RULES(relu)
 
 Var exp(const Var& x) {
   return unary(Op::exp, x, 0, [](auto v) { return kernels::exp(v); });
 }
 template <class T>
-void backward_exp(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return y; });
+auto derivative_exp(const Node*) {
+  return [](T, T y) { return y; };
 }
+REWIND_UNARY_RULES(exp)
 
 Var log(const Var& x) {
   return unary(Op::log, x, 0, [](auto v) { return std::log(v); });
 }
 template <class T>
-void backward_log(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T) { return T(1) / x; });
+auto derivative_log(const Node*) {
+  return [](T x, T) { return T(1) / x; };
 }
+REWIND_UNARY_RULES(log)
 
 // ---- powers and roots ----------------------------------------------------------------------------------
 
@@ -283,43 +362,47 @@ Var square(const Var& x) {
   return unary(Op::square, x, 0, [](auto v) { return v * v; });
 }
 template <class T>
-void backward_square(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T) { return T(2) * x; });
+auto derivative_square(const Node*) {
+  return [](T x, T) { return T(2) * x; };
 }
+REWIND_UNARY_RULES(square)
 
 Var pow(const Var& x, double p) {
   return unary(Op::pow, x, p, [p](auto v) { return static_cast<decltype(v)>(std::pow(v, p)); });
 }
+// p = 0: the constant 1, no gradient (torch gives 0 here too, even at x = 0).
 template <class T>
-void backward_pow(Tape& tape, Node* n) {
-  const T p = static_cast<T>(n->scalar);
-  if (p == T(0)) return;  // constant 1: no gradient (torch gives 0 here too, even at x = 0)
-  backward_unary<T>(tape, n, [p](T x, T) { return p * std::pow(x, p - T(1)); });
+auto derivative_pow(const Node* n) {
+  return [p = static_cast<T>(n->scalar)](T x, T) { return p == T(0) ? T(0) : p * std::pow(x, p - T(1)); };
 }
+REWIND_UNARY_RULES(pow)
 
 Var sqrt(const Var& x) {
   return unary(Op::sqrt, x, 0, [](auto v) { return std::sqrt(v); });
 }
 template <class T>
-void backward_sqrt(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return T(0.5) / y; });
+auto derivative_sqrt(const Node*) {
+  return [](T, T y) { return T(0.5) / y; };
 }
+REWIND_UNARY_RULES(sqrt)
 
 Var rsqrt(const Var& x) {
   return unary(Op::rsqrt, x, 0, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
 }
 template <class T>
-void backward_rsqrt(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T, T y) { return T(-0.5) * y * y * y; });
+auto derivative_rsqrt(const Node*) {
+  return [](T, T y) { return T(-0.5) * y * y * y; };
 }
+REWIND_UNARY_RULES(rsqrt)
 
 Var abs(const Var& x) {
   return unary(Op::abs, x, 0, [](auto v) { return std::fabs(v); });
 }
 template <class T>
-void backward_abs(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T) { return x > 0 ? T(1) : x < 0 ? T(-1) : T(0); });
+auto derivative_abs(const Node*) {
+  return [](T x, T) { return x > 0 ? T(1) : x < 0 ? T(-1) : T(0); };
 }
+REWIND_UNARY_RULES(abs)
 
 // ---- smooth activations --------------------------------------------------------------------------------
 
@@ -332,9 +415,10 @@ Var softplus(const Var& x) {
   });
 }
 template <class T>
-void backward_softplus(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T) { return kernels::sigmoid(x); });
+auto derivative_softplus(const Node*) {
+  return [](T x, T) { return kernels::sigmoid(x); };
 }
+REWIND_UNARY_RULES(softplus)
 
 // log sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(e^-|x|).
 Var log_sigmoid(const Var& x) {
@@ -344,9 +428,10 @@ Var log_sigmoid(const Var& x) {
   });
 }
 template <class T>
-void backward_log_sigmoid(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T) { return kernels::sigmoid(-x); });
+auto derivative_log_sigmoid(const Node*) {
+  return [](T x, T) { return kernels::sigmoid(-x); };
 }
+REWIND_UNARY_RULES(log_sigmoid)
 
 namespace {
 constexpr double sqrt_2_over_pi = 0.79788456080286535588;  // sqrt(2 / pi)
@@ -374,20 +459,18 @@ Var gelu(const Var& x, GeluApproximation approximate) {
   return y;
 }
 template <class T>
-void backward_gelu(Tape& tape, Node* n) {
-  if (n->arg0 != 0) {
-    backward_unary<T>(tape, n, [](T x, T) {
+auto derivative_gelu(const Node* n) {
+  return [tanh_form = n->arg0 != 0](T x, T) {
+    if (tanh_form) {
       const T t = std::tanh(T(sqrt_2_over_pi) * (x + T(gelu_cubic) * x * x * x));
       const T inner_dx = T(sqrt_2_over_pi) * (T(1) + T(3 * gelu_cubic) * x * x);
       return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * inner_dx;
-    });
-  } else {
-    backward_unary<T>(tape, n, [](T x, T) {
-      const T cdf = T(0.5) * (T(1) + std::erf(x * T(inv_sqrt_2)));
-      return cdf + x * T(inv_sqrt_2pi) * std::exp(T(-0.5) * x * x);
-    });
-  }
+    }
+    const T cdf = T(0.5) * (T(1) + std::erf(x * T(inv_sqrt_2)));
+    return cdf + x * T(inv_sqrt_2pi) * std::exp(T(-0.5) * x * x);
+  };
 }
+REWIND_UNARY_RULES(gelu)
 
 Var elu(const Var& x, double alpha) {
   return unary(Op::elu, x, alpha, [alpha](auto v) {
@@ -396,10 +479,10 @@ Var elu(const Var& x, double alpha) {
   });
 }
 template <class T>
-void backward_elu(Tape& tape, Node* n) {
-  const T alpha = static_cast<T>(n->scalar);
-  backward_unary<T>(tape, n, [alpha](T x, T) { return x > 0 ? T(1) : alpha * std::exp(x); });
+auto derivative_elu(const Node* n) {
+  return [alpha = static_cast<T>(n->scalar)](T x, T) { return x > 0 ? T(1) : alpha * std::exp(x); };
 }
+REWIND_UNARY_RULES(elu)
 
 Var leaky_relu(const Var& x, double slope) {
   return unary(Op::leaky_relu, x, slope, [slope](auto v) {
@@ -408,10 +491,10 @@ Var leaky_relu(const Var& x, double slope) {
   });
 }
 template <class T>
-void backward_leaky_relu(Tape& tape, Node* n) {
-  const T slope = static_cast<T>(n->scalar);
-  backward_unary<T>(tape, n, [slope](T x, T) { return x > 0 ? T(1) : slope; });
+auto derivative_leaky_relu(const Node* n) {
+  return [slope = static_cast<T>(n->scalar)](T x, T) { return x > 0 ? T(1) : slope; };
 }
+REWIND_UNARY_RULES(leaky_relu)
 
 // A NaN x stays NaN. Backward needs neither bound: x lies in [lo, hi] exactly where clamping left it alone.
 Var clamp(const Var& x, double lo, double hi) {
@@ -426,38 +509,39 @@ Var clamp(const Var& x, double lo, double hi) {
   });
 }
 template <class T>
-void backward_clamp(Tape& tape, Node* n) {
-  backward_unary<T>(tape, n, [](T x, T y) { return x == y ? T(1) : T(0); });
+auto derivative_clamp(const Node*) {
+  return [](T x, T y) { return x == y ? T(1) : T(0); };
 }
+REWIND_UNARY_RULES(clamp)
 
-REWIND_INSTANTIATE_BACKWARD(add)
-REWIND_INSTANTIATE_BACKWARD(sub)
-REWIND_INSTANTIATE_BACKWARD(mul)
-REWIND_INSTANTIATE_BACKWARD(div)
-REWIND_INSTANTIATE_BACKWARD(maximum)
-REWIND_INSTANTIATE_BACKWARD(minimum)
-REWIND_INSTANTIATE_BACKWARD(where)
-REWIND_INSTANTIATE_BACKWARD(add_scalar)
-REWIND_INSTANTIATE_BACKWARD(rsub_scalar)
-REWIND_INSTANTIATE_BACKWARD(rdiv_scalar)
-REWIND_INSTANTIATE_BACKWARD(div_scalar)
-REWIND_INSTANTIATE_BACKWARD(scale)
-REWIND_INSTANTIATE_BACKWARD(neg)
-REWIND_INSTANTIATE_BACKWARD(sigmoid)
-REWIND_INSTANTIATE_BACKWARD(tanh)
-REWIND_INSTANTIATE_BACKWARD(relu)
-REWIND_INSTANTIATE_BACKWARD(exp)
-REWIND_INSTANTIATE_BACKWARD(log)
-REWIND_INSTANTIATE_BACKWARD(square)
-REWIND_INSTANTIATE_BACKWARD(pow)
-REWIND_INSTANTIATE_BACKWARD(sqrt)
-REWIND_INSTANTIATE_BACKWARD(rsqrt)
-REWIND_INSTANTIATE_BACKWARD(abs)
-REWIND_INSTANTIATE_BACKWARD(softplus)
-REWIND_INSTANTIATE_BACKWARD(log_sigmoid)
-REWIND_INSTANTIATE_BACKWARD(gelu)
-REWIND_INSTANTIATE_BACKWARD(elu)
-REWIND_INSTANTIATE_BACKWARD(leaky_relu)
-REWIND_INSTANTIATE_BACKWARD(clamp)
+REWIND_INSTANTIATE_RULES(add)
+REWIND_INSTANTIATE_RULES(sub)
+REWIND_INSTANTIATE_RULES(mul)
+REWIND_INSTANTIATE_RULES(div)
+REWIND_INSTANTIATE_RULES(maximum)
+REWIND_INSTANTIATE_RULES(minimum)
+REWIND_INSTANTIATE_RULES(where)
+REWIND_INSTANTIATE_RULES(add_scalar)
+REWIND_INSTANTIATE_RULES(rsub_scalar)
+REWIND_INSTANTIATE_RULES(rdiv_scalar)
+REWIND_INSTANTIATE_RULES(div_scalar)
+REWIND_INSTANTIATE_RULES(scale)
+REWIND_INSTANTIATE_RULES(neg)
+REWIND_INSTANTIATE_RULES(sigmoid)
+REWIND_INSTANTIATE_RULES(tanh)
+REWIND_INSTANTIATE_RULES(relu)
+REWIND_INSTANTIATE_RULES(exp)
+REWIND_INSTANTIATE_RULES(log)
+REWIND_INSTANTIATE_RULES(square)
+REWIND_INSTANTIATE_RULES(pow)
+REWIND_INSTANTIATE_RULES(sqrt)
+REWIND_INSTANTIATE_RULES(rsqrt)
+REWIND_INSTANTIATE_RULES(abs)
+REWIND_INSTANTIATE_RULES(softplus)
+REWIND_INSTANTIATE_RULES(log_sigmoid)
+REWIND_INSTANTIATE_RULES(gelu)
+REWIND_INSTANTIATE_RULES(elu)
+REWIND_INSTANTIATE_RULES(leaky_relu)
+REWIND_INSTANTIATE_RULES(clamp)
 
 }  // namespace rwd::autodiff

@@ -59,6 +59,13 @@ void backward_linear(Tape& tape, Node* n) {
   if (T* gb = grad_in<T>(tape, n, 2)) add_column_sums(gb, dy, rows, out, out);
 }
 
+template <class T>
+void jvp_linear(const Tape&, Tangents& t, Node* n) {
+  const std::int64_t rows = n->shape.rows, out = n->shape.cols, in = n->inputs[0]->shape.cols;
+  linear_tangent<T>(rows, in, out, value_of<T>(n->inputs[0]), value_of<T>(n->inputs[1]),
+                    t.of<T>(n->inputs[0]), t.of<T>(n->inputs[1]), t.of<T>(n->inputs[2]), t.make<T>(n), out);
+}
+
 // ---- rnn_pointwise -------------------------------------------------------------------------------------
 
 Var rnn_pointwise(const Var& a, const Var& b) {
@@ -75,6 +82,14 @@ Var rnn_pointwise(const Var& a, const Var& b) {
     for (std::int64_t i = 0; i < s.numel(); ++i) h[i] = kernels::tanh(x[i] + y[i]);
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_rnn_pointwise(const Tape&, Tangents& t, Node* n) {
+  const T *h = value_of<T>(n), *ta = t.of<T>(n->inputs[0]), *tb = t.of<T>(n->inputs[1]);
+  T* th = t.make<T>(n);
+  for (std::int64_t i = 0; i < n->shape.numel(); ++i)
+    th[i] = (T(1) - h[i] * h[i]) * ((ta ? ta[i] : T(0)) + (tb ? tb[i] : T(0)));
 }
 
 template <class T>
@@ -120,6 +135,24 @@ Var lstm_pointwise(const Var& gi, const Var& gh, const Var& c_prev) {
     }
   });
   return finish(tape, n);
+}
+
+template <class T>
+void jvp_lstm_pointwise(const Tape&, Tangents& t, Node* n) {
+  const std::int64_t batch = n->shape.rows, hidden = n->shape.cols / 2;
+  const T *gates = static_cast<const T*>(n->saved), *out = value_of<T>(n), *c0 = value_of<T>(n->inputs[2]);
+  const T *ta = t.of<T>(n->inputs[0]), *tb = t.of<T>(n->inputs[1]), *tc0 = t.of<T>(n->inputs[2]);
+  T* ty = t.make<T>(n);
+  std::vector<T> tp(static_cast<std::size_t>(4 * hidden));
+  for (std::int64_t r = 0; r < batch; ++r) {
+    for (std::int64_t j = 0; j < 4 * hidden; ++j)
+      tp[static_cast<std::size_t>(j)] =
+          (ta ? ta[r * 4 * hidden + j] : T(0)) + (tb ? tb[r * 4 * hidden + j] : T(0));
+    const T* g = gates + r * 4 * hidden;
+    lstm_tangent_row(hidden, g, g + hidden, g + 2 * hidden, g + 3 * hidden, out + r * 2 * hidden + hidden,
+                     c0 + r * hidden, tp.data(), tc0 ? tc0 + r * hidden : nullptr,
+                     ty + r * 2 * hidden + hidden, ty + r * 2 * hidden);
+  }
 }
 
 template <class T>
@@ -183,6 +216,22 @@ Var gru_pointwise(const Var& gi, const Var& gh, const Var& h_prev) {
 }
 
 template <class T>
+void jvp_gru_pointwise(const Tape&, Tangents& t, Node* n) {
+  const std::int64_t batch = n->shape.rows, hidden = n->shape.cols;
+  const T *act = static_cast<const T*>(n->saved), *gh = value_of<T>(n->inputs[1]),
+          *h0 = value_of<T>(n->inputs[2]);
+  const T *ta = t.of<T>(n->inputs[0]), *tb = t.of<T>(n->inputs[1]), *th0 = t.of<T>(n->inputs[2]);
+  T* th = t.make<T>(n);
+  const std::vector<T> zeros(static_cast<std::size_t>(3 * hidden), T(0));
+  for (std::int64_t r = 0; r < batch; ++r) {
+    const T* s = act + r * 3 * hidden;
+    gru_tangent_row(hidden, s, s + hidden, s + 2 * hidden, gh + r * 3 * hidden + 2 * hidden, h0 + r * hidden,
+                    ta ? ta + r * 3 * hidden : zeros.data(), tb ? tb + r * 3 * hidden : zeros.data(),
+                    th0 ? th0 + r * hidden : nullptr, th + r * hidden);
+  }
+}
+
+template <class T>
 void backward_gru_pointwise(Tape& tape, Node* n) {
   const std::int64_t batch = n->shape.rows, hidden = n->shape.cols;
   T* act = static_cast<T*>(n->saved);  // becomes d_r, d_z, d_n
@@ -206,14 +255,10 @@ void backward_gru_pointwise(Tape& tape, Node* n) {
   }
 }
 
-#define REWIND_INSTANTIATE(name)                      \
-  template void backward_##name<float>(Tape&, Node*); \
-  template void backward_##name<double>(Tape&, Node*);
-REWIND_INSTANTIATE(linear)
-REWIND_INSTANTIATE(rnn_pointwise)
-REWIND_INSTANTIATE(lstm_pointwise)
-REWIND_INSTANTIATE(gru_pointwise)
-#undef REWIND_INSTANTIATE
+REWIND_INSTANTIATE_RULES(linear)
+REWIND_INSTANTIATE_RULES(rnn_pointwise)
+REWIND_INSTANTIATE_RULES(lstm_pointwise)
+REWIND_INSTANTIATE_RULES(gru_pointwise)
 
 }  // namespace rwd::autodiff
 

@@ -93,6 +93,35 @@ void backward_layer_norm(Tape& tape, Node* n) {
   });
 }
 
-REWIND_INSTANTIATE_BACKWARD(layer_norm)
+// ty = gain txhat + xhat tgain + tbias, with txhat = rstd (tx - mean(tx) - xhat mean(xhat tx)) per row.
+template <class T>
+void jvp_layer_norm(const Tape&, Tangents& t, Node* n) {
+  const Shape s = n->shape;
+  const T *v = value_of<T>(n->inputs[0]), *gain = value_of<T>(n->inputs[1]);
+  const T *tx = t.of<T>(n->inputs[0]), *tg = t.of<T>(n->inputs[1]), *tb = t.of<T>(n->inputs[2]);
+  const T* stats = static_cast<const T*>(n->saved);
+  T* ty = t.make<T>(n);
+  const T inv_n = T(1) / static_cast<T>(s.cols);
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    const T* row = v + r * s.cols;
+    const T mean = stats[2 * r], rstd = stats[2 * r + 1];
+    T mean_t = 0, mean_xhat_t = 0;
+    if (tx != nullptr) {
+      mean_t = lane_sum<T>(s.cols, [&](std::int64_t c) { return tx[r * s.cols + c]; }) * inv_n;
+      mean_xhat_t =
+          lane_sum<T>(s.cols, [&](std::int64_t c) { return (row[c] - mean) * rstd * tx[r * s.cols + c]; }) *
+          inv_n;
+    }
+    for (std::int64_t c = 0; c < s.cols; ++c) {
+      const T xhat = (row[c] - mean) * rstd;
+      T d = tb != nullptr ? tb[c] : T(0);
+      if (tg != nullptr) d += xhat * tg[c];
+      if (tx != nullptr) d += gain[c] * rstd * (tx[r * s.cols + c] - mean_t - xhat * mean_xhat_t);
+      ty[r * s.cols + c] = d;
+    }
+  }
+}
+
+REWIND_INSTANTIATE_RULES(layer_norm)
 
 }  // namespace rwd::autodiff

@@ -78,6 +78,11 @@ void backward_dropout(Tape& tape, Node* n) {
     apply_mask<T>(*static_cast<const MaskSource*>(n->saved), n->shape.rows, n->shape.cols,
                   static_cast<T>(n->scalar), dy_of<T>(n), gx, true);
 }
-REWIND_INSTANTIATE_BACKWARD(dropout)
+template <class T>
+void jvp_dropout(const Tape&, Tangents& t, Node* n) {
+  apply_mask<T>(*static_cast<const MaskSource*>(n->saved), n->shape.rows, n->shape.cols,
+                static_cast<T>(n->scalar), t.of<T>(n->inputs[0]), t.make<T>(n), false);
+}
+REWIND_INSTANTIATE_RULES(dropout)
 
 }  // namespace rwd::autodiff

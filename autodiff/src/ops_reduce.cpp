@@ -45,6 +45,21 @@ Var sum(const Var& x) {
 Var mean(const Var& x) {
   return reduce(Op::mean, x);
 }
+// ty = the same reduction of tx (scalar 1, or 1 / n for a mean).
+template <class T>
+void jvp_reduce(Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  const double total = lane_sum<double>(n->inputs[0]->shape.numel(), [&](std::int64_t i) { return tx[i]; });
+  *t.make<T>(n) = static_cast<T>(total * n->scalar);
+}
+template <class T>
+void jvp_sum(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce<T>(t, n);
+}
+template <class T>
+void jvp_mean(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce<T>(t, n);
+}
 template <class T>
 void backward_sum(Tape& tape, Node* n) {
   backward_reduce<T>(tape, n);
@@ -112,6 +127,23 @@ Var reduce_cols(Op op, const Var& x) {
 }
 
 template <class T>
+void jvp_reduce_cols(Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->inputs[0]->shape.cols;
+  for (std::int64_t r = 0; r < n->shape.rows; ++r)
+    ty[r] =
+        static_cast<T>(lane_sum<double>(cols, [&](std::int64_t c) { return tx[r * cols + c]; }) * n->scalar);
+}
+template <class T>
+void jvp_reduce_rows(Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t rows = n->inputs[0]->shape.rows, cols = n->shape.cols;
+  add_column_sums(ty, tx, rows, cols, cols);
+  for (std::int64_t c = 0; c < cols; ++c) ty[c] *= static_cast<T>(n->scalar);
+}
+template <class T>
 void backward_reduce_cols(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
   const T* dy = dy_of<T>(n);
@@ -153,12 +185,20 @@ Var sum_cols(const Var& x) {
   return reduce_cols(Op::sum_cols, x);
 }
 template <class T>
+void jvp_sum_cols(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce_cols<T>(t, n);
+}
+template <class T>
 void backward_sum_cols(Tape& tape, Node* n) {
   backward_reduce_cols<T>(tape, n);
 }
 
 Var mean_cols(const Var& x) {
   return reduce_cols(Op::mean_cols, x);
+}
+template <class T>
+void jvp_mean_cols(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce_cols<T>(t, n);
 }
 template <class T>
 void backward_mean_cols(Tape& tape, Node* n) {
@@ -169,12 +209,20 @@ Var sum_rows(const Var& x) {
   return reduce_rows(Op::sum_rows, x);
 }
 template <class T>
+void jvp_sum_rows(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce_rows<T>(t, n);
+}
+template <class T>
 void backward_sum_rows(Tape& tape, Node* n) {
   backward_reduce_rows<T>(tape, n);
 }
 
 Var mean_rows(const Var& x) {
   return reduce_rows(Op::mean_rows, x);
+}
+template <class T>
+void jvp_mean_rows(const Tape&, Tangents& t, Node* n) {
+  jvp_reduce_rows<T>(t, n);
 }
 template <class T>
 void backward_mean_rows(Tape& tape, Node* n) {
@@ -209,6 +257,13 @@ Var max_cols(const Var& x) {
   return finish(*tape, n);
 }
 template <class T>
+void jvp_max_cols(const Tape&, Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->inputs[0]->shape.cols;
+  for (std::int64_t r = 0; r < n->shape.rows; ++r) ty[r] = tx[r * cols + n->indices[r]];
+}
+template <class T>
 void backward_max_cols(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
   const T* dy = dy_of<T>(n);
@@ -232,6 +287,16 @@ Var logsumexp_cols(const Var& x) {
     }
   });
   return finish(*tape, n);
+}
+// ty = sum_c softmax(x)_c tx_c per row.
+template <class T>
+void jvp_logsumexp_cols(const Tape&, Tangents& t, Node* n) {
+  const T *tx = t.of<T>(n->inputs[0]), *x = value_of<T>(n->inputs[0]), *y = value_of<T>(n);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->inputs[0]->shape.cols;
+  for (std::int64_t r = 0; r < n->shape.rows; ++r)
+    ty[r] = lane_sum<T>(
+        cols, [&](std::int64_t c) { return kernels::exp<T>(x[r * cols + c] - y[r]) * tx[r * cols + c]; });
 }
 template <class T>
 void backward_logsumexp_cols(Tape& tape, Node* n) {
@@ -276,6 +341,29 @@ Var softmax(const Var& x) {
   });
   return finish(*tape, n);
 }
+namespace {
+// ty = combine(y, tx, dot) elementwise with dot = sum_c weight(y_c) tx_c per row: the tangent rules of
+// softmax and log_softmax.
+template <class T, class Weight, class Combine>
+void jvp_row_wise(Tangents& t, Node* n, Weight weight, Combine combine) {
+  const T *tx = t.of<T>(n->inputs[0]), *y = value_of<T>(n);
+  T* ty = t.make<T>(n);
+  const std::int64_t cols = n->shape.cols;
+  for (std::int64_t r = 0; r < n->shape.rows; ++r) {
+    const T* yr = y + r * cols;
+    const T* txr = tx + r * cols;
+    const T dot = lane_sum<T>(cols, [&](std::int64_t c) { return weight(yr[c]) * txr[c]; });
+    for (std::int64_t c = 0; c < cols; ++c) ty[r * cols + c] = combine(yr[c], txr[c], dot);
+  }
+}
+}  // namespace
+
+// ty = y (tx - sum_c y_c tx_c) per row.
+template <class T>
+void jvp_softmax(const Tape&, Tangents& t, Node* n) {
+  jvp_row_wise<T>(
+      t, n, [](T y) { return y; }, [](T y, T tx, T dot) { return y * (tx - dot); });
+}
 template <class T>
 void backward_softmax(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
@@ -309,6 +397,12 @@ Var log_softmax(const Var& x) {
   });
   return finish(*tape, n);
 }
+// ty = tx - sum_c e^(y_c) tx_c per row.
+template <class T>
+void jvp_log_softmax(const Tape&, Tangents& t, Node* n) {
+  jvp_row_wise<T>(
+      t, n, [](T y) { return kernels::exp<T>(y); }, [](T, T tx, T dot) { return tx - dot; });
+}
 template <class T>
 void backward_log_softmax(Tape& tape, Node* n) {
   T* gx = grad_in<T>(tape, n, 0);
@@ -324,15 +418,15 @@ void backward_log_softmax(Tape& tape, Node* n) {
   }
 }
 
-REWIND_INSTANTIATE_BACKWARD(sum)
-REWIND_INSTANTIATE_BACKWARD(mean)
-REWIND_INSTANTIATE_BACKWARD(sum_cols)
-REWIND_INSTANTIATE_BACKWARD(mean_cols)
-REWIND_INSTANTIATE_BACKWARD(max_cols)
-REWIND_INSTANTIATE_BACKWARD(logsumexp_cols)
-REWIND_INSTANTIATE_BACKWARD(sum_rows)
-REWIND_INSTANTIATE_BACKWARD(mean_rows)
-REWIND_INSTANTIATE_BACKWARD(softmax)
-REWIND_INSTANTIATE_BACKWARD(log_softmax)
+REWIND_INSTANTIATE_RULES(sum)
+REWIND_INSTANTIATE_RULES(mean)
+REWIND_INSTANTIATE_RULES(sum_cols)
+REWIND_INSTANTIATE_RULES(mean_cols)
+REWIND_INSTANTIATE_RULES(max_cols)
+REWIND_INSTANTIATE_RULES(logsumexp_cols)
+REWIND_INSTANTIATE_RULES(sum_rows)
+REWIND_INSTANTIATE_RULES(mean_rows)
+REWIND_INSTANTIATE_RULES(softmax)
+REWIND_INSTANTIATE_RULES(log_softmax)
 
 }  // namespace rwd::autodiff

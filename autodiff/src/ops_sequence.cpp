@@ -198,6 +198,48 @@ void cut_at_resets(T* grad, const std::uint8_t* resets, std::int64_t step, std::
     if (resets[step * batch + b] != 0) std::fill_n(grad + b * hidden, hidden, T(0));
 }
 
+// Forward mode through a window: what the three ops' tangent rules share. The input side's tangent of every
+// step at once, then step by step the hidden side's from the previous state and its tangent (rows that
+// restart read both as zero).
+template <class T>
+struct SequenceTangent {
+  const Dims d;
+  const Tangents& t;
+  Node* n;
+  std::int64_t gates;  // columns of the projections: 1, 4 or 3 blocks of hidden
+  // Copies of the two states (h, and c for an LSTM) and of their tangents with restarting rows zeroed.
+  std::vector<T> masked = std::vector<T>(static_cast<std::size_t>(2 * d.batch * d.hidden));
+  std::vector<T> tangent_masked = std::vector<T>(static_cast<std::size_t>(2 * d.batch * d.hidden));
+
+  // [T*B, gates]: tx W_ih^T + x tW_ih^T + tb_ih, plus tb_hh when it adds to the same pre-activation.
+  std::vector<T> input_side(int w_ih, int b_ih, int b_hh) const {
+    std::vector<T> out(static_cast<std::size_t>(d.steps * d.batch * gates));
+    linear_tangent<T>(d.steps * d.batch, d.input, gates, value_of<T>(n->inputs[0]),
+                      value_of<T>(n->inputs[w_ih]), t.of<T>(n->inputs[0]), t.of<T>(n->inputs[w_ih]),
+                      t.of<T>(n->inputs[b_ih]), out.data(), gates);
+    if (const T* tb = b_hh >= 0 ? t.of<T>(n->inputs[b_hh]) : nullptr)
+      for (std::int64_t r = 0; r < d.steps * d.batch; ++r) add_into(out.data() + r * gates, tb, gates);
+    return out;
+  }
+  // State `which` (0 or 1) of step t's previous state, with restarting rows zeroed: prev and its tangent
+  // tprev (null: zero) as step t reads them.
+  std::pair<const T*, const T*> previous(std::int64_t step, int which, const T* prev, const T* tprev) {
+    const std::int64_t b = d.batch, h = d.hidden;
+    const T* p = step_state(prev, n->resets, step, b, Rows{0, b}, h, masked.data() + which * b * h);
+    if (tprev == nullptr) return {p, nullptr};
+    return {p, step_state(tprev, n->resets, step, b, Rows{0, b}, h, tangent_masked.data() + which * b * h)};
+  }
+  // out [B, gates] += tprev W_hh^T + prev tW_hh^T (+ tb_hh when given).
+  void hidden_side(const T* prev, const T* tprev, int w_hh, int b_hh, T* out) const {
+    const std::int64_t b = d.batch, h = d.hidden;
+    if (tprev != nullptr)
+      gemm<T>(false, true, b, gates, h, tprev, h, value_of<T>(n->inputs[w_hh]), h, T(1), out);
+    if (const T* tw = t.of<T>(n->inputs[w_hh])) gemm<T>(false, true, b, gates, h, prev, h, tw, h, T(1), out);
+    if (const T* tb = b_hh >= 0 ? t.of<T>(n->inputs[b_hh]) : nullptr)
+      for (std::int64_t r = 0; r < b; ++r) add_into(out + r * gates, tb, gates);
+  }
+};
+
 }  // namespace
 
 // ---- rnn_sequence --------------------------------------------------------------------------------------
@@ -257,6 +299,27 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
   if (T* dw = grad_in<T>(tape, n, 3))
     recurrent_weight_grad<T>(tape, d, h, dpre, h, value_of<T>(n->inputs[1]), y, n->resets, dw);
   if (T* db = grad_in<T>(tape, n, 5)) add_column_sums(db, dpre, d.steps * b, h, h);
+}
+
+template <class T>
+void jvp_rnn_sequence(const Tape&, Tangents& t, Node* n) {
+  const Dims d{n->shape.rows / n->inputs[1]->shape.rows, n->inputs[1]->shape.rows, n->inputs[0]->shape.cols,
+               n->shape.cols};
+  const std::int64_t b = d.batch, h = d.hidden;
+  SequenceTangent<T> s{d, t, n, h};
+  const T* y = value_of<T>(n);
+  T* ty = t.make<T>(n);
+  const std::vector<T> tgi = s.input_side(2, 4, 5);
+  std::copy(tgi.begin(), tgi.end(), ty);
+  for (std::int64_t step = 0; step < d.steps; ++step) {
+    const auto [prev, tprev] =
+        s.previous(step, 0, step == 0 ? value_of<T>(n->inputs[1]) : y + (step - 1) * b * h,
+                   step == 0 ? t.of<T>(n->inputs[1]) : ty + (step - 1) * b * h);
+    T* tt = ty + step * b * h;
+    s.hidden_side(prev, tprev, 3, -1, tt);
+    const T* yt = y + step * b * h;
+    for (std::int64_t i = 0; i < b * h; ++i) tt[i] *= T(1) - yt[i] * yt[i];
+  }
 }
 
 // ---- lstm_sequence -------------------------------------------------------------------------------------
@@ -344,6 +407,34 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   if (T* db = grad_in<T>(tape, n, 6)) add_column_sums(db, gates, rows, 4 * h, 4 * h);
 }
 
+template <class T>
+void jvp_lstm_sequence(const Tape&, Tangents& t, Node* n) {
+  const std::int64_t b = n->inputs[1]->shape.rows, h = n->shape.cols;
+  const Dims d{n->shape.rows / b - 1, b, n->inputs[0]->shape.cols, h};
+  const std::int64_t rows = d.steps * b;
+  SequenceTangent<T> s{d, t, n, 4 * h};
+  const T *gates = static_cast<const T*>(n->saved), *cs = gates + rows * 4 * h, *y = value_of<T>(n);
+  T* ty = t.make<T>(n);
+  std::vector<T> tp = s.input_side(3, 5, 6), tc(static_cast<std::size_t>(rows * h));
+  for (std::int64_t step = 0; step < d.steps; ++step) {
+    const auto [h_prev, th_prev] =
+        s.previous(step, 0, step == 0 ? value_of<T>(n->inputs[1]) : y + (step - 1) * b * h,
+                   step == 0 ? t.of<T>(n->inputs[1]) : ty + (step - 1) * b * h);
+    const auto [c_prev, tc_prev] =
+        s.previous(step, 1, step == 0 ? value_of<T>(n->inputs[2]) : cs + (step - 1) * b * h,
+                   step == 0 ? t.of<T>(n->inputs[2]) : tc.data() + (step - 1) * b * h);
+    T* tps = tp.data() + step * b * 4 * h;
+    s.hidden_side(h_prev, th_prev, 4, -1, tps);
+    for (std::int64_t r = 0; r < b; ++r) {
+      const T* g = gates + (step * b + r) * 4 * h;
+      lstm_tangent_row(h, g, g + h, g + 2 * h, g + 3 * h, cs + (step * b + r) * h, c_prev + r * h,
+                       tps + r * 4 * h, tc_prev ? tc_prev + r * h : nullptr, tc.data() + (step * b + r) * h,
+                       ty + (step * b + r) * h);
+    }
+  }
+  std::copy_n(tc.data() + (rows - b) * h, b * h, ty + rows * h);  // c_T
+}
+
 // ---- gru_sequence --------------------------------------------------------------------------------------
 // Saved per row: r, z, n and gh_n = h W_hn^T + b_hn (4H); the first 3H hold the input projection until the
 // step runs. Backward writes dgi = [d_r, d_z, d_n] over r, z, n and d_n * r (dgh's third block) over gh_n.
@@ -428,12 +519,32 @@ void backward_gru_sequence(Tape& tape, Node* n) {
   }
 }
 
-#define REWIND_INSTANTIATE(name)                      \
-  template void backward_##name<float>(Tape&, Node*); \
-  template void backward_##name<double>(Tape&, Node*);
-REWIND_INSTANTIATE(rnn_sequence)
-REWIND_INSTANTIATE(lstm_sequence)
-REWIND_INSTANTIATE(gru_sequence)
-#undef REWIND_INSTANTIATE
+template <class T>
+void jvp_gru_sequence(const Tape&, Tangents& t, Node* n) {
+  const std::int64_t b = n->inputs[1]->shape.rows, h = n->shape.cols;
+  const Dims d{n->shape.rows / b, b, n->inputs[0]->shape.cols, h};
+  SequenceTangent<T> s{d, t, n, 3 * h};
+  const T *saved = static_cast<const T*>(n->saved), *y = value_of<T>(n);
+  T* ty = t.make<T>(n);
+  const std::vector<T> tgi = s.input_side(2, 4, -1);
+  std::vector<T> tgh(static_cast<std::size_t>(b * 3 * h));
+  for (std::int64_t step = 0; step < d.steps; ++step) {
+    const auto [prev, tprev] =
+        s.previous(step, 0, step == 0 ? value_of<T>(n->inputs[1]) : y + (step - 1) * b * h,
+                   step == 0 ? t.of<T>(n->inputs[1]) : ty + (step - 1) * b * h);
+    std::fill(tgh.begin(), tgh.end(), T(0));
+    s.hidden_side(prev, tprev, 3, 5, tgh.data());
+    for (std::int64_t r = 0; r < b; ++r) {
+      const T* sr = saved + (step * b + r) * 4 * h;  // r, z, n, gh_n
+      gru_tangent_row(h, sr, sr + h, sr + 2 * h, sr + 3 * h, prev + r * h,
+                      tgi.data() + (step * b + r) * 3 * h, tgh.data() + r * 3 * h,
+                      tprev ? tprev + r * h : nullptr, ty + (step * b + r) * h);
+    }
+  }
+}
+
+REWIND_INSTANTIATE_RULES(rnn_sequence)
+REWIND_INSTANTIATE_RULES(lstm_sequence)
+REWIND_INSTANTIATE_RULES(gru_sequence)
 
 }  // namespace rwd::autodiff

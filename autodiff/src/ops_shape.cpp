@@ -32,6 +32,15 @@ void backward_transpose(Tape& tape, Node* n) {
     for (std::int64_t c = 0; c < cols; ++c) gx[r * cols + c] += dy[c * rows + r];
 }
 
+template <class T>
+void jvp_transpose(const Tape&, Tangents& t, Node* n) {
+  const T* tx = t.of<T>(n->inputs[0]);
+  T* ty = t.make<T>(n);
+  const std::int64_t rows = n->inputs[0]->shape.rows, cols = n->inputs[0]->shape.cols;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) ty[c * rows + r] = tx[r * cols + c];
+}
+
 // The node shares x's value buffer; Recorder::ensure_grad gives it x's gradient buffer the same way.
 Var reshape(const Var& x, Shape shape) {
   const std::span<const Var> inputs(&x, 1);
@@ -53,8 +62,13 @@ Var reshape(const Var& x, Shape shape) {
 // Nothing to do: the view's gradient is x's gradient buffer, so dy is already there.
 template <class T>
 void backward_reshape(Tape&, Node*) {}
+// Likewise its tangent is x's.
+template <class T>
+void jvp_reshape(const Tape&, Tangents& t, Node* n) {
+  t.view<T>(n, n->inputs[0], 0);
+}
 
-REWIND_INSTANTIATE_BACKWARD(transpose)
-REWIND_INSTANTIATE_BACKWARD(reshape)
+REWIND_INSTANTIATE_RULES(transpose)
+REWIND_INSTANTIATE_RULES(reshape)
 
 }  // namespace rwd::autodiff

@@ -34,21 +34,30 @@ struct Recorder {
 }  // namespace rwd::autodiff
 
 namespace rwd::autodiff {
-// The backward step of every row of ops.def, backward_<name><T>, defined next to its forward (ops.cpp,
-// ops_elementwise.cpp, ops_reduce.cpp, ops_shape.cpp, ops_norm.cpp, ops_fused.cpp, ops_sequence.cpp) in
-// namespace rwd::autodiff; those outside ops.cpp instantiate it for float and double with
-// REWIND_INSTANTIATE_BACKWARD(name).
+class Tangents;
+// The two rules of every row of ops.def, defined next to its forward (ops.cpp, ops_elementwise.cpp,
+// ops_reduce.cpp, ops_shape.cpp, ops_norm.cpp, ops_fused.cpp, ops_sequence.cpp, ops_random.cpp) in
+// namespace rwd::autodiff: the backward step backward_<name><T>, which adds the inputs' gradients from the
+// output's, and the tangent rule jvp_<name><T>, which makes the output's tangent from the inputs' (forward
+// mode, before backward: values are intact). Those outside ops.cpp instantiate both for float and double
+// with REWIND_INSTANTIATE_RULES(name), so a row without either fails to link.
 #define REWIND_OP(name, inputs, has_grad, value_dead, saves, formula) \
   template <class T>                                                  \
-  void backward_##name(Tape& tape, Node* n);
+  void backward_##name(Tape& tape, Node* n);                          \
+  template <class T>                                                  \
+  void jvp_##name(const Tape& tape, Tangents& t, Node* n);
 #include "rewind/autodiff/ops.def"
 #undef REWIND_OP
-#define REWIND_INSTANTIATE_BACKWARD(name)             \
-  template void backward_##name<float>(Tape&, Node*); \
-  template void backward_##name<double>(Tape&, Node*);
+#define REWIND_INSTANTIATE_RULES(name)                            \
+  template void backward_##name<float>(Tape&, Node*);             \
+  template void backward_##name<double>(Tape&, Node*);            \
+  template void jvp_##name<float>(const Tape&, Tangents&, Node*); \
+  template void jvp_##name<double>(const Tape&, Tangents&, Node*);
 
 // Runs the backward step of one node (ops.cpp, dispatched on the ops.def table).
 void run_backward(Tape& tape, Node* node);
+// Runs the tangent rule of one node that a tangent reaches (ops.cpp, dispatched on the same table).
+void run_jvp(const Tape& tape, Tangents& tangents, Node* node);
 // Element-size aware helpers shared by the tape and the ops.
 inline std::size_t tensor_bytes(Shape s, DType t) {
   return static_cast<std::size_t>(s.numel()) * size_of(t);

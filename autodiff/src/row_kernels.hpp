@@ -80,4 +80,31 @@ void gru_backward_row(std::int64_t h, T* __restrict r, T* __restrict z, T* __res
   }
 }
 
+// Forward mode for one row: from the activations i, f, g, o, the new c and c_prev, the pre-activations'
+// tangent tp = [ti | tf | tg | to] (4H) and c_prev's tangent (null: zero), the tangents of c and h.
+template <class T>
+void lstm_tangent_row(std::int64_t h, const T* i, const T* f, const T* g, const T* o, const T* c,
+                      const T* c_prev, const T* tp, const T* tc_prev, T* tc, T* th) {
+  for (std::int64_t j = 0; j < h; ++j) {
+    const T ti = i[j] * (T(1) - i[j]) * tp[j], tf = f[j] * (T(1) - f[j]) * tp[h + j];
+    const T tg = (T(1) - g[j] * g[j]) * tp[2 * h + j], to = o[j] * (T(1) - o[j]) * tp[3 * h + j];
+    const T tanh_c = kernels::tanh(c[j]);
+    tc[j] = tf * c_prev[j] + (tc_prev != nullptr ? f[j] * tc_prev[j] : T(0)) + ti * g[j] + i[j] * tg;
+    th[j] = to * tanh_c + o[j] * (T(1) - tanh_c * tanh_c) * tc[j];
+  }
+}
+
+// Forward mode for one row: from the activations r, z, n, gh_n and h_prev, the projections' tangents tgi
+// and tgh ([r | z | n], 3H each) and h_prev's (null: zero), the tangent of h.
+template <class T>
+void gru_tangent_row(std::int64_t h, const T* r, const T* z, const T* n, const T* gh_n, const T* h_prev,
+                     const T* tgi, const T* tgh, const T* th_prev, T* th) {
+  for (std::int64_t j = 0; j < h; ++j) {
+    const T tr = r[j] * (T(1) - r[j]) * (tgi[j] + tgh[j]);
+    const T tz = z[j] * (T(1) - z[j]) * (tgi[h + j] + tgh[h + j]);
+    const T tn = (T(1) - n[j] * n[j]) * (tgi[2 * h + j] + tr * gh_n[j] + r[j] * tgh[2 * h + j]);
+    th[j] = (T(1) - z[j]) * tn + tz * (h_prev[j] - n[j]) + (th_prev != nullptr ? z[j] * th_prev[j] : T(0));
+  }
+}
+
 }  // namespace rwd::autodiff::kernels

@@ -14,6 +14,7 @@
 #include "node.hpp"
 #include "parallel.hpp"
 #include "recorder.hpp"
+#include "tangents.hpp"
 
 namespace rwd::autodiff {
 namespace {
@@ -277,6 +278,50 @@ void Tape::backward(std::span<const Seed> seeds) {
     run_backward(*this, n);
     Recorder::release_grad(*this, n);
   }
+}
+
+std::vector<Tensor> Tape::jvp(std::span<const Tangent> tangents, std::span<const Var> outputs) {
+  if (consumed_)
+    throw std::logic_error(
+        "Tape::jvp: this window was already backpropagated, which may have overwritten the values that "
+        "tangent rules read; call jvp() before backward()");
+  Tangents t(nodes_, dtype_);
+  for (const Tangent& d : tangents) {
+    const Node* n = d.leaf.node();
+    if (&d.leaf.tape() != this)
+      throw std::invalid_argument("Tape::jvp: " + describe(n) + " is on another tape");
+    if (n->op != Op::input && n->op != Op::parameter)
+      throw std::invalid_argument("Tape::jvp: " + describe(n) +
+                                  " is not a leaf; give directions for inputs and parameters");
+    if (!n->requires_grad)
+      throw std::invalid_argument("Tape::jvp: " + describe(n) +
+                                  " does not require a gradient, so no tangent flows from it");
+    if (d.direction == nullptr || d.direction->shape() != n->shape || d.direction->dtype() != dtype_)
+      throw std::invalid_argument("Tape::jvp: the direction for " + describe(n) + " is " +
+                                  (d.direction == nullptr
+                                       ? std::string("missing")
+                                       : d.direction->shape().str() + " " + name_of(d.direction->dtype())) +
+                                  ", not " + n->shape.str() + " " + name_of(dtype_));
+    if (t.of<std::byte>(n) != nullptr)
+      throw std::invalid_argument("Tape::jvp: two directions for " + describe(n));
+    void* tangent = dtype_ == DType::f32 ? static_cast<void*>(t.make<float>(n)) : t.make<double>(n);
+    std::memcpy(tangent, d.direction->raw(), d.direction->bytes());
+  }
+  for (const Var& v : outputs)
+    if (&v.tape() != this)
+      throw std::invalid_argument("Tape::jvp: " + describe(v.node()) + " is on another tape");
+  std::vector<Node*> order(nodes_);
+  std::size_t i = nodes_;
+  for (Node* n = last_; n != nullptr; n = n->prev) order[--i] = n;
+  for (Node* n : order)
+    if (n->has_backward && t.reaches(n)) run_jvp(*this, t, n);
+  std::vector<Tensor> out;
+  for (const Var& v : outputs) {
+    Tensor tangent(v.node()->shape, dtype_);
+    if (const std::byte* p = t.of<std::byte>(v.node())) std::memcpy(tangent.raw(), p, tangent.bytes());
+    out.push_back(std::move(tangent));
+  }
+  return out;
 }
 
 Tensor Tape::grad(const Var& v) const {

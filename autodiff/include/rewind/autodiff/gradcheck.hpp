@@ -16,6 +16,9 @@ enum class GradcheckMode : std::uint8_t {
   automatic,      // full Jacobian when the output has at most full_jacobian_max_outputs elements, else vjp
   full_jacobian,  // every d output_j / d parameter_i, one backward per output element
   vjp,            // v^T J for random output directions v, one backward per probe
+  // Forward mode: J v by Tape::jvp for random directions v of each parameter (vjp_probes of them), against
+  // the central difference of f along v, and against reverse mode (<w, J v> = <J^T w, v> for a random w).
+  forward,
 };
 
 struct GradcheckOptions {

@@ -116,6 +116,13 @@ struct Seed {
   const Tensor* grad = nullptr;
 };
 
+// A direction for forward mode: a leaf (an input with requires_grad, or a parameter) and its tangent, a
+// tensor of the leaf's shape and the tape's dtype.
+struct Tangent {
+  Var leaf;
+  const Tensor* direction = nullptr;
+};
+
 class REWIND_AUTODIFF_EXPORT Tape {
  public:
   explicit Tape(DType dtype = DType::f32, std::size_t first_block_bytes = Arena::default_block_bytes);
@@ -133,6 +140,12 @@ class REWIND_AUTODIFF_EXPORT Tape {
   // backpropagated once: it is consumed until clear().
   void backward(const Var& loss);
   void backward(std::span<const Seed> seeds);
+  // Forward mode (docs/forward_mode.md): J v, the tangents of `outputs` when each leaf in `tangents` moves
+  // along its direction and every other leaf stays, computed along the window in recording order by each
+  // op's tangent rule (ops.def). Tangents flow where gradients would: from leaves that require a gradient,
+  // through ops recorded with gradients on. Call it before backward(), which may overwrite values; it
+  // changes nothing on the tape, so backward() may follow. Each call costs about one forward pass.
+  std::vector<Tensor> jvp(std::span<const Tangent> tangents, std::span<const Var> outputs);
   // The gradient of a leaf (an input with requires_grad) after backward; zeros where none reached it.
   // Intermediate gradients are not kept: each is recycled once its node's backward step has run.
   Tensor grad(const Var& v) const;
