@@ -16,6 +16,15 @@ cmp whole/model.safetensors split/model.safetensors
 cmp whole/checkpoint.safetensors split/checkpoint.safetensors
 echo "resume after --max-updates: bitwise equal"
 
+# RTRL carries its influence matrices in the checkpoint: a resume is bitwise too.
+rtrl=(--task recall:5 --task-steps 40 --hidden 6 --batch 4 --trainer rtrl --trainer-option k=4 --optimizer adam
+      --lr 0.01 --sample-length 0 --eval-every 0)
+"$rewind" train "${rtrl[@]}" --max-updates 20 --save rtrl_whole > rtrl_whole.log
+"$rewind" train "${rtrl[@]}" --max-updates 9 --save rtrl_split > rtrl_split.log
+"$rewind" train --resume rtrl_split --max-updates 20 --save rtrl_split > rtrl_resumed.log
+cmp rtrl_whole/checkpoint.safetensors rtrl_split/checkpoint.safetensors
+echo "rtrl resume: bitwise equal"
+
 # SIGTERM during the run: the run saves and exits cleanly, and resuming reaches the same parameters. The
 # signal goes out once the first progress line is in the log, thousands of updates before the run would end.
 limit=(--max-updates 10000)

@@ -131,6 +131,7 @@ TEST_CASE("full, truncated with k >= T and checkpointed all equal a brute-force 
       check("full", {});
       check("truncated", {{"k", std::to_string(T)}});
       check("truncated", {{"k", "40"}});
+      check("rtrl", {{"k", std::to_string(T)}});  // forward in time, one update over the whole sequence
       // Checkpointed: every segment but the last is run twice (once to keep its end state, once recorded).
       for (std::int64_t segment : {1, 3, 0, 11}) {
         const std::int64_t c =
@@ -161,6 +162,45 @@ TEST_CASE("full, truncated with k >= T and checkpointed all equal a brute-force 
       CHECK_THROWS_WITH(trainer->next(*model, *data, tape),
                         Catch::Contains("below the minimum of " + std::to_string(least) + " bytes"));
     }
+}
+
+TEST_CASE("RTRL: online updates at fixed parameters sum to full BPTT's gradient, and its memory is bounded",
+          "[trainers][rtrl]") {
+  constexpr std::int64_t T = 10;
+  const auto data = random_tokens(3, T, 4);
+  for (const char* cell : {"rnn", "gru", "lstm"})
+    for (bool fused : {true, false}) {
+      INFO(cell << (fused ? "" : " (primitives)"));
+      auto model = test::make_model(cell, token_config(2), fused);
+      Tape tape(DType::f64);
+      auto full = test::builtin_plugins().make_trainer("full", {});
+      full->begin(*model, *data, tape);
+      const trainers::UpdateStats whole = full->next(*model, *data, tape);
+      const std::vector<Tensor> reference = gradients(*model);
+      // Updates every 3 steps, no optimizer step between them: each update's gradient is the mean over its
+      // targets, so weighted by their count they add up to the whole sequence's.
+      auto rtrl = test::builtin_plugins().make_trainer("rtrl", {{"k", "3"}});
+      rtrl->begin(*model, *data, tape);
+      std::vector<Tensor> summed = gradients(*model);
+      for (Tensor& g : summed) g = Tensor(g.shape(), g.dtype());
+      double loss = 0;
+      while (!rtrl->done()) {
+        const trainers::UpdateStats stats = rtrl->next(*model, *data, tape);
+        const double weight = static_cast<double>(stats.loss_count) / static_cast<double>(whole.loss_count);
+        loss += stats.loss * weight;
+        const std::vector<Tensor> g = gradients(*model);
+        for (std::size_t i = 0; i < g.size(); ++i)
+          for (std::int64_t e = 0; e < g[i].numel(); ++e)
+            summed[i].set(e, summed[i].get(e) + weight * g[i].get(e));
+      }
+      CHECK(loss == Approx(whole.loss).epsilon(1e-12));
+      CHECK(max_relative(summed, reference) <= 1e-10);
+    }
+  auto model = test::make_model("lstm", token_config(), true);
+  Tape tape(DType::f64);
+  auto small = test::builtin_plugins().make_trainer("rtrl", {{"memory_budget", "10kB"}});
+  CHECK_THROWS_WITH(small->begin(*model, *data, tape), Catch::Contains("the influence matrices need") &&
+                                                           Catch::Contains("above the memory budget"));
 }
 
 TEST_CASE("in f64 a memory budget's gradient is bitwise full BPTT's", "[trainers]") {
