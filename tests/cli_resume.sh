@@ -24,6 +24,13 @@ rtrl=(--task recall:5 --task-steps 40 --hidden 6 --batch 4 --trainer rtrl --trai
 "$rewind" train --resume rtrl_split --max-updates 20 --save rtrl_split > rtrl_resumed.log
 cmp rtrl_whole/checkpoint.safetensors rtrl_split/checkpoint.safetensors
 echo "rtrl resume: bitwise equal"
+# UORO carries s~ and theta~, and draws its signs from (seed, step): bitwise as well.
+uoro=("${rtrl[@]/rtrl/uoro}")
+"$rewind" train "${uoro[@]}" --max-updates 20 --save uoro_whole > uoro_whole.log
+"$rewind" train "${uoro[@]}" --max-updates 9 --save uoro_split > uoro_split.log
+"$rewind" train --resume uoro_split --max-updates 20 --save uoro_split > uoro_resumed.log
+cmp uoro_whole/checkpoint.safetensors uoro_split/checkpoint.safetensors
+echo "uoro resume: bitwise equal"
 
 # SIGTERM during the run: the run saves and exits cleanly, and resuming reaches the same parameters. The
 # signal goes out once the first progress line is in the log, thousands of updates before the run would end.

@@ -383,3 +383,46 @@ TEST_CASE("artbp: on influence balancing it converges to theta star, truncated B
   const auto exact = test::influence::train(task, "truncated", {{"k1", "1"}, {"k2", "10"}}, lr, 1000, 50);
   CHECK(exact.back().theta == Approx(task.theta_star()).epsilon(1e-9));
 }
+
+TEST_CASE("uoro: the mean of its pass gradient over seeds is RTRL's, which is the full gradient",
+          "[trainers][uoro]") {
+  // The artbp test's tiny GRU: RTRL's pass gradient (exact online) equals full BPTT's at fixed parameters,
+  // and UORO's rank-one estimate, averaged over seeds, must reach it within its standard error.
+  constexpr std::int64_t T = 12, seeds = 1000;
+  models::ModelConfig c = config();
+  c.hidden_size = 3;
+  c.init_range = 1.2;
+  auto model = test::make_model("gru", c, true);
+  trainers::TokenData data(2, T, 4);
+  std::mt19937_64 rng(21);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t b = 0; b < 2; ++b)
+      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+  const std::vector<Tensor> start = model->initial_state(2);
+  Tape tape(DType::f64);
+  auto full = test::builtin_plugins().make_trainer("full", {});
+  const std::vector<double> g = flat(trainers::pass_gradient(*model, *full, data, start, tape));
+  auto rtrl = test::builtin_plugins().make_trainer("rtrl", {{"k", "4"}});
+  const std::vector<double> exact = flat(trainers::pass_gradient(*model, *rtrl, data, start, tape));
+  double rtrl_error = 0, norm = 0;
+  for (std::size_t i = 0; i < g.size(); ++i)
+    rtrl_error = std::max(rtrl_error, std::abs(exact[i] - g[i])), norm += g[i] * g[i];
+  CHECK(rtrl_error <= 1e-12 * std::sqrt(norm));
+  std::vector<double> mean(g.size(), 0.0), squares(g.size(), 0.0);
+  for (std::int64_t seed = 1; seed <= seeds; ++seed) {
+    auto uoro = test::builtin_plugins().make_trainer("uoro", {{"k", "4"}, {"seed", std::to_string(seed)}});
+    const std::vector<double> x = flat(trainers::pass_gradient(*model, *uoro, data, start, tape));
+    for (std::size_t i = 0; i < g.size(); ++i) mean[i] += x[i] / seeds, squares[i] += x[i] * x[i] / seeds;
+  }
+  double variance = 0, error = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    variance += (squares[i] - mean[i] * mean[i]) / (seeds - 1);
+    error += (mean[i] - exact[i]) * (mean[i] - exact[i]);
+  }
+  const double tolerance = 3 * std::sqrt(variance);
+  INFO("||mean - g|| = " << std::sqrt(error) << ", tolerance " << tolerance
+                         << ", ||g|| = " << std::sqrt(norm));
+  CHECK(std::sqrt(error) <= tolerance);
+  CHECK(tolerance < 0.15 * std::sqrt(norm));  // tight enough to mean something
+}

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "online_gradient.hpp"
 #include "rewind/autodiff/ops.hpp"
 #include "rewind/plugins/plugin.hpp"
 #include "rewind/trainers/schedule.hpp"
@@ -31,8 +32,7 @@ class Rtrl final : public Trainer {
   void begin(Model& model, const Dataset& data, Tape& tape) override {
     Trainer::begin(model, data, tape);
     states_ = stored_.size();
-    parameters_ = 0;
-    for (Parameter* p : model.parameters()) parameters_ += p->value().numel();
+    parameters_ = parameter_count(model);
     std::int64_t bytes = 0;
     for (std::size_t i = 0; i < states_; ++i)
       bytes += static_cast<std::int64_t>(stored_[i].bytes()) * parameters_;
@@ -48,8 +48,7 @@ class Rtrl final : public Trainer {
   }
 
   UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    const std::vector<Parameter*> params = model.parameters();
-    for (Parameter* p : params) p->zero_grad();
+    zero_gradients(model);
     const std::int64_t end = std::min(position_ + k_, steps_);
     UpdateStats stats;
     stats.first_step = position_;
@@ -57,10 +56,7 @@ class Rtrl final : public Trainer {
     stats.loss_count = count_targets(data, position_, end);
     std::vector<double> gradient(static_cast<std::size_t>(parameters_), 0.0);
     for (std::int64_t t = position_; t < end; ++t) stats.loss += step(model, data, tape, t, stats, gradient);
-    std::int64_t k = 0;
-    for (Parameter* p : params)
-      for (std::int64_t i = 0; i < p->grad().numel(); ++i)
-        p->grad().set(i, gradient[static_cast<std::size_t>(k++)]);
+    set_gradients(model, gradient);
     stats.steps_recorded = end - position_;
     stats.tape = tape.memory();
     position_ = stored_step_ = end;
@@ -77,13 +73,11 @@ class Rtrl final : public Trainer {
     const std::vector<Tensor> carried(stored_.begin(),
                                       stored_.begin() + static_cast<std::ptrdiff_t>(states_));
     model.begin(tape, carried, state, true);
-    std::vector<Var> leaves;
-    for (const auto& layer : state) leaves.insert(leaves.end(), layer.begin(), layer.end());
+    const std::vector<Var> leaves = flatten(state);
     const WindowResult r = record_window(
         model, tape, data, state,
         {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(stats.loss_count)});
-    std::vector<Var> outputs;
-    for (const auto& layer : state) outputs.insert(outputs.end(), layer.begin(), layer.end());
+    std::vector<Var> outputs = flatten(state);
     if (r.loss.valid()) outputs.push_back(r.loss);
 
     std::vector<Tensor> directions;

@@ -19,7 +19,13 @@ SegmentView::SegmentView(const Dataset& base, std::int64_t offset, std::int64_t 
 std::vector<Tensor> pass_gradient(Model& model, Trainer& trainer, const Dataset& data,
                                   const std::vector<Tensor>& start, Tape& tape, PassGradientStats* stats) {
   trainer.begin(model, data, tape);
-  trainer.restore(0, 0, start);
+  // The model's state first, then what the trainer carries beside it (rtrl's influence), as begin() left it.
+  std::vector<Tensor> stored = trainer.stored_state();
+  if (start.size() > stored.size())
+    throw std::invalid_argument("pass_gradient: " + std::to_string(start.size()) +
+                                " state tensors for a model with " + std::to_string(stored.size()));
+  std::copy(start.begin(), start.end(), stored.begin());
+  trainer.restore(0, 0, std::move(stored));
   const std::vector<autodiff::Parameter*> params = model.parameters();
   std::vector<Tensor> sum;
   for (const autodiff::Parameter* p : params) {
