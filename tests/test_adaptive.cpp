@@ -198,6 +198,27 @@ TEST_CASE("adaptive and artbp: a run restored from a checkpoint mid-pass continu
 
 namespace {
 
+// A tiny GRU in f64 with long memory (truncation visibly biases its gradient) and 12 steps of random tokens
+// in 2 streams: where the randomised trainers' means are checked against the exact gradient.
+struct LongMemory {
+  static constexpr std::int64_t steps = 12;
+  std::unique_ptr<models::Model> model;
+  trainers::TokenData data{2, steps, 4};
+  std::vector<Tensor> start;
+  LongMemory() {
+    models::ModelConfig c = config();
+    c.hidden_size = 3;
+    c.init_range = 1.2;
+    model = test::make_model("gru", c, true);
+    std::mt19937_64 rng(21);
+    for (std::int64_t t = 0; t < steps; ++t)
+      for (std::int64_t b = 0; b < 2; ++b)
+        data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
+                      data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
+    start = model->initial_state(2);
+  }
+};
+
 std::vector<double> flat(const std::vector<Tensor>& g) {
   std::vector<double> out;
   for (const Tensor& t : g)
@@ -212,18 +233,10 @@ TEST_CASE("artbp: the mean of its pass gradient over seeds is the full gradient,
   // Tiny GRU, f64, one pass of 12 steps from a non-zero state. The full gradient comes from the full trainer
   // (itself checked against an explicit unroll in test_trainers.cpp); each ARTBP pass gradient sums its
   // updates weighted by their share of the targets (pass_gradient).
-  constexpr std::int64_t T = 12, seeds = 800;
-  models::ModelConfig c = config();
-  c.hidden_size = 3;
-  c.init_range = 1.2;  // long memory: truncation visibly biases the gradient
-  auto model = test::make_model("gru", c, true);
-  trainers::TokenData data(2, T, 4);
-  std::mt19937_64 rng(21);
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t b = 0; b < 2; ++b)
-      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
-                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
-  const std::vector<Tensor> start = model->initial_state(2);
+  constexpr std::int64_t seeds = 800;
+  const LongMemory fixture;
+  constexpr std::int64_t T = LongMemory::steps;
+  auto& [model, data, start] = fixture;
   Tape tape(DType::f64);
   auto full = test::builtin_plugins().make_trainer("full", {});
   const std::vector<double> g = flat(trainers::pass_gradient(*model, *full, data, start, tape));
@@ -388,18 +401,9 @@ TEST_CASE("uoro: the mean of its pass gradient over seeds is RTRL's, which is th
           "[trainers][uoro]") {
   // The artbp test's tiny GRU: RTRL's pass gradient (exact online) equals full BPTT's at fixed parameters,
   // and UORO's rank-one estimate, averaged over seeds, must reach it within its standard error.
-  constexpr std::int64_t T = 12, seeds = 1000;
-  models::ModelConfig c = config();
-  c.hidden_size = 3;
-  c.init_range = 1.2;
-  auto model = test::make_model("gru", c, true);
-  trainers::TokenData data(2, T, 4);
-  std::mt19937_64 rng(21);
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t b = 0; b < 2; ++b)
-      data.input(t, b) = static_cast<std::int32_t>(rng() % 4),
-                    data.target(t, b) = static_cast<std::int32_t>(rng() % 4);
-  const std::vector<Tensor> start = model->initial_state(2);
+  constexpr std::int64_t seeds = 1000;
+  const LongMemory fixture;
+  auto& [model, data, start] = fixture;
   Tape tape(DType::f64);
   auto full = test::builtin_plugins().make_trainer("full", {});
   const std::vector<double> g = flat(trainers::pass_gradient(*model, *full, data, start, tape));

@@ -20,12 +20,11 @@ namespace {
 using autodiff::Parameter;
 using autodiff::Tangent;
 
-class Rtrl final : public Trainer {
+class Rtrl final : public OnlineGradientTrainer {
  public:
   explicit Rtrl(const TrainerSpec& spec)
-      : k_(spec.options.integer("k")), budget_(parse_bytes(spec.options.string("memory_budget"))) {
-    if (k_ < 1) throw std::invalid_argument("trainer 'rtrl': k must be >= 1, got " + std::to_string(k_));
-  }
+      : OnlineGradientTrainer("rtrl", spec.options.integer("k")),
+        budget_(parse_bytes(spec.options.string("memory_budget"))) {}
 
   // stored_state() holds the model's state tensors, then the influence on each: [B, p * n_i], row b the
   // p x n_i matrix of stream b, so that it is saved, gathered across ranks and restored as the state is.
@@ -47,36 +46,20 @@ class Rtrl final : public Trainer {
     }
   }
 
-  UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    zero_gradients(model);
-    const std::int64_t end = std::min(position_ + k_, steps_);
-    UpdateStats stats;
-    stats.first_step = position_;
-    stats.end_step = end;
-    stats.loss_count = count_targets(data, position_, end);
-    std::vector<double> gradient(static_cast<std::size_t>(parameters_), 0.0);
-    for (std::int64_t t = position_; t < end; ++t) stats.loss += step(model, data, tape, t, stats, gradient);
-    set_gradients(model, gradient);
-    stats.steps_recorded = end - position_;
-    stats.tape = tape.memory();
-    position_ = stored_step_ = end;
-    return stats;
-  }
-
  private:
   // Step t: records it from the stored state, moves the influence one step forward, adds the step's loss
   // tangent per parameter to gradient, stores the new state, and returns the step's loss.
-  double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, const UpdateStats& stats,
-              std::vector<double>& gradient) {
+  double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
+              std::vector<double>& gradient) override {
     tape.clear();
     ModelState state;
     const std::vector<Tensor> carried(stored_.begin(),
                                       stored_.begin() + static_cast<std::ptrdiff_t>(states_));
     model.begin(tape, carried, state, true);
     const std::vector<Var> leaves = flatten(state);
-    const WindowResult r = record_window(
-        model, tape, data, state,
-        {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(stats.loss_count)});
+    const WindowResult r =
+        record_window(model, tape, data, state,
+                      {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(count)});
     std::vector<Var> outputs = flatten(state);
     if (r.loss.valid()) outputs.push_back(r.loss);
 
@@ -119,7 +102,7 @@ class Rtrl final : public Trainer {
     }
   }
 
-  std::int64_t k_, budget_;
+  std::int64_t budget_;
   std::size_t states_ = 0;
   std::int64_t parameters_ = 0;
 };
@@ -129,7 +112,7 @@ std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
 }
 
 constexpr models::OptionSpec options[] = {
-    {"k", models::OptionType::integer, "1", "steps between updates (the gradient of their losses)"},
+    steps_between_updates,
     {"memory_budget", models::OptionType::string, "1GiB",
      "refuse when the influence matrices need more (bytes, with units; 0: no limit)"}};
 

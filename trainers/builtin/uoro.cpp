@@ -41,12 +41,11 @@ double norm(const std::vector<Tensor>& tensors) {
   return std::sqrt(total);
 }
 
-class Uoro final : public Trainer {
+class Uoro final : public OnlineGradientTrainer {
  public:
   explicit Uoro(const TrainerSpec& spec)
-      : k_(spec.options.integer("k")), seed_(static_cast<std::uint64_t>(spec.options.integer("seed"))) {
-    if (k_ < 1) throw std::invalid_argument("trainer 'uoro': k must be >= 1, got " + std::to_string(k_));
-  }
+      : OnlineGradientTrainer("uoro", spec.options.integer("k")),
+        seed_(static_cast<std::uint64_t>(spec.options.integer("seed"))) {}
 
   // stored_state() holds the model's state tensors, then s~ (one per state tensor, the same shapes), then
   // theta~: what a resume needs to continue bitwise. theta~ is one vector for all the streams, laid out as
@@ -65,25 +64,13 @@ class Uoro final : public Trainer {
     stored_.emplace_back(autodiff::Shape::matrix(rows, (parameters_ + rows - 1) / rows), stored_[0].dtype());
   }
 
-  UpdateStats next(Model& model, const Dataset& data, Tape& tape) override {
-    const std::int64_t end = std::min(position_ + k_, steps_);
-    UpdateStats stats;
-    stats.first_step = position_;
-    stats.end_step = end;
-    stats.loss_count = count_targets(data, position_, end);
-    std::vector<double> gradient(static_cast<std::size_t>(parameters_), 0.0);
-    for (std::int64_t t = position_; t < end; ++t) {
-      advance(model, data, tape, t);
-      stats.loss += loss_gradient(model, data, tape, t, stats.loss_count, gradient);
-    }
-    set_gradients(model, gradient);
-    stats.steps_recorded = end - position_;
-    stats.tape = tape.memory();
-    position_ = stored_step_ = end;
-    return stats;
+ private:
+  double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
+              std::vector<double>& gradient) override {
+    advance(model, data, tape, t);
+    return loss_gradient(model, data, tape, t, count, gradient);
   }
 
- private:
   // Step t's transition: the new state, and s~, theta~ moved one step.
   void advance(Model& model, const Dataset& data, Tape& tape, std::int64_t t) {
     tape.clear();
@@ -159,7 +146,6 @@ class Uoro final : public Trainer {
   }
   std::ptrdiff_t offset(std::size_t block) const { return static_cast<std::ptrdiff_t>(block * states_); }
 
-  std::int64_t k_;
   std::uint64_t seed_;
   std::size_t states_ = 0;
   std::int64_t parameters_ = 0;
@@ -170,8 +156,7 @@ std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
 }
 
 constexpr models::OptionSpec options[] = {
-    {"k", models::OptionType::integer, "1", "steps between updates (the gradient of their losses)"},
-    {"seed", models::OptionType::integer, "1", "seed of the random signs nu"}};
+    steps_between_updates, {"seed", models::OptionType::integer, "1", "seed of the random signs nu"}};
 
 }  // namespace
 
