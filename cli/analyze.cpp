@@ -1,6 +1,7 @@
 // rewind analyze truncation | horizon: what truncation costs in gradient on a model and its data, at fixed
 // parameters. Thin front end over trainers/analysis.hpp; definitions in docs/truncation.md. Reads a saved
 // model and never writes to it.
+#include <algorithm>
 #include <array>
 #include <boost/program_options.hpp>
 #include <cmath>
@@ -195,12 +196,14 @@ std::vector<trainers::TruncationSetting> settings_from(const po::variables_map& 
                                                        const std::string& k1, const std::string& k2,
                                                        std::int64_t steps) {
   std::vector<trainers::TruncationSetting> out;
+  if (!vm.count("k") && !vm.count("k1") && !vm.count("k2") && vm.count("trainers")) return out;
   if (vm.count("k")) {
     if (vm.count("k1") || vm.count("k2")) throw std::invalid_argument("give --k, or --k1 and --k2, not both");
     for (std::int64_t v : k_list(k, "--k", steps)) out.push_back({v, v});
     return out;
   }
-  if (!vm.count("k1") && !vm.count("k2")) throw std::invalid_argument("--k (or --k1 and --k2) is required");
+  if (!vm.count("k1") && !vm.count("k2"))
+    throw std::invalid_argument("--k (or --k1 and --k2, or --trainers) is required");
   const auto a = vm.count("k1") ? k_list(k1, "--k1", steps) : std::vector<std::int64_t>{};
   const auto b = vm.count("k2") ? k_list(k2, "--k2", steps) : a;
   const auto first = a.empty() ? b : a;
@@ -222,6 +225,21 @@ std::vector<trainers::TruncationSetting> settings_from(const po::variables_map& 
   return out;
 }
 
+// --trainers: a row per trainer plugin, over --seeds seeds for those that declare a seed.
+std::vector<trainers::TruncationSetting> trainer_rows(const std::string& list, std::int64_t seeds,
+                                                      const plugins::Registry& registry) {
+  std::vector<trainers::TruncationSetting> out;
+  std::stringstream items(list);
+  for (std::string name; std::getline(items, name, ',');) {
+    const auto specs = registry.find(plugins::Kind::trainer, name).descriptor->option_specs();
+    const bool seeded =
+        std::any_of(specs.begin(), specs.end(), [](const auto& o) { return std::string(o.name) == "seed"; });
+    out.emplace_back(name, seeded ? seeds : 1);
+  }
+  if (out.empty()) throw std::invalid_argument("--trainers: the list is empty");
+  return out;
+}
+
 // Every figure of every setting, per segment and per parameter tensor (--json).
 json truncation_json(const trainers::TruncationAnalysis& a) {
   json results = json::array();
@@ -240,6 +258,8 @@ json truncation_json(const trainers::TruncationAnalysis& a) {
     }
     results.push_back({{"k1", r.setting.k1},
                        {"k2", r.setting.k2},
+                       {"trainer", r.setting.trainer.empty() ? "truncated" : r.setting.trainer},
+                       {"seeds", r.setting.seeds},
                        {"tape_peak_bytes", r.tape_peak_bytes},
                        {"seconds", r.seconds},
                        {"segments", per_segment}});
@@ -260,26 +280,30 @@ void plot_truncation(const trainers::TruncationAnalysis& a, const std::string& t
      << "set multiplot layout 1,2 title '" << title << "'\n"
      << "set title 'relative error ||g_k - g|| / ||g||'\nset xlabel 'k2 (steps backpropagated)'\nplot ";
   for (std::size_t p = 0; p <= a.parameters.size(); ++p)
-    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p << " ? $2 : 1/0):7 with linespoints "
-       << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "title '" << (p == 0 ? "all" : a.parameters[p - 1])
-       << "'";
+    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p
+       << " && $2 > 0 ? $2 : 1/0):7 with linespoints " << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "title '"
+       << (p == 0 ? "all" : a.parameters[p - 1]) << "'";
   gp << "\nset title 'cosine(g_k, g)'\nset key off\nplot ";
   for (std::size_t p = 0; p <= a.parameters.size(); ++p)
-    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p << " ? $2 : 1/0):5 with linespoints "
-       << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "notitle";
+    gp << (p ? ", " : "") << "'" << csv << "' using ($3 == " << p
+       << " && $2 > 0 ? $2 : 1/0):5 with linespoints " << (p == 0 ? "lw 3 lc rgb 'black' " : "") << "notitle";
   gp << "\nunset multiplot\n";
   render_gnuplot(png, "1500,560", gp.str());
 }
 
 int run_truncation(int argc, const char* const* argv) {
   Subject subject;
-  std::string k, k1, k2, csv_path, json_path, plot;
+  std::string k, k1, k2, trainer_list, csv_path, json_path, plot;
+  std::int64_t seeds = 10;
   po::options_description options("rewind analyze truncation options");
   subject.add_to(options);
   options.add_options()("k", po::value(&k),
                         "truncation lengths k1 = k2 = k, comma-separated (each <= --steps)")(
       "k1", po::value(&k1), "or k1 values (steps between updates), comma-separated")(
       "k2", po::value(&k2), "and k2 values (steps backpropagated), paired with --k1 in order")(
+      "trainers", po::value(&trainer_list),
+      "and rows for other trainer plugins, comma-separated (rtrl, uoro, artbp), with their default options")(
+      "seeds", po::value(&seeds)->default_value(seeds), "seeds per row of a trainer that declares a seed")(
       "csv", po::value(&csv_path), "write the table as CSV")("json", po::value(&json_path),
                                                              "write every figure, per segment, as JSON")(
       "plot", po::value(&plot), "write a PNG with gnuplot: relative error and cosine against k");
@@ -287,14 +311,16 @@ int run_truncation(int argc, const char* const* argv) {
   if (!parse_command_line(
           argc, argv, options, vm,
           "usage: rewind analyze truncation [--checkpoint DIR | model options] [--data F | --task "
-          "T] --steps T --segments N --k 1,5,20 [--csv F] [--json F] [--plot F.png]"))
+          "T] --steps T --segments N --k 1,5,20 [--trainers rtrl,uoro] [--csv F] [--json F] [--plot F.png]"))
     return 0;
   if (subject.steps < 1)
     throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(subject.steps));
-  const auto settings = settings_from(vm, k, k1, k2, subject.steps);
+  auto settings = settings_from(vm, k, k1, k2, subject.steps);
   std::unique_ptr<trainers::Dataset> data;
   auto model = subject.load(vm, data);
   const plugins::Registry& registry = subject.registry();
+  if (vm.count("trainers"))
+    for (auto& row : trainer_rows(trainer_list, seeds, registry)) settings.push_back(std::move(row));
   const trainers::TruncationAnalysis a =
       trainers::analyze_truncation(*model, *data, subject.steps, subject.segments, settings,
                                    [&](const std::string& name, const std::map<std::string, std::string>& o) {
@@ -304,11 +330,11 @@ int run_truncation(int argc, const char* const* argv) {
               static_cast<long long>(a.segments_used));
   std::printf("full BPTT: tape peak %.2f MiB, %.3f s\n",
               static_cast<double>(a.full_tape_peak_bytes) / (1 << 20), a.full_seconds);
-  std::printf("%5s %5s %22s %24s %20s %14s %9s\n", "k1", "k2", "cosine (mean +- sd)",
-              "rel. error (mean +- sd)", "norm ratio", "tape peak MiB", "seconds");
+  std::printf("%11s %22s %24s %20s %14s %9s\n", "k1,k2", "cosine (mean +- sd)", "rel. error (mean +- sd)",
+              "norm ratio", "tape peak MiB", "seconds");
   std::ostringstream csv;
   csv << "k1,k2,parameter_index,parameter,cosine_mean,cosine_sd,relative_error_mean,relative_error_sd,"
-         "norm_ratio_mean,norm_ratio_sd,tape_peak_bytes,seconds\n";
+         "norm_ratio_mean,norm_ratio_sd,tape_peak_bytes,seconds,trainer\n";
   auto csv_row = [&](const trainers::TruncationResult& r, std::size_t index, const std::string& name,
                      auto value) {
     const Spread c = spread(r.segments, [&](const auto& s) { return value(s).cosine; });
@@ -316,18 +342,17 @@ int run_truncation(int argc, const char* const* argv) {
     const Spread n = spread(r.segments, [&](const auto& s) { return value(s).norm_ratio; });
     csv << r.setting.k1 << ',' << r.setting.k2 << ',' << index << ',' << name << ',' << c.mean << ',' << c.sd
         << ',' << e.mean << ',' << e.sd << ',' << n.mean << ',' << n.sd << ',' << r.tape_peak_bytes << ','
-        << r.seconds << '\n';
+        << r.seconds << ',' << (r.setting.trainer.empty() ? "truncated" : r.setting.trainer) << '\n';
     return std::array<Spread, 3>{c, e, n};
   };
   for (const trainers::TruncationResult& r : a.results) {
     const auto [c, e, n] = csv_row(r, 0, "all", [](const auto& s) { return s.overall; });
-    std::printf("%5lld %5lld %12.8f +- %-7.1e %13.3e +- %-8.1e %9.4f +- %-7.1e %14.2f %9.3f\n",
-                static_cast<long long>(r.setting.k1), static_cast<long long>(r.setting.k2), c.mean, c.sd,
-                e.mean, e.sd, n.mean, n.sd, static_cast<double>(r.tape_peak_bytes) / (1 << 20), r.seconds);
+    std::printf("%11s %12.8f +- %-7.1e %13.3e +- %-8.1e %9.4f +- %-7.1e %14.2f %9.3f\n",
+                r.setting.label().c_str(), c.mean, c.sd, e.mean, e.sd, n.mean, n.sd,
+                static_cast<double>(r.tape_peak_bytes) / (1 << 20), r.seconds);
   }
   std::printf("\nrelative error per parameter tensor (mean over segments):\n%-22s", "parameter");
-  for (const auto& r : a.results)
-    std::printf(" %11s", (std::to_string(r.setting.k1) + "," + std::to_string(r.setting.k2)).c_str());
+  for (const auto& r : a.results) std::printf(" %11s", r.setting.label().c_str());
   std::printf("\n");
   for (std::size_t p = 0; p < a.parameters.size(); ++p) {
     std::printf("%-22s", a.parameters[p].c_str());

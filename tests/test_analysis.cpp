@@ -118,7 +118,7 @@ TEST_CASE("analyze truncation: k >= T is exact and every (k1, k2) equals a brute
         for (const auto& p : seg.parameters) CHECK(p.relative_error <= 1e-12);
       }
       for (std::size_t i = 0; i < settings.size(); ++i) {
-        const auto [k1, k2] = settings[i];
+        const std::int64_t k1 = settings[i].k1, k2 = settings[i].k2;
         INFO("k1 = " << k1 << ", k2 = " << k2);
         for (std::int64_t seg = 0; seg < N; ++seg) {
           const auto g = reference_gradient(*model, *data, S, seg * T, T, T, T);
@@ -139,6 +139,20 @@ TEST_CASE("analyze truncation: k >= T is exact and every (k1, k2) equals a brute
         }
       }
     }
+}
+
+TEST_CASE("analyze truncation: rows for other trainers, RTRL exact and UORO over seeds", "[analysis][rtrl]") {
+  constexpr std::int64_t T = 6, N = 2;
+  auto model = test::make_model("gru", f64_config(1), true);
+  const auto data = random_tokens(3, T * N, 5);
+  const std::vector<trainers::TruncationSetting> settings = {{2, 2}, {"rtrl", 1}, {"uoro", 3}};
+  const trainers::TruncationAnalysis a = trainers::analyze_truncation(*model, *data, T, N, settings, maker());
+  CHECK(a.results[0].segments.size() == N);
+  CHECK(a.results[0].segments[0].overall.relative_error > 1e-3);  // truncated(2) is biased here
+  REQUIRE(a.results[1].segments.size() == N);
+  for (const auto& seg : a.results[1].segments) CHECK(seg.overall.relative_error <= 1e-12);
+  CHECK(a.results[2].segments.size() == N * 3);  // each segment under each seed
+  CHECK(a.results[2].setting.label() == "uoro");
 }
 
 TEST_CASE("pass_gradient of the truncated trainer is the sum of its updates' brute-force gradients",

@@ -100,6 +100,8 @@ TruncationAnalysis analyze_truncation(Model& model, const Dataset& data, std::in
   check_segments(data, steps, segments);
   if (settings.empty()) throw std::invalid_argument("--k: no truncation lengths given");
   for (const TruncationSetting& s : settings) {
+    if (s.seeds < 1) throw std::invalid_argument("--seeds must be >= 1, got " + std::to_string(s.seeds));
+    if (!s.trainer.empty()) continue;
     if (s.k1 < 1 || s.k2 < 1)
       throw std::invalid_argument("--k1/--k2: truncation lengths must be positive, got k1 = " +
                                   std::to_string(s.k1) + ", k2 = " + std::to_string(s.k2));
@@ -133,22 +135,27 @@ TruncationAnalysis analyze_truncation(Model& model, const Dataset& data, std::in
     const std::vector<Tensor> g = pass_gradient(model, *full, view, start, tape, &stats);
     out.full_seconds += seconds_since(began);
     out.full_tape_peak_bytes = std::max(out.full_tape_peak_bytes, stats.tape_peak_bytes);
-    for (TruncationResult& r : out.results) {
-      auto trainer = make_trainer(
-          "truncated", {{"k1", std::to_string(r.setting.k1)}, {"k2", std::to_string(r.setting.k2)}});
-      began = std::chrono::steady_clock::now();
-      const std::vector<Tensor> gk = pass_gradient(model, *trainer, view, start, tape, &stats);
-      r.seconds += seconds_since(began);
-      r.tape_peak_bytes = std::max(r.tape_peak_bytes, stats.tape_peak_bytes);
-      TruncationSegment segment;
-      std::vector<const Tensor*> all_k, all;
-      for (std::size_t p = 0; p < g.size(); ++p) {
-        segment.parameters.push_back(compare_gradients({&gk[p]}, {&g[p]}));
-        all_k.push_back(&gk[p]), all.push_back(&g[p]);
+    for (TruncationResult& r : out.results)
+      for (std::int64_t seed = 1; seed <= r.setting.seeds; ++seed) {
+        std::map<std::string, std::string> options;
+        if (r.setting.trainer.empty())
+          options = {{"k1", std::to_string(r.setting.k1)}, {"k2", std::to_string(r.setting.k2)}};
+        else if (r.setting.seeds > 1)
+          options = {{"seed", std::to_string(seed)}};
+        auto trainer = make_trainer(r.setting.trainer.empty() ? "truncated" : r.setting.trainer, options);
+        began = std::chrono::steady_clock::now();
+        const std::vector<Tensor> gk = pass_gradient(model, *trainer, view, start, tape, &stats);
+        r.seconds += seconds_since(began);
+        r.tape_peak_bytes = std::max(r.tape_peak_bytes, stats.tape_peak_bytes);
+        TruncationSegment segment;
+        std::vector<const Tensor*> all_k, all;
+        for (std::size_t p = 0; p < g.size(); ++p) {
+          segment.parameters.push_back(compare_gradients({&gk[p]}, {&g[p]}));
+          all_k.push_back(&gk[p]), all.push_back(&g[p]);
+        }
+        segment.overall = compare_gradients(all_k, all);
+        r.segments.push_back(std::move(segment));
       }
-      segment.overall = compare_gradients(all_k, all);
-      r.segments.push_back(std::move(segment));
-    }
     start = std::move(next);
   }
   for (autodiff::Parameter* p : model.parameters()) p->zero_grad();

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rewind/trainers/export.hpp"
@@ -55,8 +56,19 @@ struct GradientComparison {
 REWIND_TRAINERS_EXPORT GradientComparison compare_gradients(const std::vector<const Tensor*>& approx,
                                                             const std::vector<const Tensor*>& exact);
 
+// A row: truncated(k1, k2), or another trainer plugin by name (rtrl, uoro, artbp: its own options'
+// defaults), run with "seed" = 1..seeds when seeds > 1 (a randomised estimator, over seeds).
 struct TruncationSetting {
+  TruncationSetting() = default;
+  TruncationSetting(std::int64_t k1_, std::int64_t k2_) : k1(k1_), k2(k2_) {}
+  TruncationSetting(std::string trainer_, std::int64_t seeds_)
+      : trainer(std::move(trainer_)), seeds(seeds_) {}
   std::int64_t k1 = 0, k2 = 0;
+  std::string trainer;  // empty: truncated(k1, k2)
+  std::int64_t seeds = 1;
+  std::string label() const {
+    return trainer.empty() ? std::to_string(k1) + "," + std::to_string(k2) : trainer;
+  }
 };
 
 // Per segment: the comparison over all parameters (`overall`) and per parameter tensor.
@@ -66,7 +78,7 @@ struct TruncationSegment {
 };
 struct TruncationResult {
   TruncationSetting setting;
-  std::vector<TruncationSegment> segments;  // segments with at least one counted target
+  std::vector<TruncationSegment> segments;  // segments with at least one counted target (x seeds)
   std::size_t tape_peak_bytes = 0;          // the highest over segments
   double seconds = 0;                       // summed over segments
 };
@@ -84,8 +96,9 @@ using TrainerMaker =
     std::function<std::unique_ptr<Trainer>(const std::string&, const std::map<std::string, std::string>&)>;
 
 // Segment i is steps [i T, (i + 1) T) of data, entered with the state an untruncated forward pass has there.
-// The full trainer gives g; trainer `truncated` with k1, k2 gives g_k. Runs in evaluation mode (no dropout),
-// so both see the same function. Throws std::invalid_argument naming --steps, --segments, --k1 or --k2.
+// The full trainer gives g; trainer `truncated` with k1, k2 (or the setting's trainer, per seed) gives g_k.
+// Runs in evaluation mode (no dropout), so all see the same function. Throws std::invalid_argument naming
+// --steps, --segments, --k1, --k2 or --seeds.
 REWIND_TRAINERS_EXPORT TruncationAnalysis analyze_truncation(Model& model, const Dataset& data,
                                                              std::int64_t steps, std::int64_t segments,
                                                              const std::vector<TruncationSetting>& settings,
