@@ -1,5 +1,5 @@
 // The influence balancing task (tests/influence_balancing.hpp): theta after training with each trainer
-// plugin, against theta* = 1 / (2p - n): theta after 10% of the updates, its mean and spread (sampled every
+// plugin (truncated at several k, ARTBP, full, RTRL, UORO), against theta* = 1 / (2p - n): theta after 10% of the updates, its mean and spread (sampled every
 // 1% of the updates) over the second half, and the mean loss of the last 10%.
 // Usage: influence_balancing [updates] [lr]
 #include <cmath>
@@ -46,4 +46,7 @@ int main(int argc, char** argv) {
     for (const char* seed : {"1", "2"})
       row(std::string("artbp(c ") + c + ", seed " + seed + ")", "artbp", {{"c", c}, {"seed", seed}}, 2000);
   row("full(passes of 200)", "full", {}, 200);
+  row("rtrl (k 1)", "rtrl", {}, 2000);
+  for (const char* seed : {"1", "2", "3"})
+    row(std::string("uoro (k 1, seed ") + seed + ")", "uoro", {{"seed", seed}}, 2000);
 }

@@ -397,6 +397,30 @@ TEST_CASE("artbp: on influence balancing it converges to theta star, truncated B
   CHECK(exact.back().theta == Approx(task.theta_star()).epsilon(1e-9));
 }
 
+TEST_CASE("rtrl and uoro: on influence balancing they converge to theta star, online, without truncation",
+          "[trainers][rtrl][uoro]") {
+  // An update every step, as truncated(1) and (1, 5), which run away above (and here). UORO's noise needs a
+  // smaller rate than ARTBP's 0.002, at which it runs away too
+  // (bench/results/influence_balancing_online.txt).
+  const test::influence::Task task;
+  const double lr = 0.0005;
+  auto late_theta = [&](const std::string& trainer, const std::map<std::string, std::string>& options) {
+    const auto points = test::influence::train(task, trainer, options, lr, 8000, 100);
+    REQUIRE(points.size() == 80);
+    double late = 0;
+    for (std::size_t i = 40; i < 80; ++i) late += points[i].theta / 40;
+    return late;
+  };
+  CHECK(std::abs(late_theta("rtrl", {}) - task.theta_star()) < 0.01 * std::abs(task.theta_star()));
+  for (const char* seed : {"1", "2", "3"}) {
+    INFO("uoro, seed " << seed);
+    CHECK(std::abs(late_theta("uoro", {{"seed", seed}}) - task.theta_star()) <
+          0.01 * std::abs(task.theta_star()));
+  }
+  const auto truncated = test::influence::train(task, "truncated", {{"k", "8"}}, lr, 8000, 100);
+  CHECK(truncated.back().theta > 100 * std::abs(task.theta_star()));
+}
+
 TEST_CASE("uoro: the mean of its pass gradient over seeds is RTRL's, which is the full gradient",
           "[trainers][uoro]") {
   // The artbp test's tiny GRU: RTRL's pass gradient (exact online) equals full BPTT's at fixed parameters,

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "rewind/models/model.hpp"
 #include "rewind/trainers/trainer.hpp"
@@ -28,18 +29,41 @@ inline std::int64_t parameter_count(models::Model& model) {
   return count;
 }
 
+// f(values, count) on t's elements as their own type: per-element passes over every parameter run at memory
+// speed, where Tensor::get and set would cost more than the step they serve.
+template <class F>
+void with_elements(autodiff::Tensor& t, F&& f) {
+  if (t.dtype() == autodiff::DType::f32) {
+    f(t.data<float>(), t.numel());
+  } else {
+    f(t.data<double>(), t.numel());
+  }
+}
+
+// f(gradient, count, offset) for each parameter's gradient in order, offset its first element's flat index.
+template <class F>
+void for_each_gradient(models::Model& model, F&& f) {
+  std::int64_t offset = 0;
+  for (autodiff::Parameter* p : model.parameters()) {
+    with_elements(p->grad(), [&](auto* g, std::int64_t count) { f(g, count, offset); });
+    offset += p->grad().numel();
+  }
+}
+
 // flat += scale * every parameter's gradient, in order.
 inline void add_gradients(models::Model& model, std::span<double> flat, double scale = 1.0) {
-  std::size_t k = 0;
-  for (autodiff::Parameter* p : model.parameters())
-    for (std::int64_t i = 0; i < p->grad().numel(); ++i) flat[k++] += scale * p->grad().get(i);
+  for_each_gradient(model, [&](const auto* g, std::int64_t count, std::int64_t offset) {
+    for (std::int64_t i = 0; i < count; ++i) flat[static_cast<std::size_t>(offset + i)] += scale * g[i];
+  });
 }
 
 // Every parameter's gradient from flat, in order.
 inline void set_gradients(models::Model& model, std::span<const double> flat) {
-  std::size_t k = 0;
-  for (autodiff::Parameter* p : model.parameters())
-    for (std::int64_t i = 0; i < p->grad().numel(); ++i) p->grad().set(i, flat[k++]);
+  for_each_gradient(model, [&](auto* g, std::int64_t count, std::int64_t offset) {
+    using T = std::remove_reference_t<decltype(*g)>;
+    for (std::int64_t i = 0; i < count; ++i)
+      g[i] = static_cast<T>(flat[static_cast<std::size_t>(offset + i)]);
+  });
 }
 
 inline void zero_gradients(models::Model& model) {
@@ -61,6 +85,7 @@ class OnlineGradientTrainer : public Trainer {
     stats.end_step = end;
     stats.loss_count = count_targets(data, position_, end);
     std::vector<double> gradient(static_cast<std::size_t>(parameter_count(model)), 0.0);
+    zero_gradients(model);
     for (std::int64_t t = position_; t < end; ++t)
       stats.loss += step(model, data, tape, t, stats.loss_count, gradient);
     set_gradients(model, gradient);

@@ -34,10 +34,23 @@ double sign(std::uint64_t seed, std::int64_t t, std::int64_t i) {
   return ((z ^ (z >> 31)) >> 63) != 0 ? 1.0 : -1.0;
 }
 
-double norm(const std::vector<Tensor>& tensors) {
+// The sum over i < n of a[i] * b[i] in double, in 8 partial sums: one running sum is a chain of dependent
+// adds that does not vectorise, and these run over every parameter each step.
+template <class A, class B>
+double dot(const A* a, const B* b, std::int64_t n) {
+  double part[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += static_cast<double>(a[i + j]) * static_cast<double>(b[i + j]);
+  for (; i < n; ++i) part[0] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
   double total = 0;
-  for (const Tensor& t : tensors)
-    for (std::int64_t i = 0; i < t.numel(); ++i) total += t.get(i) * t.get(i);
+  for (double p : part) total += p;
+  return total;
+}
+
+double norm(std::vector<Tensor>& tensors) {
+  double total = 0;
+  for (Tensor& t : tensors) with_elements(t, [&](const auto* v, std::int64_t n) { total += dot(v, v, n); });
   return std::sqrt(total);
 }
 
@@ -65,6 +78,8 @@ class Uoro final : public OnlineGradientTrainer {
   }
 
  private:
+  // Step t. The parameters' gradients are zero on entry (OnlineGradientTrainer zeroes them per update) and
+  // are left zero: each pass over them that reads a backward's result also clears it.
   double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
               std::vector<double>& gradient) override {
     advance(model, data, tape, t);
@@ -83,33 +98,43 @@ class Uoro final : public OnlineGradientTrainer {
     for (std::size_t i = 0; i < states_; ++i) directions.push_back({leaves[i], &stored_[states_ + i]});
     std::vector<Tensor> j_s = tape.jvp(directions, next);  // J s~
 
-    std::vector<Tensor> nu;
+    nu_.resize(states_);
     std::vector<Seed> seeds;
     std::int64_t element = 0;
     for (std::size_t i = 0; i < states_; ++i) {
-      nu.emplace_back(next[i].shape(), tape.dtype());
-      for (std::int64_t e = 0; e < nu[i].numel(); ++e) nu[i].set(e, sign(seed_, t, element++));
+      if (nu_[i].shape() != next[i].shape()) nu_[i] = Tensor(next[i].shape(), tape.dtype());
+      with_elements(nu_[i], [&](auto* v, std::int64_t n) {
+        for (std::int64_t e = 0; e < n; ++e)
+          v[e] = static_cast<std::remove_reference_t<decltype(*v)>>(sign(seed_, t, element++));
+      });
+      seeds.push_back({next[i], &nu_[i]});
+      stored_[i] = next[i].value();  // read before backward, which may write gradients over values
     }
-    for (std::size_t i = 0; i < states_; ++i) seeds.push_back({next[i], &nu[i]});
-    const std::vector<Tensor> new_state = values(next);
-    zero_gradients(model);
     tape.backward(seeds);  // nu^T dF/dtheta into the parameters' gradients
-    std::vector<double> nu_f(static_cast<std::size_t>(parameters_), 0.0);
-    add_gradients(model, nu_f);
 
-    Tensor& theta = stored_.back();
     double theta_norm = 0, nu_f_norm = 0;
-    for (std::int64_t k = 0; k < parameters_; ++k) theta_norm += theta.get(k) * theta.get(k);
-    for (double v : nu_f) nu_f_norm += v * v;
+    with_elements(stored_.back(),
+                  [&](const auto* theta, std::int64_t) { theta_norm = dot(theta, theta, parameters_); });
+    for_each_gradient(model, [&](const auto* g, std::int64_t n, std::int64_t) { nu_f_norm += dot(g, g, n); });
     const double rho0 = std::sqrt(std::sqrt(theta_norm) / (norm(j_s) + epsilon)) + epsilon;
-    const double rho1 = std::sqrt(std::sqrt(nu_f_norm) / (norm(nu) + epsilon)) + epsilon;
-    for (std::size_t i = 0; i < states_; ++i) {
-      Tensor& s = stored_[states_ + i];
-      for (std::int64_t e = 0; e < s.numel(); ++e) s.set(e, rho0 * j_s[i].get(e) + rho1 * nu[i].get(e));
-      stored_[i] = new_state[i];
-    }
-    for (std::int64_t k = 0; k < parameters_; ++k)
-      theta.set(k, theta.get(k) / rho0 + nu_f[static_cast<std::size_t>(k)] / rho1);
+    const double rho1 = std::sqrt(std::sqrt(nu_f_norm) / (norm(nu_) + epsilon)) + epsilon;
+    for (std::size_t i = 0; i < states_; ++i)
+      with_elements(stored_[states_ + i], [&](auto* s, std::int64_t n) {
+        using T = std::remove_reference_t<decltype(*s)>;
+        const T* js = j_s[i].data<T>();
+        const T* v = nu_[i].data<T>();
+        for (std::int64_t e = 0; e < n; ++e) s[e] = static_cast<T>(rho0 * js[e] + rho1 * v[e]);
+      });
+    with_elements(stored_.back(), [&](auto* theta, std::int64_t) {
+      using T = std::remove_reference_t<decltype(*theta)>;
+      const T keep = static_cast<T>(1 / rho0), add = static_cast<T>(1 / rho1);
+      for_each_gradient(model, [&](auto* g, std::int64_t n, std::int64_t offset) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          theta[offset + i] = theta[offset + i] * keep + static_cast<T>(g[i]) * add;
+          g[i] = 0;
+        }
+      });
+    });
   }
 
   // Step t's loss from the new state (leaves again, on a fresh window): its direct gradient and
@@ -124,31 +149,31 @@ class Uoro final : public OnlineGradientTrainer {
     WindowResult r;
     record_loss(model, tape, data, features, t, t + 1, t, static_cast<double>(count), r);
     if (!r.loss.valid()) return 0;
-    zero_gradients(model);
     tape.backward(r.loss);
-    add_gradients(model, gradient);
     double q_s = 0;
     for (std::size_t i = 0; i < states_; ++i) {
-      const Tensor q = tape.grad(leaves[i]);
-      const Tensor& s = stored_[states_ + i];
-      for (std::int64_t e = 0; e < q.numel(); ++e) q_s += q.get(e) * s.get(e);
+      Tensor q = tape.grad(leaves[i]);
+      with_elements(q, [&](const auto* qv, std::int64_t n) {
+        with_elements(stored_[states_ + i], [&](const auto* s, std::int64_t) { q_s += dot(qv, s, n); });
+      });
     }
-    const Tensor& theta = stored_.back();
-    for (std::int64_t k = 0; k < parameters_; ++k)
-      gradient[static_cast<std::size_t>(k)] += q_s * theta.get(k);
+    with_elements(stored_.back(), [&](const auto* theta, std::int64_t) {
+      for_each_gradient(model, [&](auto* g, std::int64_t n, std::int64_t offset) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          gradient[static_cast<std::size_t>(offset + i)] += g[i] + q_s * theta[offset + i];
+          g[i] = 0;
+        }
+      });
+    });
     return r.loss.item();
   }
 
-  static std::vector<Tensor> values(const std::vector<Var>& vars) {
-    std::vector<Tensor> out;
-    for (const Var& v : vars) out.push_back(v.value());
-    return out;
-  }
   std::ptrdiff_t offset(std::size_t block) const { return static_cast<std::ptrdiff_t>(block * states_); }
 
   std::uint64_t seed_;
   std::size_t states_ = 0;
   std::int64_t parameters_ = 0;
+  std::vector<Tensor> nu_;  // this step's signs, one tensor per state tensor
 };
 
 std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
