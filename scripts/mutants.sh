@@ -583,6 +583,27 @@ mutant jvp.no_grad_nodes_carry_tangents autodiff/src/tape.cpp \
   '    if (n->has_backward && t.reaches(n)) run_jvp(*this, t, n);' \
   '    if (t.reaches(n)) run_jvp(*this, t, n);' \
   "$jvp"
+online='rtrl|uoro|brute-force full BPTT|cli\.train\.resume'
+mutant rtrl.influence_not_carried trainers/builtin/rtrl.cpp \
+  '        for (std::size_t i = 0; i < states_; ++i) influence_block(stored_[states_ + i], k, out[i], false);' \
+  '' \
+  "$online"
+mutant uoro.signs_scaled_as_theta trainers/builtin/uoro.cpp \
+  '          theta[offset + i] = theta[offset + i] * keep + static_cast<T>(g[i]) * add;' \
+  '          theta[offset + i] = theta[offset + i] * keep + static_cast<T>(g[i]) * keep;' \
+  "$online"
+mutant uoro.same_signs_every_step trainers/builtin/uoro.cpp \
+  '          v[e] = static_cast<std::remove_reference_t<decltype(*v)>>(sign(seed_, t, element++));' \
+  '          v[e] = static_cast<std::remove_reference_t<decltype(*v)>>(sign(seed_, 0, element++));' \
+  "$online"
+mutant uoro.state_jacobian_dropped trainers/builtin/uoro.cpp \
+  '        for (std::int64_t e = 0; e < n; ++e) s[e] = static_cast<T>(rho0 * js[e] + rho1 * v[e]);' \
+  '        for (std::int64_t e = 0; e < n; ++e) s[e] = static_cast<T>(0 * js[e] + rho1 * v[e]);' \
+  "$online"
+mutant online.gradients_not_zeroed_per_update trainers/builtin/online_gradient.hpp \
+  '    zero_gradients(model);' \
+  '' \
+  "$online"
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
