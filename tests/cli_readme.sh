@@ -23,7 +23,9 @@ sed -n 1801,2100p "$text" > test.txt
 } > series.csv
 mkdir other
 "$rewind" train --data my.txt --hidden 8 --max-updates 3 --sample-length 0 --metrics other/metrics.jsonl > /dev/null
-rnn_plugin=$("$rewind" plugins | awk '$1 == "model" && $2 == "rnn" { found = 1 } found && $1 == "file:" { print $2; exit }')
+# awk reads to the end: exiting early would break the pipe while rewind still writes (SIGPIPE, 141).
+rnn_plugin=$("$rewind" plugins |
+             awk '$1 == "model" && $2 == "rnn" { found = 1 } found && !done && $1 == "file:" { print $2; done = 1 }')
 [ -f "$rnn_plugin" ] || fail "no rnn plugin file in: $("$rewind" plugins)"
 
 # The Commands section's code block, continuation lines joined, comments dropped.
