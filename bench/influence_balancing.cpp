@@ -1,7 +1,7 @@
 // The influence balancing task (tests/influence_balancing.hpp): theta after training with each trainer
-// plugin (truncated at several k, ARTBP, full, RTRL, UORO), against theta* = 1 / (2p - n): theta after 10% of the updates, its mean and spread (sampled every
-// 1% of the updates) over the second half, and the mean loss of the last 10%.
-// Usage: influence_balancing [updates] [lr]
+// plugin (truncated at several k, ARTBP, full, RTRL, UORO), against theta* = 1 / (2p - n): theta after 10% of
+// the updates, its mean and spread (sampled every 1% of the updates) over the second half, and the mean loss
+// of the last 10%. Usage: influence_balancing [updates] [lr]
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

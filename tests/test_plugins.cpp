@@ -36,9 +36,9 @@ TEST_CASE("the built-in cells are plugins found at run time", "[plugins]") {
 TEST_CASE("unknown names list what was found", "[plugins]") {
   CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::model, "transformer"),
                     Contains("no model plugin named 'transformer' (found: gru, lstm, rnn)"));
-  CHECK_THROWS_WITH(
-      test::builtin_plugins().find(plugins::Kind::trainer, "bptt"),
-      Contains("no trainer plugin named 'bptt' (found: adaptive, artbp, checkpointed, full, rtrl, truncated, uoro)"));
+  CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::trainer, "bptt"),
+                    Contains("no trainer plugin named 'bptt' (found: adaptive, artbp, checkpointed, full, "
+                             "rtrl, truncated, uoro)"));
   plugins::Registry empty;
   CHECK_THROWS_WITH(empty.find(plugins::Kind::trainer, "full"),
                     Contains("no trainer plugin named 'full' (found: none)"));
