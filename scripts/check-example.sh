@@ -37,6 +37,16 @@ for cell in min_gru ind_rnn peephole_lstm layer_norm_lstm mogrifier_lstm sru zon
   echo "$cell: gradcheck passed in both modes, loss $first -> $last"
 done
 
+# RTRL on a zoo cell, through nothing but the Cell interface and the engine's forward mode: its gradient at
+# fixed parameters is full BPTT's (the analysis runs in f64; the rtrl row's relative error, column 7).
+"$work/prefix/bin/rewind" analyze truncation --plugin "$work/cells/librewind_model_peephole_lstm.so" \
+  --model peephole_lstm --task recall:4 --hidden 6 --batch 4 --steps 8 --segments 2 --k 8 --trainers rtrl \
+  --csv "$work/rtrl.csv" > /dev/null
+rtrl_error=$(awk -F, '$NF == "rtrl" && $3 == 0 { print $7 }' "$work/rtrl.csv")
+awk -v e="$rtrl_error" 'BEGIN { exit !(e != "" && e < 1e-10) }' ||
+  { echo "rtrl on peephole_lstm: relative error '$rtrl_error' against full BPTT"; exit 1; }
+echo "rtrl on peephole_lstm: relative error $rtrl_error against full BPTT"
+
 # A saved run remembers its model plugin's file: sample and resume need no --plugin; when the file is gone,
 # the error says to give --plugin FILE.
 run="$work/min_gru.run"
