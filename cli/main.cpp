@@ -2,6 +2,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <string>
 #include <string_view>
 
 #include "commands.hpp"
@@ -86,8 +87,12 @@ int main(int argc, char** argv) {
       status = c.run(argc - 1, argv + 1);
     } catch (const std::exception& e) {
       if (rwd::runtime::World::distributed()) {
-        std::cerr << "rewind " << c.name << " (rank " << rwd::runtime::World::rank() << " of "
-                  << rwd::runtime::World::size() << "): " << e.what() << std::endl;
+        // One write per line: ranks failing together must not interleave their messages (stderr is
+        // unbuffered, so each << would be a write of its own).
+        const std::string line = "rewind " + std::string(c.name) + " (rank " +
+                                 std::to_string(rwd::runtime::World::rank()) + " of " +
+                                 std::to_string(rwd::runtime::World::size()) + "): " + e.what() + "\n";
+        std::cerr << line << std::flush;
         rwd::runtime::World::abort();
       }
       std::cerr << "rewind " << c.name << ": " << e.what() << '\n';

@@ -126,9 +126,16 @@ std::map<Op, std::vector<OpCase>> op_cases() {
                          const Tensor mask = Tensor::from({1, 0, 0, 1}, Shape::vector(4), DType::f64);
                          return where(v[0].tape().input(mask), v[0], v[1]);
                        }},
-                      {"a full mask, the same input on both sides", {m(2, 3)}, [](auto& v) {
+                      {"a full mask, the same input on both sides",
+                       {m(2, 3)},
+                       [](auto& v) {
                          const Tensor mask = Tensor::from({1, 0, 1, 0, 0, 1}, m(2, 3), DType::f64);
                          return where(v[0].tape().input(mask), tanh(v[0]), v[0] * v[0]);
+                       }},
+                      // A row view broadcast against its own tensor: both sides' tangents share one buffer.
+                      {"a row view of the other side", {m(3, 4)}, [](auto& v) {
+                         const Tensor mask = Tensor::from({1, 0, 0}, m(3, 1), DType::f64);
+                         return where(v[0].tape().input(mask), slice_rows(v[0], 0, 1), v[0]);
                        }}};
   cases[Op::add_scalar] = {{"x + 0.3, 2 + x, x - 1", {m(3, 4)}, [](auto& v) {
                               return mul(v[0] + 0.3, 2.0 + v[0]) + (v[0] - 1.0);

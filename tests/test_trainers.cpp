@@ -184,17 +184,33 @@ TEST_CASE("RTRL: online updates at fixed parameters sum to full BPTT's gradient,
       std::vector<Tensor> summed = gradients(*model);
       for (Tensor& g : summed) g = Tensor(g.shape(), g.dtype());
       double loss = 0;
+      std::int64_t correct = 0;
       while (!rtrl->done()) {
         const trainers::UpdateStats stats = rtrl->next(*model, *data, tape);
         const double weight = static_cast<double>(stats.loss_count) / static_cast<double>(whole.loss_count);
         loss += stats.loss * weight;
+        correct += stats.correct;
         const std::vector<Tensor> g = gradients(*model);
         for (std::size_t i = 0; i < g.size(); ++i)
           for (std::int64_t e = 0; e < g[i].numel(); ++e)
             summed[i].set(e, summed[i].get(e) + weight * g[i].get(e));
       }
       CHECK(loss == Approx(whole.loss).epsilon(1e-12));
+      CHECK(correct == whole.correct);
       CHECK(max_relative(summed, reference) <= 1e-10);
+      // UORO reads its loss at the same states: the same loss and predictions, whatever its estimate.
+      auto uoro = test::builtin_plugins().make_trainer("uoro", {{"k", "3"}});
+      uoro->begin(*model, *data, tape);
+      double uoro_loss = 0;
+      std::int64_t uoro_correct = 0;
+      while (!uoro->done()) {
+        const trainers::UpdateStats stats = uoro->next(*model, *data, tape);
+        uoro_loss +=
+            stats.loss * static_cast<double>(stats.loss_count) / static_cast<double>(whole.loss_count);
+        uoro_correct += stats.correct;
+      }
+      CHECK(uoro_loss == Approx(whole.loss).epsilon(1e-12));
+      CHECK(uoro_correct == whole.correct);
     }
   auto model = test::make_model("lstm", token_config(), true);
   Tape tape(DType::f64);

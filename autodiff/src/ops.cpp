@@ -631,9 +631,9 @@ Var mse(const Var& a, const Var& b, double normalizer) {
   Node* nb = b.node();
   if (na->shape != nb->shape)
     fail(Op::mse, "shapes " + na->shape.str() + " and " + nb->shape.str() + " differ");
-  Node* n = Recorder::record(tape, Op::mse, Shape::scalar(), inputs, true);
   if (!(normalizer >= 0) || !std::isfinite(normalizer))
     fail(Op::mse, "the normalizer must be finite and >= 0");
+  Node* n = Recorder::record(tape, Op::mse, Shape::scalar(), inputs, true);
   const std::int64_t count = na->shape.numel();
   n->scalar = 1.0 / (normalizer > 0 ? normalizer : static_cast<double>(count));
   dispatch(tape.dtype(), [&]<class T>() {

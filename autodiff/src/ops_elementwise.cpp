@@ -208,8 +208,10 @@ void jvp_where(const Tape&, Tangents& t, Node* n) {
   T* ty = t.make<T>(n);
   for (std::int64_t r = 0; r < s.rows; ++r)
     for (std::int64_t c = 0; c < s.cols; ++c) {
-      const T* from = m[r * om.row + c * om.col] != T(0) ? ta : tb;
-      const Operand o = from == ta ? oa : ob;
+      // Chosen by the mask, not by comparing pointers: a and b may be views sharing one tangent buffer.
+      const bool take_a = m[r * om.row + c * om.col] != T(0);
+      const T* from = take_a ? ta : tb;
+      const Operand o = take_a ? oa : ob;
       ty[r * s.cols + c] = from != nullptr ? from[r * o.row + c * o.col] : T(0);
     }
 }
@@ -370,12 +372,20 @@ REWIND_UNARY_RULES(square)
 Var pow(const Var& x, double p) {
   return unary(Op::pow, x, p, [p](auto v) { return static_cast<decltype(v)>(std::pow(v, p)); });
 }
-// p = 0: the constant 1, no gradient (torch gives 0 here too, even at x = 0).
+// p = 0: the constant 1, no gradient (torch gives 0 here too, even at x = 0): backward adds nothing at all,
+// not dy * 0, which a non-finite dy would make NaN.
 template <class T>
 auto derivative_pow(const Node* n) {
   return [p = static_cast<T>(n->scalar)](T x, T) { return p == T(0) ? T(0) : p * std::pow(x, p - T(1)); };
 }
-REWIND_UNARY_RULES(pow)
+template <class T>
+void backward_pow(Tape& tape, Node* n) {
+  if (n->scalar != 0) backward_unary<T>(tape, n, derivative_pow<T>(n));
+}
+template <class T>
+void jvp_pow(const Tape&, Tangents& t, Node* n) {
+  jvp_unary<T>(t, n, derivative_pow<T>(n));
+}
 
 Var sqrt(const Var& x) {
   return unary(Op::sqrt, x, 0, [](auto v) { return std::sqrt(v); });

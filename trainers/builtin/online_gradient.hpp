@@ -86,8 +86,7 @@ class OnlineGradientTrainer : public Trainer {
     stats.loss_count = count_targets(data, position_, end);
     std::vector<double> gradient(static_cast<std::size_t>(parameter_count(model)), 0.0);
     zero_gradients(model);
-    for (std::int64_t t = position_; t < end; ++t)
-      stats.loss += step(model, data, tape, t, stats.loss_count, gradient);
+    for (std::int64_t t = position_; t < end; ++t) step(model, data, tape, t, stats, gradient);
     set_gradients(model, gradient);
     stats.steps_recorded = end - position_;
     stats.tape = tape.memory();
@@ -96,10 +95,10 @@ class OnlineGradientTrainer : public Trainer {
   }
 
  protected:
-  // Step t from the stored state: adds the gradient of its loss (over `count` targets) to gradient, stores
-  // the new state and whatever the trainer carries, and returns the step's loss.
-  virtual double step(models::Model& model, const Dataset& data, autodiff::Tape& tape, std::int64_t t,
-                      std::int64_t count, std::vector<double>& gradient) = 0;
+  // Step t from the stored state: adds the gradient of its loss (over stats.loss_count targets) to gradient,
+  // and its loss and correct predictions to stats; stores the new state and whatever the trainer carries.
+  virtual void step(models::Model& model, const Dataset& data, autodiff::Tape& tape, std::int64_t t,
+                    UpdateStats& stats, std::vector<double>& gradient) = 0;
 
  private:
   std::int64_t k_;

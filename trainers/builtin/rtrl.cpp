@@ -6,6 +6,7 @@
 // (p parameters, n state units per stream) and a step costs p forward-mode passes. docs/trainers.md.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -32,9 +33,15 @@ class Rtrl final : public OnlineGradientTrainer {
     Trainer::begin(model, data, tape);
     states_ = stored_.size();
     parameters_ = parameter_count(model);
-    std::int64_t bytes = 0;
-    for (std::size_t i = 0; i < states_; ++i)
+    std::int64_t bytes = 0, largest = 0;
+    for (std::size_t i = 0; i < states_; ++i) {
+      largest = std::max(largest, static_cast<std::int64_t>(stored_[i].bytes()) * parameters_);
       bytes += static_cast<std::int64_t>(stored_[i].bytes()) * parameters_;
+    }
+    // A checkpoint gathers each stored tensor across ranks in one MPI message, counted in an int.
+    if (largest > std::numeric_limits<int>::max())
+      throw std::invalid_argument("trainer 'rtrl': an influence matrix of " + std::to_string(largest) +
+                                  " bytes is more than a checkpoint can hold (2 GiB per state tensor)");
     if (budget_ > 0 && bytes > budget_)
       throw std::invalid_argument("trainer 'rtrl': the influence matrices need " + std::to_string(bytes) +
                                   " bytes (" + std::to_string(parameters_) + " parameters x the state of " +
@@ -48,18 +55,18 @@ class Rtrl final : public OnlineGradientTrainer {
 
  private:
   // Step t: records it from the stored state, moves the influence one step forward, adds the step's loss
-  // tangent per parameter to gradient, stores the new state, and returns the step's loss.
-  double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
-              std::vector<double>& gradient) override {
+  // tangent per parameter to gradient, stores the new state.
+  void step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
+            std::vector<double>& gradient) override {
     tape.clear();
     ModelState state;
     const std::vector<Tensor> carried(stored_.begin(),
                                       stored_.begin() + static_cast<std::ptrdiff_t>(states_));
     model.begin(tape, carried, state, true);
     const std::vector<Var> leaves = flatten(state);
-    const WindowResult r =
-        record_window(model, tape, data, state,
-                      {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(count)});
+    const WindowResult r = record_window(
+        model, tape, data, state,
+        {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(stats.loss_count)});
     std::vector<Var> outputs = flatten(state);
     if (r.loss.valid()) outputs.push_back(r.loss);
 
@@ -85,7 +92,8 @@ class Rtrl final : public OnlineGradientTrainer {
     std::vector<Tensor> next(stored_.begin(), stored_.begin() + static_cast<std::ptrdiff_t>(states_));
     model.end(state, next);
     std::copy(next.begin(), next.end(), stored_.begin());
-    return r.loss.valid() ? r.loss.item() : 0.0;
+    if (r.loss.valid()) stats.loss += r.loss.item();
+    stats.correct += r.correct;
   }
 
   // Parameter k's influence on one state tensor, state [B, n]: its block of every row of influence

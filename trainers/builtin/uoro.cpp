@@ -65,7 +65,7 @@ class Uoro final : public OnlineGradientTrainer {
   // B rows of ceil(p / B) (zero-padded, element k at flat index k) so that checkpoints save and restore it
   // by rows as they do the state (a resume under another number of ranks does not fit, and is refused).
   void begin(Model& model, const Dataset& data, Tape& tape) override {
-    if (model.config().dropout > 0)
+    if (model.config().dropout > 0 && autodiff::training())
       throw std::invalid_argument(
           "trainer 'uoro': the model has dropout before its head, which the step's loss is recomputed "
           "without; train it with dropout 0");
@@ -80,10 +80,10 @@ class Uoro final : public OnlineGradientTrainer {
  private:
   // Step t. The parameters' gradients are zero on entry (OnlineGradientTrainer zeroes them per update) and
   // are left zero: each pass over them that reads a backward's result also clears it.
-  double step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
-              std::vector<double>& gradient) override {
+  void step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
+            std::vector<double>& gradient) override {
     advance(model, data, tape, t);
-    return loss_gradient(model, data, tape, t, count, gradient);
+    loss_gradient(model, data, tape, t, stats, gradient);
   }
 
   // Step t's transition: the new state, and s~, theta~ moved one step.
@@ -138,17 +138,17 @@ class Uoro final : public OnlineGradientTrainer {
   }
 
   // Step t's loss from the new state (leaves again, on a fresh window): its direct gradient and
-  // (q . s~) theta~ added to gradient; returns the loss.
-  double loss_gradient(Model& model, const Dataset& data, Tape& tape, std::int64_t t, std::int64_t count,
-                       std::vector<double>& gradient) {
+  // (q . s~) theta~ added to gradient, its loss and correct predictions to stats.
+  void loss_gradient(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
+                     std::vector<double>& gradient) {
     tape.clear();
     ModelState state;
     model.begin(tape, std::vector<Tensor>(stored_.begin(), stored_.begin() + offset(1)), state, true);
     const std::vector<Var> leaves = flatten(state);
     const Var features = model.cell(model.config().layers - 1).output(state.back());
     WindowResult r;
-    record_loss(model, tape, data, features, t, t + 1, t, static_cast<double>(count), r);
-    if (!r.loss.valid()) return 0;
+    record_loss(model, tape, data, features, t, t + 1, t, static_cast<double>(stats.loss_count), r);
+    if (!r.loss.valid()) return;
     tape.backward(r.loss);
     double q_s = 0;
     for (std::size_t i = 0; i < states_; ++i) {
@@ -165,7 +165,8 @@ class Uoro final : public OnlineGradientTrainer {
         }
       });
     });
-    return r.loss.item();
+    stats.loss += r.loss.item();
+    stats.correct += r.correct;
   }
 
   std::ptrdiff_t offset(std::size_t block) const { return static_cast<std::ptrdiff_t>(block * states_); }

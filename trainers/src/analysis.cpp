@@ -21,9 +21,10 @@ std::vector<Tensor> pass_gradient(Model& model, Trainer& trainer, const Dataset&
   trainer.begin(model, data, tape);
   // The model's state first, then what the trainer carries beside it (rtrl's influence), as begin() left it.
   std::vector<Tensor> stored = trainer.stored_state();
-  if (start.size() > stored.size())
+  const std::size_t states = model.initial_state(data.batch()).size();
+  if (start.size() != states)
     throw std::invalid_argument("pass_gradient: " + std::to_string(start.size()) +
-                                " state tensors for a model with " + std::to_string(stored.size()));
+                                " state tensors for a model with " + std::to_string(states));
   std::copy(start.begin(), start.end(), stored.begin());
   trainer.restore(0, 0, std::move(stored));
   const std::vector<autodiff::Parameter*> params = model.parameters();
