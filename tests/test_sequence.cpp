@@ -133,38 +133,40 @@ double scaled_difference(const Tensor& a, const Tensor& b) {
 TEST_CASE("float windows agree with double at sizes that fill the kernels' panels and split the batch",
           "[sequence][cells]") {
   // Hidden 40: 4H = 160 columns are five full float panels of the recurrent kernel, 3H = 120 end in a
-  // partial one; batch 19 splits unevenly over threads and leaves partial row tiles.
-  constexpr std::int64_t rows = 19, window = 4;
-  const Tensor x64 = test::random_tensor(Shape::matrix(window * rows, 24), DType::f64, 5);
-  const Tensor weights64 = test::random_tensor(Shape::matrix(window * rows, 2), DType::f64, 6);
-  std::vector<std::uint8_t> resets(window * rows, 0);
-  resets[2 * rows + 7] = resets[3 * rows + 18] = 1;
-  for (const char* cell : {"rnn", "gru", "lstm"}) {
-    INFO(cell);
-    std::vector<Outcome> outcomes;
-    for (DType dtype : {DType::f32, DType::f64}) {
-      models::ModelConfig c = config(2);
-      c.input_size = 24;
-      c.hidden_size = 40;
-      c.init_range = 0.3;
-      c.dtype = dtype;
-      auto model = test::make_model(cell, c, true, {});
-      Tape tape(dtype);
-      models::ModelState state;
-      model->begin(tape, model->initial_state(rows), state);
-      const Var xs = tape.input(x64.to(dtype), true);
-      outcomes.push_back(
-          backpropagate(*model, tape, state, xs, model->run(tape, xs, state, resets), weights64.to(dtype)));
+  // partial one; batch 19 splits unevenly over threads and leaves partial row tiles. A window of one step
+  // and 3 rows reads W_hh unpacked.
+  for (const auto& [rows, window] : {std::pair<std::int64_t, std::int64_t>{19, 4}, {3, 1}})
+    for (const char* cell : {"rnn", "gru", "lstm"}) {
+      INFO(cell << ", " << window << " step(s) of " << rows << " rows");
+      const Tensor x64 = test::random_tensor(Shape::matrix(window * rows, 24), DType::f64, 5);
+      const Tensor weights64 = test::random_tensor(Shape::matrix(window * rows, 2), DType::f64, 6);
+      std::vector<std::uint8_t> resets(static_cast<std::size_t>(window * rows), 0);
+      resets[static_cast<std::size_t>((window - 1) * rows + rows - 1)] = 1;
+      if (window > 2) resets[static_cast<std::size_t>(2 * rows + 7)] = 1;
+      std::vector<Outcome> outcomes;
+      for (DType dtype : {DType::f32, DType::f64}) {
+        models::ModelConfig c = config(2);
+        c.input_size = 24;
+        c.hidden_size = 40;
+        c.init_range = 0.3;
+        c.dtype = dtype;
+        auto model = test::make_model(cell, c, true, {});
+        Tape tape(dtype);
+        models::ModelState state;
+        model->begin(tape, model->initial_state(rows), state);
+        const Var xs = tape.input(x64.to(dtype), true);
+        outcomes.push_back(
+            backpropagate(*model, tape, state, xs, model->run(tape, xs, state, resets), weights64.to(dtype)));
+      }
+      const Outcome& f32 = outcomes[0];
+      const Outcome& f64 = outcomes[1];
+      CHECK(scaled_difference(f32.outputs, f64.outputs) <= 1e-5);
+      CHECK(scaled_difference(f32.input_grad, f64.input_grad) <= 1e-4);
+      for (std::size_t i = 0; i < f64.final_state.size(); ++i)
+        CHECK(scaled_difference(f32.final_state[i], f64.final_state[i]) <= 1e-5);
+      for (std::size_t i = 0; i < f64.parameter_grads.size(); ++i)
+        CHECK(scaled_difference(f32.parameter_grads[i], f64.parameter_grads[i]) <= 1e-4);
     }
-    const Outcome& f32 = outcomes[0];
-    const Outcome& f64 = outcomes[1];
-    CHECK(scaled_difference(f32.outputs, f64.outputs) <= 1e-5);
-    CHECK(scaled_difference(f32.input_grad, f64.input_grad) <= 1e-4);
-    for (std::size_t i = 0; i < f64.final_state.size(); ++i)
-      CHECK(scaled_difference(f32.final_state[i], f64.final_state[i]) <= 1e-5);
-    for (std::size_t i = 0; i < f64.parameter_grads.size(); ++i)
-      CHECK(scaled_difference(f32.parameter_grads[i], f64.parameter_grads[i]) <= 1e-4);
-  }
 }
 
 TEST_CASE("sequence ops reject inputs that do not fit, naming the op", "[sequence][errors]") {

@@ -103,24 +103,40 @@ T* scratch(Tape& tape, std::int64_t count) {
 }
 
 // W_hh [gates * H, H] packed once per window for the per-step products: h_{t-1} W_hh^T in forward,
-// d(gates)_t W_hh in backward. In bf16 when f32 products are (MatmulPrecision::bf16).
+// d(gates)_t W_hh in backward. In bf16 when f32 products are (MatmulPrecision::bf16). A window of one step
+// and a few rows (the online trainers record a step at a time) reads it once, and packing would cost as
+// much as the product: there it stays unpacked, except in f64, whose gradients must not depend on the
+// window's length (kernels::window_invariant).
 template <class T>
 struct RecurrentWeight {
   PackedB<T> f32;
   std::optional<bf16::PackedB> rounded;
+  const T* unpacked = nullptr;  // W_hh itself, [gates * H, H]
+  std::int64_t k = 0, n = 0;
+  bool forward = false;  // the product is by W_hh^T (forward) or W_hh (backward)
 
   // C [rows, n] = A [rows, k] W (+ C when add).
   void multiply(std::int64_t rows, const T* a, std::int64_t lda, bool add, T* c, std::int64_t ldc) const {
+    if (unpacked) {  // a row at a time, so that a row's result does not depend on how the batch is shared out
+      for (std::int64_t r = 0; r < rows; ++r)
+        kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, add ? T(1) : T(0),
+                          c + r * ldc);
+      return;
+    }
     if constexpr (std::is_same_v<T, float>)
       if (rounded) return bf16::packed_gemm(rows, a, lda, *rounded, add, c, ldc);
     packed_gemm(rows, a, lda, f32, add, c, ldc);
   }
 };
 
+constexpr std::int64_t unpacked_recurrent_rows = 4;  // steps x batch of a window that reads W_hh unpacked
+
 template <class T>
-RecurrentWeight<T> pack_w_hh(Tape& tape, const Node* w_hh, bool for_backward) {
+RecurrentWeight<T> pack_w_hh(Tape& tape, const Node* w_hh, bool for_backward, std::int64_t rows) {
   const std::int64_t g = w_hh->shape.rows, h = w_hh->shape.cols;
   const std::int64_t k = for_backward ? g : h, n = for_backward ? h : g;
+  if (rows <= unpacked_recurrent_rows && !kernels::window_invariant<T> && !bf16_products())
+    return {PackedB<T>(static_cast<const T*>(nullptr), k, n), {}, value_of<T>(w_hh), k, n, !for_backward};
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_products()) {
       auto* storage = static_cast<std::uint16_t*>(Recorder::allocate_tensor(
@@ -261,7 +277,7 @@ Var rnn_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(y, d.steps * b, h, h, value_of<T>(n->inputs[4]), value_of<T>(n->inputs[5]));
     gemm<T>(false, true, d.steps * b, h, d.input, value_of<T>(n->inputs[0]), d.input,
             value_of<T>(n->inputs[2]), d.input, T(1), y);
-    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false, d.steps * d.batch);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* prev = t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h;
@@ -283,7 +299,7 @@ void backward_rnn_sequence(Tape& tape, Node* n) {
   T* dpre = static_cast<T*>(n->grad);  // dy, turned into the pre-activation gradient step by step
   T* dh = scratch<T>(tape, b * h);
   std::fill_n(dh, b * h, T(0));
-  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true, d.steps * d.batch);
   over_batch_rows(b, [&](Rows rows) {
     T* dhr = dh + rows.begin * h;
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
@@ -345,7 +361,7 @@ Var lstm_sequence(const Var& x, const Var& h0, const Var& c0, const Var& w_ih, c
     fill_bias_rows(gates, rows, 4 * h, 4 * h, value_of<T>(n->inputs[5]), value_of<T>(n->inputs[6]));
     gemm<T>(false, true, rows, 4 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[3]),
             d.input, T(1), gates);
-    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], false, d.steps * d.batch);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
@@ -384,7 +400,7 @@ void backward_lstm_sequence(Tape& tape, Node* n) {
   std::fill_n(dh, b * h, T(0));
   std::fill_n(zeros, b * h, T(0));
   std::memcpy(dc, dy + rows * h, sizeof(T) * b * h);
-  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[4], true, d.steps * d.batch);
   over_batch_rows(b, [&](Rows rows) {
     for (std::int64_t t = d.steps - 1; t >= 0; --t) {
       for (std::int64_t r = rows.begin; r < rows.end; ++r) {
@@ -457,7 +473,7 @@ Var gru_sequence(const Var& x, const Var& h0, const Var& w_ih, const Var& w_hh, 
     fill_bias_rows(saved, rows, 3 * h, 4 * h, value_of<T>(n->inputs[4]));
     gemm<T>(false, true, rows, 3 * h, d.input, value_of<T>(n->inputs[0]), d.input, value_of<T>(n->inputs[2]),
             d.input, T(1), saved, 4 * h);
-    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false);
+    const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], false, d.steps * d.batch);
     over_batch_rows(b, [&](Rows rows) {
       for (std::int64_t t = 0; t < d.steps; ++t) {
         const T* h_prev = step_state(t == 0 ? value_of<T>(n->inputs[1]) : y + (t - 1) * b * h, n->resets, t,
@@ -487,7 +503,7 @@ void backward_gru_sequence(Tape& tape, Node* n) {
   const T* y = value_of<T>(n);
   const T* h0 = value_of<T>(n->inputs[1]);
   const T* dy = dy_of<T>(n);
-  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true);
+  const RecurrentWeight<T> w_hh = pack_w_hh<T>(tape, n->inputs[3], true, d.steps * d.batch);
   T* dh = scratch<T>(tape, 2 * b * h);
   T* zeros = dh + b * h;  // the previous h of a restarting row
   T* dgh = scratch<T>(tape, b * 3 * h);
