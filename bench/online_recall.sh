@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 27, recall:L: on recall:20 with 4 symbols (LSTM 16, forget bias 3, Adam 1e-2, batch 8, an update
 # every 5 steps), the updates each trainer needs until validation accuracy on the recalled symbol is 1.000
-# (checked every 50 updates), its final accuracy, its tape peak and its time. RTRL and UORO keep no history:
+# (checked every 50 updates), its final accuracy, its tape peak and its time. RTRL, SnAp-1 and UORO keep no history:
 # their memory per step does not depend on L; truncated(5, 5) sees 5 steps, truncated(5, 25) more than L.
 # usage: bench/online_recall.sh [path/to/rewind] [max updates] [seed]
 set -euo pipefail
@@ -27,3 +27,4 @@ run "truncated(5,5)" --trainer truncated --k1 5 --k2 5
 run "truncated(5,25)" --trainer truncated --k1 5 --k2 25
 run "uoro(k 5)" --trainer uoro --trainer-option k=5
 run "rtrl(k 5)" --trainer rtrl --trainer-option k=5
+run "snap1(k 5)" --trainer snap1 --trainer-option k=5

@@ -35,7 +35,7 @@ struct BenchSetup {
 };
 
 // "truncated:20" -> ("truncated", {k: 20}); "truncated:5:25" -> k1, k2; "checkpointed:50" -> segment;
-// "checkpointed:5%" or "checkpointed:50MiB" -> memory_budget.
+// "checkpointed:5%" or "checkpointed:50MiB" -> memory_budget; "snap1:20" -> k (rtrl, uoro, snap1).
 std::pair<std::string, std::map<std::string, std::string>> parse_trainer(const std::string& spec) {
   std::vector<std::string> parts;
   std::stringstream ss(spec);
@@ -51,10 +51,12 @@ std::pair<std::string, std::map<std::string, std::string>> parse_trainer(const s
     options["segment"] = parts[1];
   else if (parts[0] == "checkpointed" && parts.size() == 2)
     options["memory_budget"] = (trainers::parse_budget(parts[1], 100), parts[1]);  // refuses a bad one now
+  else if ((parts[0] == "rtrl" || parts[0] == "uoro" || parts[0] == "snap1") && parts.size() == 2)
+    options["k"] = parts[1];  // steps between updates
   else if (parts.size() != 1)
     throw std::invalid_argument("trainer spec '" + spec +
-                                "': expected full, truncated:K, truncated:K1:K2, checkpointed[:C] or "
-                                "checkpointed:BUDGET (50MiB, 5%)");
+                                "': expected full, truncated:K, truncated:K1:K2, checkpointed[:C], "
+                                "checkpointed:BUDGET (50MiB, 5%) or rtrl|uoro|snap1[:K]");
   return {parts[0], options};
 }
 
@@ -260,7 +262,9 @@ int run_bench_memory(int argc, const char* const* argv) {
       "seq", po::value(&seq)->default_value(seq), "sequence lengths T, comma-separated")(
       "trainers", po::value(&trainer_list)->default_value(trainer_list),
       "full, truncated:K, truncated:K1:K2, checkpointed[:C] (C steps between kept states), "
-      "checkpointed:BUDGET (50MiB, 5% of full's tape: the optimal plan), comma-separated")(
+      "checkpointed:BUDGET (50MiB, 5% of full's tape: the optimal plan), rtrl|uoro|snap1[:K] (K steps "
+      "between "
+      "updates), comma-separated")(
       "budgets", po::value(&budgets),
       "memory budgets to sweep with the checkpointed trainer's optimal plan (e.g. 1%,2%,5%,10%,25%), "
       "after --trainers; --plot then draws time per step against peak memory")(

@@ -47,6 +47,16 @@ awk -v e="$rtrl_error" 'BEGIN { exit !(e != "" && e < 1e-10) }' ||
   { echo "rtrl on peephole_lstm: relative error '$rtrl_error' against full BPTT"; exit 1; }
 echo "rtrl on peephole_lstm: relative error $rtrl_error against full BPTT"
 
+# SnAp-1 on IndRNN, whose units read only their own past: nothing falls outside its pattern, so the cell's
+# gradients are full BPTT's (the embedding's, a dense pattern, gets its step's part only). Generic path.
+"$work/prefix/bin/rewind" analyze truncation --plugin "$work/cells/librewind_model_ind_rnn.so" \
+  --model ind_rnn --task recall:4 --hidden 6 --batch 4 --steps 8 --segments 2 --k 8 --trainers snap1 \
+  --csv "$work/snap1.csv" > /dev/null
+snap1_error=$(awk -F, '$NF == "snap1" && $4 ~ /^rnn\./ { if ($7 > e) e = $7 } END { print e }' "$work/snap1.csv")
+awk -v e="$snap1_error" 'BEGIN { exit !(e != "" && e < 1e-10) }' ||
+  { echo "snap1 on ind_rnn: relative error '$snap1_error' of the cell's gradients against full BPTT"; exit 1; }
+echo "snap1 on ind_rnn: relative error $snap1_error of the cell's gradients against full BPTT"
+
 # A saved run remembers its model plugin's file: sample and resume need no --plugin; when the file is gone,
 # the error says to give --plugin FILE.
 run="$work/min_gru.run"

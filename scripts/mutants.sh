@@ -604,6 +604,31 @@ mutant online.gradients_not_zeroed_per_update trainers/builtin/online_gradient.h
   '    zero_gradients(model);' \
   '' \
   "$online"
+snap1='SnAp-1|cli\.train\.resume'
+mutant snap1.lstm_carry_drops_the_cell_state trainers/builtin/snap1.cpp \
+  '          m0[j] = a00 * h + a01 * c + c0 * x[j];' \
+  '          m0[j] = a00 * h + c0 * x[j];' \
+  "$snap1"
+mutant snap1.gru_hidden_n_without_reset_gate trainers/builtin/snap1.cpp \
+  '            ch[k * hidden] = k == 2 ? d[k] * reset_gate : d[k];' \
+  '            ch[k * hidden] = d[k];' \
+  "$snap1"
+mutant snap1.unit_of_element_not_row trainers/builtin/snap1.cpp \
+  '    if (by_unit) return {static_cast<std::size_t>(s), (e / width) % hidden};' \
+  '    if (by_unit) return {static_cast<std::size_t>(s), e % hidden};' \
+  "$snap1"
+mutant snap1.restart_keeps_influence trainers/builtin/snap1.cpp \
+  '          std::fill_n(m.data<T>() + b * m.shape().cols, m.shape().cols, T(0));' \
+  '' \
+  "$snap1"
+mutant snap1.carried_influence_not_in_gradient trainers/builtin/snap1.cpp \
+  '        if (!q.empty()) add_carried_gradient(model, carried_[i], q);' \
+  '' \
+  "$snap1"
+mutant sequence.unpacked_w_hh_overwrites autodiff/src/ops_sequence.cpp \
+  '        kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, add ? T(1) : T(0), c + r * ldc);' \
+  '        kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, T(0), c + r * ldc);' \
+  "$ops|$trainers"
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done

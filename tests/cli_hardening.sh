@@ -123,7 +123,7 @@ train_help=$("$rewind" train --help)
 grep -q -- "--lr arg (=0.002)" <<< "$train_help" || fail "defaults print in full precision"
 # Help lists the plugins installed and the data kinds --data takes; defaults print as typed.
 help_text=$(tr -s ' \n' ' ' <<< "$train_help")  # one line: the help wraps its columns
-grep -q "trainer plugin: adaptive, artbp, checkpointed, full, rtrl, truncated, uoro" <<< "$help_text" ||
+grep -q "trainer plugin: adaptive, artbp, checkpointed, full, rtrl, snap1, truncated, uoro" <<< "$help_text" ||
   fail "train --help does not list the trainers found: $(grep -A2 -- --trainer <<< "$train_help")"
 grep -q "model plugin: gru, lstm, rnn" <<< "$help_text" || fail "train --help does not list the models found"
 grep -q "token file (with --token-dtype) or CSV time series" <<< "$help_text" || fail "--data help: $help_text"

@@ -16,21 +16,17 @@ cmp whole/model.safetensors split/model.safetensors
 cmp whole/checkpoint.safetensors split/checkpoint.safetensors
 echo "resume after --max-updates: bitwise equal"
 
-# RTRL carries its influence matrices in the checkpoint: a resume is bitwise too.
-rtrl=(--task recall:5 --task-steps 40 --hidden 6 --batch 4 --trainer rtrl --trainer-option k=4 --optimizer adam
-      --lr 0.01 --sample-length 0 --eval-every 0)
-"$rewind" train "${rtrl[@]}" --max-updates 20 --save rtrl_whole > rtrl_whole.log
-"$rewind" train "${rtrl[@]}" --max-updates 9 --save rtrl_split > rtrl_split.log
-"$rewind" train --resume rtrl_split --max-updates 20 --save rtrl_split > rtrl_resumed.log
-cmp rtrl_whole/checkpoint.safetensors rtrl_split/checkpoint.safetensors
-echo "rtrl resume: bitwise equal"
-# UORO carries s~ and theta~, and draws its signs from (seed, step): bitwise as well.
-uoro=("${rtrl[@]/rtrl/uoro}")
-"$rewind" train "${uoro[@]}" --max-updates 20 --save uoro_whole > uoro_whole.log
-"$rewind" train "${uoro[@]}" --max-updates 9 --save uoro_split > uoro_split.log
-"$rewind" train --resume uoro_split --max-updates 20 --save uoro_split > uoro_resumed.log
-cmp uoro_whole/checkpoint.safetensors uoro_split/checkpoint.safetensors
-echo "uoro resume: bitwise equal"
+# The online trainers carry what they need in the checkpoint (RTRL and SnAp-1 their influence, UORO s~ and
+# theta~; UORO draws its signs from (seed, step)): a resume is bitwise too.
+for trainer in rtrl uoro snap1; do
+  online=(--task recall:5 --task-steps 40 --hidden 6 --batch 4 --trainer "$trainer" --trainer-option k=4
+          --optimizer adam --lr 0.01 --sample-length 0 --eval-every 0)
+  "$rewind" train "${online[@]}" --max-updates 20 --save "${trainer}_whole" > "${trainer}_whole.log"
+  "$rewind" train "${online[@]}" --max-updates 9 --save "${trainer}_split" > "${trainer}_split.log"
+  "$rewind" train --resume "${trainer}_split" --max-updates 20 --save "${trainer}_split" > "${trainer}_resumed.log"
+  cmp "${trainer}_whole/checkpoint.safetensors" "${trainer}_split/checkpoint.safetensors"
+  echo "$trainer resume: bitwise equal"
+done
 
 # SIGTERM during the run: the run saves and exits cleanly, and resuming reaches the same parameters. The
 # signal goes out once the first progress line is in the log, thousands of updates before the run would end.

@@ -38,7 +38,7 @@ TEST_CASE("unknown names list what was found", "[plugins]") {
                     Contains("no model plugin named 'transformer' (found: gru, lstm, rnn)"));
   CHECK_THROWS_WITH(test::builtin_plugins().find(plugins::Kind::trainer, "bptt"),
                     Contains("no trainer plugin named 'bptt' (found: adaptive, artbp, checkpointed, full, "
-                             "rtrl, truncated, uoro)"));
+                             "rtrl, snap1, truncated, uoro)"));
   plugins::Registry empty;
   CHECK_THROWS_WITH(empty.find(plugins::Kind::trainer, "full"),
                     Contains("no trainer plugin named 'full' (found: none)"));

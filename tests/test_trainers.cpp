@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "helpers.hpp"
@@ -217,6 +218,140 @@ TEST_CASE("RTRL: online updates at fixed parameters sum to full BPTT's gradient,
   auto small = test::builtin_plugins().make_trainer("rtrl", {{"memory_budget", "10kB"}});
   CHECK_THROWS_WITH(small->begin(*model, *data, tape), Catch::Contains("the influence matrices need") &&
                                                            Catch::Contains("above the memory budget"));
+}
+
+namespace {
+
+// A recurrence diagonal in units, two state tensors: unit i of the new state reads unit i of the old only.
+//   c' = sigmoid(a_f) c + tanh(a_g + u h),   h' = tanh(c') sigmoid(a_o + v c),   a = x W^T + b
+class DiagonalCell final : public models::Cell {
+ public:
+  explicit DiagonalCell(const models::CellSpec& s)
+      : input_(s.input_size),
+        hidden_(s.hidden_size),
+        w_(s.name("weight_ih"),
+           s.initializer->uniform(autodiff::Shape::matrix(3 * hidden_, input_), s.dtype, 0.5)),
+        b_(s.name("bias_ih"), s.initializer->uniform(autodiff::Shape::vector(3 * hidden_), s.dtype, 0.5)),
+        u_(s.name("u"), s.initializer->uniform(autodiff::Shape::vector(hidden_), s.dtype, 0.9)),
+        v_(s.name("v"), s.initializer->uniform(autodiff::Shape::vector(hidden_), s.dtype, 0.9)) {}
+  std::int64_t input_size() const override { return input_; }
+  std::int64_t hidden_size() const override { return hidden_; }
+  int state_size() const override { return 2; }
+  std::vector<autodiff::Parameter*> parameters() override { return {&w_, &b_, &u_, &v_}; }
+  models::State step(Tape& t, const Var& x, const models::State& s) override {
+    const Var a = autodiff::linear(x, t.param(w_), t.param(b_));
+    auto gate = [&](int k) { return autodiff::slice_cols(a, k * hidden_, (k + 1) * hidden_); };
+    const Var c = autodiff::sigmoid(gate(0)) * s[1] + autodiff::tanh(gate(1) + t.param(u_) * s[0]);
+    return {autodiff::tanh(c) * autodiff::sigmoid(gate(2) + t.param(v_) * s[1]), c};
+  }
+
+ private:
+  std::int64_t input_, hidden_;
+  autodiff::Parameter w_, b_, u_, v_;
+};
+
+// Random features and targets with a restart: 3 inputs, 2 outputs.
+std::unique_ptr<trainers::SeriesData> random_series(std::int64_t batch, std::int64_t steps,
+                                                    std::uint64_t seed) {
+  auto data = std::make_unique<trainers::SeriesData>(batch, steps, 3, 2);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (std::int64_t t = 0; t < steps; ++t) {
+    data->features(t) = Tensor(autodiff::Shape::matrix(batch, 3), DType::f64);
+    data->targets(t) = Tensor(autodiff::Shape::matrix(batch, 2), DType::f64);
+    for (std::int64_t e = 0; e < batch * 3; ++e) data->features(t).set(e, u(rng));
+    for (std::int64_t e = 0; e < batch * 2; ++e) data->targets(t).set(e, u(rng));
+  }
+  data->set_reset(steps / 2, batch - 1);
+  return data;
+}
+
+// Every update's gradient of an online trainer at fixed parameters.
+std::vector<std::vector<Tensor>> online_gradients(models::Model& model, const trainers::Dataset& data,
+                                                  const std::string& trainer,
+                                                  std::map<std::string, std::string> options) {
+  Tape tape(DType::f64);
+  auto online = test::builtin_plugins().make_trainer(trainer, options);
+  online->begin(model, data, tape);
+  std::vector<std::vector<Tensor>> out;
+  while (!online->done()) {
+    online->next(model, data, tape);
+    out.push_back(gradients(model));
+  }
+  return out;
+}
+
+void check_equal_updates(const std::vector<std::vector<Tensor>>& a,
+                         const std::vector<std::vector<Tensor>>& b) {
+  REQUIRE(a.size() == b.size());
+  for (std::size_t u = 0; u < a.size(); ++u) {
+    INFO("update " << u);
+    CHECK(relative_difference(a[u], b[u]) <= 1e-12);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("SnAp-1: where the state Jacobian is diagonal in units it is RTRL", "[trainers][snap1]") {
+  models::ModelConfig config;
+  config.input_size = 3;
+  config.hidden_size = 4;
+  config.output_size = 2;
+  config.dtype = DType::f64;
+  models::Model model(config, [](const models::CellSpec& s) { return std::make_unique<DiagonalCell>(s); });
+  const auto data = random_series(3, 9, 5);
+  const auto snap1 = online_gradients(model, *data, "snap1", {{"k", "2"}});
+  check_equal_updates(snap1, online_gradients(model, *data, "rtrl", {{"k", "2"}}));
+  // Not a tautology: the influence carried across updates is what makes these equal.
+  const auto truncated = online_gradients(model, *data, "truncated", {{"k", "2"}});
+  CHECK(relative_difference(snap1.back(), truncated.back()) > 1e-3);
+}
+
+TEST_CASE("SnAp-1: the closed form for the built-in GRU and LSTM is the generic path through Tape::jvp",
+          "[trainers][snap1]") {
+  auto tokens = random_tokens(3, 8, 6);
+  tokens->set_reset(4, 1);
+  const auto series = random_series(3, 8, 7);
+  for (const char* cell : {"gru", "lstm"})
+    for (bool fused : {true, false})
+      for (int layers : {1, 2}) {
+        INFO(cell << (fused ? "" : " (primitives)") << ", " << layers << " layer(s)");
+        auto model = test::make_model(cell, token_config(layers), fused);
+        check_equal_updates(
+            online_gradients(*model, *tokens, "snap1", {{"k", "3"}}),
+            online_gradients(*model, *tokens, "snap1", {{"k", "3"}, {"closed_form", "false"}}));
+        models::ModelConfig config = token_config(layers);
+        config.vocab_size = 0;
+        config.output_size = 2;
+        auto regression = test::make_model(cell, config, fused);
+        check_equal_updates(
+            online_gradients(*regression, *series, "snap1", {{"k", "2"}}),
+            online_gradients(*regression, *series, "snap1", {{"k", "2"}, {"closed_form", "false"}}));
+      }
+}
+
+TEST_CASE("SnAp-1: biased on a dense LSTM, and strongly correlated with the full gradient early in training",
+          "[trainers][snap1]") {
+  models::ModelConfig config;
+  config.input_size = 3;
+  config.hidden_size = 16;
+  config.output_size = 2;
+  config.dtype = DType::f64;
+  auto model = test::make_model("lstm", config, true);
+  const auto data = random_series(4, 24, 8);
+  const std::vector<Tensor> full = online_gradients(*model, *data, "full", {}).front();
+  const std::vector<Tensor> snap1 = online_gradients(*model, *data, "snap1", {{"k", "24"}}).front();
+  double dot = 0, a = 0, b = 0;
+  for (std::size_t i = 0; i < full.size(); ++i)
+    for (std::int64_t e = 0; e < full[i].numel(); ++e) {
+      dot += full[i].get(e) * snap1[i].get(e);
+      a += full[i].get(e) * full[i].get(e);
+      b += snap1[i].get(e) * snap1[i].get(e);
+    }
+  const double cosine = dot / std::sqrt(a * b);
+  INFO("cosine " << cosine << ", relative error " << relative_difference(snap1, full));
+  CHECK(cosine > 0.9);
+  CHECK(relative_difference(snap1, full) > 1e-6);
 }
 
 TEST_CASE("in f64 a memory budget's gradient is bitwise full BPTT's", "[trainers]") {

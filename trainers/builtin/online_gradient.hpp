@@ -87,6 +87,7 @@ class OnlineGradientTrainer : public Trainer {
     std::vector<double> gradient(static_cast<std::size_t>(parameter_count(model)), 0.0);
     zero_gradients(model);
     for (std::int64_t t = position_; t < end; ++t) step(model, data, tape, t, stats, gradient);
+    finish(model, gradient);
     set_gradients(model, gradient);
     stats.steps_recorded = end - position_;
     stats.tape = tape.memory();
@@ -99,6 +100,9 @@ class OnlineGradientTrainer : public Trainer {
   // and its loss and correct predictions to stats; stores the new state and whatever the trainer carries.
   virtual void step(models::Model& model, const Dataset& data, autodiff::Tape& tape, std::int64_t t,
                     UpdateStats& stats, std::vector<double>& gradient) = 0;
+  // After the update's last step, before gradient goes into the parameters: for a trainer that sums the
+  // steps' gradients elsewhere (snap1, in the parameters' own gradients).
+  virtual void finish(models::Model& /*model*/, std::vector<double>& /*gradient*/) {}
 
  private:
   std::int64_t k_;

@@ -1,0 +1,416 @@
+// SnAp-1 (Menick, Elsen, Evci, Osindero, Simonyan & Graves 2021): RTRL with the influence M_t = d s_t / d
+// theta kept only where a parameter reaches the state in one step. When a parameter's leading index is a unit
+// (row g * H + i of a gate block feeds unit i, as in every built-in and zoo cell but the layer-normed one),
+// that is unit i's elements of each state tensor: m numbers per parameter element and stream (m = 1 for h,
+// 2 for h and c). A parameter whose leading index is not a unit reaches its whole layer's state. Each step
+//   gradient += dL_t/dtheta + (dL_t/ds_{t-1}) M_{t-1},   M_t = (D_t M_{t-1} + I_t) on the pattern,
+// D_t the state Jacobian and I_t the immediate influence. Where D_t is diagonal in units (IndRNN) nothing is
+// dropped and this is RTRL; otherwise it is biased. A layer's parameters are tracked on that layer's state
+// only; the embedding and the head get the gradient of their step alone (exact for the head; the embedding
+// reaches every unit in one step, a dense pattern). The built-in GRU and LSTM move M in closed form, one
+// pass over it per step; any other cell goes through Tape::jvp, one per parameter element and step (RTRL's
+// time, SnAp-1's memory). docs/trainers.md.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "online_gradient.hpp"
+#include "rewind/autodiff/inference.hpp"
+#include "rewind/autodiff/ops.hpp"
+#include "rewind/plugins/plugin.hpp"
+
+namespace rwd::trainers::builtin {
+namespace {
+
+using autodiff::Parameter;
+using autodiff::Shape;
+using autodiff::Tangent;
+
+enum class ClosedForm { none, gru, lstm };
+
+// PyTorch's GRU (3 gate blocks, state h) and LSTM (4 blocks, h and c), as the built-in cells declare them.
+ClosedForm closed_form(models::Cell& cell, int layer) {
+  const std::vector<Parameter*> p = cell.parameters();
+  const std::int64_t hidden = cell.hidden_size(), input = cell.input_size();
+  if (p.size() != 4) return ClosedForm::none;
+  const char* names[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+  for (std::size_t i = 0; i < 4; ++i)
+    if (p[i]->name() != "rnn." + std::string(names[i]) + "_l" + std::to_string(layer))
+      return ClosedForm::none;
+  const std::int64_t gates = p[0]->value().shape().rows / hidden;
+  if (p[0]->value().shape() != Shape::matrix(gates * hidden, input) ||
+      p[1]->value().shape() != Shape::matrix(gates * hidden, hidden) ||
+      p[2]->value().shape() != Shape::vector(gates * hidden) ||
+      p[3]->value().shape() != Shape::vector(gates * hidden))
+    return ClosedForm::none;
+  if (gates == 3 && cell.state_size() == 1) return ClosedForm::gru;
+  if (gates == 4 && cell.state_size() == 2) return ClosedForm::lstm;
+  return ClosedForm::none;
+}
+
+// A cell parameter whose influence is carried, in stored_[influence]: [B, pattern * numel], row b holding,
+// for each of the pattern's state elements in turn, that element's influence from every parameter element.
+struct Carried {
+  Parameter* parameter = nullptr;
+  int layer = 0;
+  std::int64_t width = 1;  // parameter elements per leading index: a matrix's columns, 1 for a vector
+  bool by_unit = true;  // leading index % H is the one unit it reaches; else it reaches all its layer's state
+  std::int64_t pattern = 0;
+  std::size_t influence = 0;
+
+  // Pattern element s of parameter element e: (state tensor of its layer, column).
+  std::pair<std::size_t, std::int64_t> at(std::int64_t e, std::int64_t s, std::int64_t hidden) const {
+    if (by_unit) return {static_cast<std::size_t>(s), (e / width) % hidden};
+    return {static_cast<std::size_t>(s / hidden), s % hidden};
+  }
+};
+
+// One closed-form pass over a gate-block parameter of unit rows (rows R = gates * H, W elements each):
+// adds q . M to its gradient when q is given, then M <- A M + coefficient * input. M has `Units` numbers per
+// element (m state tensors), coefficient [B, Units, R], A [B, H, Units, Units], q [B, Units, H], input [B, W]
+// or none (a bias: input 1).
+template <class T, int Units>
+void carry(T* influence, T* grad, std::int64_t batch, std::int64_t rows, std::int64_t width,
+           std::int64_t hidden, const T* input, const T* coefficient, const T* jacobian, const T* q) {
+  const T one = 1;
+  const std::int64_t block = rows * width;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const T* in = input ? input + b * width : &one;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t i = r % hidden, base = r * width;
+      const T* A = jacobian + (b * hidden + i) * Units * Units;
+      // One unit's numbers in registers and restrict pointers, so that the loop over the row vectorises.
+      T* __restrict m0 = influence + b * Units * block + base;
+      T* __restrict m1 = m0 + (Units > 1 ? block : 0);
+      T* __restrict g = grad + base;
+      const T* __restrict x = in;
+      const T c0 = coefficient[b * Units * rows + r], a00 = A[0];
+      // Without a loss at this step q is zero: the same pass with its term gone.
+      const T q0 = q ? q[b * Units * hidden + i] : T(0);
+      if constexpr (Units == 1) {
+        for (std::int64_t j = 0; j < width; ++j) {
+          const T h = m0[j];
+          g[j] += q0 * h;
+          m0[j] = a00 * h + c0 * x[j];
+        }
+      } else {
+        const T c1 = coefficient[(b * Units + 1) * rows + r], a01 = A[1], a10 = A[2], a11 = A[3];
+        const T q1 = q ? q[(b * Units + 1) * hidden + i] : T(0);
+        for (std::int64_t j = 0; j < width; ++j) {
+          const T h = m0[j], c = m1[j];
+          g[j] += q0 * h + q1 * c;
+          m0[j] = a00 * h + a01 * c + c0 * x[j];
+          m1[j] = a10 * h + a11 * c + c1 * x[j];
+        }
+      }
+    }
+  }
+}
+
+class Snap1 final : public OnlineGradientTrainer {
+ public:
+  explicit Snap1(const TrainerSpec& spec)
+      : OnlineGradientTrainer("snap1", spec.options.integer("k")),
+        closed_form_allowed_(spec.options.boolean("closed_form")) {}
+
+  void begin(Model& model, const Dataset& data, Tape& tape) override {
+    if (model.config().dropout > 0 && autodiff::training())
+      throw std::invalid_argument(
+          "trainer 'snap1': the model has dropout, which its influence does not follow; train it with "
+          "dropout 0");
+    Trainer::begin(model, data, tape);
+    states_ = stored_.size();
+    const int layers = model.config().layers;
+    first_state_.assign(1, 0);
+    closed_.clear();
+    carried_.clear();
+    for (int l = 0; l < layers; ++l) {
+      models::Cell& cell = model.cell(l);
+      first_state_.push_back(first_state_.back() + static_cast<std::size_t>(cell.state_size()));
+      closed_.push_back(closed_form_allowed_ ? closed_form(cell, l) : ClosedForm::none);
+      for (Parameter* p : cell.parameters()) {
+        const Shape s = p->value().shape();
+        const std::int64_t leading = s.rank == 2 ? s.rows : s.cols, hidden = cell.hidden_size();
+        Carried c{
+            .parameter = p, .layer = l, .width = s.rank == 2 ? s.cols : 1, .by_unit = leading % hidden == 0};
+        c.pattern = cell.state_size() * (c.by_unit ? 1 : hidden);
+        const std::int64_t bytes =
+            static_cast<std::int64_t>(autodiff::size_of(tape.dtype())) * data.batch() * c.pattern * s.numel();
+        // A checkpoint gathers each stored tensor across ranks in one MPI message, counted in an int.
+        if (bytes > std::numeric_limits<int>::max())
+          throw std::invalid_argument("trainer 'snap1': the influence on " + p->name() + " needs " +
+                                      std::to_string(bytes) +
+                                      " bytes, more than a checkpoint can hold (2 GiB)");
+        c.influence = stored_.size();
+        stored_.emplace_back(Shape::matrix(data.batch(), c.pattern * s.numel()), tape.dtype());
+        carried_.push_back(c);
+      }
+    }
+  }
+
+ private:
+  void step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
+            std::vector<double>& /*gradient: summed in the parameters, see finish()*/) override {
+    tape.clear();
+    ModelState state;
+    std::vector<Tensor> previous(stored_.begin(), stored_.begin() + static_cast<std::ptrdiff_t>(states_));
+    model.begin(tape, previous, state, true);
+    const std::vector<Var> leaves = flatten(state);
+    const WindowResult r = record_window(
+        model, tape, data, state,
+        {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(stats.loss_count)});
+    const std::vector<Var> outputs = flatten(state);
+    std::vector<Tensor> next(states_);
+    model.end(state, next);  // before backward, which may write gradients over values
+    // The generic layers' next influence, before backward: a tape takes no jvp after it.
+    std::vector<Tensor> moved(carried_.size());
+    for (std::size_t i = 0; i < carried_.size(); ++i)
+      if (closed_[static_cast<std::size_t>(carried_[i].layer)] == ClosedForm::none)
+        moved[i] = propagate(model, tape, carried_[i], leaves, outputs);
+
+    std::vector<Tensor> q;  // dL_t / ds_{t-1}, empty when step t carries no loss
+    if (r.loss.valid()) {
+      tape.backward(r.loss);
+      for (const Var& leaf : leaves) q.push_back(tape.grad(leaf));
+      stats.loss += r.loss.item();
+      stats.correct += r.correct;
+    }
+    for (std::size_t i = 0; i < carried_.size(); ++i)
+      if (moved[i].numel() > 0) {
+        if (!q.empty()) add_carried_gradient(model, carried_[i], q);
+        stored_[carried_[i].influence] = std::move(moved[i]);
+      }
+    if (std::any_of(closed_.begin(), closed_.end(), [](ClosedForm f) { return f != ClosedForm::none; })) {
+      const Step s = data.step(t);
+      Tensor input = first_input(model, s);
+      for (int l = 0; l < model.config().layers; ++l) {
+        if (closed_[static_cast<std::size_t>(l)] != ClosedForm::none) {
+          if (tape.dtype() == autodiff::DType::f32) {
+            closed_step<float>(model, l, input, previous, q, s.reset);
+          } else {
+            closed_step<double>(model, l, input, previous, q, s.reset);
+          }
+        }
+        input = next[first_state_[static_cast<std::size_t>(l)]];
+      }
+    }
+    std::move(next.begin(), next.end(), stored_.begin());
+  }
+
+  // The steps' gradients were summed in the parameters' own (backward adds to them, and so does carry()):
+  // one pass over them per update, not per step.
+  void finish(Model& model, std::vector<double>& gradient) override {
+    add_gradients(model, gradient);
+    zero_gradients(model);
+  }
+
+  // c's influence one step on: for each parameter element, the state of its layer moved along M_{t-1} and
+  // the parameter along its one-hot direction (Tape::jvp), kept on the pattern.
+  Tensor propagate(Model& model, Tape& tape, const Carried& c, const std::vector<Var>& leaves,
+                   const std::vector<Var>& outputs) const {
+    const std::size_t first = first_state_[static_cast<std::size_t>(c.layer)],
+                      count = first_state_[static_cast<std::size_t>(c.layer) + 1] - first;
+    const std::int64_t hidden = model.cell(c.layer).hidden_size(), numel = c.parameter->value().numel();
+    const Tensor& influence = stored_[c.influence];
+    const std::int64_t batch = influence.shape().rows;
+    Tensor moved(influence.shape(), influence.dtype());
+    std::vector<Tensor> directions;
+    std::vector<Tangent> tangents;
+    directions.reserve(count);
+    for (std::size_t a = 0; a < count; ++a) {
+      directions.emplace_back(leaves[first + a].shape(), tape.dtype());
+      tangents.push_back({leaves[first + a], &directions[a]});
+    }
+    Tensor one_hot(c.parameter->value().shape(), tape.dtype());
+    tangents.push_back({tape.param(*c.parameter), &one_hot});
+    const std::vector<Var> layer_outputs(outputs.begin() + static_cast<std::ptrdiff_t>(first),
+                                         outputs.begin() + static_cast<std::ptrdiff_t>(first + count));
+    for (std::int64_t e = 0; e < numel; ++e) {
+      one_hot.set(e, 1.0);
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t s = 0; s < c.pattern; ++s) {
+          const auto [a, column] = c.at(e, s, hidden);
+          directions[a].set(b * hidden + column, influence.get(b * influence.shape().cols + s * numel + e));
+        }
+      const std::vector<Tensor> out = tape.jvp(tangents, layer_outputs);
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t s = 0; s < c.pattern; ++s) {
+          const auto [a, column] = c.at(e, s, hidden);
+          moved.set(b * moved.shape().cols + s * numel + e, out[a].get(b * hidden + column));
+          directions[a].set(b * hidden + column, 0.0);
+        }
+      one_hot.set(e, 0.0);
+    }
+    return moved;
+  }
+
+  // (dL_t / ds_{t-1}) M_{t-1} into c's gradient, q the state's gradients of every layer.
+  void add_carried_gradient(Model& model, const Carried& c, const std::vector<Tensor>& q) const {
+    const std::size_t first = first_state_[static_cast<std::size_t>(c.layer)];
+    const std::int64_t hidden = model.cell(c.layer).hidden_size(), numel = c.parameter->value().numel();
+    const Tensor& influence = stored_[c.influence];
+    Tensor& grad = c.parameter->grad();
+    for (std::int64_t e = 0; e < numel; ++e) {
+      double sum = 0;
+      for (std::int64_t b = 0; b < influence.shape().rows; ++b)
+        for (std::int64_t s = 0; s < c.pattern; ++s) {
+          const auto [a, column] = c.at(e, s, hidden);
+          sum += q[first + a].get(b * hidden + column) *
+                 influence.get(b * influence.shape().cols + s * numel + e);
+        }
+      grad.set(e, grad.get(e) + sum);
+    }
+  }
+
+  // What the first layer reads at step t: the embedding's rows of the tokens, or the features.
+  static Tensor first_input(Model& model, const Step& s) {
+    if (!model.uses_tokens()) return *s.features;
+    const Tensor& table = model.parameter("embedding.weight").value();
+    const std::int64_t batch = static_cast<std::int64_t>(s.tokens.size()), width = table.shape().cols;
+    Tensor x(Shape::matrix(batch, width), table.dtype());
+    const std::size_t bytes = autodiff::size_of(table.dtype()) * static_cast<std::size_t>(width);
+    for (std::int64_t b = 0; b < batch; ++b)
+      std::memcpy(static_cast<char*>(x.raw()) + bytes * static_cast<std::size_t>(b),
+                  static_cast<const char*>(table.raw()) + bytes * static_cast<std::size_t>(s.tokens[b]),
+                  bytes);
+    return x;
+  }
+
+  // Layer l of a built-in GRU or LSTM: the gates recomputed from x and the previous state, then one pass over
+  // each parameter's influence (carry()) with the coefficients d state_i / d pre-activation row and the 1 x 1
+  // or 2 x 2 block of D_t on unit i. Rows that restart read a zero state and a zero influence.
+  template <class T>
+  void closed_step(Model& model, int l, const Tensor& x, const std::vector<Tensor>& previous,
+                   const std::vector<Tensor>& q, std::span<const std::uint8_t> reset) {
+    models::Cell& cell = model.cell(l);
+    const bool lstm = closed_[static_cast<std::size_t>(l)] == ClosedForm::lstm;
+    const int units = lstm ? 2 : 1;
+    const std::size_t first = first_state_[static_cast<std::size_t>(l)];
+    const std::vector<Parameter*> p = cell.parameters();
+    const std::int64_t hidden = cell.hidden_size(), rows = p[0]->value().shape().rows, batch = x.shape().rows;
+    Tensor h = previous[first], c = lstm ? previous[first + 1] : Tensor();
+    const Carried* carried = &*std::find_if(carried_.begin(), carried_.end(),
+                                            [&](const Carried& k) { return k.parameter == p[0]; });
+    for (std::int64_t b = 0; b < batch; ++b)
+      if (!reset.empty() && reset[static_cast<std::size_t>(b)]) {
+        for (std::int64_t i = 0; i < hidden; ++i) {
+          h.set(b * hidden + i, 0.0);
+          if (lstm) c.set(b * hidden + i, 0.0);
+        }
+        for (int k = 0; k < 4; ++k) {
+          Tensor& m = stored_[carried[k].influence];
+          std::fill_n(m.data<T>() + b * m.shape().cols, m.shape().cols, T(0));
+        }
+      }
+    Tensor gi, gh, h_next, c_next;
+    autodiff::infer::linear(x, p[0]->value(), p[2]->value(), gi);
+    autodiff::infer::linear(h, p[1]->value(), p[3]->value(), gh);
+    const Tensor hidden_side = lstm ? Tensor() : gh;  // gru_pointwise overwrites W_hn h + b_hn
+    if (lstm) {
+      autodiff::infer::lstm_pointwise(gi, gh, c, h_next, c_next);
+    } else {
+      autodiff::infer::gru_pointwise(gi, gh, h, h_next);
+    }
+    // Coefficients of the input side's rows and the hidden side's (they differ for the GRU's n gate, where r
+    // scales the hidden side), and D_t's block per unit.
+    Tensor from_input(Shape::matrix(batch, units * rows), h.dtype()),
+        from_hidden(from_input.shape(), h.dtype());
+    Tensor jacobian(Shape::matrix(batch, hidden * units * units), h.dtype());
+    const T* gate = gi.data<T>();
+    const T* w_hh = p[1]->value().data<T>();
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t i = 0; i < hidden; ++i) {
+        const T* g = gate + b * rows + i;  // gate k of unit i at g[k * hidden]
+        T* ci = from_input.data<T>() + b * units * rows + i;
+        T* ch = from_hidden.data<T>() + b * units * rows + i;
+        T* A = jacobian.data<T>() + (b * hidden + i) * units * units;
+        const T h_prev = h.data<T>()[b * hidden + i];
+        if (lstm) {
+          const T in = g[0], f = g[hidden], cell_in = g[2 * hidden], o = g[3 * hidden];
+          const T c_prev = c.data<T>()[b * hidden + i], tc = std::tanh(c_next.data<T>()[b * hidden + i]);
+          const T dh_dc = o * (1 - tc * tc);
+          // Rows of unit i in the c block (offset rows), then h's: d c' / d a and d h' / d a per gate.
+          const T dc[4] = {cell_in * in * (1 - in), c_prev * f * (1 - f), in * (1 - cell_in * cell_in), 0};
+          const T dh[4] = {dh_dc * dc[0], dh_dc * dc[1], dh_dc * dc[2], tc * o * (1 - o)};
+          T dh_dh = 0, dc_dh = 0;
+          for (int k = 0; k < 4; ++k) {
+            ci[k * hidden] = ch[k * hidden] = dh[k];
+            ci[rows + k * hidden] = ch[rows + k * hidden] = dc[k];
+            const T w = w_hh[(k * hidden + i) * hidden + i];
+            dh_dh += dh[k] * w;
+            dc_dh += dc[k] * w;
+          }
+          A[0] = dh_dh;
+          A[1] = dh_dc * f;
+          A[2] = dc_dh;
+          A[3] = f;
+        } else {
+          const T reset_gate = g[0], z = g[hidden], n = g[2 * hidden];
+          const T hidden_n = hidden_side.data<T>()[b * rows + 2 * hidden + i];
+          const T dn = (1 - z) * (1 - n * n);
+          const T d[3] = {dn * hidden_n * reset_gate * (1 - reset_gate), (h_prev - n) * z * (1 - z), dn};
+          T dh_dh = z;
+          for (int k = 0; k < 3; ++k) {
+            ci[k * hidden] = d[k];
+            ch[k * hidden] = k == 2 ? d[k] * reset_gate : d[k];
+            dh_dh += ch[k * hidden] * w_hh[(k * hidden + i) * hidden + i];
+          }
+          A[0] = dh_dh;
+        }
+      }
+    // q by (state tensor, unit) per stream, as carry() reads it.
+    Tensor q_units;
+    if (!q.empty()) {
+      q_units = Tensor(Shape::matrix(batch, units * hidden), h.dtype());
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (int a = 0; a < units; ++a)
+          std::copy_n(q[first + static_cast<std::size_t>(a)].data<T>() + b * hidden, hidden,
+                      q_units.data<T>() + (b * units + a) * hidden);
+    }
+    const T* q_data = q.empty() ? nullptr : q_units.data<T>();
+    const Tensor* inputs[4] = {&x, &h, nullptr, nullptr};
+    const Tensor* coefficients[4] = {&from_input, &from_hidden, &from_input, &from_hidden};
+    for (int k = 0; k < 4; ++k) {
+      T* m = stored_[carried[k].influence].data<T>();
+      T* grad = p[static_cast<std::size_t>(k)]->grad().template data<T>();
+      const std::int64_t width = carried[k].width;
+      const T* in = inputs[k] ? inputs[k]->data<T>() : nullptr;
+      if (lstm) {
+        carry<T, 2>(m, grad, batch, rows, width, hidden, in, coefficients[k]->data<T>(), jacobian.data<T>(),
+                    q_data);
+      } else {
+        carry<T, 1>(m, grad, batch, rows, width, hidden, in, coefficients[k]->data<T>(), jacobian.data<T>(),
+                    q_data);
+      }
+    }
+  }
+
+  bool closed_form_allowed_;
+  std::size_t states_ = 0;
+  std::vector<std::size_t> first_state_;  // layer l's state tensors are stored_[first_state_[l]...[l + 1])
+  std::vector<ClosedForm> closed_;        // per layer
+  std::vector<Carried> carried_;          // the cells' parameters in order
+};
+
+std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
+  return std::make_unique<Snap1>(spec);
+}
+
+constexpr models::OptionSpec options[] = {
+    steps_between_updates,
+    {"closed_form", models::OptionType::boolean, "true",
+     "move the built-in GRU's and LSTM's influence in closed form; false runs the generic path through "
+     "Tape::jvp (any cell)"}};
+
+}  // namespace
+
+extern const plugins::Descriptor snap1_descriptor = plugins::trainer_descriptor(
+    "snap1", "SnAp-1: RTRL with the influence kept where a parameter reaches the state in one step", options,
+    create);
+
+}  // namespace rwd::trainers::builtin
+
+REWIND_PLUGIN(rwd::trainers::builtin::snap1_descriptor)
