@@ -2,7 +2,7 @@
 # Issue 27, the character LM: tinyshakespeare (the bundled text), LSTM 128, batch 32, Adam 0.002, equal
 # updates of 20 steps each: truncated BPTT(20), SnAp-1 and UORO (an update every 20 steps, nothing truncated),
 # their validation bits per character, time per step and tape peak (SnAp-1's influence, 2 numbers per cell
-# parameter and stream, is held beside the tape: 34 MiB here).
+# parameter and stream, is held beside the tape: 32 MiB here).
 #   usage: bench/online_charlm.sh [path/to/rewind] [updates]
 set -euo pipefail
 rewind=${1:-build/bin/rewind} updates=${2:-2000}

@@ -56,6 +56,15 @@ snap1_error=$(awk -F, '$NF == "snap1" && $4 ~ /^rnn\./ { if ($7 > e) e = $7 } EN
 awk -v e="$snap1_error" 'BEGIN { exit !(e != "" && e < 1e-10) }' ||
   { echo "snap1 on ind_rnn: relative error '$snap1_error' of the cell's gradients against full BPTT"; exit 1; }
 echo "snap1 on ind_rnn: relative error $snap1_error of the cell's gradients against full BPTT"
+# The zoneout GRU has the built-in GRU's parameters but another step: snap1's closed form refuses it.
+if "$work/prefix/bin/rewind" analyze truncation --plugin "$work/cells/librewind_model_zoneout_gru.so" \
+  --model zoneout_gru --task recall:4 --hidden 6 --batch 4 --steps 8 --segments 2 --k 8 --trainers snap1 \
+  > /dev/null 2> "$work/zoneout.err"; then
+  echo "snap1 on zoneout_gru: the closed form was not refused"; exit 1
+fi
+grep -q "its step is not theirs" "$work/zoneout.err" ||
+  { echo "snap1 on zoneout_gru: unexpected error: $(cat "$work/zoneout.err")"; exit 1; }
+echo "snap1 on zoneout_gru: the closed form refused ($(grep -o 'closed form.s influence on [^ ]*' "$work/zoneout.err"))"
 
 # A saved run remembers its model plugin's file: sample and resume need no --plugin; when the file is gone,
 # the error says to give --plugin FILE.

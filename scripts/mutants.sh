@@ -626,8 +626,8 @@ mutant snap1.carried_influence_not_in_gradient trainers/builtin/snap1.cpp \
   '' \
   "$snap1"
 mutant sequence.unpacked_w_hh_overwrites autodiff/src/ops_sequence.cpp \
-  '        kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, add ? T(1) : T(0), c + r * ldc);' \
-  '        kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, T(0), c + r * ldc);' \
+  'kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, add ? T(1) : T(0),' \
+  'kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, T(0),' \
   "$ops|$trainers"
 
 if [ "${1:-}" = "--list" ]; then

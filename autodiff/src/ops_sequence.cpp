@@ -103,9 +103,9 @@ T* scratch(Tape& tape, std::int64_t count) {
 }
 
 // W_hh [gates * H, H] packed once per window for the per-step products: h_{t-1} W_hh^T in forward,
-// d(gates)_t W_hh in backward. In bf16 when f32 products are (MatmulPrecision::bf16). A window of one step
-// and a few rows (the online trainers record a step at a time) reads it once, and packing would cost as
-// much as the product: there it stays unpacked, except in f64, whose gradients must not depend on the
+// d(gates)_t W_hh in backward. In bf16 when f32 products are (MatmulPrecision::bf16). A window of a few
+// rows in all (the online trainers record a step at a time) reads it a few times, and packing would cost as
+// much as the products: there it stays unpacked, except in f64, whose gradients must not depend on the
 // window's length (kernels::window_invariant).
 template <class T>
 struct RecurrentWeight {

@@ -1,4 +1,4 @@
-// What the online-gradient trainers (rtrl, uoro) share: they step through a window one step at a time,
+// What the online-gradient trainers (rtrl, uoro, snap1) share: they step through a window one step at a time,
 // carry their own state beside the model's in stored_state(), and build the update's gradient in a flat
 // vector over every parameter element (PyTorch's state_dict order) before it goes into the parameters.
 #pragma once

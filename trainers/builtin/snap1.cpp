@@ -1,11 +1,12 @@
 // SnAp-1 (Menick, Elsen, Evci, Osindero, Simonyan & Graves 2021): RTRL with the influence M_t = d s_t / d
-// theta kept only where a parameter reaches the state in one step. When a parameter's leading index is a unit
-// (row g * H + i of a gate block feeds unit i, as in every built-in and zoo cell but the layer-normed one),
-// that is unit i's elements of each state tensor: m numbers per parameter element and stream (m = 1 for h,
-// 2 for h and c). A parameter whose leading index is not a unit reaches its whole layer's state. Each step
+// theta kept only where a parameter reaches the state in one step. The pattern here is by unit: a parameter
+// whose leading index is a multiple of H (row g * H + i of a gate block) keeps its influence on unit i of each
+// state tensor, m numbers per element and stream (m = 1 for h, 2 for h and c); any other parameter keeps it
+// on its whole layer's state. That is SnAp-1's pattern where each row feeds one unit in a step, and sparser
+// where a row reaches other units (a layer norm across units). Each step
 //   gradient += dL_t/dtheta + (dL_t/ds_{t-1}) M_{t-1},   M_t = (D_t M_{t-1} + I_t) on the pattern,
-// D_t the state Jacobian and I_t the immediate influence. Where D_t is diagonal in units (IndRNN) nothing is
-// dropped and this is RTRL; otherwise it is biased. A layer's parameters are tracked on that layer's state
+// D_t the state Jacobian and I_t the immediate influence. Where D_t is diagonal in units (IndRNN) the cell's
+// parameters lose nothing; otherwise they are biased. A layer's parameters are tracked on that layer's state
 // only; the embedding and the head get the gradient of their step alone (exact for the head; the embedding
 // reaches every unit in one step, a dense pattern). The built-in GRU and LSTM move M in closed form, one
 // pass over it per step; any other cell goes through Tape::jvp, one per parameter element and step (RTRL's
@@ -123,6 +124,7 @@ class Snap1 final : public OnlineGradientTrainer {
           "dropout 0");
     Trainer::begin(model, data, tape);
     states_ = stored_.size();
+    checks_left_ = 2;  // the first step checks the immediate influence, the second the carry too
     const int layers = model.config().layers;
     first_state_.assign(1, 0);
     closed_.clear();
@@ -166,10 +168,17 @@ class Snap1 final : public OnlineGradientTrainer {
     std::vector<Tensor> next(states_);
     model.end(state, next);  // before backward, which may write gradients over values
     // The generic layers' next influence, before backward: a tape takes no jvp after it.
-    std::vector<Tensor> moved(carried_.size());
-    for (std::size_t i = 0; i < carried_.size(); ++i)
-      if (closed_[static_cast<std::size_t>(carried_[i].layer)] == ClosedForm::none)
-        moved[i] = propagate(model, tape, carried_[i], leaves, outputs);
+    // The closed form's first steps are checked on a few elements of each parameter against that path: a
+    // cell of the built-in layout whose step differs (a zoo cell with zoneout) is refused, not mistrained.
+    std::vector<Tensor> moved(carried_.size()), expected(carried_.size());
+    for (std::size_t i = 0; i < carried_.size(); ++i) {
+      const Carried& c = carried_[i];
+      if (closed_[static_cast<std::size_t>(c.layer)] == ClosedForm::none) {
+        moved[i] = propagate(model, tape, c, leaves, outputs);
+      } else if (checks_left_ > 0) {
+        expected[i] = propagate(model, tape, c, leaves, outputs, check_stride(c));
+      }
+    }
 
     std::vector<Tensor> q;  // dL_t / ds_{t-1}, empty when step t carries no loss
     if (r.loss.valid()) {
@@ -196,8 +205,37 @@ class Snap1 final : public OnlineGradientTrainer {
         }
         input = next[first_state_[static_cast<std::size_t>(l)]];
       }
+      if (checks_left_ > 0) {
+        --checks_left_;
+        for (std::size_t i = 0; i < carried_.size(); ++i)
+          if (expected[i].numel() > 0) check_closed_form(carried_[i], expected[i]);
+      }
     }
     std::move(next.begin(), next.end(), stored_.begin());
+  }
+
+  static std::int64_t check_stride(const Carried& c) {
+    return std::max<std::int64_t>(1, c.parameter->value().numel() / 8);
+  }
+
+  void check_closed_form(const Carried& c, const Tensor& expected) const {
+    const Tensor& got = stored_[c.influence];
+    const std::int64_t numel = c.parameter->value().numel(), cols = got.shape().cols;
+    const double tolerance = got.dtype() == autodiff::DType::f32 ? 1e-3 : 1e-9;
+    for (std::int64_t b = 0; b < got.shape().rows; ++b)
+      for (std::int64_t s = 0; s < c.pattern; ++s)
+        for (std::int64_t e = 0; e < numel; e += check_stride(c)) {
+          const double want = expected.get(b * cols + s * numel + e),
+                       have = got.get(b * cols + s * numel + e);
+          if (!(std::abs(have - want) <= tolerance * (1 + std::abs(want))))
+            throw std::invalid_argument(
+                "trainer 'snap1': layer " + std::to_string(c.layer) +
+                "'s cell has the built-in GRU's or LSTM's parameters, but its step is not theirs: the closed "
+                "form's influence on " +
+                c.parameter->name() + " element " + std::to_string(e) + " is " + std::to_string(have) +
+                ", Tape::jvp's " + std::to_string(want) +
+                "; train it with --trainer-option closed_form=false");
+        }
   }
 
   // The steps' gradients were summed in the parameters' own (backward adds to them, and so does carry()):
@@ -207,10 +245,10 @@ class Snap1 final : public OnlineGradientTrainer {
     zero_gradients(model);
   }
 
-  // c's influence one step on: for each parameter element, the state of its layer moved along M_{t-1} and
-  // the parameter along its one-hot direction (Tape::jvp), kept on the pattern.
+  // c's influence one step on: for each parameter element (every stride-th), the state of its layer moved
+  // along M_{t-1} and the parameter along its one-hot direction (Tape::jvp), kept on the pattern.
   Tensor propagate(Model& model, Tape& tape, const Carried& c, const std::vector<Var>& leaves,
-                   const std::vector<Var>& outputs) const {
+                   const std::vector<Var>& outputs, std::int64_t stride = 1) const {
     const std::size_t first = first_state_[static_cast<std::size_t>(c.layer)],
                       count = first_state_[static_cast<std::size_t>(c.layer) + 1] - first;
     const std::int64_t hidden = model.cell(c.layer).hidden_size(), numel = c.parameter->value().numel();
@@ -228,7 +266,7 @@ class Snap1 final : public OnlineGradientTrainer {
     tangents.push_back({tape.param(*c.parameter), &one_hot});
     const std::vector<Var> layer_outputs(outputs.begin() + static_cast<std::ptrdiff_t>(first),
                                          outputs.begin() + static_cast<std::ptrdiff_t>(first + count));
-    for (std::int64_t e = 0; e < numel; ++e) {
+    for (std::int64_t e = 0; e < numel; e += stride) {
       one_hot.set(e, 1.0);
       for (std::int64_t b = 0; b < batch; ++b)
         for (std::int64_t s = 0; s < c.pattern; ++s) {
@@ -267,7 +305,7 @@ class Snap1 final : public OnlineGradientTrainer {
 
   // What the first layer reads at step t: the embedding's rows of the tokens, or the features.
   static Tensor first_input(Model& model, const Step& s) {
-    if (!model.uses_tokens()) return *s.features;
+    if (!model.uses_tokens()) return s.features->to(model.config().dtype);  // datasets hold f32 features
     const Tensor& table = model.parameter("embedding.weight").value();
     const std::int64_t batch = static_cast<std::int64_t>(s.tokens.size()), width = table.shape().cols;
     Tensor x(Shape::matrix(batch, width), table.dtype());
@@ -308,7 +346,6 @@ class Snap1 final : public OnlineGradientTrainer {
     Tensor gi, gh, h_next, c_next;
     autodiff::infer::linear(x, p[0]->value(), p[2]->value(), gi);
     autodiff::infer::linear(h, p[1]->value(), p[3]->value(), gh);
-    const Tensor hidden_side = lstm ? Tensor() : gh;  // gru_pointwise overwrites W_hn h + b_hn
     if (lstm) {
       autodiff::infer::lstm_pointwise(gi, gh, c, h_next, c_next);
     } else {
@@ -349,7 +386,7 @@ class Snap1 final : public OnlineGradientTrainer {
           A[3] = f;
         } else {
           const T reset_gate = g[0], z = g[hidden], n = g[2 * hidden];
-          const T hidden_n = hidden_side.data<T>()[b * rows + 2 * hidden + i];
+          const T hidden_n = gh.data<T>()[b * rows + 2 * hidden + i];  // W_hn h + b_hn
           const T dn = (1 - z) * (1 - n * n);
           const T d[3] = {dn * hidden_n * reset_gate * (1 - reset_gate), (h_prev - n) * z * (1 - z), dn};
           T dh_dh = z;
@@ -389,6 +426,7 @@ class Snap1 final : public OnlineGradientTrainer {
   }
 
   bool closed_form_allowed_;
+  int checks_left_ = 0;  // steps of the closed form still checked against the generic path
   std::size_t states_ = 0;
   std::vector<std::size_t> first_state_;  // layer l's state tensors are stored_[first_state_[l]...[l + 1])
   std::vector<ClosedForm> closed_;        // per layer
