@@ -1,9 +1,9 @@
 // SnAp-1 (Menick, Elsen, Evci, Osindero, Simonyan & Graves 2021): RTRL with the influence M_t = d s_t / d
 // theta kept only where a parameter reaches the state in one step. The pattern here is by unit: a parameter
-// whose leading index is a multiple of H (row g * H + i of a gate block) keeps its influence on unit i of each
-// state tensor, m numbers per element and stream (m = 1 for h, 2 for h and c); any other parameter keeps it
-// on its whole layer's state. That is SnAp-1's pattern where each row feeds one unit in a step, and sparser
-// where a row reaches other units (a layer norm across units). Each step
+// whose leading index is a multiple of H (row g * H + i of a gate block) keeps its influence on unit i of
+// each state tensor, m numbers per element and stream (m = 1 for h, 2 for h and c); any other parameter keeps
+// it on its whole layer's state. That is SnAp-1's pattern where each row feeds one unit in a step, and
+// sparser where a row reaches other units (a layer norm across units). Each step
 //   gradient += dL_t/dtheta + (dL_t/ds_{t-1}) M_{t-1},   M_t = (D_t M_{t-1} + I_t) on the pattern,
 // D_t the state Jacobian and I_t the immediate influence. Where D_t is diagonal in units (IndRNN) the cell's
 // parameters lose nothing; otherwise they are biased. A layer's parameters are tracked on that layer's state
