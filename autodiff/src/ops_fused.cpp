@@ -311,6 +311,19 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
   });
 }
 
+void matmul(const Tensor& a, const Tensor& b, Tensor& y) {
+  const Shape sa = a.shape(), sb = b.shape();
+  if (sa.rank != 2 || sb.rank != 2 || sa.cols != sb.rows)
+    infer_fail("matmul", "a " + sa.str() + " and b " + sb.str() + " do not fit a @ b");
+  expect_dtype("matmul", a.dtype(), {&a, &b});
+  if (&y == &a || &y == &b) infer_fail("matmul", "y must be another tensor than its inputs");
+  y.resize(Shape::matrix(sa.rows, sb.cols), a.dtype());
+  dispatch(a.dtype(), [&]<class T>() {
+    gemm<T>(false, false, sa.rows, sb.cols, sa.cols, a.data<T>(), sa.cols, b.data<T>(), sb.cols, T(0),
+            y.data<T>());
+  });
+}
+
 void rnn_pointwise(const Tensor& a, const Tensor& b, Tensor& h) {
   if (a.shape() != b.shape())
     infer_fail("rnn_pointwise", "shapes " + a.shape().str() + " and " + b.shape().str() + " differ");

@@ -1,5 +1,7 @@
 #include "parallel.hpp"
 
+#include "rewind/autodiff/parallel.hpp"
+
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -200,3 +202,16 @@ void set_float_mode([[maybe_unused]] unsigned mode) {
 }
 
 }  // namespace rwd::autodiff::parallel
+
+namespace rwd::autodiff {
+
+void parallel_for(std::int64_t items, std::int64_t min_items,
+                  const std::function<void(std::int64_t, std::int64_t)>& body) {
+  const int parts = parallel::parts_for(items, min_items);
+  parallel::run(parts, [&](int part) {
+    const auto [begin, end] = parallel::range(items, part, parts);
+    body(begin, end);
+  });
+}
+
+}  // namespace rwd::autodiff

@@ -50,13 +50,6 @@ void for_each_gradient(models::Model& model, F&& f) {
   }
 }
 
-// flat += scale * every parameter's gradient, in order.
-inline void add_gradients(models::Model& model, std::span<double> flat, double scale = 1.0) {
-  for_each_gradient(model, [&](const auto* g, std::int64_t count, std::int64_t offset) {
-    for (std::int64_t i = 0; i < count; ++i) flat[static_cast<std::size_t>(offset + i)] += scale * g[i];
-  });
-}
-
 // Every parameter's gradient from flat, in order.
 inline void set_gradients(models::Model& model, std::span<const double> flat) {
   for_each_gradient(model, [&](auto* g, std::int64_t count, std::int64_t offset) {
@@ -73,7 +66,9 @@ inline void zero_gradients(models::Model& model) {
 // An update every k steps: each step's loss gradient, computed by step(), summed into one gradient.
 class OnlineGradientTrainer : public Trainer {
  public:
-  OnlineGradientTrainer(const std::string& name, std::int64_t k) : k_(k) {
+  // in_parameters: step() adds its gradient to the parameters' own (their type), and no flat vector is kept.
+  OnlineGradientTrainer(const std::string& name, std::int64_t k, bool in_parameters = false)
+      : k_(k), in_parameters_(in_parameters) {
     if (k < 1)
       throw std::invalid_argument("trainer '" + name + "': k must be >= 1, got " + std::to_string(k));
   }
@@ -84,11 +79,10 @@ class OnlineGradientTrainer : public Trainer {
     stats.first_step = position_;
     stats.end_step = end;
     stats.loss_count = count_targets(data, position_, end);
-    std::vector<double> gradient(static_cast<std::size_t>(parameter_count(model)), 0.0);
+    std::vector<double> gradient(in_parameters_ ? 0 : static_cast<std::size_t>(parameter_count(model)), 0.0);
     zero_gradients(model);
     for (std::int64_t t = position_; t < end; ++t) step(model, data, tape, t, stats, gradient);
-    finish(model, gradient);
-    set_gradients(model, gradient);
+    if (!in_parameters_) set_gradients(model, gradient);
     stats.steps_recorded = end - position_;
     stats.tape = tape.memory();
     position_ = stored_step_ = end;
@@ -96,16 +90,15 @@ class OnlineGradientTrainer : public Trainer {
   }
 
  protected:
-  // Step t from the stored state: adds the gradient of its loss (over stats.loss_count targets) to gradient,
-  // and its loss and correct predictions to stats; stores the new state and whatever the trainer carries.
+  // Step t from the stored state: adds the gradient of its loss (over stats.loss_count targets) to gradient
+  // (or to the parameters' gradients, in_parameters), and its loss and correct predictions to stats; stores
+  // the new state and whatever the trainer carries.
   virtual void step(models::Model& model, const Dataset& data, autodiff::Tape& tape, std::int64_t t,
                     UpdateStats& stats, std::vector<double>& gradient) = 0;
-  // After the update's last step, before gradient goes into the parameters: for a trainer that sums the
-  // steps' gradients elsewhere (snap1, in the parameters' own gradients).
-  virtual void finish(models::Model& /*model*/, std::vector<double>& /*gradient*/) {}
 
  private:
   std::int64_t k_;
+  bool in_parameters_;
 };
 
 inline constexpr models::OptionSpec steps_between_updates{

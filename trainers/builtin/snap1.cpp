@@ -21,6 +21,7 @@
 #include "online_gradient.hpp"
 #include "rewind/autodiff/inference.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/autodiff/parallel.hpp"
 #include "rewind/plugins/plugin.hpp"
 
 namespace rwd::trainers::builtin {
@@ -69,18 +70,21 @@ struct Carried {
   }
 };
 
-// One closed-form pass over a gate-block parameter of unit rows (rows R = gates * H, W elements each):
-// adds q . M to its gradient when q is given, then M <- A M + coefficient * input. M has `Units` numbers per
-// element (m state tensors), coefficient [B, Units, R], A [B, H, Units, Units], q [B, Units, H], input [B, W]
-// or none (a bias: input 1).
+// One closed-form pass over a gate-block parameter of unit rows (rows R = gates * H, W elements each): adds
+// the step's direct gradient delta (x) input and q . M to its gradient, then M <- A M + coefficient * input.
+// M has `Units` numbers per element (the state tensors), coefficient [B, Units, R], A [B, H, Units, Units],
+// q [B, Units, H] (dL_t / ds_{t-1}), delta [B, R] (dL_t / d pre-activation), input [B, W] or none (a bias:
+// input 1). Without a loss at this step q and delta are null.
+// Rows [first, end) only: parts of the rows run on rewind's threads, each row's arithmetic the same.
 template <class T, int Units>
 void carry(T* influence, T* grad, std::int64_t batch, std::int64_t rows, std::int64_t width,
-           std::int64_t hidden, const T* input, const T* coefficient, const T* jacobian, const T* q) {
+           std::int64_t hidden, const T* input, const T* coefficient, const T* jacobian, const T* q,
+           const T* delta, std::int64_t first, std::int64_t end) {
   const T one = 1;
   const std::int64_t block = rows * width;
   for (std::int64_t b = 0; b < batch; ++b) {
     const T* in = input ? input + b * width : &one;
-    for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t r = first; r < end; ++r) {
       const std::int64_t i = r % hidden, base = r * width;
       const T* A = jacobian + (b * hidden + i) * Units * Units;
       // One unit's numbers in registers and restrict pointers, so that the loop over the row vectorises.
@@ -89,12 +93,11 @@ void carry(T* influence, T* grad, std::int64_t batch, std::int64_t rows, std::in
       T* __restrict g = grad + base;
       const T* __restrict x = in;
       const T c0 = coefficient[b * Units * rows + r], a00 = A[0];
-      // Without a loss at this step q is zero: the same pass with its term gone.
-      const T q0 = q ? q[b * Units * hidden + i] : T(0);
+      const T q0 = q ? q[b * Units * hidden + i] : T(0), d = delta ? delta[b * rows + r] : T(0);
       if constexpr (Units == 1) {
         for (std::int64_t j = 0; j < width; ++j) {
           const T h = m0[j];
-          g[j] += q0 * h;
+          g[j] += d * x[j] + q0 * h;
           m0[j] = a00 * h + c0 * x[j];
         }
       } else {
@@ -102,7 +105,7 @@ void carry(T* influence, T* grad, std::int64_t batch, std::int64_t rows, std::in
         const T q1 = q ? q[(b * Units + 1) * hidden + i] : T(0);
         for (std::int64_t j = 0; j < width; ++j) {
           const T h = m0[j], c = m1[j];
-          g[j] += q0 * h + q1 * c;
+          g[j] += d * x[j] + q0 * h + q1 * c;
           m0[j] = a00 * h + a01 * c + c0 * x[j];
           m1[j] = a10 * h + a11 * c + c1 * x[j];
         }
@@ -111,10 +114,16 @@ void carry(T* influence, T* grad, std::int64_t batch, std::int64_t rows, std::in
   }
 }
 
+// One layer's step of a built-in GRU or LSTM, recomputed without a tape: its input, the state it read (zero
+// on restarting rows), the activated gates and the new state.
+struct GatedStep {
+  Tensor x, h, c, gates, hidden_side, h_next, c_next;
+};
+
 class Snap1 final : public OnlineGradientTrainer {
  public:
   explicit Snap1(const TrainerSpec& spec)
-      : OnlineGradientTrainer("snap1", spec.options.integer("k")),
+      : OnlineGradientTrainer("snap1", spec.options.integer("k"), true),
         closed_form_allowed_(spec.options.boolean("closed_form")) {}
 
   void begin(Model& model, const Dataset& data, Tape& tape) override {
@@ -127,12 +136,12 @@ class Snap1 final : public OnlineGradientTrainer {
     checks_left_ = 2;  // the first step checks the immediate influence, the second the carry too
     const int layers = model.config().layers;
     first_state_.assign(1, 0);
-    closed_.clear();
+    closed_ = closed_form_allowed_ ? closed_form(model.cell(0), 0) : ClosedForm::none;
     carried_.clear();
     for (int l = 0; l < layers; ++l) {
       models::Cell& cell = model.cell(l);
       first_state_.push_back(first_state_.back() + static_cast<std::size_t>(cell.state_size()));
-      closed_.push_back(closed_form_allowed_ ? closed_form(cell, l) : ClosedForm::none);
+      if (closed_form(cell, l) != closed_) closed_ = ClosedForm::none;
       for (Parameter* p : cell.parameters()) {
         const Shape s = p->value().shape();
         const std::int64_t leading = s.rank == 2 ? s.rows : s.cols, hidden = cell.hidden_size();
@@ -155,63 +164,252 @@ class Snap1 final : public OnlineGradientTrainer {
 
  private:
   void step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
-            std::vector<double>& /*gradient: summed in the parameters, see finish()*/) override {
+            std::vector<double>& /*gradient: summed in the parameters' own*/) override {
+    if (closed_ == ClosedForm::none) return generic_step(model, data, tape, t, stats);
+    if (tape.dtype() == autodiff::DType::f32) return closed_step<float>(model, data, tape, t, stats);
+    closed_step<double>(model, data, tape, t, stats);
+  }
+
+  // Step t recorded on the tape from the stored state, whose tensors are leaves.
+  struct Recorded {
+    std::vector<Var> leaves, outputs;
+    WindowResult result;
+    std::vector<Tensor> next;  // the new state's values
+  };
+  Recorded record(Model& model, const Dataset& data, Tape& tape, std::int64_t t, double normalizer) const {
     tape.clear();
     ModelState state;
-    std::vector<Tensor> previous(stored_.begin(), stored_.begin() + static_cast<std::ptrdiff_t>(states_));
-    model.begin(tape, previous, state, true);
-    const std::vector<Var> leaves = flatten(state);
-    const WindowResult r = record_window(
-        model, tape, data, state,
-        {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = static_cast<double>(stats.loss_count)});
-    const std::vector<Var> outputs = flatten(state);
-    std::vector<Tensor> next(states_);
-    model.end(state, next);  // before backward, which may write gradients over values
-    // The generic layers' next influence, before backward: a tape takes no jvp after it.
-    // The closed form's first steps are checked on a few elements of each parameter against that path: a
-    // cell of the built-in layout whose step differs (a zoo cell with zoneout) is refused, not mistrained.
-    std::vector<Tensor> moved(carried_.size()), expected(carried_.size());
-    for (std::size_t i = 0; i < carried_.size(); ++i) {
-      const Carried& c = carried_[i];
-      if (closed_[static_cast<std::size_t>(c.layer)] == ClosedForm::none) {
-        moved[i] = propagate(model, tape, c, leaves, outputs);
-      } else if (checks_left_ > 0) {
-        expected[i] = propagate(model, tape, c, leaves, outputs, check_stride(c));
-      }
-    }
+    model.begin(tape,
+                std::vector<Tensor>(stored_.begin(), stored_.begin() + static_cast<std::ptrdiff_t>(states_)),
+                state, true);
+    Recorded r;
+    r.leaves = flatten(state);
+    r.result = record_window(model, tape, data, state,
+                             {.begin = t, .end = t + 1, .loss_begin = t, .normalizer = normalizer});
+    r.outputs = flatten(state);
+    r.next.resize(states_);
+    model.end(state, r.next);  // before backward, which may write gradients over values
+    return r;
+  }
 
-    std::vector<Tensor> q;  // dL_t / ds_{t-1}, empty when step t carries no loss
+  // Any cell: the step on the tape, the influence moved by Tape::jvp (before backward: a tape takes no jvp
+  // after it), then the step's backward for its direct gradient and q = dL_t / ds_{t-1}.
+  void generic_step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats) {
+    Recorded r = record(model, data, tape, t, static_cast<double>(stats.loss_count));
+    std::vector<Tensor> moved;
+    for (const Carried& c : carried_) moved.push_back(propagate(model, tape, c, r.leaves, r.outputs));
+    if (r.result.loss.valid()) {
+      tape.backward(r.result.loss);
+      std::vector<Tensor> q;
+      for (const Var& leaf : r.leaves) q.push_back(tape.grad(leaf));
+      for (const Carried& c : carried_) add_carried_gradient(model, c, q);
+      stats.loss += r.result.loss.item();
+      stats.correct += r.result.correct;
+    }
+    for (std::size_t i = 0; i < carried_.size(); ++i) stored_[carried_[i].influence] = std::move(moved[i]);
+    std::move(r.next.begin(), r.next.end(), stored_.begin());
+  }
+
+  // The built-in GRU or LSTM, with no tape but the head's: each layer's step recomputed (autodiff::infer),
+  // the loss and dL_t / dh of the last layer from the head, then layer by layer from the top the step's
+  // backward in closed form (the pre-activations' gradient delta, dL_t / ds_{t-1} and the layer input's
+  // gradient) and one pass per parameter that adds delta (x) input + q . M_{t-1} to its gradient and moves M.
+  // The first steps are checked on a few elements of each parameter against the generic path: a cell with the
+  // built-in layout and another step (the zoo's zoneout GRU) is refused, not mistrained.
+  template <class T>
+  void closed_step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats) {
+    std::vector<Tensor> expected;
+    if (checks_left_ > 0) {
+      Recorded r = record(model, data, tape, t, static_cast<double>(stats.loss_count));
+      for (const Carried& c : carried_)
+        expected.push_back(propagate(model, tape, c, r.leaves, r.outputs, check_stride(c)));
+    }
+    const Step s = data.step(t);
+    const int layers = model.config().layers;
+    std::vector<GatedStep> steps(static_cast<std::size_t>(layers));
+    std::vector<Tensor> next;
+    Tensor input = first_input(model, s);
+    for (int l = 0; l < layers; ++l) {
+      GatedStep& g = steps[static_cast<std::size_t>(l)];
+      forward<T>(model, l, std::move(input), s.reset, g);
+      next.push_back(g.h_next);
+      if (closed_ == ClosedForm::lstm) next.push_back(g.c_next);
+      input = g.h_next;
+    }
+    // The head's loss on the new state: its gradient at the last layer's h.
+    tape.clear();
+    ModelState state;
+    model.begin(tape, next, state, true);
+    WindowResult r;
+    record_loss(model, tape, data, model.cell(layers - 1).output(state.back()), t, t + 1, t,
+                static_cast<double>(stats.loss_count), r);
+    Tensor dh;  // dL_t / dh' of the layer at hand; empty when step t carries no loss
     if (r.loss.valid()) {
       tape.backward(r.loss);
-      for (const Var& leaf : leaves) q.push_back(tape.grad(leaf));
+      dh = tape.grad(state.back()[0]);
       stats.loss += r.loss.item();
       stats.correct += r.correct;
     }
-    for (std::size_t i = 0; i < carried_.size(); ++i)
-      if (moved[i].numel() > 0) {
-        if (!q.empty()) add_carried_gradient(model, carried_[i], q);
-        stored_[carried_[i].influence] = std::move(moved[i]);
-      }
-    if (std::any_of(closed_.begin(), closed_.end(), [](ClosedForm f) { return f != ClosedForm::none; })) {
-      const Step s = data.step(t);
-      Tensor input = first_input(model, s);
-      for (int l = 0; l < model.config().layers; ++l) {
-        if (closed_[static_cast<std::size_t>(l)] != ClosedForm::none) {
-          if (tape.dtype() == autodiff::DType::f32) {
-            closed_step<float>(model, l, input, previous, q, s.reset);
-          } else {
-            closed_step<double>(model, l, input, previous, q, s.reset);
-          }
-        }
-        input = next[first_state_[static_cast<std::size_t>(l)]];
-      }
-      if (checks_left_ > 0) {
-        --checks_left_;
-        for (std::size_t i = 0; i < carried_.size(); ++i)
-          if (expected[i].numel() > 0) check_closed_form(carried_[i], expected[i]);
-      }
+    for (int l = layers - 1; l >= 0; --l) dh = pass<T>(model, l, steps[static_cast<std::size_t>(l)], dh, s);
+    std::copy(next.begin(), next.end(), stored_.begin());
+    if (checks_left_ > 0) {
+      --checks_left_;
+      for (std::size_t i = 0; i < carried_.size(); ++i) check_closed_form(carried_[i], expected[i]);
     }
-    std::move(next.begin(), next.end(), stored_.begin());
+  }
+
+  // Layer l's step from input x and its stored state; restarting rows read a zero state and influence.
+  template <class T>
+  void forward(Model& model, int l, Tensor x, std::span<const std::uint8_t> reset, GatedStep& g) {
+    const std::vector<Parameter*> p = model.cell(l).parameters();
+    const std::size_t first = first_state_[static_cast<std::size_t>(l)];
+    const std::int64_t hidden = model.cell(l).hidden_size(), batch = x.shape().rows;
+    const bool lstm = closed_ == ClosedForm::lstm;
+    g.x = std::move(x);
+    g.h = stored_[first];
+    if (lstm) g.c = stored_[first + 1];
+    for (std::int64_t b = 0; b < batch; ++b)
+      if (!reset.empty() && reset[static_cast<std::size_t>(b)]) {
+        std::fill_n(g.h.data<T>() + b * hidden, hidden, T(0));
+        if (lstm) std::fill_n(g.c.data<T>() + b * hidden, hidden, T(0));
+        for (const Carried& c : carried_)
+          if (c.layer == l) {
+            Tensor& m = stored_[c.influence];
+            std::fill_n(m.data<T>() + b * m.shape().cols, m.shape().cols, T(0));
+          }
+      }
+    autodiff::infer::linear(g.x, p[0]->value(), p[2]->value(), g.gates);
+    autodiff::infer::linear(g.h, p[1]->value(), p[3]->value(), g.hidden_side);
+    if (lstm) {
+      autodiff::infer::lstm_pointwise(g.gates, g.hidden_side, g.c, g.h_next, g.c_next);
+    } else {
+      autodiff::infer::gru_pointwise(g.gates, g.hidden_side, g.h, g.h_next);
+    }
+  }
+
+  // Layer l's backward and influence pass, from dh = dL_t / dh' (its new h; c' is read by no loss of step t).
+  // Returns dL_t / dx for the layer below (x is its new h), after adding the embedding's rows at layer 0.
+  template <class T>
+  Tensor pass(Model& model, int l, const GatedStep& g, const Tensor& dh, const Step& s) {
+    models::Cell& cell = model.cell(l);
+    const bool lstm = closed_ == ClosedForm::lstm;
+    const int units = lstm ? 2 : 1;
+    const std::vector<Parameter*> p = cell.parameters();
+    const std::int64_t hidden = cell.hidden_size(), rows = p[0]->value().shape().rows,
+                       batch = g.x.shape().rows;
+    // d state_i / d pre-activation for the input side's rows and the hidden side's (they differ for the
+    // GRU's n gate, where r scales the hidden side), and D_t's block per unit.
+    Tensor from_input(Shape::matrix(batch, units * rows), g.h.dtype()),
+        from_hidden(from_input.shape(), g.h.dtype());
+    Tensor jacobian(Shape::matrix(batch, hidden * units * units), g.h.dtype());
+    const T* w_hh = p[1]->value().data<T>();
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t i = 0; i < hidden; ++i) {
+        const T* gate = g.gates.data<T>() + b * rows + i;  // gate k of unit i at gate[k * hidden]
+        T* ci = from_input.data<T>() + b * units * rows + i;
+        T* ch = from_hidden.data<T>() + b * units * rows + i;
+        T* A = jacobian.data<T>() + (b * hidden + i) * units * units;
+        const T h_prev = g.h.data<T>()[b * hidden + i];
+        if (lstm) {
+          const T in = gate[0], f = gate[hidden], cell_in = gate[2 * hidden], o = gate[3 * hidden];
+          const T c_prev = g.c.data<T>()[b * hidden + i], tc = std::tanh(g.c_next.data<T>()[b * hidden + i]);
+          const T dh_dc = o * (1 - tc * tc);
+          // d c' / d a and d h' / d a per gate: h's rows first, then c's (offset rows).
+          const T dc[4] = {cell_in * in * (1 - in), c_prev * f * (1 - f), in * (1 - cell_in * cell_in), 0};
+          const T dh_da[4] = {dh_dc * dc[0], dh_dc * dc[1], dh_dc * dc[2], tc * o * (1 - o)};
+          T dh_dh = 0, dc_dh = 0;
+          for (int k = 0; k < 4; ++k) {
+            ci[k * hidden] = ch[k * hidden] = dh_da[k];
+            ci[rows + k * hidden] = ch[rows + k * hidden] = dc[k];
+            const T w = w_hh[(k * hidden + i) * hidden + i];
+            dh_dh += dh_da[k] * w;
+            dc_dh += dc[k] * w;
+          }
+          A[0] = dh_dh;
+          A[1] = dh_dc * f;
+          A[2] = dc_dh;
+          A[3] = f;
+        } else {
+          const T reset_gate = gate[0], z = gate[hidden], n = gate[2 * hidden];
+          const T hidden_n = g.hidden_side.data<T>()[b * rows + 2 * hidden + i];  // W_hn h + b_hn
+          const T dn = (1 - z) * (1 - n * n);
+          const T d[3] = {dn * hidden_n * reset_gate * (1 - reset_gate), (h_prev - n) * z * (1 - z), dn};
+          T dh_dh = z;
+          for (int k = 0; k < 3; ++k) {
+            ci[k * hidden] = d[k];
+            ch[k * hidden] = k == 2 ? d[k] * reset_gate : d[k];
+            dh_dh += ch[k * hidden] * w_hh[(k * hidden + i) * hidden + i];
+          }
+          A[0] = dh_dh;
+        }
+      }
+    // The step's backward: delta = dh (.) d h' / d a per side, q = dL_t / ds_{t-1} (through W_hh and the
+    // elementwise paths: z h for the GRU, c' for the LSTM), dx = delta_ih W_ih.
+    Tensor delta_input, delta_hidden, q, dx;
+    if (dh.numel() > 0) {
+      delta_input = Tensor(Shape::matrix(batch, rows), dh.dtype());
+      delta_hidden = Tensor(delta_input.shape(), dh.dtype());
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const T grad_h = dh.data<T>()[b * hidden + r % hidden];
+          delta_input.data<T>()[b * rows + r] = grad_h * from_input.data<T>()[b * units * rows + r];
+          delta_hidden.data<T>()[b * rows + r] = grad_h * from_hidden.data<T>()[b * units * rows + r];
+        }
+      const Tensor through_w_hh = product(delta_hidden, *p[1]);
+      q = Tensor(Shape::matrix(batch, units * hidden), dh.dtype());
+      for (std::int64_t b = 0; b < batch; ++b)
+        for (std::int64_t i = 0; i < hidden; ++i) {
+          const T grad_h = dh.data<T>()[b * hidden + i],
+                  *A = jacobian.data<T>() + (b * hidden + i) * units * units;
+          const bool restarted = !s.reset.empty() && s.reset[static_cast<std::size_t>(b)];
+          T* qb = q.data<T>() + b * units * hidden + i;
+          qb[0] = restarted ? T(0)
+                            : through_w_hh.data<T>()[b * hidden + i] +
+                                  (lstm ? T(0) : grad_h * g.gates.data<T>()[b * rows + hidden + i]);
+          if (lstm) qb[hidden] = restarted ? T(0) : grad_h * A[1];
+        }
+      if (l > 0 || model.uses_tokens()) dx = product(delta_input, *p[0]);
+    }
+    const Tensor* inputs[4] = {&g.x, &g.h, nullptr, nullptr};
+    const Tensor* coefficients[4] = {&from_input, &from_hidden, &from_input, &from_hidden};
+    const Tensor* deltas[4] = {&delta_input, &delta_hidden, &delta_input, &delta_hidden};
+    const Carried* carried = &*std::find_if(carried_.begin(), carried_.end(),
+                                            [&](const Carried& k) { return k.parameter == p[0]; });
+    for (int k = 0; k < 4; ++k) {
+      T* m = stored_[carried[k].influence].data<T>();
+      T* grad = p[static_cast<std::size_t>(k)]->grad().template data<T>();
+      const T* in = inputs[k] ? inputs[k]->data<T>() : nullptr;
+      const T* q_data = q.numel() > 0 ? q.data<T>() : nullptr;
+      const T* delta = deltas[k]->numel() > 0 ? deltas[k]->data<T>() : nullptr;
+      const T* coefficient = coefficients[k]->data<T>();
+      const std::int64_t width = carried[k].width;
+      // The pass is bound by memory: split over the threads by rows once each part has 2^14 elements.
+      autodiff::parallel_for(rows, std::max<std::int64_t>(1, (std::int64_t{1} << 14) / (width * batch)),
+                             [&](std::int64_t first, std::int64_t end) {
+                               if (lstm) {
+                                 carry<T, 2>(m, grad, batch, rows, width, hidden, in, coefficient,
+                                             jacobian.data<T>(), q_data, delta, first, end);
+                               } else {
+                                 carry<T, 1>(m, grad, batch, rows, width, hidden, in, coefficient,
+                                             jacobian.data<T>(), q_data, delta, first, end);
+                               }
+                             });
+    }
+    if (l > 0 || dx.numel() == 0) return dx;
+    Tensor& table = model.parameter("embedding.weight").grad();  // the rows the step read
+    const std::int64_t width = table.shape().cols;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      T* row = table.data<T>() + static_cast<std::int64_t>(s.tokens[static_cast<std::size_t>(b)]) * width;
+      for (std::int64_t j = 0; j < width; ++j) row[j] += dx.data<T>()[b * width + j];
+    }
+    return {};
+  }
+
+  // a [B, R] times w's value [R, C].
+  static Tensor product(const Tensor& a, const Parameter& w) {
+    Tensor y;
+    autodiff::infer::matmul(a, w.value(), y);
+    return y;
   }
 
   static std::int64_t check_stride(const Carried& c) {
@@ -236,13 +434,6 @@ class Snap1 final : public OnlineGradientTrainer {
                 ", Tape::jvp's " + std::to_string(want) +
                 "; train it with --trainer-option closed_form=false");
         }
-  }
-
-  // The steps' gradients were summed in the parameters' own (backward adds to them, and so does carry()):
-  // one pass over them per update, not per step.
-  void finish(Model& model, std::vector<double>& gradient) override {
-    add_gradients(model, gradient);
-    zero_gradients(model);
   }
 
   // c's influence one step on: for each parameter element (every stride-th), the state of its layer moved
@@ -317,119 +508,11 @@ class Snap1 final : public OnlineGradientTrainer {
     return x;
   }
 
-  // Layer l of a built-in GRU or LSTM: the gates recomputed from x and the previous state, then one pass over
-  // each parameter's influence (carry()) with the coefficients d state_i / d pre-activation row and the 1 x 1
-  // or 2 x 2 block of D_t on unit i. Rows that restart read a zero state and a zero influence.
-  template <class T>
-  void closed_step(Model& model, int l, const Tensor& x, const std::vector<Tensor>& previous,
-                   const std::vector<Tensor>& q, std::span<const std::uint8_t> reset) {
-    models::Cell& cell = model.cell(l);
-    const bool lstm = closed_[static_cast<std::size_t>(l)] == ClosedForm::lstm;
-    const int units = lstm ? 2 : 1;
-    const std::size_t first = first_state_[static_cast<std::size_t>(l)];
-    const std::vector<Parameter*> p = cell.parameters();
-    const std::int64_t hidden = cell.hidden_size(), rows = p[0]->value().shape().rows, batch = x.shape().rows;
-    Tensor h = previous[first], c = lstm ? previous[first + 1] : Tensor();
-    const Carried* carried = &*std::find_if(carried_.begin(), carried_.end(),
-                                            [&](const Carried& k) { return k.parameter == p[0]; });
-    for (std::int64_t b = 0; b < batch; ++b)
-      if (!reset.empty() && reset[static_cast<std::size_t>(b)]) {
-        for (std::int64_t i = 0; i < hidden; ++i) {
-          h.set(b * hidden + i, 0.0);
-          if (lstm) c.set(b * hidden + i, 0.0);
-        }
-        for (int k = 0; k < 4; ++k) {
-          Tensor& m = stored_[carried[k].influence];
-          std::fill_n(m.data<T>() + b * m.shape().cols, m.shape().cols, T(0));
-        }
-      }
-    Tensor gi, gh, h_next, c_next;
-    autodiff::infer::linear(x, p[0]->value(), p[2]->value(), gi);
-    autodiff::infer::linear(h, p[1]->value(), p[3]->value(), gh);
-    if (lstm) {
-      autodiff::infer::lstm_pointwise(gi, gh, c, h_next, c_next);
-    } else {
-      autodiff::infer::gru_pointwise(gi, gh, h, h_next);
-    }
-    // Coefficients of the input side's rows and the hidden side's (they differ for the GRU's n gate, where r
-    // scales the hidden side), and D_t's block per unit.
-    Tensor from_input(Shape::matrix(batch, units * rows), h.dtype()),
-        from_hidden(from_input.shape(), h.dtype());
-    Tensor jacobian(Shape::matrix(batch, hidden * units * units), h.dtype());
-    const T* gate = gi.data<T>();
-    const T* w_hh = p[1]->value().data<T>();
-    for (std::int64_t b = 0; b < batch; ++b)
-      for (std::int64_t i = 0; i < hidden; ++i) {
-        const T* g = gate + b * rows + i;  // gate k of unit i at g[k * hidden]
-        T* ci = from_input.data<T>() + b * units * rows + i;
-        T* ch = from_hidden.data<T>() + b * units * rows + i;
-        T* A = jacobian.data<T>() + (b * hidden + i) * units * units;
-        const T h_prev = h.data<T>()[b * hidden + i];
-        if (lstm) {
-          const T in = g[0], f = g[hidden], cell_in = g[2 * hidden], o = g[3 * hidden];
-          const T c_prev = c.data<T>()[b * hidden + i], tc = std::tanh(c_next.data<T>()[b * hidden + i]);
-          const T dh_dc = o * (1 - tc * tc);
-          // Rows of unit i in the c block (offset rows), then h's: d c' / d a and d h' / d a per gate.
-          const T dc[4] = {cell_in * in * (1 - in), c_prev * f * (1 - f), in * (1 - cell_in * cell_in), 0};
-          const T dh[4] = {dh_dc * dc[0], dh_dc * dc[1], dh_dc * dc[2], tc * o * (1 - o)};
-          T dh_dh = 0, dc_dh = 0;
-          for (int k = 0; k < 4; ++k) {
-            ci[k * hidden] = ch[k * hidden] = dh[k];
-            ci[rows + k * hidden] = ch[rows + k * hidden] = dc[k];
-            const T w = w_hh[(k * hidden + i) * hidden + i];
-            dh_dh += dh[k] * w;
-            dc_dh += dc[k] * w;
-          }
-          A[0] = dh_dh;
-          A[1] = dh_dc * f;
-          A[2] = dc_dh;
-          A[3] = f;
-        } else {
-          const T reset_gate = g[0], z = g[hidden], n = g[2 * hidden];
-          const T hidden_n = gh.data<T>()[b * rows + 2 * hidden + i];  // W_hn h + b_hn
-          const T dn = (1 - z) * (1 - n * n);
-          const T d[3] = {dn * hidden_n * reset_gate * (1 - reset_gate), (h_prev - n) * z * (1 - z), dn};
-          T dh_dh = z;
-          for (int k = 0; k < 3; ++k) {
-            ci[k * hidden] = d[k];
-            ch[k * hidden] = k == 2 ? d[k] * reset_gate : d[k];
-            dh_dh += ch[k * hidden] * w_hh[(k * hidden + i) * hidden + i];
-          }
-          A[0] = dh_dh;
-        }
-      }
-    // q by (state tensor, unit) per stream, as carry() reads it.
-    Tensor q_units;
-    if (!q.empty()) {
-      q_units = Tensor(Shape::matrix(batch, units * hidden), h.dtype());
-      for (std::int64_t b = 0; b < batch; ++b)
-        for (int a = 0; a < units; ++a)
-          std::copy_n(q[first + static_cast<std::size_t>(a)].data<T>() + b * hidden, hidden,
-                      q_units.data<T>() + (b * units + a) * hidden);
-    }
-    const T* q_data = q.empty() ? nullptr : q_units.data<T>();
-    const Tensor* inputs[4] = {&x, &h, nullptr, nullptr};
-    const Tensor* coefficients[4] = {&from_input, &from_hidden, &from_input, &from_hidden};
-    for (int k = 0; k < 4; ++k) {
-      T* m = stored_[carried[k].influence].data<T>();
-      T* grad = p[static_cast<std::size_t>(k)]->grad().template data<T>();
-      const std::int64_t width = carried[k].width;
-      const T* in = inputs[k] ? inputs[k]->data<T>() : nullptr;
-      if (lstm) {
-        carry<T, 2>(m, grad, batch, rows, width, hidden, in, coefficients[k]->data<T>(), jacobian.data<T>(),
-                    q_data);
-      } else {
-        carry<T, 1>(m, grad, batch, rows, width, hidden, in, coefficients[k]->data<T>(), jacobian.data<T>(),
-                    q_data);
-      }
-    }
-  }
-
   bool closed_form_allowed_;
-  int checks_left_ = 0;  // steps of the closed form still checked against the generic path
+  ClosedForm closed_ = ClosedForm::none;  // every layer's cell, or none: the generic path
+  int checks_left_ = 0;                   // steps of the closed form still checked against the generic path
   std::size_t states_ = 0;
   std::vector<std::size_t> first_state_;  // layer l's state tensors are stored_[first_state_[l]...[l + 1])
-  std::vector<ClosedForm> closed_;        // per layer
   std::vector<Carried> carried_;          // the cells' parameters in order
 };
 
