@@ -219,3 +219,24 @@ TEST_CASE("inference refuses tokens, a wrong state and tensors that do not fit, 
   CHECK_THROWS_WITH(autodiff::infer::rnn_pointwise(gi, c_prev, h),
                     Contains("shapes [1, 8] and [1, 2] differ"));
 }
+
+TEST_CASE("infer::matmul equals the matmul op, at one row and at many, and refuses what does not fit",
+          "[inference]") {
+  std::mt19937 rng(4);
+  for (DType dtype : {DType::f32, DType::f64})
+    for (std::int64_t rows : {1, 3, 130}) {
+      INFO(rows << " rows");
+      const Tensor a = random_tensor(Shape::matrix(rows, 37), dtype, rng);
+      const Tensor b = random_tensor(Shape::matrix(37, 20), dtype, rng);
+      Tape tape(dtype);
+      const Tensor want = autodiff::matmul(tape.input(a), tape.input(b)).value();
+      Tensor y;
+      autodiff::infer::matmul(a, b, y);
+      REQUIRE(y.shape() == want.shape());
+      for (std::int64_t i = 0; i < y.numel(); ++i) CHECK(y.get(i) == Approx(want.get(i)).epsilon(1e-5));
+    }
+  Tensor y;
+  CHECK_THROWS_WITH(autodiff::infer::matmul(Tensor(Shape::matrix(2, 3), DType::f32),
+                                            Tensor(Shape::matrix(4, 5), DType::f32), y),
+                    Contains("infer::matmul: a [2, 3] and b [4, 5] do not fit a @ b"));
+}

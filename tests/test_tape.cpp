@@ -1,9 +1,13 @@
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "helpers.hpp"
 #include "rewind/autodiff/ops.hpp"
+#include "rewind/autodiff/parallel.hpp"
 
 using namespace rwd::autodiff;
 
@@ -359,4 +363,30 @@ TEST_CASE("jvp: the tangent of a small expression, its directions checked, and o
   tape.backward(y);
   CHECK(tape.grad(x).get(0) == 0.5 + 2.0);  // w + sg(x): the jvp calls left the window as it was
   CHECK_THROWS_WITH(tape.jvp(only_x, outputs), Catch::Contains("call jvp() before backward()"));
+}
+
+TEST_CASE(
+    "parallel_for covers every item once, in ranges of at least min_items; a split inside a split is one "
+    "range",
+    "[threads]") {
+  for (std::int64_t items : {0, 1, 7, 1000, 4097})
+    for (std::int64_t min_items : {1, 100, 5000}) {
+      INFO(items << " items, at least " << min_items);
+      std::vector<int> seen(static_cast<std::size_t>(items), 0);
+      std::vector<std::pair<std::int64_t, std::int64_t>> ranges(64, {-1, -1});
+      std::atomic<int> calls{0}, inner_calls{0};
+      parallel_for(items, min_items, [&](std::int64_t begin, std::int64_t end) {
+        ranges[static_cast<std::size_t>(calls++)] = {begin, end};
+        for (std::int64_t i = begin; i < end; ++i) ++seen[static_cast<std::size_t>(i)];
+        // Inside a split, another split runs as one range on this thread.
+        parallel_for(end - begin, 1, [&](std::int64_t, std::int64_t) { ++inner_calls; });
+      });
+      for (int s : seen) CHECK(s == 1);
+      const int parts = calls.load();
+      if (parts > 1) CHECK(inner_calls == parts);
+      if (parts > 1)
+        for (int p = 0; p < parts; ++p)
+          CHECK(ranges[static_cast<std::size_t>(p)].second - ranges[static_cast<std::size_t>(p)].first >=
+                min_items);
+    }
 }
