@@ -366,7 +366,7 @@ TEST_CASE("jvp: the tangent of a small expression, its directions checked, and o
 }
 
 TEST_CASE(
-    "parallel_for covers every item once, in ranges of at least min_items; a split inside a split is one "
+    "parallel_for covers every item once in ranges of at least min_items, and a split inside a split is one "
     "range",
     "[threads]") {
   for (std::int64_t items : {0, 1, 7, 1000, 4097})

@@ -474,10 +474,13 @@ void over_softmax_blocks(std::int64_t rows, Block&& block) {
 }
 
 // A weight packed once per op in the tape's arena for all the chunks that multiply by it (counted in
-// MemoryStats). Chunks of fewer rows than the packed path takes go to gemm, as they would unpacked.
+// MemoryStats). Chunks of fewer rows than the packed path takes go to gemm, as they would unpacked; when the
+// first (largest) chunk of `rows` does, nothing is packed.
 template <class T>
-PackedB<T> pack_in_arena(Tape& tape, const T* b, std::int64_t ldb, bool transposed, std::int64_t k,
-                         std::int64_t n) {
+PackedB<T> pack_in_arena(Tape& tape, std::int64_t rows, const T* b, std::int64_t ldb, bool transposed,
+                         std::int64_t k, std::int64_t n) {
+  if (!packed_rows<T>(std::min(rows, head_chunk_rows)))
+    return PackedB<T>(static_cast<const T*>(nullptr), k, n);
   T* storage = static_cast<T*>(
       Recorder::allocate_tensor(tape, sizeof(T) * static_cast<std::size_t>(PackedB<T>::size(k, n))));
   return pack(b, ldb, transposed, k, n, storage);
@@ -521,7 +524,8 @@ Var linear_cross_entropy(const Var& x, const Var& w, const Var& b, std::span<con
     T* chunk = static_cast<T*>(Recorder::allocate_tensor(
         tape, sizeof(T) * static_cast<std::size_t>(std::min(logits.rows, head_chunk_rows) * logits.cols)));
     n->saved = chunk;
-    const PackedB<T> w_t = pack_in_arena<T>(tape, value_of<T>(n->inputs[1]), sx.cols, true, sx.cols, sw.rows);
+    const PackedB<T> w_t =
+        pack_in_arena<T>(tape, sx.rows, value_of<T>(n->inputs[1]), sx.cols, true, sx.cols, sw.rows);
     double total = 0;
     std::int64_t correct = 0;
     for (std::int64_t first = 0; first < logits.rows; first += head_chunk_rows) {
@@ -564,8 +568,8 @@ void backward_linear_cross_entropy(Tape& tape, Node* n) {
   CrossEntropyOptions recompute;
   recompute.ignore_index = static_cast<std::int32_t>(n->arg0);
   const T* w = value_of<T>(n->inputs[1]);
-  const PackedB<T> w_t = pack_in_arena<T>(tape, w, sx.cols, true, sx.cols, classes);
-  const PackedB<T> w_packed = pack_in_arena<T>(tape, w, sx.cols, false, classes, sx.cols);
+  const PackedB<T> w_t = pack_in_arena<T>(tape, sx.rows, w, sx.cols, true, sx.cols, classes);
+  const PackedB<T> w_packed = pack_in_arena<T>(tape, sx.rows, w, sx.cols, false, classes, sx.cols);
   // Last chunk first, for kernels::window_invariant.
   for (std::int64_t first = (sx.rows - 1) / head_chunk_rows * head_chunk_rows; first >= 0;
        first -= head_chunk_rows) {
