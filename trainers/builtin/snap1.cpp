@@ -133,7 +133,7 @@ class Snap1 final : public OnlineGradientTrainer {
           "dropout 0");
     Trainer::begin(model, data, tape);
     states_ = stored_.size();
-    checks_left_ = 2;  // the first step checks the immediate influence, the second the carry too
+    steps_to_check_ = 1;  // the second step, whose influence is carried as well as immediate
     const int layers = model.config().layers;
     first_state_.assign(1, 0);
     closed_ = closed_form_allowed_ ? closed_form(model.cell(0), 0) : ClosedForm::none;
@@ -214,12 +214,13 @@ class Snap1 final : public OnlineGradientTrainer {
   // the loss and dL_t / dh of the last layer from the head, then layer by layer from the top the step's
   // backward in closed form (the pre-activations' gradient delta, dL_t / ds_{t-1} and the layer input's
   // gradient) and one pass per parameter that adds delta (x) input + q . M_{t-1} to its gradient and moves M.
-  // The first steps are checked on a few elements of each parameter against the generic path: a cell with the
-  // built-in layout and another step (the zoo's zoneout GRU) is refused, not mistrained.
+  // A pass's second step is checked on a few elements of each parameter against the generic path: a cell with
+  // the built-in layout and another step (the zoo's zoneout GRU) is refused, not mistrained.
   template <class T>
   void closed_step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats) {
     std::vector<Tensor> expected;
-    if (checks_left_ > 0) {
+    const bool check = steps_to_check_-- == 0;
+    if (check) {
       Recorded r = record(model, data, tape, t, static_cast<double>(stats.loss_count));
       for (const Carried& c : carried_)
         expected.push_back(propagate(model, tape, c, r.leaves, r.outputs, check_stride(c)));
@@ -252,8 +253,7 @@ class Snap1 final : public OnlineGradientTrainer {
     }
     for (int l = layers - 1; l >= 0; --l) dh = pass<T>(model, l, steps[static_cast<std::size_t>(l)], dh, s);
     std::copy(next.begin(), next.end(), stored_.begin());
-    if (checks_left_ > 0) {
-      --checks_left_;
+    if (check) {
       for (std::size_t i = 0; i < carried_.size(); ++i) check_closed_form(carried_[i], expected[i]);
     }
   }
@@ -510,7 +510,7 @@ class Snap1 final : public OnlineGradientTrainer {
 
   bool closed_form_allowed_;
   ClosedForm closed_ = ClosedForm::none;  // every layer's cell, or none: the generic path
-  int checks_left_ = 0;                   // steps of the closed form still checked against the generic path
+  std::int64_t steps_to_check_ = -1;      // closed-form steps before the one checked against the generic path
   std::size_t states_ = 0;
   std::vector<std::size_t> first_state_;  // layer l's state tensors are stored_[first_state_[l]...[l + 1])
   std::vector<Carried> carried_;          // the cells' parameters in order
