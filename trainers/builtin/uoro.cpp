@@ -57,7 +57,7 @@ double norm(std::vector<Tensor>& tensors) {
 class Uoro final : public OnlineGradientTrainer {
  public:
   explicit Uoro(const TrainerSpec& spec)
-      : OnlineGradientTrainer("uoro", spec.options.integer("k")),
+      : OnlineGradientTrainer("uoro", spec.options.integer("k"), true),
         seed_(static_cast<std::uint64_t>(spec.options.integer("seed"))) {}
 
   // stored_state() holds the model's state tensors, then s~ (one per state tensor, the same shapes), then
@@ -75,15 +75,23 @@ class Uoro final : public OnlineGradientTrainer {
     parameters_ = parameter_count(model);
     const std::int64_t rows = data.batch();
     stored_.emplace_back(autodiff::Shape::matrix(rows, (parameters_ + rows - 1) / rows), stored_[0].dtype());
+    sum_ = Tensor(autodiff::Shape::vector(parameters_), stored_[0].dtype());
   }
 
  private:
   // Step t. The parameters' gradients are zero on entry (OnlineGradientTrainer zeroes them per update) and
-  // are left zero: each pass over them that reads a backward's result also clears it.
+  // left zero, each pass over them that reads a backward's result clearing it, until the update's last step
+  // puts the update's sum there.
   void step(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
-            std::vector<double>& gradient) override {
+            std::vector<double>& /*gradient: summed in sum_*/) override {
+    if (t == stats.first_step) with_elements(sum_, [](auto* sum, std::int64_t n) { std::fill_n(sum, n, 0); });
     advance(model, data, tape, t);
-    loss_gradient(model, data, tape, t, stats, gradient);
+    loss_gradient(model, data, tape, t, stats);
+    if (t + 1 == stats.end_step)
+      with_elements(sum_, [&](const auto* sum, std::int64_t) {
+        for_each_gradient(
+            model, [&](auto* g, std::int64_t n, std::int64_t offset) { std::copy_n(sum + offset, n, g); });
+      });
   }
 
   // Step t's transition: the new state, and s~, theta~ moved one step.
@@ -139,8 +147,7 @@ class Uoro final : public OnlineGradientTrainer {
 
   // Step t's loss from the new state (leaves again, on a fresh window): its direct gradient and
   // (q . s~) theta~ added to gradient, its loss and correct predictions to stats.
-  void loss_gradient(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats,
-                     std::vector<double>& gradient) {
+  void loss_gradient(Model& model, const Dataset& data, Tape& tape, std::int64_t t, UpdateStats& stats) {
     tape.clear();
     ModelState state;
     model.begin(tape, std::vector<Tensor>(stored_.begin(), stored_.begin() + offset(1)), state, true);
@@ -158,9 +165,12 @@ class Uoro final : public OnlineGradientTrainer {
       });
     }
     with_elements(stored_.back(), [&](const auto* theta, std::int64_t) {
+      using T = std::remove_const_t<std::remove_reference_t<decltype(*theta)>>;
+      T* sum = sum_.data<T>();
+      const T scale = static_cast<T>(q_s);
       for_each_gradient(model, [&](auto* g, std::int64_t n, std::int64_t offset) {
         for (std::int64_t i = 0; i < n; ++i) {
-          gradient[static_cast<std::size_t>(offset + i)] += g[i] + q_s * theta[offset + i];
+          sum[offset + i] += g[i] + scale * theta[offset + i];
           g[i] = 0;
         }
       });
@@ -175,6 +185,7 @@ class Uoro final : public OnlineGradientTrainer {
   std::size_t states_ = 0;
   std::int64_t parameters_ = 0;
   std::vector<Tensor> nu_;  // this step's signs, one tensor per state tensor
+  Tensor sum_;              // the update's gradient so far, flat in the parameters' type
 };
 
 std::unique_ptr<Trainer> create(const TrainerSpec& spec) {
