@@ -622,7 +622,23 @@ mutant snap1.restart_keeps_influence trainers/builtin/snap1.cpp \
   '' \
   "$snap1"
 mutant snap1.carried_influence_not_in_gradient trainers/builtin/snap1.cpp \
-  '        if (!q.empty()) add_carried_gradient(model, carried_[i], q);' \
+  '      for (const Carried& c : carried_) add_carried_gradient(model, c, q);' \
+  '' \
+  "$snap1"
+mutant snap1.closed_form_drops_direct_gradient trainers/builtin/snap1.cpp \
+  '          g[j] += d * x[j] + q0 * h + q1 * c;' \
+  '          g[j] += q0 * h + q1 * c;' \
+  "$snap1"
+mutant snap1.lstm_cell_state_gradient_dropped trainers/builtin/snap1.cpp \
+  '          if (lstm) qb[hidden] = restarted ? T(0) : grad_h * A[1];' \
+  '          if (lstm) qb[hidden] = 0;' \
+  "$snap1"
+mutant snap1.gru_state_gradient_without_z trainers/builtin/snap1.cpp \
+  '(lstm ? T(0) : grad_h * g.gates.data<T>()[b * rows + hidden + i]);' \
+  '(lstm ? T(0) : T(0));' \
+  "$snap1"
+mutant snap1.embedding_gradient_dropped trainers/builtin/snap1.cpp \
+  '      for (std::int64_t j = 0; j < width; ++j) row[j] += dx.data<T>()[b * width + j];' \
   '' \
   "$snap1"
 mutant sequence.unpacked_w_hh_overwrites autodiff/src/ops_sequence.cpp \
