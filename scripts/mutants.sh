@@ -645,6 +645,10 @@ mutant sequence.unpacked_w_hh_overwrites autodiff/src/ops_sequence.cpp \
   'kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, add ? T(1) : T(0),' \
   'kernels::row_gemm(forward, n, k, a + r * lda, unpacked, forward ? k : n, T(0),' \
   "$ops|$trainers"
+mutant row_gemm.four_rows_drops_one autodiff/src/kernels.hpp \
+  'for (std::int64_t j = 0; j < n; ++j) out[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j];' \
+  'for (std::int64_t j = 0; j < n; ++j) out[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j];' \
+  "$ops|$trainers|inference"
 
 if [ "${1:-}" = "--list" ]; then
   for i in "${!names[@]}"; do printf '%-40s %s\n' "${names[$i]}" "${files[$i]}"; done
