@@ -133,9 +133,9 @@ double scaled_difference(const Tensor& a, const Tensor& b) {
 TEST_CASE("float windows agree with double at sizes that fill the kernels' panels and split the batch",
           "[sequence][cells]") {
   // Hidden 40: 4H = 160 columns are five full float panels of the recurrent kernel, 3H = 120 end in a
-  // partial one; batch 19 splits unevenly over threads and leaves partial row tiles. A window of one step
-  // and 3 rows reads W_hh unpacked.
-  for (const auto& [rows, window] : {std::pair<std::int64_t, std::int64_t>{19, 4}, {3, 1}})
+  // partial one; batch 19 splits unevenly over threads and leaves partial row tiles. Windows of at most 4
+  // rows read W_hh unpacked: 2 steps of 2 rows multiply a state that is not zero by it, forward and back.
+  for (const auto& [rows, window] : {std::pair<std::int64_t, std::int64_t>{19, 4}, {3, 1}, {2, 2}})
     for (const char* cell : {"rnn", "gru", "lstm"}) {
       INFO(cell << ", " << window << " step(s) of " << rows << " rows");
       const Tensor x64 = test::random_tensor(Shape::matrix(window * rows, 24), DType::f64, 5);

@@ -373,7 +373,8 @@ TEST_CASE(
     for (std::int64_t min_items : {1, 100, 5000}) {
       INFO(items << " items, at least " << min_items);
       std::vector<int> seen(static_cast<std::size_t>(items), 0);
-      std::vector<std::pair<std::int64_t, std::int64_t>> ranges(64, {-1, -1});
+      std::vector<std::pair<std::int64_t, std::int64_t>> ranges(static_cast<std::size_t>(items) + 1,
+                                                                {-1, -1});
       std::atomic<int> calls{0}, inner_calls{0};
       parallel_for(items, min_items, [&](std::int64_t begin, std::int64_t end) {
         ranges[static_cast<std::size_t>(calls++)] = {begin, end};

@@ -1,6 +1,7 @@
 // What the online-gradient trainers (rtrl, uoro, snap1) share: they step through a window one step at a time,
 // carry their own state beside the model's in stored_state(), and build the update's gradient in a flat
-// vector over every parameter element (PyTorch's state_dict order) before it goes into the parameters.
+// vector over every parameter element (PyTorch's state_dict order) before it goes into the parameters, or
+// (in_parameters) sum it in the parameters' own gradients or beside them.
 #pragma once
 
 #include <span>

@@ -11,8 +11,9 @@ namespace rwd::autodiff::infer {
 
 // As linear(): y = x w^T + b for x [B, K], w [N, K], b [N]; y becomes [B, N].
 REWIND_AUTODIFF_EXPORT void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y);
-// As matmul() without transposes: y = a b for a [M, K], b [K, N]; y becomes [M, N]. b is read as it is
-// (not packed), which suits a few rows of a: SnAp-1's closed-form backward through W_hh and W_ih.
+// As matmul() without transposes: y = a b for a [M, K], b [K, N]; y becomes [M, N]. The product is the op's
+// own kernel choice for a B that is not a parameter (in f32 one row of a reads b in place, a row at a time),
+// so it suits a few rows times a weight: SnAp-1's closed-form backward through W_hh and W_ih.
 REWIND_AUTODIFF_EXPORT void matmul(const Tensor& a, const Tensor& b, Tensor& y);
 // As rnn_pointwise(): h = tanh(a + b) for a and b of one shape; h may be a or b.
 REWIND_AUTODIFF_EXPORT void rnn_pointwise(const Tensor& a, const Tensor& b, Tensor& h);
