@@ -261,10 +261,8 @@ int run_bench_memory(int argc, const char* const* argv) {
                                                     "model plugin")(
       "seq", po::value(&seq)->default_value(seq), "sequence lengths T, comma-separated")(
       "trainers", po::value(&trainer_list)->default_value(trainer_list),
-      "full, truncated:K, truncated:K1:K2, checkpointed[:C] (C steps between kept states), "
-      "checkpointed:BUDGET (50MiB, 5% of full's tape: the optimal plan), rtrl|uoro|snap1[:K] (K steps "
-      "between "
-      "updates), comma-separated")(
+      "full, truncated:K1[:K2], checkpointed[:C] (C steps between kept states), checkpointed:BUDGET (50MiB, "
+      "5% of full's tape: the optimal plan), rtrl|uoro|snap1[:K] (K steps per update), comma-separated")(
       "budgets", po::value(&budgets),
       "memory budgets to sweep with the checkpointed trainer's optimal plan (e.g. 1%,2%,5%,10%,25%), "
       "after --trainers; --plot then draws time per step against peak memory")(
